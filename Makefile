@@ -1,0 +1,236 @@
+# SPDX-License-Identifier: GPL-2.0
+#
+# mailktls: one make builds the agent, the library, the control tool, the
+# unit tests and (when kernel headers are there) the module.
+#
+#   make            build everything for this host
+#   make check      install what is missing, build, run every test (VM too)
+#   make run        install what is missing, build, start the agent
+#   make fuzz       run every fuzz target for FUZZ_SECONDS each
+#   make style      checkpatch on the module, clang-format check on user space
+#   V=1             show full commands
+
+PREFIX ?= /usr/local
+BINDIR ?= $(PREFIX)/sbin
+LIBDIR ?= $(PREFIX)/lib
+INCDIR ?= $(PREFIX)/include
+PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+DESTDIR ?=
+
+CC ?= gcc
+CLANG ?= clang
+CFLAGS ?= -O2 -g
+KVER ?= $(shell ls /lib/modules 2>/dev/null | grep -v '^$(shell uname -r)$$' | sort -V | tail -n1)
+KDIR ?= /lib/modules/$(KVER)/build
+BUILD ?= build
+FUZZ_SECONDS ?= 60
+FUZZ_CHECK_SECONDS ?= 10
+
+VERSION := 0.1.0
+
+# Quiet by default, as wireguard-tools does.
+ifeq ($(V),1)
+Q :=
+say = @true
+else
+Q := @
+say = @printf '  %-7s %s\n' $(1) $(2)
+MAKEFLAGS += --no-print-directory
+endif
+
+WARN := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wno-unused-parameter
+BASE_CFLAGS := -std=gnu11 $(WARN) -D_GNU_SOURCE -DMAILKTLS_VERSION='"$(VERSION)"' \
+	-Iinclude -Iagent -fstack-protector-strong -D_FORTIFY_SOURCE=2 -fPIC
+ALL_CFLAGS := $(BASE_CFLAGS) $(CFLAGS) -MMD -MP
+AGENT_LIBS := -luring -lssl -lcrypto -lmnl -lpthread
+
+# The daemon is every agent/*.c; main.c only for the binary, the rest also
+# links into the unit tests.
+AGENT_SRCS := $(wildcard agent/*.c)
+AGENT_CORE_OBJS := $(patsubst agent/%.c,$(BUILD)/agent/%.o,$(filter-out agent/main.c,$(AGENT_SRCS)))
+LIB_SRCS := $(wildcard agent/lib/*.c)
+LIB_OBJS := $(patsubst agent/lib/%.c,$(BUILD)/lib/%.o,$(LIB_SRCS))
+CTL_SRCS := $(wildcard agent/ctl/*.c)
+CTL_OBJS := $(patsubst agent/ctl/%.c,$(BUILD)/ctl/%.o,$(CTL_SRCS))
+
+UNIT_SRCS := $(wildcard tests/unit/test_*.c)
+UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/unit/%,$(UNIT_SRCS))
+VM_SRCS := $(wildcard tests/vm/*_test.c)
+VM_BINS := $(patsubst tests/vm/%.c,$(BUILD)/tests/vm/%,$(VM_SRCS))
+VM_HELPER_SRCS := $(filter-out $(VM_SRCS),$(wildcard tests/vm/*.c))
+VM_HELPER_BINS := $(patsubst tests/vm/%.c,$(BUILD)/tests/vm/%,$(VM_HELPER_SRCS))
+FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BINS := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRCS))
+
+# kselftest harness, extracted from Debian's linux-source at build time.
+KSFT_DIR := $(BUILD)/kselftest
+KSFT_HDR := $(KSFT_DIR)/kselftest_harness.h
+LINUX_SOURCE_TAR ?= $(firstword $(wildcard /usr/src/linux-source-6.1.tar.xz /usr/src/linux-source-*.tar.xz))
+
+BINS := agent/mailktlsd agent/mailktlsctl agent/libmailktls.a agent/libmailktls.so.1 \
+	agent/libmailktls.pc
+
+
+.PHONY: sanitize-tests all deps check check-unit check-sanitize check-fuzz check-integration check-vm \
+	run fuzz style module clean install tests vm-tests
+.DEFAULT_GOAL := all
+
+all: $(BINS) tests
+
+tests: $(UNIT_BINS)
+
+# --- agent ------------------------------------------------------------------
+
+$(BUILD)/agent/%.o: agent/%.c
+	$(call say,CC,$@)
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(BUILD)/lib/%.o: agent/lib/%.c
+	$(call say,CC,$@)
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(ALL_CFLAGS) -fvisibility=hidden -c -o $@ $<
+
+$(BUILD)/ctl/%.o: agent/ctl/%.c
+	$(call say,CC,$@)
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+agent/mailktlsd: $(BUILD)/agent/main.o $(AGENT_CORE_OBJS) $(LIB_OBJS)
+	$(call say,LD,$@)
+	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(AGENT_LIBS)
+
+agent/libmailktls.a: $(LIB_OBJS)
+	$(call say,AR,$@)
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+agent/libmailktls.so.1: $(LIB_OBJS)
+	$(call say,LD,$@)
+	$(Q)$(CC) $(CFLAGS) -shared -Wl,-soname,libmailktls.so.1 -o $@ $^ -lmnl
+	$(Q)ln -sf libmailktls.so.1 agent/libmailktls.so
+
+agent/libmailktls.pc: agent/lib/libmailktls.pc.in Makefile
+	$(call say,GEN,$@)
+	$(Q)sed -e 's|@PREFIX@|$(PREFIX)|;s|@LIBDIR@|$(LIBDIR)|;s|@INCDIR@|$(INCDIR)|;s|@VERSION@|$(VERSION)|' $< > $@
+
+agent/mailktlsctl: $(CTL_OBJS) agent/libmailktls.a
+	$(call say,LD,$@)
+	$(Q)$(CC) $(CFLAGS) -o $@ $(CTL_OBJS) agent/libmailktls.a -lmnl
+
+# --- kselftest harness ------------------------------------------------------
+
+$(KSFT_HDR):
+	$(call say,EXTRACT,kselftest harness)
+	@test -n "$(LINUX_SOURCE_TAR)" || { echo "linux-source-6.1 is not installed: run scripts/install-deps.sh" >&2; exit 1; }
+	@mkdir -p $(KSFT_DIR)
+	$(Q)tar -xJf $(LINUX_SOURCE_TAR) -C $(KSFT_DIR) --strip-components=4 --wildcards \
+		'*/tools/testing/selftests/kselftest_harness.h' '*/tools/testing/selftests/kselftest.h'
+	@test -f $@
+
+KSFT_CFLAGS := -I$(KSFT_DIR) -Wno-sign-compare -Wno-unused-function -Wno-shadow
+
+# --- unit tests -------------------------------------------------------------
+
+$(BUILD)/tests/unit/%: tests/unit/%.c $(AGENT_CORE_OBJS) $(LIB_OBJS) | $(KSFT_HDR)
+	$(call say,CC,$@)
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(ALL_CFLAGS) $(KSFT_CFLAGS) -o $@ $< $(AGENT_CORE_OBJS) $(LIB_OBJS) $(AGENT_LIBS)
+
+# Sanitizer build of the same unit tests: separate object tree, same sources.
+SAN_BUILD := $(BUILD)/san
+SAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+SAN_AGENT_OBJS := $(patsubst $(BUILD)/agent/%,$(SAN_BUILD)/agent/%,$(AGENT_CORE_OBJS))
+SAN_LIB_OBJS := $(patsubst $(BUILD)/lib/%,$(SAN_BUILD)/lib/%,$(LIB_OBJS))
+SAN_UNIT_BINS := $(patsubst $(BUILD)/tests/unit/%,$(SAN_BUILD)/tests/unit/%,$(UNIT_BINS))
+
+$(SAN_BUILD)/agent/%.o: agent/%.c
+	$(call say,CC-SAN,$@)
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(BASE_CFLAGS) -U_FORTIFY_SOURCE $(SAN_FLAGS) -MMD -MP -c -o $@ $<
+
+$(SAN_BUILD)/lib/%.o: agent/lib/%.c
+	$(call say,CC-SAN,$@)
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(BASE_CFLAGS) -U_FORTIFY_SOURCE $(SAN_FLAGS) -MMD -MP -c -o $@ $<
+
+$(SAN_BUILD)/tests/unit/%: tests/unit/%.c $(SAN_AGENT_OBJS) $(SAN_LIB_OBJS) | $(KSFT_HDR)
+	$(call say,CC-SAN,$@)
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(BASE_CFLAGS) -U_FORTIFY_SOURCE $(SAN_FLAGS) $(KSFT_CFLAGS) -o $@ $< \
+		$(SAN_AGENT_OBJS) $(SAN_LIB_OBJS) $(AGENT_LIBS)
+
+sanitize-tests: $(SAN_UNIT_BINS)
+
+$(SAN_BUILD)/agent/mailktlsd: $(SAN_BUILD)/agent/main.o $(SAN_AGENT_OBJS) $(SAN_LIB_OBJS)
+	$(call say,LD-SAN,$@)
+	$(Q)$(CC) $(SAN_FLAGS) -o $@ $^ $(AGENT_LIBS)
+
+# --- fuzz targets (libFuzzer, clang) ----------------------------------------
+
+FUZZ_FLAGS := -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
+FUZZ_BUILD := $(BUILD)/fuzzobj
+FUZZ_AGENT_OBJS := $(patsubst $(BUILD)/agent/%,$(FUZZ_BUILD)/agent/%,$(AGENT_CORE_OBJS))
+
+$(FUZZ_BUILD)/agent/%.o: agent/%.c
+	$(call say,CC-FUZZ,$@)
+	@mkdir -p $(@D)
+	$(Q)$(CLANG) $(BASE_CFLAGS) -U_FORTIFY_SOURCE -Wno-unused-command-line-argument \
+		-O1 -g -fsanitize=fuzzer-no-link,address,undefined -c -o $@ $<
+
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(FUZZ_AGENT_OBJS)
+	$(call say,CC-FUZZ,$@)
+	@mkdir -p $(@D)
+	$(Q)$(CLANG) $(BASE_CFLAGS) -U_FORTIFY_SOURCE $(FUZZ_FLAGS) -o $@ $< $(FUZZ_AGENT_OBJS) $(AGENT_LIBS)
+
+fuzz: $(FUZZ_BINS)
+	$(Q)scripts/run-fuzz.sh $(FUZZ_SECONDS) $(FUZZ_BINS)
+
+# --- VM test binaries -------------------------------------------------------
+
+$(BUILD)/tests/vm/%: tests/vm/%.c $(AGENT_CORE_OBJS) agent/libmailktls.a | $(KSFT_HDR)
+	$(call say,CC,$@)
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(ALL_CFLAGS) $(KSFT_CFLAGS) -o $@ $< $(AGENT_CORE_OBJS) agent/libmailktls.a $(AGENT_LIBS)
+
+vm-tests: $(VM_BINS) $(VM_HELPER_BINS)
+
+# --- kernel module ----------------------------------------------------------
+
+module:
+	$(call say,KBUILD,kmod/mailktls.ko)
+	$(Q)$(MAKE) -C $(KDIR) M=$(CURDIR) $(if $(filter 1,$(V)),V=1,) modules
+
+# --- tests ------------------------------------------------------------------
+
+deps:
+	$(Q)scripts/install-deps.sh
+
+check: deps
+	$(Q)$(MAKE) all
+	$(Q)scripts/run-tests.sh
+
+check-unit: all
+	$(Q)scripts/run-tests.sh unit
+
+run: deps
+	$(Q)$(MAKE) all
+	$(Q)scripts/run-agent.sh
+
+style:
+	$(Q)scripts/style.sh
+
+install: all
+	install -D -m 0755 agent/mailktlsd $(DESTDIR)$(BINDIR)/mailktlsd
+	install -D -m 0755 agent/mailktlsctl $(DESTDIR)$(BINDIR)/mailktlsctl
+	install -D -m 0644 agent/libmailktls.a $(DESTDIR)$(LIBDIR)/libmailktls.a
+	install -D -m 0755 agent/libmailktls.so.1 $(DESTDIR)$(LIBDIR)/libmailktls.so.1
+	ln -sf libmailktls.so.1 $(DESTDIR)$(LIBDIR)/libmailktls.so
+	install -D -m 0644 include/mailktls.h $(DESTDIR)$(INCDIR)/mailktls.h
+	install -D -m 0644 include/uapi/linux/mailktls.h $(DESTDIR)$(INCDIR)/linux/mailktls.h
+	install -D -m 0644 agent/libmailktls.pc $(DESTDIR)$(PKGCONFIGDIR)/libmailktls.pc
+
+clean:
+	rm -rf $(BUILD) $(BINS) agent/libmailktls.so
+	-$(MAKE) -C $(KDIR) M=$(CURDIR) clean 2>/dev/null
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

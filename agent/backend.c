@@ -1,0 +1,130 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * The connection to the daemon behind the agent: TCP or unix socket, with
+ * the PROXY v2 header first when the listener asks for it, so that the
+ * daemon logs the real client and (Dovecot) counts the session as secured.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+
+#include "conn.h"
+#include "log.h"
+#include "proxy_v2.h"
+#include "registry.h"
+
+static int backend_proxy_header(struct mk_conn *c)
+{
+	const struct mk_session *s = c->c_session;
+	struct mk_proxy_info pi = {
+		.pi_src = (const struct sockaddr *)&c->c_client,
+		.pi_dst = (const struct sockaddr *)&c->c_local,
+		.pi_ssl = true,
+		.pi_client_flags = PP2_CLIENT_SSL,
+		.pi_verify = 0,
+		.pi_version = s->ss_version_name,
+		.pi_cipher = s->ss_cipher,
+		.pi_authority = s->ss_sni,
+		.pi_alpn = s->ss_alpn,
+	};
+	uint8_t hdr[PP2_HEADER_MAX];
+	struct mk_buf nb;
+	ssize_t len;
+
+	if (s->ss_client_cert) {
+		pi.pi_client_flags |= PP2_CLIENT_CERT_CONN;
+		pi.pi_verify = (uint32_t)s->ss_verify;
+	}
+	len = mk_proxy_v2_encode(hdr, sizeof(hdr), &pi);
+	if (len < 0)
+		return (int)len;
+	/* The header goes before anything already queued for the backend
+	 * (plaintext the client pipelined behind its Finished). */
+	mk_buf_init(&nb, c->c_bout.b_max);
+	if (mk_buf_append(&nb, hdr, (size_t)len) ||
+	    mk_buf_append(&nb, mk_buf_head(&c->c_bout), mk_buf_used(&c->c_bout))) {
+		mk_buf_free(&nb);
+		return -ENOBUFS;
+	}
+	mk_buf_free(&c->c_bout);
+	c->c_bout = nb;
+	return 0;
+}
+
+/**
+ * mk_backend_connect() - start connecting to the listener's backend
+ * @c: the connection, TLS established
+ */
+void mk_backend_connect(struct mk_conn *c)
+{
+	const struct mk_sockaddr *b = &c->c_cfg->lc_backend;
+	struct io_uring_sqe *sqe;
+	int err;
+
+	c->c_state = MK_CS_CONNECTING;
+	c->c_deadline_ms = mk_now_ms() + c->c_cfg->lc_handshake_timeout_ms;
+	if (c->c_cfg->lc_proxy_v2) {
+		err = backend_proxy_header(c);
+		if (err) {
+			mk_conn_end(c, "error:proxy_header:%s", strerror(-err));
+			return;
+		}
+	}
+	c->c_bfd = socket(b->sa_storage.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (c->c_bfd < 0) {
+		mk_conn_end(c, "error:backend_socket:%s", strerror(errno));
+		return;
+	}
+	sqe = mk_conn_sqe(c, MK_OP_BACKEND_CONNECT);
+	if (!sqe) {
+		mk_conn_end(c, "error:no_sqe");
+		return;
+	}
+	io_uring_prep_connect(sqe, c->c_bfd, (const struct sockaddr *)&b->sa_storage, b->sa_len);
+}
+
+static void backend_register(struct mk_conn *c)
+{
+	struct mk_session *s = c->c_session;
+	socklen_t len = sizeof(s->ss_backend_local);
+	struct stat st;
+
+	getsockname(c->c_bfd, (struct sockaddr *)&s->ss_backend_local, &len);
+	if (!fstat(c->c_bfd, &st))
+		s->ss_backend_inode = st.st_ino;
+	c->c_registry_id = mk_registry_add(s, c->c_fd, c->c_bfd);
+	/* The registry has its own copy; keep the connection small. */
+	OPENSSL_cleanse(s, sizeof(*s));
+	free(s);
+	c->c_session = NULL;
+}
+
+/**
+ * mk_backend_connected() - the connect completed
+ * @c:   the connection
+ * @res: 0 or negative errno
+ */
+void mk_backend_connected(struct mk_conn *c, int res)
+{
+	char addr[80];
+
+	if (c->c_state == MK_CS_CLOSING)
+		return;
+	if (res < 0) {
+		mk_log(LOG_ERR, "backend listener=%s client=%s backend=%s: %s",
+		       c->c_cfg->lc_name, mk_sockaddr_str(&c->c_client, addr, sizeof(addr)),
+		       c->c_cfg->lc_backend.sa_text, strerror(-res));
+		mk_conn_end(c, "error:backend:%s", strerror(-res));
+		return;
+	}
+	backend_register(c);
+	c->c_state = MK_CS_RELAY;
+	c->c_deadline_ms = 0;
+	c->c_last_ms = mk_now_ms();
+	mk_relay_start(c);
+}

@@ -1,0 +1,103 @@
+// SPDX-License-Identifier: GPL-2.0
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+
+#include "buf.h"
+
+void mk_buf_init(struct mk_buf *b, size_t max)
+{
+	memset(b, 0, sizeof(*b));
+	b->b_max = max;
+}
+
+void mk_buf_free(struct mk_buf *b)
+{
+	if (b->b_data) {
+		OPENSSL_cleanse(b->b_data, b->b_cap);
+		free(b->b_data);
+	}
+	b->b_data = NULL;
+	b->b_off = b->b_len = b->b_cap = 0;
+}
+
+void mk_buf_reset(struct mk_buf *b)
+{
+	b->b_off = b->b_len = 0;
+}
+
+void mk_buf_consume(struct mk_buf *b, size_t len)
+{
+	if (len > mk_buf_used(b))
+		len = mk_buf_used(b);
+	b->b_off += len;
+	if (b->b_off == b->b_len)
+		b->b_off = b->b_len = 0;
+}
+
+uint8_t *mk_buf_reserve(struct mk_buf *b, size_t len)
+{
+	size_t used = mk_buf_used(b), want, ncap;
+	uint8_t *n;
+
+	if (b->b_off && b->b_len + len > b->b_cap) {
+		memmove(b->b_data, b->b_data + b->b_off, used);
+		b->b_off = 0;
+		b->b_len = used;
+	}
+	want = b->b_len + len;
+	if (want > b->b_max)
+		return NULL;
+	if (want <= b->b_cap)
+		return b->b_data + b->b_len;
+	ncap = b->b_cap ? b->b_cap : 256;
+	while (ncap < want)
+		ncap *= 2;
+	if (ncap > b->b_max)
+		ncap = b->b_max;
+	n = malloc(ncap);
+	if (!n)
+		return NULL;
+	if (b->b_data) {
+		memcpy(n, b->b_data, b->b_len);
+		OPENSSL_cleanse(b->b_data, b->b_cap);
+		free(b->b_data);
+	}
+	b->b_data = n;
+	b->b_cap = ncap;
+	return b->b_data + b->b_len;
+}
+
+int mk_buf_append(struct mk_buf *b, const void *data, size_t len)
+{
+	uint8_t *p;
+
+	if (!len)
+		return 0;
+	if (b->b_len - b->b_off + len > b->b_max)
+		return -ENOBUFS;
+	p = mk_buf_reserve(b, len);
+	if (!p)
+		return -ENOMEM;
+	memcpy(p, data, len);
+	b->b_len += len;
+	return 0;
+}
+
+int mk_buf_printf(struct mk_buf *b, const char *fmt, ...)
+{
+	char tmp[1024];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
+	va_end(ap);
+	if (n < 0 || (size_t)n >= sizeof(tmp))
+		return -ENOBUFS;
+	return mk_buf_append(b, tmp, (size_t)n);
+}

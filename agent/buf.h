@@ -1,0 +1,33 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * A bounded byte buffer: data at [off, len), growing up to a hard cap so
+ * that nothing a peer sends can make it grow without limit.
+ */
+#ifndef MAILKTLS_BUF_H
+#define MAILKTLS_BUF_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct mk_buf {
+	uint8_t *b_data;
+	size_t b_off;		/* first unread byte */
+	size_t b_len;		/* end of data */
+	size_t b_cap;		/* allocated */
+	size_t b_max;		/* never allocate more than this */
+};
+
+void mk_buf_init(struct mk_buf *b, size_t max);
+/* Free the memory, wiping it first (it may have held plaintext or keys). */
+void mk_buf_free(struct mk_buf *b);
+/* Append; returns 0 or -ENOBUFS when b_max would be exceeded, -ENOMEM. */
+int mk_buf_append(struct mk_buf *b, const void *data, size_t len);
+int mk_buf_printf(struct mk_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Make room for @len more bytes at the end; returns the pointer or NULL. */
+uint8_t *mk_buf_reserve(struct mk_buf *b, size_t len);
+static inline size_t mk_buf_used(const struct mk_buf *b) { return b->b_len - b->b_off; }
+static inline uint8_t *mk_buf_head(const struct mk_buf *b) { return b->b_data + b->b_off; }
+void mk_buf_consume(struct mk_buf *b, size_t len);
+void mk_buf_reset(struct mk_buf *b);
+
+#endif

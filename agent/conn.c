@@ -1,0 +1,460 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Life cycle of a client connection: accept, dispatch of completions to the
+ * handler of the current stage, timeouts, and the one way out (mk_conn_end
+ * then the last completion frees it).
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+
+#include "conn.h"
+#include "ktls.h"
+#include "log.h"
+#include "registry.h"
+
+/* Enough for a TLS record plus headroom; a client cannot make it grow past. */
+#define MK_CIN_MAX (64 * 1024)
+#define MK_COUT_MAX (256 * 1024)
+#define MK_BOUT_MAX (256 * 1024)
+#define MK_RECV_CHUNK (16 * 1024 + 512)
+
+static int conn_slot_alloc(struct mk_worker *w)
+{
+	uint32_t i, s;
+
+	for (i = 0; i < w->w_nslots; i++) {
+		s = (w->w_free_hint + i) % w->w_nslots;
+		if (!w->w_conns[s]) {
+			w->w_free_hint = s + 1;
+			return (int)s;
+		}
+	}
+	return -1;
+}
+
+struct io_uring_sqe *mk_conn_sqe(struct mk_conn *c, enum mk_op op)
+{
+	struct io_uring_sqe *sqe = mk_worker_sqe(c->c_worker);
+
+	if (!sqe)
+		return NULL;
+	io_uring_sqe_set_data64(sqe, mk_udata(op, c->c_slot, c->c_gen));
+	c->c_inflight++;
+	return sqe;
+}
+
+/* Refuse at once, before any per-connection state exists. */
+static void conn_refuse(struct mk_listener *l, int fd, const char *why)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	char addr[80] = "-";
+
+	if (!getpeername(fd, (struct sockaddr *)&ss, &len))
+		mk_sockaddr_str(&ss, addr, sizeof(addr));
+	mk_log(LOG_WARNING, "refused listener=%s client=%s reason=%s", l->l_name, addr, why);
+	close(fd);
+}
+
+void mk_conn_accepted(struct mk_worker *w, struct mk_listener *l, int fd)
+{
+	struct mk_runtime *rt = w->w_rt;
+	const struct mk_listener_cfg *lc;
+	struct mk_conn *c;
+	socklen_t len;
+	int slot, err;
+
+	lc = &rt->rt_cfg->cf_listeners[l->l_index];
+	if (atomic_fetch_add(l->l_active, 1) >= lc->lc_max_connections) {
+		atomic_fetch_sub(l->l_active, 1);
+		conn_refuse(l, fd, "max_connections");
+		return;
+	}
+	slot = conn_slot_alloc(w);
+	c = slot < 0 ? NULL : calloc(1, sizeof(*c));
+	if (!c) {
+		atomic_fetch_sub(l->l_active, 1);
+		conn_refuse(l, fd, "out_of_memory");
+		return;
+	}
+	c->c_worker = w;
+	c->c_slot = (uint32_t)slot;
+	c->c_gen = ++w->w_gens[slot] & 0xffffff;
+	c->c_listener = l;
+	mk_runtime_get(rt);
+	c->c_rt = rt;
+	c->c_cfg = lc;
+	c->c_fd = fd;
+	c->c_bfd = -1;
+	c->c_start_ms = c->c_last_ms = mk_now_ms();
+	len = sizeof(c->c_client);
+	getpeername(fd, (struct sockaddr *)&c->c_client, &len);
+	len = sizeof(c->c_local);
+	getsockname(fd, (struct sockaddr *)&c->c_local, &len);
+	mk_buf_init(&c->c_cin, MK_CIN_MAX);
+	mk_buf_init(&c->c_cout, MK_COUT_MAX);
+	mk_buf_init(&c->c_bout, MK_BOUT_MAX);
+	mk_buf_init(&c->c_bin, MK_COUT_MAX);
+	w->w_conns[slot] = c;
+	w->w_nconns++;
+
+	if (lc->lc_tls == MK_TLS_STARTTLS)
+		err = mk_starttls_start(c);
+	else
+		err = mk_handshake_start(c);
+	if (err)
+		mk_conn_end(c, "error:setup");
+	mk_conn_reap(c);
+}
+
+/* The TLS close the client is owed (RFC 8314 §3.4), best effort: the
+ * socket is non-blocking and this is the last thing we write. */
+static void conn_close_notify(struct mk_conn *c)
+{
+	uint8_t buf[64];
+	int n;
+
+	if (!c->c_handshake_done || c->c_b2c.d_done)
+		return;
+	c->c_b2c.d_done = true;
+	if (c->c_ktls) {
+		mk_ktls_send_alert(c->c_fd, 1, 0);
+		return;
+	}
+	if (!c->c_ssl || c->c_csend_busy)
+		return;
+	SSL_shutdown(c->c_ssl);
+	while ((n = BIO_read(c->c_wbio, buf, sizeof(buf))) > 0)
+		if (send(c->c_fd, buf, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
+			break;
+}
+
+static void conn_free(struct mk_conn *c)
+{
+	struct mk_worker *w = c->c_worker;
+
+	if (c->c_registry_id)
+		mk_registry_remove(c->c_registry_id);
+	mk_log_close(c->c_cfg->lc_name, &c->c_client, c->c_c2b.d_bytes, c->c_b2c.d_bytes,
+		     mk_now_ms() - c->c_start_ms, c->c_end[0] ? c->c_end : "close");
+	if (c->c_fd >= 0)
+		close(c->c_fd);
+	if (c->c_bfd >= 0)
+		close(c->c_bfd);
+	if (c->c_c2b.d_pipe)
+		mk_worker_pipe_put(w, c->c_c2b.d_pipe);
+	if (c->c_b2c.d_pipe)
+		mk_worker_pipe_put(w, c->c_b2c.d_pipe);
+	SSL_free(c->c_ssl);
+	mk_pretls_free(c->c_pretls);
+	mk_capfilter_free(c->c_filter);
+	if (c->c_session) {
+		OPENSSL_cleanse(c->c_session, sizeof(*c->c_session));
+		free(c->c_session);
+	}
+	mk_buf_free(&c->c_cin);
+	mk_buf_free(&c->c_cout);
+	mk_buf_free(&c->c_bout);
+	mk_buf_free(&c->c_bin);
+	atomic_fetch_sub(c->c_listener->l_active, 1);
+	mk_runtime_put(c->c_rt);
+	w->w_conns[c->c_slot] = NULL;
+	w->w_nconns--;
+	free(c);
+}
+
+/**
+ * mk_conn_end() - end the connection for the reason given
+ * @c:   the connection
+ * @why: the `end=` value of the close log line (printf format)
+ *
+ * The first reason wins. Sockets are shut down so that every queued
+ * operation completes; mk_conn_reap() frees it after the last one.
+ */
+void mk_conn_end(struct mk_conn *c, const char *why, ...)
+{
+	va_list ap;
+
+	if (!c->c_end[0]) {
+		va_start(ap, why);
+		vsnprintf(c->c_end, sizeof(c->c_end), why, ap);
+		va_end(ap);
+	}
+	if (c->c_state != MK_CS_CLOSING) {
+		c->c_state = MK_CS_CLOSING;
+		conn_close_notify(c);
+		shutdown(c->c_fd, SHUT_RDWR);
+		if (c->c_bfd >= 0)
+			shutdown(c->c_bfd, SHUT_RDWR);
+	}
+}
+
+/**
+ * mk_conn_reap() - free @c if it is closing and nothing is in flight
+ * @c: the connection; gone when this returns true
+ *
+ * Called after every completion and by the timers; handlers never free.
+ *
+ * Return: true if @c was freed.
+ */
+bool mk_conn_reap(struct mk_conn *c)
+{
+	if (c->c_state != MK_CS_CLOSING || c->c_inflight)
+		return false;
+	conn_free(c);
+	return true;
+}
+
+/**
+ * mk_conn_shutdown() - the agent is stopping: close with close_notify
+ * @c: the connection
+ */
+void mk_conn_shutdown(struct mk_conn *c)
+{
+	mk_conn_end(c, "shutdown");
+	mk_conn_reap(c);
+}
+
+void mk_conn_tick(struct mk_conn *c, uint64_t now)
+{
+	if (c->c_state == MK_CS_CLOSING)
+		return;
+	if (c->c_state == MK_CS_RELAY) {
+		if (c->c_cfg->lc_idle_timeout_ms &&
+		    now - c->c_last_ms >= c->c_cfg->lc_idle_timeout_ms)
+			mk_conn_end(c, "timeout");
+		return;
+	}
+	if (c->c_deadline_ms && now >= c->c_deadline_ms) {
+		if (c->c_state == MK_CS_PRETLS && c->c_pretls && !c->c_csend_busy) {
+			mk_buf_reset(&c->c_cout);
+			mk_pretls_timeout(c->c_pretls, &c->c_cout);
+			send(c->c_fd, mk_buf_head(&c->c_cout), mk_buf_used(&c->c_cout),
+			     MSG_NOSIGNAL | MSG_DONTWAIT);
+		}
+		mk_conn_end(c, c->c_state == MK_CS_CONNECTING ? "error:backend_timeout" : "timeout");
+	}
+	mk_conn_reap(c);
+}
+
+void mk_conn_send_client(struct mk_conn *c)
+{
+	struct io_uring_sqe *sqe;
+
+	if (c->c_csend_busy || !mk_buf_used(&c->c_cout) || c->c_state == MK_CS_CLOSING)
+		return;
+	sqe = mk_conn_sqe(c, MK_OP_CLIENT_SEND);
+	if (!sqe) {
+		mk_conn_end(c, "error:no_sqe");
+		return;
+	}
+	io_uring_prep_send(sqe, c->c_fd, mk_buf_head(&c->c_cout), mk_buf_used(&c->c_cout),
+			   MSG_NOSIGNAL);
+	c->c_csend_busy = true;
+}
+
+void mk_conn_recv_client(struct mk_conn *c)
+{
+	struct io_uring_sqe *sqe;
+	size_t len;
+	uint8_t *p;
+
+	if (c->c_crecv_busy || c->c_state == MK_CS_CLOSING)
+		return;
+	len = MK_RECV_CHUNK;
+	/* Before a kTLS handover, never read past the record we wait for:
+	 * what follows belongs to the kernel. */
+	if (c->c_recv_limit && c->c_recv_limit < len)
+		len = c->c_recv_limit;
+	p = mk_buf_reserve(&c->c_cin, len);
+	if (!p) {
+		mk_conn_end(c, "error:input_too_long");
+		return;
+	}
+	sqe = mk_conn_sqe(c, MK_OP_CLIENT_RECV);
+	if (!sqe) {
+		mk_conn_end(c, "error:no_sqe");
+		return;
+	}
+	io_uring_prep_recv(sqe, c->c_fd, p, len, 0);
+	c->c_crecv_busy = true;
+}
+
+void mk_conn_send_backend(struct mk_conn *c)
+{
+	struct io_uring_sqe *sqe;
+
+	if (c->c_bsend_busy || !mk_buf_used(&c->c_bout) || c->c_state == MK_CS_CLOSING)
+		return;
+	sqe = mk_conn_sqe(c, MK_OP_BACKEND_SEND);
+	if (!sqe) {
+		mk_conn_end(c, "error:no_sqe");
+		return;
+	}
+	io_uring_prep_send(sqe, c->c_bfd, mk_buf_head(&c->c_bout), mk_buf_used(&c->c_bout),
+			   MSG_NOSIGNAL);
+	c->c_bsend_busy = true;
+}
+
+void mk_conn_recv_backend(struct mk_conn *c)
+{
+	struct io_uring_sqe *sqe;
+	uint8_t *p;
+
+	if (c->c_brecv_busy || c->c_state == MK_CS_CLOSING)
+		return;
+	p = mk_buf_reserve(&c->c_bin, MK_RECV_CHUNK);
+	if (!p) {
+		mk_conn_end(c, "error:backend_buffer");
+		return;
+	}
+	sqe = mk_conn_sqe(c, MK_OP_BACKEND_RECV);
+	if (!sqe) {
+		mk_conn_end(c, "error:no_sqe");
+		return;
+	}
+	io_uring_prep_recv(sqe, c->c_bfd, p, MK_RECV_CHUNK, 0);
+	c->c_brecv_busy = true;
+}
+
+static void conn_client_recv_done(struct mk_conn *c, int res)
+{
+	c->c_crecv_busy = false;
+	if (c->c_state == MK_CS_CLOSING)
+		return;
+	if (res < 0) {
+		mk_conn_end(c, res == -ECONNRESET ? "reset" : "error:recv:%s", strerror(-res));
+		return;
+	}
+	if (res == 0) {
+		if (c->c_state == MK_CS_RELAY)
+			mk_relay_client_eof(c, "eof");
+		else
+			mk_conn_end(c, c->c_handshake_done ? "eof" : "error:eof_before_tls");
+		return;
+	}
+	c->c_cin.b_len += (size_t)res;
+	c->c_last_ms = mk_now_ms();
+	switch (c->c_state) {
+	case MK_CS_PRETLS:
+		mk_starttls_input(c);
+		break;
+	case MK_CS_HANDSHAKE:
+		mk_handshake_input(c);
+		break;
+	case MK_CS_RELAY:
+		mk_relay_user_client_data(c);
+		break;
+	default:
+		break;
+	}
+}
+
+static void conn_client_send_done(struct mk_conn *c, int res)
+{
+	c->c_csend_busy = false;
+	if (c->c_state == MK_CS_CLOSING)
+		return;
+	if (res <= 0) {
+		mk_conn_end(c, res == -ECONNRESET || res == -EPIPE ? "reset" : "error:send:%s",
+			    strerror(-res));
+		return;
+	}
+	mk_buf_consume(&c->c_cout, (size_t)res);
+	c->c_last_ms = mk_now_ms();
+	if (mk_buf_used(&c->c_cout)) {
+		mk_conn_send_client(c);
+		return;
+	}
+	switch (c->c_state) {
+	case MK_CS_PRETLS:
+		mk_starttls_output_sent(c);
+		break;
+	case MK_CS_HANDSHAKE:
+		mk_handshake_output_sent(c);
+		break;
+	case MK_CS_RELAY:
+		mk_relay_user_sent(c);
+		break;
+	default:
+		break;
+	}
+}
+
+static void conn_backend_send_done(struct mk_conn *c, int res)
+{
+	c->c_bsend_busy = false;
+	if (c->c_state == MK_CS_CLOSING)
+		return;
+	if (res <= 0) {
+		mk_conn_end(c, "error:backend_send:%s", strerror(-res));
+		return;
+	}
+	mk_buf_consume(&c->c_bout, (size_t)res);
+	c->c_last_ms = mk_now_ms();
+	if (mk_buf_used(&c->c_bout)) {
+		mk_conn_send_backend(c);
+		return;
+	}
+	mk_relay_user_sent(c);
+}
+
+static void conn_backend_recv_done(struct mk_conn *c, int res)
+{
+	c->c_brecv_busy = false;
+	if (c->c_state == MK_CS_CLOSING)
+		return;
+	if (res < 0) {
+		mk_conn_end(c, "error:backend_recv:%s", strerror(-res));
+		return;
+	}
+	if (res > 0) {
+		c->c_bin.b_len += (size_t)res;
+		c->c_last_ms = mk_now_ms();
+	} else {
+		c->c_b2c.d_eof = true;
+	}
+	mk_relay_user_backend_data(c);
+}
+
+/**
+ * mk_conn_complete() - one completion for @c
+ * @w:   its worker
+ * @c:   the connection
+ * @op:  what completed
+ * @res: the CQE result
+ */
+void mk_conn_complete(struct mk_worker *w, struct mk_conn *c, enum mk_op op, int res)
+{
+	c->c_inflight--;
+	switch (op) {
+	case MK_OP_CLIENT_RECV:
+		conn_client_recv_done(c, res);
+		break;
+	case MK_OP_CLIENT_SEND:
+		conn_client_send_done(c, res);
+		break;
+	case MK_OP_BACKEND_CONNECT:
+		mk_backend_connected(c, res);
+		break;
+	case MK_OP_BACKEND_SEND:
+		conn_backend_send_done(c, res);
+		break;
+	case MK_OP_BACKEND_RECV:
+		conn_backend_recv_done(c, res);
+		break;
+	default:
+		mk_relay_splice_complete(c, op, res);
+		break;
+	}
+	/* Whatever the handler did, a closing connection with nothing in
+	 * flight is finished now. */
+	mk_conn_reap(c);
+}

@@ -1,0 +1,132 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * One client connection, from accept to close, and the handlers that move
+ * it along. Owned by exactly one worker; never touched by another thread.
+ *
+ *   accept -> [pretls: STARTTLS dialogue] -> handshake -> handover
+ *          -> connect backend (+ PROXY v2) -> relay -> closing
+ *
+ * handshake.c drives OpenSSL over memory BIOs; handover.c moves the keys to
+ * kernel TLS; relay_splice.c (kernel TLS) and relay_user.c (OpenSSL in user
+ * space) move the bytes; conn.c holds the life cycle.
+ */
+#ifndef MAILKTLS_CONN_H
+#define MAILKTLS_CONN_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include <openssl/ssl.h>
+
+#include "buf.h"
+#include "capfilter.h"
+#include "pretls.h"
+#include "session.h"
+#include "worker.h"
+
+enum mk_conn_state {
+	MK_CS_PRETLS,
+	MK_CS_HANDSHAKE,
+	MK_CS_CONNECTING,
+	MK_CS_RELAY,
+	MK_CS_CLOSING,
+};
+
+/* One direction of the relay. */
+struct mk_dir {
+	struct mk_pipe *d_pipe;		/* held only while bytes are in it */
+	size_t d_in_pipe;		/* bytes in d_pipe */
+	bool d_eof;			/* source finished */
+	bool d_done;			/* destination shut for writing */
+	bool d_busy;			/* an op of this direction is queued */
+	uint64_t d_bytes;
+};
+
+struct mk_conn {
+	struct mk_worker *c_worker;
+	uint32_t c_slot;
+	uint32_t c_gen;
+	struct mk_listener *c_listener;
+	const struct mk_listener_cfg *c_cfg;	/* valid while c_rt is held */
+	struct mk_runtime *c_rt;		/* reference held */
+	enum mk_conn_state c_state;
+	int c_fd;				/* client */
+	int c_bfd;				/* backend, -1 until connected */
+	unsigned int c_inflight;		/* SQEs not yet completed */
+
+	/* Before the handover only; freed after it. */
+	SSL *c_ssl;
+	BIO *c_rbio, *c_wbio;
+	struct mk_pretls *c_pretls;
+	struct mk_session *c_session;
+	struct mk_buf c_cin;			/* from client, not yet used */
+	struct mk_buf c_cout;			/* to client (ciphertext or cleartext) */
+	struct mk_buf c_bout;			/* to backend */
+	struct mk_buf c_bin;			/* from backend */
+	struct mk_capfilter *c_filter;		/* NULL once done */
+	bool c_csend_busy, c_crecv_busy, c_bsend_busy, c_brecv_busy;
+
+	bool c_ktls;				/* record layer in the kernel */
+	bool c_starttls_pending;		/* handshake after c_cout is sent */
+	bool c_handshake_done;
+	bool c_close_after_send;		/* a final alert or reply is queued */
+	size_t c_recv_limit;			/* 0: no limit */
+	uint64_t c_tx_seq, c_rx_seq;		/* records after the handshake */
+	unsigned int c_tls13_post_records;	/* sent with the final flight */
+
+	struct mk_dir c_c2b, c_b2c;
+	struct sockaddr_storage c_client;
+	struct sockaddr_storage c_local;
+	uint64_t c_start_ms;
+	uint64_t c_deadline_ms;			/* handshake/pretls/connect deadline */
+	uint64_t c_last_ms;			/* last relay activity */
+	uint64_t c_registry_id;
+	char c_end[96];				/* why it ended, first reason wins */
+};
+
+/* conn.c */
+void mk_conn_accepted(struct mk_worker *w, struct mk_listener *l, int fd);
+void mk_conn_complete(struct mk_worker *w, struct mk_conn *c, enum mk_op op, int res);
+void mk_conn_end(struct mk_conn *c, const char *why, ...) __attribute__((format(printf, 2, 3)));
+void mk_conn_tick(struct mk_conn *c, uint64_t now);
+void mk_conn_shutdown(struct mk_conn *c);
+bool mk_conn_reap(struct mk_conn *c);
+struct io_uring_sqe *mk_conn_sqe(struct mk_conn *c, enum mk_op op);
+void mk_conn_send_client(struct mk_conn *c);
+void mk_conn_recv_client(struct mk_conn *c);
+void mk_conn_send_backend(struct mk_conn *c);
+void mk_conn_recv_backend(struct mk_conn *c);
+bool mk_conn_idle_io(const struct mk_conn *c);
+
+/* handshake.c */
+unsigned int mk_tls_count_records(const uint8_t *buf, size_t len, size_t *partial);
+int mk_handshake_start(struct mk_conn *c);
+void mk_handshake_input(struct mk_conn *c);
+void mk_handshake_output_sent(struct mk_conn *c);
+
+/* pretls driving, starttls.c */
+int mk_starttls_start(struct mk_conn *c);
+void mk_starttls_input(struct mk_conn *c);
+void mk_starttls_output_sent(struct mk_conn *c);
+
+/* handover.c */
+void mk_handover(struct mk_conn *c);
+
+/* backend.c */
+void mk_backend_connect(struct mk_conn *c);
+void mk_backend_connected(struct mk_conn *c, int res);
+
+/* relay_splice.c / relay_user.c */
+void mk_relay_start(struct mk_conn *c);
+void mk_relay_complete(struct mk_conn *c, enum mk_op op, int res);
+void mk_relay_user_client_data(struct mk_conn *c);
+void mk_relay_user_backend_data(struct mk_conn *c);
+void mk_relay_user_sent(struct mk_conn *c);
+void mk_relay_splice_start(struct mk_conn *c);
+void mk_relay_splice_complete(struct mk_conn *c, enum mk_op op, int res);
+void mk_relay_close_notify(struct mk_conn *c);
+void mk_relay_splice_eof(struct mk_conn *c, bool c2b);
+void mk_relay_client_eof(struct mk_conn *c, const char *how);
+
+#endif

@@ -1,0 +1,236 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * The TLS handshake, in user space, with OpenSSL driven over memory BIOs:
+ * bytes the ring received go into the read BIO, what OpenSSL writes comes
+ * out of the write BIO and is sent by the ring. OpenSSL never touches the
+ * socket, so the agent sees every byte and knows exactly where the
+ * handshake ends in both directions: that is what lets the kernel take
+ * over at the right record sequence numbers (handover.c).
+ */
+#include <errno.h>
+#include <string.h>
+
+#include <openssl/err.h>
+
+#include "conn.h"
+#include "log.h"
+#include "tls_keys.h"
+
+#define MK_TLS_RECORD_HEADER 5
+
+/**
+ * mk_tls_count_records() - how many whole TLS records @buf holds
+ * @buf:     bytes of a record stream, starting at a record boundary
+ * @len:     their number
+ * @partial: out: bytes still missing from a last, incomplete record (0 if
+ *           the buffer ends on a boundary); a header cut short counts as
+ *           missing its remaining header bytes
+ *
+ * Return: the number of complete records.
+ */
+unsigned int mk_tls_count_records(const uint8_t *buf, size_t len, size_t *partial)
+{
+	unsigned int n = 0;
+	size_t off = 0, rec;
+
+	*partial = 0;
+	while (off < len) {
+		if (len - off < MK_TLS_RECORD_HEADER) {
+			*partial = MK_TLS_RECORD_HEADER - (len - off);
+			break;
+		}
+		rec = MK_TLS_RECORD_HEADER + ((size_t)buf[off + 3] << 8 | buf[off + 4]);
+		if (len - off < rec) {
+			*partial = rec - (len - off);
+			break;
+		}
+		off += rec;
+		n++;
+	}
+	return n;
+}
+
+/* Move what OpenSSL wrote into the send buffer; return the byte count. */
+static int handshake_drain_wbio(struct mk_conn *c)
+{
+	size_t pending = BIO_ctrl_pending(c->c_wbio);
+	uint8_t *p;
+	int n;
+
+	if (!pending)
+		return 0;
+	p = mk_buf_reserve(&c->c_cout, pending);
+	if (!p)
+		return -ENOBUFS;
+	n = BIO_read(c->c_wbio, p, (int)pending);
+	if (n > 0)
+		c->c_cout.b_len += (size_t)n;
+	return n;
+}
+
+static void handshake_failed(struct mk_conn *c)
+{
+	unsigned long e = ERR_peek_last_error();
+	char reason[200] = "unknown", addr[80];
+
+	if (e)
+		ERR_error_string_n(e, reason, sizeof(reason));
+	ERR_clear_error();
+	mk_log(LOG_NOTICE, "handshake failed listener=%s client=%s reason=\"%s\"",
+	       c->c_cfg->lc_name, mk_sockaddr_str(&c->c_client, addr, sizeof(addr)), reason);
+	snprintf(c->c_end, sizeof(c->c_end), "error:handshake");
+	/* The alert OpenSSL wrote (protocol_version, no_application_protocol,
+	 * ...) is owed to the client before we close. */
+	if (handshake_drain_wbio(c) > 0) {
+		c->c_close_after_send = true;
+		mk_conn_send_client(c);
+		return;
+	}
+	mk_conn_end(c, "error:handshake");
+}
+
+/**
+ * mk_handshake_start() - begin the TLS handshake on an accepted connection
+ * @c: the connection
+ *
+ * Return: 0, or -ENOMEM.
+ */
+int mk_handshake_start(struct mk_conn *c)
+{
+	struct mk_tls_policy *pol = c->c_rt->rt_policies[c->c_listener->l_index];
+
+	c->c_ssl = mk_tls_policy_new_ssl(pol);
+	if (!c->c_ssl)
+		return -ENOMEM;
+	c->c_rbio = BIO_new(BIO_s_mem());
+	c->c_wbio = BIO_new(BIO_s_mem());
+	if (!c->c_rbio || !c->c_wbio) {
+		BIO_free(c->c_rbio);
+		BIO_free(c->c_wbio);
+		c->c_rbio = c->c_wbio = NULL;
+		return -ENOMEM;
+	}
+	/* A read BIO that is empty means "come back later", not EOF. */
+	BIO_set_mem_eof_return(c->c_rbio, -1);
+	SSL_set_bio(c->c_ssl, c->c_rbio, c->c_wbio);
+	SSL_set_accept_state(c->c_ssl);
+	c->c_state = MK_CS_HANDSHAKE;
+	c->c_deadline_ms = mk_now_ms() + c->c_cfg->lc_handshake_timeout_ms;
+	mk_buf_reset(&c->c_cin);
+	mk_conn_recv_client(c);
+	return 0;
+}
+
+/*
+ * The handshake is complete. TLS 1.2: the only record under the new keys in
+ * each direction was the Finished, so both sequence numbers are 1, whether
+ * the handshake was full or resumed. TLS 1.3: the client's application
+ * records start at 0; ours start after the records OpenSSL wrote with the
+ * final flight (NewSessionTicket messages), counted here.
+ */
+static void handshake_complete(struct mk_conn *c, const uint8_t *final_out, size_t final_len)
+{
+	size_t partial;
+
+	c->c_handshake_done = true;
+	c->c_deadline_ms = mk_now_ms() + c->c_cfg->lc_handshake_timeout_ms;
+	if (SSL_version(c->c_ssl) == TLS1_3_VERSION) {
+		c->c_tx_seq = mk_tls_count_records(final_out, final_len, &partial);
+		c->c_rx_seq = 0;
+	} else {
+		c->c_tx_seq = 1;
+		c->c_rx_seq = 1;
+	}
+}
+
+/* After the handshake, with kTLS ahead: wait until the bytes OpenSSL has
+ * but did not use end on a record boundary (handover.c reads them). */
+static bool handshake_leftover_complete(struct mk_conn *c)
+{
+	const uint8_t *p;
+	size_t partial;
+	long len;
+
+	if (!c->c_rt->rt_ktls)
+		return true;
+	len = BIO_get_mem_data(c->c_rbio, (char **)&p);
+	if (len <= 0)
+		return true;
+	mk_tls_count_records(p, (size_t)len, &partial);
+	c->c_recv_limit = partial;
+	return partial == 0;
+}
+
+static void handshake_proceed(struct mk_conn *c)
+{
+	if (c->c_csend_busy || mk_buf_used(&c->c_cout))
+		return;
+	if (!handshake_leftover_complete(c)) {
+		mk_conn_recv_client(c);
+		return;
+	}
+	c->c_recv_limit = 0;
+	mk_handover(c);
+}
+
+/**
+ * mk_handshake_input() - bytes arrived from the client during the handshake
+ * @c: the connection; the bytes are in c->c_cin
+ */
+void mk_handshake_input(struct mk_conn *c)
+{
+	size_t out_before;
+	int ret, err;
+
+	if (BIO_write(c->c_rbio, mk_buf_head(&c->c_cin), (int)mk_buf_used(&c->c_cin)) !=
+	    (int)mk_buf_used(&c->c_cin)) {
+		mk_conn_end(c, "error:no_memory");
+		return;
+	}
+	mk_buf_reset(&c->c_cin);
+	if (c->c_handshake_done) {
+		handshake_proceed(c);
+		return;
+	}
+	out_before = mk_buf_used(&c->c_cout);
+	ERR_clear_error();
+	ret = SSL_do_handshake(c->c_ssl);
+	if (ret != 1) {
+		err = SSL_get_error(c->c_ssl, ret);
+		if (err != SSL_ERROR_WANT_READ) {
+			handshake_failed(c);
+			return;
+		}
+		if (handshake_drain_wbio(c) < 0) {
+			mk_conn_end(c, "error:no_memory");
+			return;
+		}
+		mk_conn_send_client(c);
+		mk_conn_recv_client(c);
+		return;
+	}
+	if (handshake_drain_wbio(c) < 0) {
+		mk_conn_end(c, "error:no_memory");
+		return;
+	}
+	handshake_complete(c, mk_buf_head(&c->c_cout) + out_before,
+			   mk_buf_used(&c->c_cout) - out_before);
+	if (mk_buf_used(&c->c_cout))
+		mk_conn_send_client(c);
+	else
+		handshake_proceed(c);
+}
+
+/**
+ * mk_handshake_output_sent() - everything queued for the client was sent
+ * @c: the connection
+ */
+void mk_handshake_output_sent(struct mk_conn *c)
+{
+	if (c->c_close_after_send) {
+		mk_conn_end(c, "%s", c->c_end[0] ? c->c_end : "error:handshake");
+		return;
+	}
+	if (c->c_handshake_done)
+		handshake_proceed(c);
+}

@@ -1,0 +1,256 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * mailktlsd: command line, start-up checks, workers, signals.
+ *
+ *   mailktlsd -c FILE      run in the foreground
+ *   mailktlsd -c FILE -t   check the configuration and exit
+ *   mailktlsd -V           version and the kernel features found
+ *
+ * The main thread only waits for signals: SIGTERM/SIGINT stop (listeners
+ * closed, every connection closed with close_notify), SIGHUP reloads the
+ * configuration and certificates for new connections.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include <openssl/opensslv.h>
+
+#include "ktls.h"
+#include "log.h"
+#include "registry.h"
+#include "runtime.h"
+#include "tls_keys.h"
+#include "worker.h"
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: mailktlsd -c FILE [-t]\n"
+		   "       mailktlsd -V\n"
+		   "  -c FILE  configuration file (INI)\n"
+		   "  -t       check the configuration and exit\n"
+		   "  -V       print version and kernel features, exit\n");
+}
+
+static int print_version(void)
+{
+	char why[256];
+	bool ktls = mk_ktls_probe(why, sizeof(why));
+
+	mk_registry_init();
+	printf("mailktlsd %s (%s)\n", MAILKTLS_VERSION, OpenSSL_version(OPENSSL_VERSION));
+	printf("ktls: %s%s%s\n", ktls ? "yes (TLS_TX, TLS_RX)" : "no", ktls ? "" : ": ",
+	       ktls ? "" : why);
+	printf("module: %s\n", mk_registry_module_present() ? "yes (mailktls genetlink)" :
+								"no (query socket only)");
+	return 0;
+}
+
+/* Decide once whether new connections use kernel TLS. */
+static int choose_ktls(struct mk_runtime *rt, bool quiet)
+{
+	char why[256];
+	bool have = mk_ktls_probe(why, sizeof(why));
+
+	switch (rt->rt_cfg->cf_ktls) {
+	case MK_KTLS_OFF:
+		rt->rt_ktls = false;
+		if (!quiet)
+			mk_log(LOG_INFO, "ktls off by configuration: TLS records in user space");
+		return 0;
+	case MK_KTLS_REQUIRE:
+		if (!have) {
+			mk_log(LOG_ERR, "ktls = require, but kernel TLS is unavailable: %s", why);
+			return -1;
+		}
+		break;
+	case MK_KTLS_AUTO:
+		break;
+	}
+	rt->rt_ktls = have;
+	if (!quiet)
+		mk_log(LOG_INFO, have ? "ktls available: TLS records in the kernel (TLS_TX, TLS_RX)%s" :
+					"ktls unavailable (%s): TLS records in user space",
+		       have ? "" : why);
+	return 0;
+}
+
+static unsigned int worker_count(const struct mk_config *cfg)
+{
+	long n = cfg->cf_workers ? (long)cfg->cf_workers : sysconf(_SC_NPROCESSORS_ONLN);
+
+	return n < 1 ? 1 : n > 256 ? 256 : (unsigned int)n;
+}
+
+static void log_listeners(const struct mk_config *cfg, unsigned int nworkers)
+{
+	size_t i;
+
+	for (i = 0; i < cfg->cf_nlisteners; i++) {
+		const struct mk_listener_cfg *l = &cfg->cf_listeners[i];
+
+		mk_log(LOG_INFO, "listener %s: %s %s tls=%s -> %s proxy_protocol=%s", l->lc_name,
+		       l->lc_listen.sa_text, mk_protocol_name(l->lc_protocol),
+		       l->lc_tls == MK_TLS_IMPLICIT ? "implicit" : "starttls",
+		       l->lc_backend.sa_text, l->lc_proxy_v2 ? "v2" : "none");
+	}
+	mk_log(LOG_INFO, "started: %u worker%s", nworkers, nworkers == 1 ? "" : "s");
+}
+
+static void reload(const char *path, bool ktls)
+{
+	struct mk_runtime *cur = mk_runtime_current(), *rt;
+	char err[MK_ERR_MAX];
+	size_t i;
+
+	rt = mk_runtime_build(path, err, sizeof(err));
+	if (!rt) {
+		mk_log(LOG_ERR, "reload failed, keeping the running configuration: %s", err);
+		goto out;
+	}
+	/* Listening sockets stay as they are: a reload changes policies and
+	 * certificates, not addresses. */
+	if (rt->rt_cfg->cf_nlisteners != cur->rt_cfg->cf_nlisteners)
+		goto out_mismatch;
+	for (i = 0; i < rt->rt_cfg->cf_nlisteners; i++)
+		if (strcmp(rt->rt_cfg->cf_listeners[i].lc_name, cur->rt_cfg->cf_listeners[i].lc_name) ||
+		    strcmp(rt->rt_cfg->cf_listeners[i].lc_listen.sa_text,
+			   cur->rt_cfg->cf_listeners[i].lc_listen.sa_text))
+			goto out_mismatch;
+	rt->rt_ktls = ktls;
+	mk_runtime_publish(rt);
+	mk_log(LOG_INFO, "reloaded %s: new connections use the new configuration", path);
+	goto out;
+
+out_mismatch:
+	mk_log(LOG_ERR, "reload refused: listeners were added, removed or moved; restart instead");
+	mk_runtime_put(rt);
+out:
+	mk_runtime_put(cur);
+}
+
+static int run(const char *path, struct mk_runtime *rt)
+{
+	unsigned int nworkers = worker_count(rt->rt_cfg), i, started = 0;
+	static atomic_uint active[MK_MAX_LISTENERS];
+	struct mk_worker *workers;
+	struct signalfd_siginfo si;
+	sigset_t set;
+	bool ktls = rt->rt_ktls;
+	int sfd, rc = 0;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGPIPE);
+	/* Blocked before any thread exists, so every thread inherits it. */
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	sfd = signalfd(-1, &set, SFD_CLOEXEC);
+	if (sfd < 0) {
+		mk_log(LOG_ERR, "signalfd: %s", strerror(errno));
+		return 1;
+	}
+	mk_registry_set_listeners(rt->rt_cfg);
+	if (rt->rt_cfg->cf_query_socket[0] && mk_query_server_start(rt->rt_cfg->cf_query_socket))
+		mk_log(LOG_WARNING, "query socket %s unavailable; daemons can use the module only",
+		       rt->rt_cfg->cf_query_socket);
+	workers = calloc(nworkers, sizeof(*workers));
+	if (!workers)
+		return 1;
+	mk_runtime_publish(rt);
+	for (i = 0; i < nworkers; i++) {
+		if (mk_worker_start(&workers[i], (int)i, rt, active)) {
+			rc = 1;
+			break;
+		}
+		started++;
+	}
+	if (!rc)
+		log_listeners(rt->rt_cfg, nworkers);
+	while (!rc) {
+		if (read(sfd, &si, sizeof(si)) != sizeof(si))
+			continue;
+		if (si.ssi_signo == SIGHUP) {
+			reload(path, ktls);
+			atomic_fetch_add(&mk_reload_generation, 1);
+		} else if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) {
+			mk_log(LOG_INFO, "stopping: closing every connection with close_notify");
+			break;
+		} else {
+			continue;
+		}
+		for (i = 0; i < started; i++)
+			mk_worker_wake(&workers[i]);
+	}
+	atomic_store(&mk_stop_requested, true);
+	for (i = 0; i < started; i++)
+		mk_worker_wake(&workers[i]);
+	for (i = 0; i < started; i++) {
+		mk_worker_join(&workers[i]);
+		rc |= workers[i].w_exit_code;
+	}
+	mk_query_server_stop();
+	mk_runtime_publish(NULL);
+	free(workers);
+	close(sfd);
+	mk_log(LOG_INFO, "stopped");
+	return rc;
+}
+
+int main(int argc, char **argv)
+{
+	const char *path = NULL;
+	bool test_only = false;
+	struct mk_runtime *rt;
+	char err[MK_ERR_MAX];
+	int opt;
+
+	while ((opt = getopt(argc, argv, "c:tVh")) != -1) {
+		switch (opt) {
+		case 'c':
+			path = optarg;
+			break;
+		case 't':
+			test_only = true;
+			break;
+		case 'V':
+			return print_version();
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (!path || optind != argc) {
+		usage(stderr);
+		return 2;
+	}
+	if (mk_tls_keys_init() || mk_registry_init()) {
+		fprintf(stderr, "mailktlsd: out of memory\n");
+		return 1;
+	}
+	rt = mk_runtime_build(path, err, sizeof(err));
+	if (!rt) {
+		fprintf(stderr, "%s\n", err);
+		return 1;
+	}
+	if (test_only) {
+		printf("configuration ok\n");
+		mk_runtime_put(rt);
+		return 0;
+	}
+	mk_log_open(rt->rt_cfg->cf_log);
+	if (choose_ktls(rt, false)) {
+		mk_runtime_put(rt);
+		return 1;
+	}
+	return run(path, rt);
+}

@@ -1,0 +1,92 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * PROXY protocol version 2 (haproxy's proxy-protocol.txt, section 2.2):
+ * the binary header the agent sends first on every backend connection,
+ * so the daemon logs the real client address and knows TLS was used.
+ */
+#ifndef MAILKTLS_PROXY_V2_H
+#define MAILKTLS_PROXY_V2_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+
+#define PP2_SIGNATURE "\r\n\r\n\0\r\nQUIT\n"
+#define PP2_SIG_LEN 12
+#define PP2_HEADER_MAX 1024	/* what the encoder will ever produce */
+
+#define PP2_TYPE_ALPN		0x01
+#define PP2_TYPE_AUTHORITY	0x02
+#define PP2_TYPE_CRC32C		0x03
+#define PP2_TYPE_NOOP		0x04
+#define PP2_TYPE_SSL		0x20
+#define PP2_SUBTYPE_SSL_VERSION	0x21
+#define PP2_SUBTYPE_SSL_CN	0x22
+#define PP2_SUBTYPE_SSL_CIPHER	0x23
+#define PP2_SUBTYPE_SSL_SIG_ALG	0x24
+#define PP2_SUBTYPE_SSL_KEY_ALG	0x25
+
+#define PP2_CLIENT_SSL		0x01
+#define PP2_CLIENT_CERT_CONN	0x02
+#define PP2_CLIENT_CERT_SESS	0x04
+
+struct mk_proxy_info {
+	const struct sockaddr *pi_src;	/* client; AF_INET or AF_INET6 */
+	const struct sockaddr *pi_dst;	/* address the client connected to */
+	bool pi_ssl;			/* emit PP2_TYPE_SSL */
+	uint8_t pi_client_flags;	/* PP2_CLIENT_* */
+	uint32_t pi_verify;		/* 0: client cert verified (or none asked) */
+	const char *pi_version;		/* "TLSv1.3", NULL to omit */
+	const char *pi_cipher;		/* NULL to omit */
+	const char *pi_sig_alg;		/* NULL to omit */
+	const char *pi_authority;	/* SNI, NULL or "" to omit */
+	const char *pi_alpn;		/* NULL or "" to omit */
+};
+
+/**
+ * mk_proxy_v2_encode() - build a PROXY v2 header with a CRC32C TLV
+ * @buf:  output
+ * @cap:  its size (PP2_HEADER_MAX is always enough)
+ * @info: what to put in it
+ *
+ * Addresses of mixed families, or of a family other than INET/INET6, are
+ * sent as family UNSPEC (LOCAL semantics are not used: the command is PROXY).
+ *
+ * Return: the header length, or -ENOSPC if @cap is too small, -EINVAL for
+ * a string longer than a TLV can carry.
+ */
+ssize_t mk_proxy_v2_encode(uint8_t *buf, size_t cap, const struct mk_proxy_info *info);
+
+/* What the decoder found; strings are NUL-terminated copies. */
+struct mk_proxy_decoded {
+	uint8_t pd_command;		/* 0 LOCAL, 1 PROXY */
+	uint8_t pd_family;		/* 0 UNSPEC, 1 INET, 2 INET6, 3 UNIX */
+	struct sockaddr_storage pd_src, pd_dst;
+	bool pd_has_ssl;
+	uint8_t pd_client_flags;
+	uint32_t pd_verify;
+	char pd_version[64], pd_cipher[128], pd_sig_alg[64];
+	char pd_authority[256], pd_alpn[64];
+	bool pd_has_crc;
+	bool pd_crc_ok;
+	size_t pd_len;			/* total header length */
+};
+
+/**
+ * mk_proxy_v2_decode() - parse a PROXY v2 header (tests, fuzzing, and any
+ * future upstream-balancer support)
+ * @buf: bytes received
+ * @len: how many
+ * @out: result
+ *
+ * Return: header length consumed (> 0), 0 if more bytes are needed,
+ * -EINVAL if the bytes are not a valid PROXY v2 header.
+ */
+ssize_t mk_proxy_v2_decode(const uint8_t *buf, size_t len, struct mk_proxy_decoded *out);
+
+/* CRC32C (Castagnoli), as used by PP2_TYPE_CRC32C; start with crc = 0. */
+uint32_t mk_crc32c(uint32_t crc, const void *data, size_t len);
+
+#endif

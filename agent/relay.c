@@ -1,0 +1,292 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Relaying plaintext between the client and the daemon.
+ *
+ * Two transports for the client side. With kernel TLS the kernel encrypts
+ * and decrypts, and the bytes go by splice (relay_splice.c) without
+ * entering user space. Without it (no kTLS on this kernel, `ktls = off`, or
+ * a session the kernel could not take) OpenSSL does the records here, over
+ * the same memory BIOs as the handshake.
+ *
+ * Either way, the first bytes from the daemon pass through the capability
+ * filter (capfilter.c) in user space until it is done; then, with kTLS,
+ * that direction switches to splice too.
+ *
+ * Each direction ends on its own (half-close): the client's close_notify
+ * (or FIN) shuts the backend socket for writing once everything before it
+ * was delivered; the daemon's EOF becomes our close_notify. The connection
+ * ends when both directions have.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include <openssl/err.h>
+
+#include "conn.h"
+#include "ktls.h"
+#include "log.h"
+
+#define MK_PLAIN_CHUNK 16384
+
+static bool relay_greeting_ok(const struct mk_conn *c)
+{
+	return c->c_cfg->lc_tls != MK_TLS_STARTTLS || !c->c_filter ||
+	       mk_capfilter_greeting_seen(c->c_filter);
+}
+
+static void relay_client_ended(struct mk_conn *c, const char *how)
+{
+	if (!c->c_end[0])
+		snprintf(c->c_end, sizeof(c->c_end), "%s", how);
+	c->c_c2b.d_eof = true;
+}
+
+/* Plaintext for the client: straight to the kTLS socket, or via OpenSSL. */
+static int relay_to_client(struct mk_conn *c, const uint8_t *p, size_t len)
+{
+	size_t pending;
+	uint8_t *out;
+	int n;
+
+	if (c->c_ktls)
+		return mk_buf_append(&c->c_cout, p, len);
+	while (len) {
+		n = SSL_write(c->c_ssl, p, (int)(len > MK_PLAIN_CHUNK ? MK_PLAIN_CHUNK : len));
+		if (n <= 0)
+			return -EIO;
+		p += n;
+		len -= (size_t)n;
+	}
+	pending = BIO_ctrl_pending(c->c_wbio);
+	out = mk_buf_reserve(&c->c_cout, pending);
+	if (!out)
+		return -ENOBUFS;
+	n = BIO_read(c->c_wbio, out, (int)pending);
+	if (n > 0)
+		c->c_cout.b_len += (size_t)n;
+	return 0;
+}
+
+static void relay_check_done(struct mk_conn *c)
+{
+	if (c->c_c2b.d_done && c->c_b2c.d_done)
+		mk_conn_end(c, "close");
+}
+
+/* Advance the client -> backend direction as far as it can go now. */
+static void relay_c2b_next(struct mk_conn *c)
+{
+	struct mk_dir *d = &c->c_c2b;
+
+	if (c->c_state != MK_CS_RELAY || d->d_done || mk_buf_used(&c->c_bout) ||
+	    c->c_bsend_busy || !relay_greeting_ok(c))
+		return;
+	if (d->d_eof) {
+		if (d->d_pipe || d->d_busy)
+			return;
+		shutdown(c->c_bfd, SHUT_WR);
+		d->d_done = true;
+		relay_check_done(c);
+		return;
+	}
+	if (c->c_ktls)
+		mk_relay_splice_start(c);
+	else if (BIO_ctrl_pending(c->c_rbio) || SSL_has_pending(c->c_ssl))
+		mk_relay_user_client_data(c);
+	else
+		mk_conn_recv_client(c);
+}
+
+/* Advance the backend -> client direction as far as it can go now. */
+static void relay_b2c_next(struct mk_conn *c)
+{
+	struct mk_dir *d = &c->c_b2c;
+
+	if (c->c_state != MK_CS_RELAY || d->d_done || mk_buf_used(&c->c_cout) ||
+	    c->c_csend_busy)
+		return;
+	if (d->d_eof) {
+		if (d->d_pipe || d->d_busy)
+			return;
+		mk_relay_close_notify(c);
+		return;
+	}
+	if (c->c_ktls && !c->c_filter)
+		mk_relay_splice_start(c);
+	else
+		mk_conn_recv_backend(c);
+}
+
+/**
+ * mk_relay_close_notify() - the daemon is done sending: send our
+ * close_notify (RFC 8314 §3.4) and shut the client socket for writing
+ * @c: the connection
+ */
+void mk_relay_close_notify(struct mk_conn *c)
+{
+	uint8_t *out;
+	size_t pending;
+	int n;
+
+	if (c->c_b2c.d_done)
+		return;
+	if (!c->c_ktls && !c->c_b2c.d_pipe) {
+		/* OpenSSL writes the alert; send it, then shut down. */
+		if (!(SSL_get_shutdown(c->c_ssl) & SSL_SENT_SHUTDOWN)) {
+			SSL_shutdown(c->c_ssl);
+			pending = BIO_ctrl_pending(c->c_wbio);
+			out = mk_buf_reserve(&c->c_cout, pending);
+			if (out && (n = BIO_read(c->c_wbio, out, (int)pending)) > 0) {
+				c->c_cout.b_len += (size_t)n;
+				mk_conn_send_client(c);
+				return;
+			}
+		}
+	} else if (c->c_ktls) {
+		mk_ktls_send_alert(c->c_fd, 1, 0);
+	}
+	shutdown(c->c_fd, SHUT_WR);
+	c->c_b2c.d_done = true;
+	relay_check_done(c);
+}
+
+/**
+ * mk_relay_start() - the backend is connected: send the PROXY header and
+ * whatever is queued, start both directions
+ * @c: the connection
+ */
+void mk_relay_start(struct mk_conn *c)
+{
+	c->c_filter = mk_capfilter_new(c->c_cfg->lc_protocol,
+				       c->c_cfg->lc_tls == MK_TLS_STARTTLS);
+	if (!c->c_filter) {
+		mk_conn_end(c, "error:no_memory");
+		return;
+	}
+	if (mk_buf_used(&c->c_bout))
+		mk_conn_send_backend(c);
+	relay_b2c_next(c);
+	relay_c2b_next(c);
+}
+
+/**
+ * mk_relay_user_client_data() - ciphertext from the client (no kTLS)
+ * @c: the connection; the bytes are in c->c_cin
+ */
+void mk_relay_user_client_data(struct mk_conn *c)
+{
+	uint8_t *out;
+	int n, err;
+
+	if (mk_buf_used(&c->c_cin)) {
+		if (BIO_write(c->c_rbio, mk_buf_head(&c->c_cin), (int)mk_buf_used(&c->c_cin)) <= 0) {
+			mk_conn_end(c, "error:no_memory");
+			return;
+		}
+		mk_buf_reset(&c->c_cin);
+	}
+	for (;;) {
+		out = mk_buf_reserve(&c->c_bout, MK_PLAIN_CHUNK);
+		if (!out)
+			break;	/* the backend is slow: resume when it drained */
+		ERR_clear_error();
+		n = SSL_read(c->c_ssl, out, MK_PLAIN_CHUNK);
+		if (n <= 0) {
+			err = SSL_get_error(c->c_ssl, n);
+			if (err == SSL_ERROR_ZERO_RETURN)
+				relay_client_ended(c, "close_notify");
+			else if (err != SSL_ERROR_WANT_READ)
+				mk_conn_end(c, "error:tls_record");
+			break;
+		}
+		c->c_bout.b_len += (size_t)n;
+		c->c_c2b.d_bytes += (uint64_t)n;
+	}
+	/* OpenSSL may have something to say (e.g. an alert). */
+	if (BIO_ctrl_pending(c->c_wbio) && !c->c_csend_busy)
+		relay_to_client(c, (const uint8_t *)"", 0);
+	mk_conn_send_client(c);
+	if (mk_buf_used(&c->c_bout))
+		mk_conn_send_backend(c);
+	else
+		relay_c2b_next(c);
+}
+
+/**
+ * mk_relay_user_backend_data() - plaintext (or EOF) from the backend,
+ * through the capability filter while it is active
+ * @c: the connection; the bytes are in c->c_bin, EOF in c->c_b2c.d_eof
+ */
+void mk_relay_user_backend_data(struct mk_conn *c)
+{
+	size_t used = mk_buf_used(&c->c_bin);
+	struct mk_buf plain;
+	int ret = 0;
+
+	if (used && c->c_filter) {
+		mk_buf_init(&plain, c->c_bin.b_max * 2);
+		ret = mk_capfilter_feed(c->c_filter, mk_buf_head(&c->c_bin), used, &plain);
+		if (ret >= 0 && mk_buf_used(&plain))
+			ret = relay_to_client(c, mk_buf_head(&plain), mk_buf_used(&plain)) ?: ret;
+		mk_buf_free(&plain);
+		if (ret == 1) {
+			mk_capfilter_free(c->c_filter);
+			c->c_filter = NULL;
+		}
+	} else if (used) {
+		ret = relay_to_client(c, mk_buf_head(&c->c_bin), used);
+	}
+	if (ret < 0) {
+		mk_conn_end(c, "error:relay:%s", strerror(-ret));
+		return;
+	}
+	c->c_b2c.d_bytes += used;
+	mk_buf_reset(&c->c_bin);
+	if (mk_buf_used(&c->c_cout))
+		mk_conn_send_client(c);
+	else
+		relay_b2c_next(c);
+	relay_c2b_next(c);	/* the greeting may have arrived */
+}
+
+/**
+ * mk_relay_user_sent() - a send to the client or the backend finished
+ * @c: the connection
+ */
+void mk_relay_user_sent(struct mk_conn *c)
+{
+	if (c->c_b2c.d_eof && !c->c_ktls && !mk_buf_used(&c->c_cout) &&
+	    (SSL_get_shutdown(c->c_ssl) & SSL_SENT_SHUTDOWN) && !c->c_b2c.d_done) {
+		shutdown(c->c_fd, SHUT_WR);
+		c->c_b2c.d_done = true;
+		relay_check_done(c);
+		return;
+	}
+	relay_b2c_next(c);
+	relay_c2b_next(c);
+}
+
+/**
+ * mk_relay_splice_eof() - a spliced direction reached its end
+ * @c:   the connection
+ * @c2b: true for the client's direction (close_notify or FIN), false for
+ *       the daemon's (EOF)
+ */
+void mk_relay_splice_eof(struct mk_conn *c, bool c2b)
+{
+	if (c2b)
+		relay_c2b_next(c);
+	else
+		relay_b2c_next(c);
+}
+
+/**
+ * mk_relay_client_eof() - the client closed its side of TCP
+ * @c:   the connection
+ * @how: the `end=` reason if none was recorded yet
+ */
+void mk_relay_client_eof(struct mk_conn *c, const char *how)
+{
+	relay_client_ended(c, how);
+	relay_c2b_next(c);
+}

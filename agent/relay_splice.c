@@ -1,0 +1,245 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Zero-copy relay for kernel TLS connections: for each direction,
+ *
+ *   POLL_ADD(src, POLLIN) -> SPLICE(src -> pipe) -> SPLICE(pipe -> dst) -> ...
+ *
+ * The pipe is borrowed from the worker's pool after the poll fires and
+ * returned as soon as it is empty, so an idle connection holds no pipe.
+ *
+ * The kernel cannot splice a record that is not application data: the
+ * splice fails (EINVAL on 6.1) and the record is read with its type
+ * (ktls.c). close_notify ends the client's direction; other alerts end the
+ * connection; a KeyUpdate ends it cleanly, because this agent does not keep
+ * the traffic secrets a rekey would need (and kernels before 6.14 cannot
+ * rekey anyway); a record that fails to decrypt gets bad_record_mac.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <string.h>
+
+#include "conn.h"
+#include "ktls.h"
+#include "log.h"
+
+#define MK_SPLICE_LEN (256 * 1024)
+#define MK_TLS_ALERT_CLOSE_NOTIFY 0
+#define MK_TLS_ALERT_BAD_RECORD_MAC 20
+#define MK_TLS_ALERT_INTERNAL_ERROR 80
+#define MK_TLS_HS_KEY_UPDATE 24
+
+struct splice_ops {
+	enum mk_op so_poll, so_in, so_out;
+};
+
+static const struct splice_ops c2b_ops = { MK_OP_POLL_C2B, MK_OP_SPLICE_IN_C2B, MK_OP_SPLICE_OUT_C2B };
+static const struct splice_ops b2c_ops = { MK_OP_POLL_B2C, MK_OP_SPLICE_IN_B2C, MK_OP_SPLICE_OUT_B2C };
+
+static bool splice_is_c2b(enum mk_op op)
+{
+	return op == MK_OP_POLL_C2B || op == MK_OP_SPLICE_IN_C2B || op == MK_OP_SPLICE_OUT_C2B;
+}
+
+static void splice_arm_poll(struct mk_conn *c, struct mk_dir *d, int src, const struct splice_ops *o)
+{
+	struct io_uring_sqe *sqe;
+
+	if (d->d_busy || d->d_eof || c->c_state != MK_CS_RELAY)
+		return;
+	sqe = mk_conn_sqe(c, o->so_poll);
+	if (!sqe) {
+		mk_conn_end(c, "error:no_sqe");
+		return;
+	}
+	io_uring_prep_poll_add(sqe, src, POLLIN | POLLRDHUP);
+	d->d_busy = true;
+}
+
+/**
+ * mk_relay_splice_start() - let both directions splice as far as they may
+ * @c: a kTLS connection in relay
+ *
+ * Backend -> client waits while the capability filter is active;
+ * client -> backend while bytes queued for the backend are unsent.
+ */
+void mk_relay_splice_start(struct mk_conn *c)
+{
+	if (!c->c_filter && !mk_buf_used(&c->c_cout) && !c->c_csend_busy && !c->c_brecv_busy)
+		splice_arm_poll(c, &c->c_b2c, c->c_bfd, &b2c_ops);
+	if (!mk_buf_used(&c->c_bout) && !c->c_bsend_busy && !c->c_c2b.d_done)
+		splice_arm_poll(c, &c->c_c2b, c->c_fd, &c2b_ops);
+}
+
+static void splice_queue(struct mk_conn *c, struct mk_dir *d, enum mk_op op, int in, int out,
+			 unsigned int len)
+{
+	struct io_uring_sqe *sqe = mk_conn_sqe(c, op);
+
+	if (!sqe) {
+		mk_conn_end(c, "error:no_sqe");
+		return;
+	}
+	io_uring_prep_splice(sqe, in, -1, out, -1, len, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+	d->d_busy = true;
+}
+
+static void splice_release_pipe(struct mk_conn *c, struct mk_dir *d)
+{
+	if (d->d_pipe) {
+		mk_worker_pipe_put(c->c_worker, d->d_pipe);
+		d->d_pipe = NULL;
+	}
+}
+
+/* A record splice could not take: read it with its type and act on it. */
+static void splice_control_record(struct mk_conn *c)
+{
+	uint8_t buf[512], type = 0;
+	ssize_t n;
+
+	n = mk_ktls_recv_record(c->c_fd, buf, sizeof(buf), &type);
+	if (n == -EAGAIN) {
+		splice_arm_poll(c, &c->c_c2b, c->c_fd, &c2b_ops);
+		return;
+	}
+	if (n == -EBADMSG) {
+		mk_ktls_send_alert(c->c_fd, 2, MK_TLS_ALERT_BAD_RECORD_MAC);
+		c->c_b2c.d_done = true;	/* no close_notify after a fatal alert */
+		mk_conn_end(c, "error:bad_record_mac");
+		return;
+	}
+	if (n < 0) {
+		mk_conn_end(c, "error:tls_recv:%s", strerror((int)-n));
+		return;
+	}
+	if (type == MK_TLS_CT_ALERT && n >= 2 && buf[1] == MK_TLS_ALERT_CLOSE_NOTIFY) {
+		snprintf(c->c_end, sizeof(c->c_end), "close_notify");
+		c->c_c2b.d_eof = true;
+		mk_relay_splice_eof(c, true);
+		return;
+	}
+	if (type == MK_TLS_CT_ALERT) {
+		c->c_b2c.d_done = true;
+		mk_conn_end(c, "error:alert:%u", n >= 2 ? buf[1] : 0);
+		return;
+	}
+	if (type == MK_TLS_CT_HANDSHAKE && n >= 1 && buf[0] == MK_TLS_HS_KEY_UPDATE) {
+		mk_ktls_send_alert(c->c_fd, 2, MK_TLS_ALERT_INTERNAL_ERROR);
+		c->c_b2c.d_done = true;
+		mk_conn_end(c, "error:key_update_unsupported");
+		return;
+	}
+	mk_ktls_send_alert(c->c_fd, 2, 10 /* unexpected_message */);
+	c->c_b2c.d_done = true;
+	mk_conn_end(c, "error:unexpected_record:%u", type);
+}
+
+static void splice_in_done(struct mk_conn *c, struct mk_dir *d, bool c2b, int res)
+{
+	const struct splice_ops *o = c2b ? &c2b_ops : &b2c_ops;
+	int dst = c2b ? c->c_bfd : c->c_fd;
+
+	if (res > 0) {
+		d->d_in_pipe = (size_t)res;
+		splice_queue(c, d, o->so_out, d->d_pipe->p_fd[0], dst, (unsigned int)res);
+		return;
+	}
+	splice_release_pipe(c, d);
+	if (res == 0) {
+		if (c2b && !c->c_end[0])
+			snprintf(c->c_end, sizeof(c->c_end), "eof");
+		d->d_eof = true;
+		mk_relay_splice_eof(c, c2b);
+	} else if (res == -EAGAIN) {
+		splice_arm_poll(c, d, c2b ? c->c_fd : c->c_bfd, o);
+	} else if (c2b && (res == -EINVAL || res == -EIO || res == -EBADMSG)) {
+		if (res == -EBADMSG) {
+			mk_ktls_send_alert(c->c_fd, 2, MK_TLS_ALERT_BAD_RECORD_MAC);
+			c->c_b2c.d_done = true;
+			mk_conn_end(c, "error:bad_record_mac");
+		} else {
+			splice_control_record(c);
+		}
+	} else if (res == -ECONNRESET) {
+		mk_conn_end(c, c2b ? "reset" : "error:backend_reset");
+	} else {
+		mk_conn_end(c, "error:splice:%s", strerror(-res));
+	}
+}
+
+static void splice_out_done(struct mk_conn *c, struct mk_dir *d, bool c2b, int res)
+{
+	const struct splice_ops *o = c2b ? &c2b_ops : &b2c_ops;
+	int dst = c2b ? c->c_bfd : c->c_fd;
+
+	if (res <= 0) {
+		if (res == -EAGAIN) {
+			splice_queue(c, d, o->so_out, d->d_pipe->p_fd[0], dst,
+				     (unsigned int)d->d_in_pipe);
+			return;
+		}
+		splice_release_pipe(c, d);
+		mk_conn_end(c, c2b ? "error:backend_send:%s" : "reset%.0s", strerror(-res));
+		return;
+	}
+	d->d_in_pipe -= (size_t)res;
+	d->d_bytes += (uint64_t)res;
+	c->c_last_ms = mk_now_ms();
+	if (d->d_in_pipe) {
+		splice_queue(c, d, o->so_out, d->d_pipe->p_fd[0], dst, (unsigned int)d->d_in_pipe);
+		return;
+	}
+	splice_release_pipe(c, d);
+	splice_arm_poll(c, d, c2b ? c->c_fd : c->c_bfd, o);
+}
+
+static void splice_poll_done(struct mk_conn *c, struct mk_dir *d, bool c2b, int res)
+{
+	const struct splice_ops *o = c2b ? &c2b_ops : &b2c_ops;
+	int src = c2b ? c->c_fd : c->c_bfd;
+
+	if (res < 0) {
+		mk_conn_end(c, "error:poll:%s", strerror(-res));
+		return;
+	}
+	d->d_pipe = mk_worker_pipe_get(c->c_worker);
+	if (!d->d_pipe) {
+		mk_conn_end(c, "error:no_pipe");
+		return;
+	}
+	splice_queue(c, d, o->so_in, src, d->d_pipe->p_fd[1], MK_SPLICE_LEN);
+}
+
+/**
+ * mk_relay_splice_complete() - a poll or splice of the relay completed
+ * @c:   the connection
+ * @op:  which
+ * @res: its result
+ */
+void mk_relay_splice_complete(struct mk_conn *c, enum mk_op op, int res)
+{
+	bool c2b = splice_is_c2b(op);
+	struct mk_dir *d = c2b ? &c->c_c2b : &c->c_b2c;
+
+	d->d_busy = false;
+	if (c->c_state == MK_CS_CLOSING) {
+		splice_release_pipe(c, d);
+		return;
+	}
+	switch (op) {
+	case MK_OP_POLL_C2B:
+	case MK_OP_POLL_B2C:
+		splice_poll_done(c, d, c2b, res);
+		break;
+	case MK_OP_SPLICE_IN_C2B:
+	case MK_OP_SPLICE_IN_B2C:
+		splice_in_done(c, d, c2b, res);
+		break;
+	case MK_OP_SPLICE_OUT_C2B:
+	case MK_OP_SPLICE_OUT_B2C:
+		splice_out_done(c, d, c2b, res);
+		break;
+	default:
+		break;
+	}
+}

@@ -1,0 +1,88 @@
+// SPDX-License-Identifier: GPL-2.0
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "runtime.h"
+
+/* Only the publish/current pair needs the lock: it keeps a reader from
+ * taking a reference to a runtime that is being put for the last time. */
+static pthread_mutex_t current_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct mk_runtime *current;
+
+void mk_runtime_get(struct mk_runtime *rt)
+{
+	atomic_fetch_add(&rt->rt_refs, 1);
+}
+
+void mk_runtime_put(struct mk_runtime *rt)
+{
+	size_t i;
+
+	if (!rt || atomic_fetch_sub(&rt->rt_refs, 1) != 1)
+		return;
+	for (i = 0; rt->rt_cfg && i < rt->rt_cfg->cf_nlisteners; i++)
+		if (rt->rt_policies[i])
+			mk_tls_policy_put(rt->rt_policies[i]);
+	mk_config_free(rt->rt_cfg);
+	free(rt);
+}
+
+struct mk_runtime *mk_runtime_build(const char *path, char *err, size_t errlen)
+{
+	struct mk_runtime *rt;
+	size_t i;
+
+	rt = calloc(1, sizeof(*rt));
+	if (!rt) {
+		snprintf(err, errlen, "%s: out of memory", path);
+		return NULL;
+	}
+	atomic_init(&rt->rt_refs, 1);
+	if (mk_config_load(path, &rt->rt_cfg, err, errlen))
+		goto out_put;
+	for (i = 0; i < rt->rt_cfg->cf_nlisteners; i++)
+		if (mk_tls_policy_build(rt->rt_cfg, &rt->rt_cfg->cf_listeners[i],
+					&rt->rt_policies[i], err, errlen))
+			goto out_put;
+	return rt;
+
+out_put:
+	mk_runtime_put(rt);
+	return NULL;
+}
+
+struct mk_runtime *mk_runtime_current(void)
+{
+	struct mk_runtime *rt;
+
+	pthread_mutex_lock(&current_lock);
+	rt = current;
+	if (rt)
+		mk_runtime_get(rt);
+	pthread_mutex_unlock(&current_lock);
+	return rt;
+}
+
+void mk_runtime_publish(struct mk_runtime *rt)
+{
+	struct mk_runtime *old;
+
+	pthread_mutex_lock(&current_lock);
+	old = current;
+	current = rt;
+	pthread_mutex_unlock(&current_lock);
+	mk_runtime_put(old);
+}
+
+int mk_runtime_find_listener(const struct mk_runtime *rt, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < rt->rt_cfg->cf_nlisteners; i++)
+		if (!strcmp(rt->rt_cfg->cf_listeners[i].lc_name, name))
+			return (int)i;
+	return -1;
+}

@@ -1,0 +1,71 @@
+#!/bin/bash
+# Run the test suites and print one summary: "N passed, N failed, N skipped".
+#
+# Every suite speaks TAP (the kselftest harness does, and so do the shell
+# and python integration tests). A suite that exits non-zero without a
+# failing TAP line counts as one failure, so a crashed suite never passes.
+#
+#   scripts/run-tests.sh                 all suites
+#   scripts/run-tests.sh unit vm         some of them
+set -u
+cd "$(dirname "$0")/.."
+BUILD=${BUILD:-build}
+suites=("$@")
+[ ${#suites[@]} -eq 0 ] && suites=(unit sanitize fuzz integration vm)
+pass=0 fail=0 skip=0
+failed_names=()
+log_dir=$BUILD/test-logs
+mkdir -p "$log_dir"
+
+run_one() {	# name, command...
+	local name=$1 log rc p f s
+	shift
+	log=$log_dir/$(echo "$name" | tr '/ ' '__').log
+	printf '## %s\n' "$name"
+	"$@" >"$log" 2>&1
+	rc=$?
+	p=$(grep -cE '^ *ok [0-9]+' "$log" | head -1)
+	s=$(grep -cE '^ *ok [0-9]+.*# *(SKIP|skip)' "$log" | head -1)
+	f=$(grep -cE '^ *not ok [0-9]+' "$log" | head -1)
+	p=$((p - s))
+	if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
+		f=1
+		echo "not ok - $name exited $rc without a failing test line" >>"$log"
+	fi
+	grep -E '^ *(not ok|ok) [0-9]+' "$log" | sed 's/^/   /'
+	if [ "$f" -ne 0 ]; then
+		failed_names+=("$name")
+		echo "   --- $log (last lines) ---"
+		tail -n 30 "$log" | sed 's/^/   | /'
+	fi
+	pass=$((pass + p)) fail=$((fail + f)) skip=$((skip + s))
+}
+
+for suite in "${suites[@]}"; do
+	case $suite in
+	unit)
+		for t in "$BUILD"/tests/unit/test_*; do
+			[ -x "$t" ] && run_one "unit/${t##*/}" "$t"
+		done ;;
+	sanitize)
+		make -s BUILD="$BUILD" sanitize-tests >/dev/null || { fail=$((fail + 1)); failed_names+=(sanitize-build); continue; }
+		for t in "$BUILD"/san/tests/unit/test_*; do
+			[ -x "$t" ] && run_one "asan+ubsan/${t##*/}" env ASAN_OPTIONS=detect_leaks=1 "$t"
+		done ;;
+	fuzz)
+		run_one fuzz scripts/run-fuzz.sh "${FUZZ_CHECK_SECONDS:-10}" ;;
+	integration)
+		for t in tests/integration/*_test.sh tests/integration/*_test.py; do
+			[ -x "$t" ] && run_one "integration/${t##*/}" "$t"
+		done ;;
+	vm)
+		run_one vm scripts/vm-run.sh ;;
+	*)
+		echo "unknown suite $suite" >&2; exit 2 ;;
+	esac
+done
+
+echo
+[ ${#failed_names[@]} -gt 0 ] && echo "failed suites: ${failed_names[*]}"
+echo "$pass passed, $fail failed, $skip skipped"
+[ "$fail" -eq 0 ]

@@ -1,0 +1,133 @@
+#!/bin/bash
+# mailktls VM test bed: run the kernel-side tests (kTLS, mailktls.ko) in a
+# QEMU VM booting Debian's 6.1 kernel, because the host kernel has no kTLS
+# and cannot load modules. Prints the tests' TAP on stdout; exits 0 only if
+# the VM booted, every test ran and none failed.
+#
+# What runs: every $BUILD/tests/vm/*_test binary (kselftest harness, built
+# by `make vm-tests`, which this script runs first) and every
+# tests/vm/*_test.sh (run with busybox sh). Helper binaries built from
+# tests/vm/*.c without the _test suffix, the agent binaries, kmod/mailktls.ko
+# (loaded at boot when it was built; `make module` runs first when Kbuild
+# exists) and the openssl CLI are in the VM too. Inside, the source tree
+# layout is mirrored under /mk (cwd of every test): /mk/agent/mailktlsd,
+# /mk/kmod/mailktls.ko, /mk/build/tests/vm/<bin>, /mk/tests/vm/<script>,
+# /mk/etc; PATH has /mk/agent and /mk/build/tests/vm. Only loopback exists
+# (lo is up, 127.0.0.1 and ::1). More host binaries: list them in
+# tests/vm/extra-binaries (one per line); their libraries come along.
+#
+#   scripts/vm-run.sh                          all VM tests
+#   VM_ONLY=ktls_basic_test scripts/vm-run.sh  some tests (space separated)
+#   VM_ONLY=foo_test VM_TEST_ARGS="-x" scripts/vm-run.sh
+#                                              arguments for the selected tests (the
+#                                              6.1 kselftest harness takes no filters)
+#   VM_SHELL=1 scripts/vm-run.sh               busybox shell on the console
+#                                              instead of tests (Ctrl-D powers off;
+#                                              Ctrl-A X kills qemu)
+#
+# Other knobs: BUILD (default build), VM_KERNEL (default newest
+# /boot/vmlinuz-6.1*), VM_TIMEOUT (whole run, s, default 900),
+# VM_TEST_TIMEOUT (per test, s, default 300), VM_MEM (default 1G),
+# VM_NO_BUILD=1 (do not run make). The full console log is kept in
+# $BUILD/vm/console.log. KVM hangs on these machines, so QEMU uses TCG.
+set -u
+cd "$(dirname "$0")/.."
+BUILD=${BUILD:-build}
+VM_TIMEOUT=${VM_TIMEOUT:-900}
+VM_TEST_TIMEOUT=${VM_TEST_TIMEOUT:-300}
+VM_MEM=${VM_MEM:-1G}
+VM_SHELL=${VM_SHELL:-0}
+vmdir=$BUILD/vm
+mkdir -p "$vmdir"
+
+bail() {	# message: one failing TAP line, exit 1
+	echo "not ok 1 - vm: $*"
+	exit 1
+}
+
+kernel=${VM_KERNEL:-$(ls /boot/vmlinuz-6.1* 2>/dev/null | sort -V | tail -n1)}
+[ -n "$kernel" ] && [ -r "$kernel" ] ||
+	bail "no Debian 6.1 kernel in /boot (run scripts/install-deps.sh: linux-image-amd64)"
+kver=${kernel##*/vmlinuz-}
+[ -d "/lib/modules/$kver" ] || bail "no modules for $kver in /lib/modules"
+command -v qemu-system-x86_64 >/dev/null || bail "qemu-system-x86_64 missing (qemu-system-x86)"
+
+if [ "${VM_NO_BUILD:-0}" != 1 ]; then
+	make -s BUILD="$BUILD" vm-tests >"$vmdir/make.log" 2>&1 ||
+		{ sed 's/^/# /' "$vmdir/make.log"; bail "make vm-tests failed"; }
+	if [ -f Kbuild ] && [ -d "/lib/modules/$kver/build" ]; then
+		make -s KVER="$kver" module >"$vmdir/module.log" 2>&1 ||
+			{ sed 's/^/# /' "$vmdir/module.log"; bail "make module failed"; }
+	fi
+fi
+
+shq() {	# name, value: a line busybox sh can source
+	printf "%s='%s'\n" "$1" "$(printf '%s' "$2" | sed "s/'/'\\\\''/g")"
+}
+conf=$vmdir/mk-vm.conf
+{
+	shq VM_SHELL "$VM_SHELL"
+	shq VM_ONLY "${VM_ONLY:-}"
+	shq VM_TEST_ARGS "${VM_TEST_ARGS:-}"
+	shq VM_TEST_TIMEOUT "$VM_TEST_TIMEOUT"
+} >"$conf"
+initrd=$vmdir/initramfs.cpio.gz
+scripts/vm/mkinitramfs.sh "$initrd" "$kver" "$BUILD" "$conf" >"$vmdir/initramfs.log" 2>&1 ||
+	{ sed 's/^/# /' "$vmdir/initramfs.log"; bail "building the initramfs failed"; }
+
+qemu=(qemu-system-x86_64 -accel tcg -cpu max -m "$VM_MEM" -smp 2 -nographic -no-reboot -nic none
+	-kernel "$kernel" -initrd "$initrd"
+	-append "console=ttyS0 quiet panic=-1 oops=panic")
+if [ "$VM_SHELL" = 1 ]; then
+	exec "${qemu[@]}"
+fi
+
+log=$vmdir/console.log
+start=$(date +%s)
+timeout -k 10 "$VM_TIMEOUT" "${qemu[@]}" </dev/null >"$log" 2>&1
+qrc=$?
+took=$(($(date +%s) - start))
+
+# Turn the console markers (see scripts/vm/init) into TAP. The tests' own
+# TAP lines pass through; every infrastructure failure becomes a numbered
+# "not ok" line so scripts/run-tests.sh counts it.
+tr -d '\r' <"$log" | awk -v qrc="$qrc" -v ttimeout="$VM_TEST_TIMEOUT" -v took="$took" -v logf="$log" '
+function fail(msg) { nfail++; printf "not ok %d - vm: %s\n", nfail, msg }
+{ sub(/^.*@@MK /, "@@MK ") }	# the firmware leaves escape codes before the first marker
+/^@@MK KERNEL / { print "# vm: kernel " $3; next }
+/^@@MK MODULE / {
+	rc = substr($4, 4)
+	if (rc != 0) fail("insmod " $3 " exited " rc)
+	next
+}
+/^@@MK BEGIN / { name = $3; intest = 1; tnotok = 0; ntests++; print "# vm: begin " name; next }
+/^@@MK END / {
+	rc = substr($4, 4)
+	intest = 0
+	print "# vm: end " name " exit " rc
+	if (rc == 124 || rc == 143) fail(name " timed out after " ttimeout " s (VM_TEST_TIMEOUT)")
+	else if (rc != 0 && !tnotok) fail(name " exited " rc " without a failing test line")
+	if (rc != 0) bad = 1
+	next
+}
+/^@@MK KERNEL-ISSUE / { sub(/^@@MK KERNEL-ISSUE /, ""); print "# kernel: " $0; kissue = 1; next }
+/^@@MK DONE/ { done = 1; next }
+intest {
+	if ($0 ~ /^ *not ok [0-9]+/) { tnotok = 1; bad = 1 }
+	print
+}
+/Kernel panic/ { print "# " $0; panic = 1 }
+END {
+	if (panic) fail("kernel panic (see " logf ")")
+	if (kissue) fail("the kernel logged a warning or bug during the tests")
+	if (!done) fail("the VM did not finish (qemu exit " qrc ", see " logf ")")
+	else if (ntests == 0) fail("no VM test ran")
+	printf "# vm: %d test programs, %d s under TCG\n", ntests, took
+	exit (bad || nfail) ? 1 : 0
+}'
+rc=$?
+if [ "$rc" -ne 0 ] && ! grep -q '^@@MK DONE' "$log"; then
+	echo "# vm: last console lines:"
+	tr -d '\r' <"$log" | tail -n 25 | sed 's/^/#   /'
+fi
+exit "$rc"

@@ -1,0 +1,142 @@
+#!/bin/bash
+# Build the initramfs of the mailktls VM test bed (called by scripts/vm-run.sh).
+#
+#   scripts/vm/mkinitramfs.sh OUT.cpio.gz KVER BUILD CONF
+#
+# Contents: busybox-static with its applet links, the kTLS kernel modules of
+# KVER and their dependencies (uncompressed: busybox insmod reads plain .ko
+# only), kmod/mailktls.ko when it was built, the project binaries under /mk
+# laid out as in the source tree (/mk/agent, /mk/kmod, /mk/build/tests/vm,
+# /mk/tests/vm, /mk/etc), the openssl CLI, the host binaries listed in
+# tests/vm/extra-binaries (optional, one per line), every shared library all
+# of those need, and scripts/vm/init as /init. CONF becomes /etc/mk-vm.conf.
+set -eu
+out=$1 kver=$2 build=$3 conf=$4
+cd "$(dirname "$0")/../.."
+
+# Roots of the module closure, in load order; dependencies are added in
+# front of the module that needs them (modinfo -F depends).
+KTLS_MODULES="cryptd crypto_simd aesni_intel gcm libchacha libpoly1305 chacha_generic
+	poly1305_generic chacha_x86_64 poly1305_x86_64 chacha20poly1305 tls"
+
+stage=$(mktemp -d "${out%/*}/initramfs.XXXXXX")
+trap 'rm -rf "$stage"' EXIT
+moddir=lib/modules/$kver
+
+mkdir -p "$stage"/usr/{bin,sbin,lib,lib64} "$stage"/{dev,proc,sys,tmp,run,root,etc,mk}
+ln -s usr/bin "$stage/bin"
+ln -s usr/sbin "$stage/sbin"
+ln -s usr/lib "$stage/lib"
+ln -s usr/lib64 "$stage/lib64"
+mkdir -p "$stage/$moddir"
+mknod -m 600 "$stage/dev/console" c 5 1
+mknod -m 666 "$stage/dev/null" c 1 3
+
+# busybox and its applets
+bb=$(command -v busybox)
+if ldd "$bb" >/dev/null 2>&1; then
+	echo "vm: $bb is not static (install busybox-static)" >&2
+	exit 1
+fi
+cp "$bb" "$stage/usr/bin/busybox"
+for applet in $("$bb" --list-full); do
+	# bin and sbin are links to usr/bin and usr/sbin, as on the host
+	[ -e "$stage/$applet" ] || ln -s /usr/bin/busybox "$stage/$applet"
+done
+
+# kernel modules, dependencies first
+declare -A seen=()
+modlist=()
+add_module() {	# name
+	local name=${1//-/_} dep file
+	[ -n "${seen[$name]:-}" ] && return 0
+	seen[$name]=1
+	for dep in $(modinfo -k "$kver" -F depends "$name" | tr ',' ' '); do
+		add_module "$dep"
+	done
+	file=$(modinfo -k "$kver" -F filename "$name")
+	case $file in
+	/*) ;;
+	*) return 0 ;;	# built in
+	esac
+	case $file in
+	*.ko.xz) xz -dc "$file" >"$stage/$moddir/$name.ko" ;;
+	*.ko.zst) zstd -qdc "$file" >"$stage/$moddir/$name.ko" ;;
+	*.ko.gz) gzip -dc "$file" >"$stage/$moddir/$name.ko" ;;
+	*) cp "$file" "$stage/$moddir/$name.ko" ;;
+	esac
+	modlist+=("$name.ko")
+}
+for m in $KTLS_MODULES; do
+	add_module "$m"
+done
+if [ -f kmod/mailktls.ko ]; then
+	for dep in $(modinfo -F depends kmod/mailktls.ko | tr ',' ' '); do
+		add_module "$dep"
+	done
+	mkdir -p "$stage/mk/kmod"
+	cp kmod/mailktls.ko "$stage/mk/kmod/"
+	cp kmod/mailktls.ko "$stage/$moddir/"
+	modlist+=(mailktls.ko)
+fi
+printf '%s\n' "${modlist[@]}" >"$stage/etc/mk-modules"
+
+# project files, mirrored under /mk
+elfs=("$stage/usr/bin/busybox")
+copy_to_mk() {	# source path, path under /mk
+	mkdir -p "$(dirname "$stage/mk/$2")"
+	cp -L "$1" "$stage/mk/$2"
+	if [ -f "$1" ] && head -c4 "$1" | grep -q 'ELF'; then
+		elfs+=("$stage/mk/$2")
+	fi
+}
+for f in agent/mailktlsd agent/mailktlsctl agent/libmailktls.so.1; do
+	[ -f "$f" ] && copy_to_mk "$f" "$f"
+done
+[ -f "$stage/mk/agent/libmailktls.so.1" ] && ln -s libmailktls.so.1 "$stage/mk/agent/libmailktls.so"
+for f in "$build"/tests/vm/*; do
+	[ -f "$f" ] && [ -x "$f" ] && copy_to_mk "$f" "build/tests/vm/${f##*/}"
+done
+for f in tests/vm/* etc/*; do
+	case $f in
+	*.c | *.h | *.o | *.d | *'*') continue ;;
+	esac
+	[ -f "$f" ] && copy_to_mk "$f" "$f"
+done
+
+# host binaries: openssl and whatever tests/vm/extra-binaries asks for
+extra=openssl
+[ -f tests/vm/extra-binaries ] && extra="$extra $(grep -v '^#' tests/vm/extra-binaries)"
+for b in $extra; do
+	path=$(command -v "$b") || { echo "vm: host binary $b not found" >&2; exit 1; }
+	path=$(readlink -f "$path")
+	mkdir -p "$stage$(dirname "$path")"
+	cp "$path" "$stage$path"
+	elfs+=("$stage$path")
+done
+for f in /usr/lib/ssl/openssl.cnf; do
+	mkdir -p "$stage$(dirname "$f")"
+	cp -L "$f" "$stage$f"
+done
+
+# shared libraries (paths as ldd prints them; the loader finds them there)
+libs=$(for e in "${elfs[@]}"; do
+	ldd "$e" 2>/dev/null | awk '/=> \// { print $3 } /^\t\/[^ ]+ \(/ { print $1 }'
+done | sort -u)
+for l in $libs; do
+	dest=$stage$l
+	[ -e "$dest" ] && continue
+	mkdir -p "$(dirname "$dest")"
+	cp -L "$l" "$dest"
+done
+
+cp scripts/vm/init "$stage/init"
+chmod 755 "$stage/init"
+cp "$conf" "$stage/etc/mk-vm.conf"
+echo "root:x:0:0:root:/root:/bin/sh" >"$stage/etc/passwd"
+echo "root:x:0:" >"$stage/etc/group"
+printf '127.0.0.1\tlocalhost mailktls-vm\n::1\tlocalhost ip6-localhost\n' >"$stage/etc/hosts"
+
+(cd "$stage" && find . -mindepth 1 | LC_ALL=C sort | cpio --quiet -o -H newc -R 0:0) |
+	gzip -1 >"$out.tmp"
+mv "$out.tmp" "$out"

@@ -31,7 +31,7 @@
 # VM_NO_BUILD=1 (do not run make). The full console log is kept in
 # $BUILD/vm/console.log. KVM hangs on these machines, so QEMU uses TCG.
 set -u
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 BUILD=${BUILD:-build}
 VM_TIMEOUT=${VM_TIMEOUT:-900}
 VM_TEST_TIMEOUT=${VM_TEST_TIMEOUT:-300}
@@ -45,16 +45,21 @@ bail() {	# message: one failing TAP line, exit 1
 	exit 1
 }
 
-kernel=${VM_KERNEL:-$(ls /boot/vmlinuz-6.1* 2>/dev/null | sort -V | tail -n1)}
-[ -n "$kernel" ] && [ -r "$kernel" ] ||
+kernel=${VM_KERNEL:-$(printf '%s\n' /boot/vmlinuz-6.1* | sort -V | tail -n1)}
+if [ ! -r "$kernel" ]; then
 	bail "no Debian 6.1 kernel in /boot (run scripts/install-deps.sh: linux-image-amd64)"
+fi
 kver=${kernel##*/vmlinuz-}
 [ -d "/lib/modules/$kver" ] || bail "no modules for $kver in /lib/modules"
 command -v qemu-system-x86_64 >/dev/null || bail "qemu-system-x86_64 missing (qemu-system-x86)"
 
 if [ "${VM_NO_BUILD:-0}" != 1 ]; then
-	make -s BUILD="$BUILD" vm-tests >"$vmdir/make.log" 2>&1 ||
-		{ sed 's/^/# /' "$vmdir/make.log"; bail "make vm-tests failed"; }
+	# the agent binaries too, so a run by hand does not test stale ones
+	targets=(vm-tests)
+	[ -f agent/main.c ] && targets+=(agent/mailktlsd)
+	compgen -G 'agent/ctl/*.c' >/dev/null && targets+=(agent/mailktlsctl)
+	make -s BUILD="$BUILD" "${targets[@]}" >"$vmdir/make.log" 2>&1 ||
+		{ sed 's/^/# /' "$vmdir/make.log"; bail "make ${targets[*]} failed"; }
 	if [ -f Kbuild ] && [ -d "/lib/modules/$kver/build" ]; then
 		make -s KVER="$kver" module >"$vmdir/module.log" 2>&1 ||
 			{ sed 's/^/# /' "$vmdir/module.log"; bail "make module failed"; }
@@ -91,7 +96,8 @@ took=$(($(date +%s) - start))
 # Turn the console markers (see scripts/vm/init) into TAP. The tests' own
 # TAP lines pass through; every infrastructure failure becomes a numbered
 # "not ok" line so scripts/run-tests.sh counts it.
-tr -d '\r' <"$log" | awk -v qrc="$qrc" -v ttimeout="$VM_TEST_TIMEOUT" -v took="$took" -v logf="$log" '
+tr -d '\r' <"$log" |
+	awk -v qrc="$qrc" -v ttimeout="$VM_TEST_TIMEOUT" -v took="$took" -v logf="$log" '
 function fail(msg) { nfail++; printf "not ok %d - vm: %s\n", nfail, msg }
 { sub(/^.*@@MK /, "@@MK ") }	# the firmware leaves escape codes before the first marker
 /^@@MK KERNEL / { print "# vm: kernel " $3; next }

@@ -114,10 +114,8 @@ for b in $extra; do
 	cp "$path" "$stage$path"
 	elfs+=("$stage$path")
 done
-for f in /usr/lib/ssl/openssl.cnf; do
-	mkdir -p "$stage$(dirname "$f")"
-	cp -L "$f" "$stage$f"
-done
+mkdir -p "$stage/usr/lib/ssl"
+cp -L /usr/lib/ssl/openssl.cnf "$stage/usr/lib/ssl/"
 
 # shared libraries (paths as ldd prints them; the loader finds them there)
 libs=$(for e in "${elfs[@]}"; do

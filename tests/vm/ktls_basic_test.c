@@ -18,6 +18,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <stddef.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -113,30 +114,38 @@ FIXTURE_VARIANT_ADD(ktls, tls13_chacha20)
 	.iana = 0x1303,
 };
 
+static const struct {
+	const char *sf_name;
+	size_t sf_off;
+} mk_stat_fields[] = {
+	{ "TlsTxSw", offsetof(struct mk_tls_stat, ts_tx_sw) },
+	{ "TlsRxSw", offsetof(struct mk_tls_stat, ts_rx_sw) },
+	{ "TlsCurrTxSw", offsetof(struct mk_tls_stat, ts_curr_tx_sw) },
+	{ "TlsCurrRxSw", offsetof(struct mk_tls_stat, ts_curr_rx_sw) },
+	{ "TlsDecryptError", offsetof(struct mk_tls_stat, ts_decrypt_error) },
+};
+
+/* Fill @st from /proc/net/tls_stat; -ENOENT if a counter is missing. */
 static int mk_read_tls_stat(struct mk_tls_stat *st)
 {
 	char name[64];
+	size_t i, found = 0;
 	long val;
 	FILE *f;
-	int n = 0;
 
 	f = fopen("/proc/net/tls_stat", "re");
 	if (!f)
 		return -errno;
 	while (fscanf(f, "%63s %ld", name, &val) == 2) {
-		if (!strcmp(name, "TlsTxSw"))
-			st->ts_tx_sw = val, n++;
-		else if (!strcmp(name, "TlsRxSw"))
-			st->ts_rx_sw = val, n++;
-		else if (!strcmp(name, "TlsCurrTxSw"))
-			st->ts_curr_tx_sw = val, n++;
-		else if (!strcmp(name, "TlsCurrRxSw"))
-			st->ts_curr_rx_sw = val, n++;
-		else if (!strcmp(name, "TlsDecryptError"))
-			st->ts_decrypt_error = val, n++;
+		for (i = 0; i < ARRAY_SIZE(mk_stat_fields); i++) {
+			if (strcmp(name, mk_stat_fields[i].sf_name))
+				continue;
+			*(long *)((char *)st + mk_stat_fields[i].sf_off) = val;
+			found++;
+		}
 	}
 	fclose(f);
-	return n == 5 ? 0 : -ENOENT;
+	return found == ARRAY_SIZE(mk_stat_fields) ? 0 : -ENOENT;
 }
 
 /* A throw-away self-signed P-256 certificate for the server. */

@@ -112,6 +112,13 @@ static void splice_control_record(struct mk_conn *c)
 		mk_conn_end(c, "error:tls_recv:%s", strerror((int)-n));
 		return;
 	}
+	if (n == 0 && type == 0) {	/* TCP end of stream, no close_notify */
+		if (!c->c_end[0])
+			snprintf(c->c_end, sizeof(c->c_end), "eof");
+		c->c_c2b.d_eof = true;
+		mk_relay_splice_eof(c, true);
+		return;
+	}
 	if (type == MK_TLS_CT_ALERT && n >= 2 && buf[1] == MK_TLS_ALERT_CLOSE_NOTIFY) {
 		snprintf(c->c_end, sizeof(c->c_end), "close_notify");
 		c->c_c2b.d_eof = true;

@@ -16,6 +16,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include "config.h"
 #include "session.h"
@@ -48,5 +49,33 @@ void mk_registry_set_listeners(const struct mk_config *cfg);
  */
 int mk_query_server_start(const char *path);
 void mk_query_server_stop(void);
+
+
+/* One parsed query-socket request (protocol: include/mailktls.h). */
+enum mk_query_kind { MK_QUERY_PEER, MK_QUERY_INODE, MK_QUERY_ADDR, MK_QUERY_STATUS };
+
+struct mk_query {
+	enum mk_query_kind q_kind;
+	struct sockaddr_storage q_addr;	/* PEER, ADDR */
+	uint64_t q_inode;		/* INODE */
+};
+
+/**
+ * mk_query_parse() - parse one request line (fuzz target)
+ * @line: the bytes, without the "\n"; need not be NUL-terminated
+ * @len:  their number
+ * @q:    the request
+ * Return: 0, -EINVAL on a syntax error, -E2BIG when longer than the limit.
+ */
+int mk_query_parse(const char *line, size_t len, struct mk_query *q);
+
+/**
+ * mk_query_answer() - the full answer to one request line
+ * @line, @len: as for mk_query_parse()
+ * @out:    receives the answer text, NUL-terminated
+ * @outlen: size of @out (MAILKTLS_QUERY_ANSWER_MAX is always enough)
+ * Return: the answer's length.
+ */
+size_t mk_query_answer(const char *line, size_t len, char *out, size_t outlen);
 
 #endif

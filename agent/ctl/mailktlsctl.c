@@ -1,0 +1,149 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * mailktlsctl: the libmailktls queries for shells and MTA configurations.
+ *
+ *   mailktlsctl [-s PATH] status
+ *   mailktlsctl [-s PATH] query --fd N | --addr IP:PORT
+ *   mailktlsctl [-s PATH] received --addr IP:PORT
+ *
+ * -s PATH names the agent's query socket (default $MAILKTLS_QUERY_SOCKET,
+ * then /run/mailktls/query.sock).  Exit status: 0 found, 1 not found,
+ * 2 usage, 3 other errors.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mailktls.h"
+#include "lib/mk_addr.h"
+
+static int usage(void)
+{
+	fprintf(stderr,
+		"usage: mailktlsctl [-s PATH] status\n"
+		"       mailktlsctl [-s PATH] query --fd N | --addr IP:PORT\n"
+		"       mailktlsctl [-s PATH] received --addr IP:PORT\n");
+	return 2;
+}
+
+static int fail(const char *what, int err)
+{
+	fprintf(stderr, "mailktlsctl: %s: %s\n", what,
+		err == -ENOENT ? "no such TLS connection known" : strerror(-err));
+	return err == -ENOENT ? 1 : 3;
+}
+
+static void print_info(const struct mailktls_info *mi)
+{
+	char addr[INET6_ADDRSTRLEN + 16] = "";
+
+	mk_addr_format((const struct sockaddr *)&mi->mi_client, addr, sizeof(addr));
+	printf("source=%s\n", mi->mi_source == MAILKTLS_FROM_MODULE ? "module" : "query_socket");
+	printf("version=%s\nversion_id=0x%04x\n", mailktls_version_name(mi->mi_version),
+	       mi->mi_version);
+	printf("cipher=%s\ncipher_id=0x%04X\n", mi->mi_cipher, mi->mi_cipher_id);
+	printf("group=%s\nsigalg=%s\nsni=%s\nalpn=%s\n", mi->mi_group, mi->mi_sigalg, mi->mi_sni,
+	       mi->mi_alpn);
+	printf("client_cert=%d\nclient_subject=%s\nverify=%u\n", mi->mi_client_cert ? 1 : 0,
+	       mi->mi_client_subject, mi->mi_verify);
+	printf("ktls=%s%s%s\n", mi->mi_ktls & MAILKTLS_INFO_KTLS_TX ? "tx" : "",
+	       mi->mi_ktls == (MAILKTLS_INFO_KTLS_TX | MAILKTLS_INFO_KTLS_RX) ? "," : "",
+	       mi->mi_ktls & MAILKTLS_INFO_KTLS_RX ? "rx" : (mi->mi_ktls ? "" : "none"));
+	printf("client=%s\nlistener=%s\n", addr, mi->mi_listener);
+}
+
+/* Exactly one of --fd and --addr. */
+static int lookup(int argc, char **argv, struct mailktls_info *mi)
+{
+	static const struct option opts[] = {
+		{ "fd", required_argument, NULL, 'f' },
+		{ "addr", required_argument, NULL, 'a' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *fd = NULL, *addr = NULL;
+	struct sockaddr_storage ss;
+	char *end;
+	long n;
+	int c, err;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		if (c == 'f')
+			fd = optarg;
+		else if (c == 'a')
+			addr = optarg;
+		else
+			return -EINVAL;
+	}
+	if (optind != argc || !fd == !addr)
+		return -EINVAL;
+	if (fd) {
+		n = strtol(fd, &end, 10);
+		if (*end || end == fd || n < 0 || n > 65535)
+			return -EINVAL;
+		err = mailktls_query_fd((int)n, mi);
+	} else {
+		if (mk_addr_parse(addr, &ss))
+			return -EINVAL;
+		err = mailktls_query_addr((struct sockaddr *)&ss, sizeof(ss), mi);
+	}
+	return err == -EINVAL ? -EIO : err;
+}
+
+static int cmd_status(void)
+{
+	char buf[MAILKTLS_QUERY_ANSWER_MAX];
+	FILE *f;
+	int n;
+
+	n = mailktls_status(buf, sizeof(buf));
+	if (n < 0)
+		return fail("status", n);
+	fputs(strncmp(buf, "ok\n", 3) ? buf : buf + 3, stdout);
+	f = fopen("/proc/net/mailktls", "r");
+	if (f) {
+		puts("# /proc/net/mailktls");
+		while (fgets(buf, sizeof(buf), f))
+			fputs(buf, stdout);
+		fclose(f);
+	}
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct mailktls_info mi;
+	char clause[96];
+	int c, err;
+
+	while ((c = getopt(argc, argv, "+s:h")) != -1) {
+		if (c != 's')
+			return usage();
+		if (setenv(MAILKTLS_QUERY_ENV, optarg, 1))
+			return 3;
+	}
+	argc -= optind;
+	argv += optind;
+	if (argc < 1)
+		return usage();
+	if (!strcmp(argv[0], "status") && argc == 1)
+		return cmd_status();
+	if (strcmp(argv[0], "query") && strcmp(argv[0], "received"))
+		return usage();
+	err = lookup(argc, argv, &mi);
+	if (err == -EINVAL)
+		return usage();
+	if (err)
+		return fail(argv[0], err);
+	if (argv[0][0] == 'q') {
+		print_info(&mi);
+		return 0;
+	}
+	err = mailktls_received_clause(&mi, clause, sizeof(clause));
+	if (err < 0)
+		return fail("received", err);
+	puts(clause);
+	return 0;
+}

@@ -1,0 +1,252 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: GPL-2.0
+"""Real mail clients (Python's imaplib, poplib, smtplib, ssl) for the
+integration tests, each bound to a chosen source address so the daemon
+behind the TLS front sees a client address different from its own.
+
+Run with Debian's /usr/bin/python3. Every socket has a timeout. Exit status
+0 means the check passed; a one-line reason goes to stdout either way.
+
+  mkclients.py imap  --port P --src 127.0.0.2 --user U --password W --out F
+  mkclients.py pop3  --port P --src 127.0.0.2 --user U --password W --out F
+  mkclients.py smtp  --port P --src 127.0.0.2 --sender S --rcpt R --msg F
+  mkclients.py close-notify --port P --src 127.0.0.2 --proto imap|pop3|smtp [--ready F]
+  mkclients.py dead-backend --port P --src 127.0.0.2 --limit 1.0
+  mkclients.py raw-proxy-login --port P --user U --password W [--with-ssl-tlv]
+"""
+
+import argparse
+import imaplib
+import poplib
+import smtplib
+import socket
+import ssl
+import struct
+import sys
+import time
+
+TIMEOUT = 10.0
+
+
+def tls_context(args):
+    """Verify against our own test certificates when given, else accept any."""
+    ctx = ssl.create_default_context()
+    if args.cafile:
+        ctx.load_verify_locations(args.cafile)
+        ctx.check_hostname = True
+    else:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def connect(args, timeout=TIMEOUT):
+    return socket.create_connection((args.host, args.port), timeout=timeout,
+                                    source_address=(args.src, 0))
+
+
+class SourcedIMAP(imaplib.IMAP4_SSL):
+    """imaplib has no source_address; bind the socket ourselves."""
+
+    def __init__(self, args):
+        self._mk_args = args
+        super().__init__(args.host, args.port, ssl_context=tls_context(args), timeout=TIMEOUT)
+
+    def _create_socket(self, timeout):
+        sock = connect(self._mk_args, timeout)
+        return self.ssl_context.wrap_socket(sock, server_hostname=self._mk_args.sni)
+
+
+class SourcedPOP3(poplib.POP3_SSL):
+    def __init__(self, args):
+        self._mk_args = args
+        super().__init__(args.host, args.port, context=tls_context(args), timeout=TIMEOUT)
+
+    def _create_socket(self, timeout):
+        sock = connect(self._mk_args, timeout)
+        return self.context.wrap_socket(sock, server_hostname=self._mk_args.sni)
+
+
+class SourcedSMTP(smtplib.SMTP_SSL):
+    def __init__(self, args):
+        self._mk_args = args
+        super().__init__(args.host, args.port, timeout=TIMEOUT, context=tls_context(args),
+                         local_hostname="client.example.test")
+
+    def _get_socket(self, host, port, timeout):
+        sock = connect(self._mk_args, timeout)
+        return self.context.wrap_socket(sock, server_hostname=self._mk_args.sni)
+
+
+def cmd_imap(args):
+    imap = SourcedIMAP(args)
+    imap.login(args.user, args.password)
+    typ, data = imap.select("INBOX", readonly=True)
+    if typ != "OK" or int(data[0]) < 1:
+        print(f"select INBOX: {typ} {data}")
+        return 1
+    typ, data = imap.fetch("1", "(BODY.PEEK[])")
+    if typ != "OK" or not isinstance(data[0], tuple):
+        print(f"fetch: {typ} {data}")
+        return 1
+    with open(args.out, "wb") as f:
+        f.write(data[0][1])
+    cipher = imap.sock.cipher()[0]
+    imap.logout()
+    print(f"fetched {len(data[0][1])} bytes over {cipher}")
+    return 0
+
+
+def cmd_pop3(args):
+    pop = SourcedPOP3(args)
+    pop.user(args.user)
+    pop.pass_(args.password)
+    count, _ = pop.stat()
+    if count < 1:
+        print(f"STAT says {count} messages")
+        return 1
+    _, lines, _ = pop.retr(1)
+    body = b"".join(line + b"\r\n" for line in lines)
+    with open(args.out, "wb") as f:
+        f.write(body)
+    pop.quit()
+    print(f"retrieved {len(body)} bytes")
+    return 0
+
+
+def cmd_smtp(args):
+    with open(args.msg, "rb") as f:
+        msg = f.read()
+    with SourcedSMTP(args) as s:
+        refused = s.sendmail(args.sender, [args.rcpt], msg)
+    if refused:
+        print(f"refused: {refused}")
+        return 1
+    print("accepted")
+    return 0
+
+
+QUIT = {"imap": b"a1 LOGOUT\r\n", "pop3": b"QUIT\r\n", "smtp": b"QUIT\r\n"}
+
+
+def cmd_close_notify(args):
+    """Ask the server to end the session; with suppress_ragged_eofs off,
+    recv() returns b'' only after a close_notify alert; a bare TCP FIN
+    raises SSLEOFError."""
+    ctx = tls_context(args)
+    # Python sets OP_IGNORE_UNEXPECTED_EOF by default, which would make a
+    # bare FIN look like a clean shutdown.
+    ctx.options &= ~ssl.OP_IGNORE_UNEXPECTED_EOF
+    sock = ctx.wrap_socket(connect(args), server_hostname=args.sni,
+                           suppress_ragged_eofs=False)
+    got = sock.recv(4096)
+    if not got:
+        print("no greeting")
+        return 1
+    if args.ready:
+        # Idle session: the front is told to shut down once we are here.
+        with open(args.ready, "w") as f:
+            f.write("connected\n")
+    else:
+        sock.sendall(QUIT[args.proto])
+    deadline = time.monotonic() + TIMEOUT
+    try:
+        while time.monotonic() < deadline:
+            data = sock.recv(4096)
+            if not data:
+                print("clean TLS shutdown: close_notify received")
+                return 0
+    except ssl.SSLError as e:
+        if "EOF" in str(e):
+            print(f"TCP closed without close_notify: {e}")
+        else:
+            print(f"TLS error before close_notify: {e}")
+        return 1
+    except OSError as e:
+        print(f"error before close_notify: {e!r}")
+        return 1
+    print("server did not close within the time limit")
+    return 1
+
+
+def cmd_dead_backend(args):
+    """Time from connect until the front closes on us (any way it likes)."""
+    ctx = tls_context(args)
+    start = time.monotonic()
+    raw = connect(args, timeout=args.limit + 2)
+    how = "?"
+    try:
+        sock = ctx.wrap_socket(raw, server_hostname=args.sni)
+        while time.monotonic() - start < args.limit + 2:
+            if not sock.recv(4096):
+                how = "EOF"
+                break
+    except (ssl.SSLError, OSError) as e:
+        how = type(e).__name__
+    elapsed = time.monotonic() - start
+    print(f"closed by {how} after {elapsed:.3f}s")
+    return 0 if elapsed <= args.limit and how != "?" else 1
+
+
+def pp2_header(src, dst, ssl_tlv):
+    """PROXY v2 header for TCP4 (no CRC), with or without PP2_TYPE_SSL."""
+    addr = (socket.inet_aton(src[0]) + socket.inet_aton(dst[0]) +
+            struct.pack(">HH", src[1], dst[1]))
+    tlvs = b""
+    if ssl_tlv:
+        sub = b"\x21" + struct.pack(">H", 7) + b"TLSv1.3"
+        val = b"\x01" + struct.pack(">I", 0) + sub
+        tlvs = b"\x20" + struct.pack(">H", len(val)) + val
+    body = addr + tlvs
+    return b"\r\n\r\n\0\r\nQUIT\n\x21\x11" + struct.pack(">H", len(body)) + body
+
+
+def cmd_raw_proxy_login(args):
+    """Straight to Dovecot's IMAP port (no TLS) with a hand-made PROXY v2
+    header, with or without PP2_TYPE_SSL: shows that the SSL TLV, and not
+    the loopback address, is what lets plaintext LOGIN through. Exit 0 if
+    LOGIN succeeded."""
+    sock = connect(args)
+    sock.sendall(pp2_header(sock.getsockname(), (args.host, args.port), args.with_ssl_tlv))
+    f = sock.makefile("rb")
+    greeting = f.readline()
+    sock.sendall(b"a1 LOGIN " + args.user.encode() + b" " + args.password.encode() + b"\r\n")
+    reply = f.readline()
+    sock.close()
+    print(f"greeting {greeting.strip()[:80]!r}; LOGIN -> {reply.strip()[:100]!r}")
+    return 0 if reply.startswith(b"a1 OK") else 1
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("cmd", choices=["imap", "pop3", "smtp", "close-notify", "dead-backend",
+                                   "raw-proxy-login"])
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--src", default="127.0.0.2")
+    p.add_argument("--sni", default="mail.example.test")
+    p.add_argument("--cafile")
+    p.add_argument("--user")
+    p.add_argument("--password")
+    p.add_argument("--out")
+    p.add_argument("--sender")
+    p.add_argument("--rcpt")
+    p.add_argument("--msg")
+    p.add_argument("--proto", default="imap", choices=sorted(QUIT))
+    p.add_argument("--limit", type=float, default=1.0)
+    p.add_argument("--with-ssl-tlv", action="store_true")
+    p.add_argument("--ready", help="close-notify: send nothing, create this file when "
+                   "connected, wait for the server to close")
+    args = p.parse_args()
+    handler = {"imap": cmd_imap, "pop3": cmd_pop3, "smtp": cmd_smtp,
+               "close-notify": cmd_close_notify, "dead-backend": cmd_dead_backend,
+               "raw-proxy-login": cmd_raw_proxy_login}[args.cmd]
+    try:
+        return handler(args)
+    except Exception as e:  # a failed check, reported as one line
+        print(f"{args.cmd} failed: {type(e).__name__}: {e}")
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -464,7 +464,8 @@ TEST(cert_key_pairs)
 	    "certificate = /4.pem\nprivate_key = /4.key\n"
 	    "certificate = /5.pem\nprivate_key = /5.key\n",
 	    "t.conf:14: too many certificate/private_key pairs (max 4)");
-	bad(_metadata, "[defaults]\nprivate_key = /k\n", "t.conf:2: private_key without certificate");
+	bad(_metadata, "[defaults]\nprivate_key = /k\n",
+	    "t.conf:2: private_key without certificate");
 }
 
 TEST(address_clash)

@@ -343,7 +343,8 @@ TEST_F(pol, tls12_suites)
 	static const char *const refused[] = {
 		"AES128-GCM-SHA256",			/* RSA key exchange */
 		"DHE-RSA-AES128-GCM-SHA256",		/* finite-field DH */
-		"ECDHE-RSA-AES128-SHA256:ECDHE-ECDSA-AES128-SHA:ECDHE-RSA-AES256-SHA",	/* CBC */
+		/* CBC */
+		"ECDHE-RSA-AES128-SHA256:ECDHE-ECDSA-AES128-SHA:ECDHE-RSA-AES256-SHA",
 	};
 	char ver[32], cipher[64];
 	size_t i;

@@ -112,6 +112,12 @@ bool mk_capfilter_greeting_seen(const struct mk_capfilter *f)
 	return f->f_greeting_seen;
 }
 
+/* Append what @b holds (an empty mk_buf may have no memory at all). */
+static int put_buf(struct mk_buf *out, const struct mk_buf *b)
+{
+	return mk_buf_used(b) ? mk_buf_append(out, mk_buf_head(b), mk_buf_used(b)) : 0;
+}
+
 static int put_line(struct mk_buf *out, const struct cf_line *l)
 {
 	return mk_buf_append(out, l->l_text, l->l_len + l->l_endlen);
@@ -263,7 +269,8 @@ static bool smtp_continued(const struct cf_line *l)
 static bool smtp_is_starttls(const struct cf_line *l)
 {
 	return l->l_len >= 12 && !strncmp(l->l_text, "250", 3) &&
-	       (l->l_text[3] == '-' || l->l_text[3] == ' ') && word_is(l->l_text + 4, l->l_len - 4, "STARTTLS");
+	       (l->l_text[3] == '-' || l->l_text[3] == ' ') &&
+	       word_is(l->l_text + 4, l->l_len - 4, "STARTTLS");
 }
 
 /* Pass a whole multi-line reply without its STARTTLS line. */
@@ -321,8 +328,8 @@ static int finish(struct mk_capfilter *f, const uint8_t *in, size_t len, struct 
 	int err;
 
 	f->f_done = true;
-	err = mk_buf_append(out, mk_buf_head(&f->f_block), mk_buf_used(&f->f_block));
-	err = err ?: mk_buf_append(out, mk_buf_head(&f->f_line), mk_buf_used(&f->f_line));
+	err = put_buf(out, &f->f_block);
+	err = err ?: put_buf(out, &f->f_line);
 	err = err ?: mk_buf_append(out, in, len);
 	mk_buf_free(&f->f_block);
 	mk_buf_free(&f->f_line);

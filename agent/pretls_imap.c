@@ -20,13 +20,15 @@
 static const struct mk_pretls_verb imap_verbs[] = {
 	{ "CAPABILITY", MK_PRETLS_ARGS_NONE, "* CAPABILITY " IMAP_CAPS "\r\n",
 	  { "OK CAPABILITY completed\r\n", NULL }, MK_PRETLS_CONTINUE, false },
-	{ "NOOP", MK_PRETLS_ARGS_NONE, NULL, { "OK NOOP completed\r\n", NULL }, MK_PRETLS_CONTINUE, false },
-	{ "LOGOUT", MK_PRETLS_ARGS_NONE, "* BYE Logging out\r\n", { "OK LOGOUT completed\r\n", NULL },
-	  MK_PRETLS_CLOSE, false },
+	{ "NOOP", MK_PRETLS_ARGS_NONE, NULL, { "OK NOOP completed\r\n", NULL },
+	  MK_PRETLS_CONTINUE, false },
+	{ "LOGOUT", MK_PRETLS_ARGS_NONE, "* BYE Logging out\r\n",
+	  { "OK LOGOUT completed\r\n", NULL }, MK_PRETLS_CLOSE, false },
 	{ "STARTTLS", MK_PRETLS_ARGS_NONE, NULL, { "OK Begin TLS negotiation now\r\n", NULL },
 	  MK_PRETLS_STARTTLS, false },
 	{ "LOGIN", MK_PRETLS_ARGS_ANY, NULL, { IMAP_REFUSAL, NULL }, MK_PRETLS_CONTINUE, true },
-	{ "AUTHENTICATE", MK_PRETLS_ARGS_ANY, NULL, { IMAP_REFUSAL, NULL }, MK_PRETLS_CONTINUE, true },
+	{ "AUTHENTICATE", MK_PRETLS_ARGS_ANY, NULL, { IMAP_REFUSAL, NULL },
+	  MK_PRETLS_CONTINUE, true },
 };
 
 /* tag = 1*<any ASTRING-CHAR except "+"> (RFC 9051 §9) */

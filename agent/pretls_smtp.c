@@ -18,7 +18,8 @@
 
 #define SMTP_530 "530 5.7.0 Must issue a STARTTLS command first\r\n"
 #define SMTP_OK "250 2.0.0 OK\r\n"
-#define SMTP_TXN(name) { name, MK_PRETLS_ARGS_ANY, NULL, { SMTP_530, NULL }, MK_PRETLS_CONTINUE, false }
+#define SMTP_TXN(name) \
+	{ name, MK_PRETLS_ARGS_ANY, NULL, { SMTP_530, NULL }, MK_PRETLS_CONTINUE, false }
 
 static const struct mk_pretls_verb smtp_verbs[] = {
 	{ "EHLO", MK_PRETLS_ARGS_REQUIRED, NULL,
@@ -27,7 +28,8 @@ static const struct mk_pretls_verb smtp_verbs[] = {
 	{ "HELO", MK_PRETLS_ARGS_REQUIRED, NULL, { "250 ", "\r\n" }, MK_PRETLS_CONTINUE, false },
 	{ "NOOP", MK_PRETLS_ARGS_ANY, NULL, { SMTP_OK, NULL }, MK_PRETLS_CONTINUE, false },
 	{ "RSET", MK_PRETLS_ARGS_NONE, NULL, { SMTP_OK, NULL }, MK_PRETLS_CONTINUE, false },
-	{ "QUIT", MK_PRETLS_ARGS_NONE, NULL, { "221 2.0.0 Bye\r\n", NULL }, MK_PRETLS_CLOSE, false },
+	{ "QUIT", MK_PRETLS_ARGS_NONE, NULL, { "221 2.0.0 Bye\r\n", NULL },
+	  MK_PRETLS_CLOSE, false },
 	{ "STARTTLS", MK_PRETLS_ARGS_NONE, NULL, { "220 2.0.0 Ready to start TLS\r\n", NULL },
 	  MK_PRETLS_STARTTLS, false },
 	{ "AUTH", MK_PRETLS_ARGS_ANY, NULL, { SMTP_530, NULL }, MK_PRETLS_CONTINUE, true },
@@ -51,7 +53,8 @@ const struct mk_pretls_proto mk_pretls_smtp = {
 	.pp_garbage = { "500 5.5.2 Error: bad syntax\r\n", NULL },
 	.pp_verbs = smtp_verbs,
 	.pp_nverbs = sizeof(smtp_verbs) / sizeof(smtp_verbs[0]),
-	.pp_unknown = { "", MK_PRETLS_ARGS_ANY, NULL, { "500 5.5.2 Error: command not recognized\r\n", NULL },
+	.pp_unknown = { "", MK_PRETLS_ARGS_ANY, NULL,
+			{ "500 5.5.2 Error: command not recognized\r\n", NULL },
 			MK_PRETLS_CONTINUE, false },
 	.pp_syntax = { "", MK_PRETLS_ARGS_ANY, NULL,
 		       { "501 5.5.4 Syntax error in parameters or arguments\r\n", NULL },

@@ -40,7 +40,8 @@ static inline void pt_feed(struct mk_pretls *p, const void *in, size_t len, stru
 	r->r_nev = PT_MAX_EV;
 	r->r_verdict = mk_pretls_input(p, in, len, &r->r_consumed, &out, r->r_ev, &r->r_nev);
 	r->r_outlen = mk_buf_used(&out);
-	memcpy(r->r_out, mk_buf_head(&out), r->r_outlen);
+	if (r->r_outlen)
+		memcpy(r->r_out, mk_buf_head(&out), r->r_outlen);
 	r->r_out[r->r_outlen] = '\0';
 	mk_buf_free(&out);
 }

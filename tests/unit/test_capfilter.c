@@ -47,7 +47,8 @@ static void cf_run(enum mk_protocol proto, bool drop, const char *in, size_t len
 	}
 	r->r_len = mk_buf_used(&out);
 	r->r_out = malloc(r->r_len + 1);
-	memcpy(r->r_out, mk_buf_head(&out), r->r_len);
+	if (r->r_len)
+		memcpy(r->r_out, mk_buf_head(&out), r->r_len);
 	r->r_out[r->r_len] = '\0';
 	mk_buf_free(&out);
 	mk_capfilter_free(f);

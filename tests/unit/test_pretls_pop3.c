@@ -86,7 +86,8 @@ TEST(refusal_identical)
 		"USER alice\r\n", "USER nobody-at-all\r\n", "user\r\n", "USER \r\n",
 	};
 	static const char *const pass[] = {
-		"PASS correct-horse\r\n", "PASS wrong\r\n", "PASS with spaces in it\r\n", "PASS\r\n",
+		"PASS correct-horse\r\n", "PASS wrong\r\n", "PASS with spaces in it\r\n",
+		"PASS\r\n",
 	};
 	static const char *const apop[] = {
 		"APOP alice c4c9334bac560ecc979e58001b3e22fb\r\n",

@@ -26,7 +26,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=lib/fronts.sh
 . "$here/lib/fronts.sh"
 
-PLAN=32
+PLAN=33
 MKC=("$MK_PY" "$here/lib/mkclients.py")
 SRC=127.0.0.2
 SNI=mail.example.test
@@ -260,6 +260,11 @@ c_close_notify() {	# PROTO PORT
 	"${MKC[@]}" close-notify --proto "$1" --port "$2" --src "$SRC" --cafile "$CERTS/ca.pem"
 }
 
+c_pp2_header() {
+	"${MKC[@]}" pp2-check --port "$FRONT_CAPTURE_PORT" --capture-port "$CAPTURE_BACKEND_PORT" \
+		--src "$SRC" --cafile "$CERTS/ca.pem"
+}
+
 c_dead_backend() {
 	"${MKC[@]}" dead-backend --port "$FRONT_DEAD_PORT" --src "$SRC" --limit 1.0 \
 		--cafile "$CERTS/ca.pem"
@@ -368,6 +373,8 @@ check "SMTP QUIT: server side ends with close_notify" \
 	c_close_notify smtp "$FRONT_SUBMISSIONS_PORT"
 check "agent log: close line for imaps" c_agent_close_line imaps
 check "agent log: close line for pop3s" c_agent_close_line pop3s
+check "PROXY v2 header: addresses, CRC32C, AUTHORITY, ALPN, SSL version/cipher as the client saw" \
+	c_pp2_header
 check "dead backend: client is closed within 1 s" c_dead_backend
 check "dead backend: an error line is logged" c_dead_backend_logged
 check "agent still running after all of the above" front_alive

@@ -8,8 +8,11 @@
 #   pop3s        -> Dovecot POP3
 #   submissions  -> Postfix smtpd
 #   deadimap     -> a loopback port nothing listens on
+#   capture      -> CAPTURE_BACKEND_PORT, where mkclients.py pp2-check reads
+#                   the PROXY v2 header
 # Sets FRONT_IMAPS_PORT FRONT_POP3S_PORT FRONT_SUBMISSIONS_PORT
-# FRONT_DEAD_PORT FRONT_LOG FRONT_PID FRONT_CONF.
+# FRONT_DEAD_PORT FRONT_CAPTURE_PORT CAPTURE_BACKEND_PORT FRONT_LOG FRONT_PID
+# FRONT_CONF.
 
 MK_ROOT=${MK_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)}
 MAILKTLSD=${MAILKTLSD:-$MK_ROOT/agent/mailktlsd}
@@ -20,6 +23,8 @@ front_ports() {
 	FRONT_SUBMISSIONS_PORT=$(free_port)
 	FRONT_DEAD_PORT=$(free_port)
 	DEAD_BACKEND_PORT=$(free_port)	# nothing will listen here
+	FRONT_CAPTURE_PORT=$(free_port)
+	CAPTURE_BACKEND_PORT=$(free_port)	# mkclients.py pp2-check listens here
 	FRONT_LOG=$MK_TMP/front.log
 	: >"$FRONT_LOG"
 }
@@ -28,7 +33,7 @@ front_ports() {
 front_wait() {
 	local p
 	for p in "$FRONT_IMAPS_PORT" "$FRONT_POP3S_PORT" "$FRONT_SUBMISSIONS_PORT" \
-		"$FRONT_DEAD_PORT"; do
+		"$FRONT_DEAD_PORT" "$FRONT_CAPTURE_PORT"; do
 		if ! kill -0 "$FRONT_PID" 2>/dev/null || ! wait_port 127.0.0.1 "$p" 10; then
 			echo "# front (pid $FRONT_PID) is not listening on $p; its log:" >&2
 			sed 's/^/#   /' "$FRONT_LOG" | tail -n 40 >&2
@@ -69,6 +74,7 @@ start_agent() {
 		mk_agent_listener submissions "$FRONT_SUBMISSIONS_PORT" submission \
 			"$POSTFIX_SUBMIT_PORT" "$certs"
 		mk_agent_listener deadimap "$FRONT_DEAD_PORT" imap "$DEAD_BACKEND_PORT" "$certs"
+		mk_agent_listener capture "$FRONT_CAPTURE_PORT" imap "$CAPTURE_BACKEND_PORT" "$certs"
 	} >"$FRONT_CONF"
 	if [ ! -x "$MAILKTLSD" ]; then
 		echo "# $MAILKTLSD is missing or not executable (run make)" >&2
@@ -109,6 +115,9 @@ frontend submissions
 frontend deadimap
 	bind 127.0.0.1:$FRONT_DEAD_PORT ssl crt $certs/rsa.pem crt $certs/ecdsa.pem ssl-min-ver TLSv1.2 alpn imap
 	default_backend dead
+frontend capture
+	bind 127.0.0.1:$FRONT_CAPTURE_PORT ssl crt $certs/rsa.pem crt $certs/ecdsa.pem ssl-min-ver TLSv1.2 alpn imap
+	default_backend capture
 backend imap
 	server dovecot 127.0.0.1:$DOVECOT_IMAP_PORT send-proxy-v2-ssl-cn
 backend pop3
@@ -117,6 +126,8 @@ backend submission
 	server postfix 127.0.0.1:$POSTFIX_SUBMIT_PORT send-proxy-v2-ssl
 backend dead
 	server nothing 127.0.0.1:$DEAD_BACKEND_PORT send-proxy-v2-ssl
+backend capture
+	server pp2check 127.0.0.1:$CAPTURE_BACKEND_PORT send-proxy-v2-ssl
 EOF
 	haproxy -f "$FRONT_CONF" -db >>"$FRONT_LOG" 2>&1 &
 	FRONT_PID=$!

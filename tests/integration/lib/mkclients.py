@@ -12,6 +12,7 @@ Run with Debian's /usr/bin/python3. Every socket has a timeout. Exit status
   mkclients.py smtp  --port P --src 127.0.0.2 --sender S --rcpt R --msg F
   mkclients.py close-notify --port P --src 127.0.0.2 --proto imap|pop3|smtp [--ready F]
   mkclients.py dead-backend --port P --src 127.0.0.2 --limit 1.0
+  mkclients.py pp2-check --port FRONT --capture-port BACKEND  (TLS 1.3, ALPN imap)
   mkclients.py raw-proxy-login --port P --user U --password W [--with-ssl-tlv]
 """
 
@@ -217,10 +218,111 @@ def cmd_raw_proxy_login(args):
     return 0 if reply.startswith(b"a1 OK") else 1
 
 
+def crc32c(data):
+    crc = 0xFFFFFFFF
+    for byte in data:
+        crc ^= byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ 0x82F63B78 if crc & 1 else crc >> 1
+    return crc ^ 0xFFFFFFFF
+
+
+def parse_tlvs(buf):
+    out, off = [], 0
+    while off < len(buf):
+        if len(buf) - off < 3:
+            raise ValueError(f"TLV header cut at {off}")
+        typ, ln = buf[off], struct.unpack(">H", buf[off + 1:off + 3])[0]
+        if off + 3 + ln > len(buf):
+            raise ValueError(f"TLV 0x{typ:02x} overruns")
+        out.append((typ, off + 3, buf[off + 3:off + 3 + ln]))
+        off += 3 + ln
+    return out
+
+
+def cmd_pp2_check(args):
+    """Be the backend (on --capture-port) of a front listener, connect to
+    the front over TLS with SNI and ALPN imap, and check the PROXY v2 header
+    the front sent: addresses, CRC32C, SSL TLV with what the client saw."""
+    import threading
+    ls = socket.create_server(("127.0.0.1", args.capture_port))
+    ls.settimeout(TIMEOUT)
+    got = {}
+
+    def backend():
+        try:
+            c, _ = ls.accept()
+            c.settimeout(TIMEOUT)
+            hdr = b""
+            while len(hdr) < 16 or len(hdr) < 16 + struct.unpack(">H", hdr[14:16])[0]:
+                chunk = c.recv(4096)
+                if not chunk or len(hdr) > 70000:
+                    break
+                hdr += chunk
+            got["hdr"] = hdr
+            c.sendall(b"* OK capture\r\n")
+            c.recv(100)
+            c.close()
+        except OSError as e:
+            got["err"] = e
+
+    th = threading.Thread(target=backend, daemon=True)
+    th.start()
+    ctx = tls_context(args)
+    ctx.set_alpn_protocols(["imap"])
+    sock = ctx.wrap_socket(connect(args), server_hostname=args.sni)
+    client_addr = sock.getsockname()
+    version, cipher = sock.version(), sock.cipher()[0]
+    sock.recv(100)
+    sock.sendall(b"a1 LOGOUT\r\n")
+    sock.close()
+    th.join(TIMEOUT)
+    if "hdr" not in got:
+        print(f"backend got no connection: {got.get('err')}")
+        return 1
+    hdr = got["hdr"]
+    errors = []
+    total = 16 + struct.unpack(">H", hdr[14:16])[0]
+    if hdr[:12] != b"\r\n\r\n\0\r\nQUIT\n" or hdr[12] != 0x21 or hdr[13] != 0x11:
+        errors.append(f"fixed part {hdr[:16].hex()}")
+    src = (socket.inet_ntoa(hdr[16:20]), struct.unpack(">H", hdr[24:26])[0])
+    dst = (socket.inet_ntoa(hdr[20:24]), struct.unpack(">H", hdr[26:28])[0])
+    if src != client_addr[:2]:
+        errors.append(f"source {src} != client {client_addr[:2]}")
+    if dst != (args.host, args.port):
+        errors.append(f"destination {dst} != {(args.host, args.port)}")
+    tlvs = parse_tlvs(hdr[28:total])
+    byt = {t: v for t, _, v in tlvs}
+    crcs = [(o, v) for t, o, v in tlvs if t == 0x03]
+    if len(crcs) != 1:
+        errors.append("no (single) CRC32C TLV")
+    else:
+        o = 28 + crcs[0][0]
+        zeroed = hdr[:o] + b"\0\0\0\0" + hdr[o + 4:total]
+        if struct.unpack(">I", crcs[0][1])[0] != crc32c(zeroed):
+            errors.append("CRC32C does not match")
+    if byt.get(0x02) != args.sni.encode():
+        errors.append(f"AUTHORITY {byt.get(0x02)!r}")
+    if byt.get(0x01) != b"imap":
+        errors.append(f"ALPN {byt.get(0x01)!r}")
+    ssl_v = byt.get(0x20, b"")
+    if len(ssl_v) < 5 or not ssl_v[0] & 0x01 or ssl_v[1:5] != b"\0\0\0\0":
+        errors.append(f"SSL TLV head {ssl_v[:5].hex()}")
+    sub = {t: v for t, _, v in parse_tlvs(ssl_v[5:])} if len(ssl_v) >= 5 else {}
+    if sub.get(0x21) != version.encode():
+        errors.append(f"SSL_VERSION {sub.get(0x21)!r} != {version}")
+    if sub.get(0x23) != cipher.encode():
+        errors.append(f"SSL_CIPHER {sub.get(0x23)!r} != {cipher}")
+    print(f"header {total} bytes: " + ", ".join(f"0x{t:02x}={v[:40]!r}" for t, _, v in tlvs))
+    for e in errors:
+        print("error: " + e)
+    return 1 if errors else 0
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("cmd", choices=["imap", "pop3", "smtp", "close-notify", "dead-backend",
-                                   "raw-proxy-login"])
+                                   "raw-proxy-login", "pp2-check"])
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--src", default="127.0.0.2")
@@ -235,12 +337,13 @@ def main():
     p.add_argument("--proto", default="imap", choices=sorted(QUIT))
     p.add_argument("--limit", type=float, default=1.0)
     p.add_argument("--with-ssl-tlv", action="store_true")
+    p.add_argument("--capture-port", type=int)
     p.add_argument("--ready", help="close-notify: send nothing, create this file when "
                    "connected, wait for the server to close")
     args = p.parse_args()
     handler = {"imap": cmd_imap, "pop3": cmd_pop3, "smtp": cmd_smtp,
                "close-notify": cmd_close_notify, "dead-backend": cmd_dead_backend,
-               "raw-proxy-login": cmd_raw_proxy_login}[args.cmd]
+               "raw-proxy-login": cmd_raw_proxy_login, "pp2-check": cmd_pp2_check}[args.cmd]
     try:
         return handler(args)
     except Exception as e:  # a failed check, reported as one line

@@ -136,6 +136,8 @@ out_wipe:
 	if (ret)
 		goto out_log_err;
 	mk_tls_keys_forget(c->c_ssl);
+	/* Not a truncated session: keep it in the cache for resumption. */
+	SSL_set_shutdown(c->c_ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
 	SSL_free(c->c_ssl);
 	c->c_ssl = NULL;
 	c->c_rbio = c->c_wbio = NULL;

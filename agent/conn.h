@@ -40,6 +40,7 @@ struct mk_dir {
 	bool d_eof;			/* source finished */
 	bool d_done;			/* destination shut for writing */
 	bool d_busy;			/* an op of this direction is queued */
+	bool d_started;			/* user-space relay: first read done */
 	uint64_t d_bytes;
 };
 

@@ -89,12 +89,16 @@ static void relay_c2b_next(struct mk_conn *c)
 		relay_check_done(c);
 		return;
 	}
-	if (c->c_ktls)
+	if (c->c_ktls) {
 		mk_relay_splice_start(c);
-	else if (BIO_ctrl_pending(c->c_rbio) || SSL_has_pending(c->c_ssl))
+	} else if (!d->d_started) {
+		/* Records the client sent behind its Finished are already in
+		 * OpenSSL's read BIO: use them before reading more. */
+		d->d_started = true;
 		mk_relay_user_client_data(c);
-	else
+	} else {
 		mk_conn_recv_client(c);
+	}
 }
 
 /* Advance the backend -> client direction as far as it can go now. */

@@ -181,7 +181,7 @@ static void worker_accept_done(struct mk_worker *w, uint32_t idx, int res)
 			close(res);
 		else
 			mk_conn_accepted(w, l, res);
-	} else if (res != -ECANCELED && res != -EAGAIN && res != -EINTR &&
+	} else if (!w->w_stopping && res != -ECANCELED && res != -EAGAIN && res != -EINTR &&
 		   res != -ECONNABORTED) {
 		mk_log(LOG_WARNING, "listener %s: accept: %s", l->l_name, strerror(-res));
 	}

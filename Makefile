@@ -233,4 +233,8 @@ clean:
 	rm -rf $(BUILD) $(BINS) agent/libmailktls.so
 	-$(MAKE) -C $(KDIR) M=$(CURDIR) clean 2>/dev/null
 
+# Keep instrumented objects between builds (they are intermediates of
+# pattern rules and make would delete them).
+.SECONDARY:
+
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

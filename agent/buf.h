@@ -26,7 +26,13 @@ int mk_buf_printf(struct mk_buf *b, const char *fmt, ...) __attribute__((format(
 /* Make room for @len more bytes at the end; returns the pointer or NULL. */
 uint8_t *mk_buf_reserve(struct mk_buf *b, size_t len);
 static inline size_t mk_buf_used(const struct mk_buf *b) { return b->b_len - b->b_off; }
-static inline uint8_t *mk_buf_head(const struct mk_buf *b) { return b->b_data + b->b_off; }
+static inline uint8_t *mk_buf_head(const struct mk_buf *b)
+{
+	static uint8_t empty[1];
+
+	/* Never NULL, so callers may pass it with a zero length. */
+	return b->b_data ? b->b_data + b->b_off : empty;
+}
 void mk_buf_consume(struct mk_buf *b, size_t len);
 void mk_buf_reset(struct mk_buf *b);
 

@@ -326,7 +326,7 @@ static int mk_cmd_get_addr(struct sk_buff *skb, struct genl_info *info)
 
 	atomic64_inc(&mn->mn_queries);
 	if (!addr || !port || (nla_len(addr) != 4 && nla_len(addr) != 16)) {
-		GENL_SET_ERR_MSG(info, "GET_ADDR needs CLIENT_ADDR (4 or 16 bytes) and CLIENT_PORT");
+		GENL_SET_ERR_MSG(info, "GET_ADDR needs CLIENT_ADDR (4/16 bytes) and CLIENT_PORT");
 		err = -EINVAL;
 		goto out;
 	}

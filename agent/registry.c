@@ -591,9 +591,23 @@ static int mk_bind_unix(const char *path)
 	return fd;
 }
 
+/* /run/mailktls is not there after boot: create the last level only. */
+static int mk_mkdir_parent(const char *path)
+{
+	char dir[sizeof(mk_reg.r_path)];
+	char *slash;
+
+	mk_strlcpy(dir, path, sizeof(dir));
+	slash = strrchr(dir, '/');
+	if (!slash || slash == dir)
+		return -ENOENT;
+	*slash = '\0';
+	return mkdir(dir, 0755) == 0 || errno == EEXIST ? 0 : -errno;
+}
+
 /**
  * mk_query_server_start() - serve the query socket at @path on a thread
- * @path: where to bind; its directory must exist
+ * @path: where to bind; a missing last directory level is created (0755)
  *
  * Return: 0, -EALREADY, or a negative errno.
  */
@@ -607,6 +621,8 @@ int mk_query_server_start(const char *path)
 	if (mk_reg.r_stop_fd < 0)
 		return -errno;
 	mk_reg.r_listen_fd = mk_bind_unix(path);
+	if (mk_reg.r_listen_fd == -ENOENT && mk_mkdir_parent(path) == 0)
+		mk_reg.r_listen_fd = mk_bind_unix(path);
 	if (mk_reg.r_listen_fd < 0) {
 		err = mk_reg.r_listen_fd;
 		goto out_stop;

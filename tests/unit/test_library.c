@@ -56,7 +56,8 @@ FIXTURE_SETUP(qs)
 {
 	strcpy(self->dir, "/tmp/mk-test-lib-XXXXXX");
 	ASSERT_NE(NULL, mkdtemp(self->dir));
-	snprintf(self->path, sizeof(self->path), "%s/query.sock", self->dir);
+	/* The last level is missing, as /run/mailktls is after boot. */
+	snprintf(self->path, sizeof(self->path), "%s/run/query.sock", self->dir);
 	setenv(MAILKTLS_QUERY_ENV, self->path, 1);
 	ASSERT_EQ(0, mk_registry_init());
 	ASSERT_FALSE(mk_registry_module_present());
@@ -65,7 +66,11 @@ FIXTURE_SETUP(qs)
 
 FIXTURE_TEARDOWN(qs)
 {
+	char sub[80];
+
 	mk_query_server_stop();
+	snprintf(sub, sizeof(sub), "%s/run", self->dir);
+	rmdir(sub);
 	rmdir(self->dir);
 }
 

@@ -39,10 +39,9 @@ if ldd "$bb" >/dev/null 2>&1; then
 	exit 1
 fi
 cp "$bb" "$stage/usr/bin/busybox"
-for applet in $("$bb" --list-full); do
-	# bin and sbin are links to usr/bin and usr/sbin, as on the host
-	[ -e "$stage/$applet" ] || ln -s /usr/bin/busybox "$stage/$applet"
-done
+# one link per applet, all in /usr/bin (bin and sbin link there); pointing
+# at /usr/bin/busybox, the host path of busybox and its path in the VM
+"$bb" --install -s "$stage/usr/bin"
 
 # kernel modules, dependencies first
 declare -A seen=()

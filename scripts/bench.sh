@@ -1,0 +1,305 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# scripts/bench.sh - compare mailktlsd with stunnel4, haproxy and hitch as
+# TLS terminators, all in the same run, on 127.0.0.1 only.
+#
+#   scripts/bench.sh              full run (a few minutes)
+#   QUICK=1 scripts/bench.sh      smaller counts (about a minute)
+#
+# Knobs (environment): QUICK=1, KEY=ecdsa|rsa (server key: ECDSA P-256, the
+# default, or RSA 2048), PROXIES="mailktlsd stunnel haproxy hitch",
+# MK_KTLS=auto|off|require (mailktlsd's ktls key), BENCH_PORT (first of a
+# few consecutive ports), BUILD (build dir, default build-bench).
+#
+# stunnel4, haproxy and hitch are benchmark-only dependencies: this script
+# installs the missing ones with apt-get; they are not in
+# scripts/debian-packages.txt.
+#
+# Set-up: a plaintext backend (scripts/bench/bench_backend.c: sink, source,
+# echo) behind each proxy in turn, each with the same certificate; the client
+# (scripts/bench/bench_client.c) speaks TLS 1.3 with TLS_AES_128_GCM_SHA256
+# only. Each proxy gets 2 workers/threads. Measured per proxy:
+#   up/down MB/s   one connection, BULK_MIB to the sink, BULK_MIB from the
+#                  source (MB = 10^6 bytes);
+#   handshakes/s   HS_COUNT full handshakes (no resumption) over HS_PROCS
+#                  client processes; each connection also echoes one byte
+#                  through the backend and ends with close_notify;
+#   KiB/conn       RSS growth of the proxy (sum of VmRSS over its processes)
+#                  with IDLE_CONNS established connections, divided by them;
+#   CPU s/GiB      utime+stime of the proxy's processes during the two bulk
+#                  transfers, per GiB relayed.
+# mailktlsd runs with protocol = imap, so its capability filter sees the
+# backend's first bytes; the backend greets like an IMAP server
+# (scripts/bench/bench_proto.h) so that the filter is done before the
+# measured bytes flow. Client, backend and proxy share the host's CPUs: the
+# figures are only comparable within one run on an otherwise idle machine.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+BUILD=${BUILD:-build-bench}
+OUT=$BUILD/bench
+KEY=${KEY:-ecdsa}
+PROXIES=${PROXIES:-mailktlsd stunnel haproxy hitch}
+MK_KTLS=${MK_KTLS:-auto}
+BASE_PORT=${BENCH_PORT:-25400}
+if [ "${QUICK:-0}" = 1 ]; then
+	BULK_MIB=64 HS_COUNT=200 IDLE_CONNS=200
+else
+	BULK_MIB=256 HS_COUNT=2000 IDLE_CONNS=1000
+fi
+HS_PROCS=2
+TICK=$(getconf CLK_TCK)
+BACKEND_PORT=$BASE_PORT
+
+die() { echo "bench: $*" >&2; exit 1; }
+
+# --- dependencies and binaries ----------------------------------------------
+
+missing=()
+command -v stunnel4 >/dev/null || missing+=(stunnel4)
+command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
+command -v hitch >/dev/null || [ -x /usr/sbin/hitch ] || missing+=(hitch)
+if [ ${#missing[@]} -gt 0 ]; then
+	echo "bench: installing ${missing[*]} (benchmark-only packages)"
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >/dev/null
+fi
+export PATH=$PATH:/usr/sbin:/sbin
+
+mkdir -p "$OUT"
+make --no-print-directory BUILD="$BUILD" agent/mailktlsd >/dev/null
+# A private copy: other builds may relink agent/mailktlsd during the run.
+cp agent/mailktlsd "$OUT/mailktlsd"
+for prog in bench_backend bench_client; do
+	gcc -std=gnu11 -O2 -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
+		-o "$OUT/$prog" "scripts/bench/$prog.c" -lssl -lcrypto
+done
+
+# --- processes: everything started here is stopped by PID --------------------
+
+TMP=$(mktemp -d /tmp/mailktls-bench.XXXXXX)
+PIDS=()
+cleanup() {
+	local pid
+	for pid in "${PIDS[@]}"; do
+		kill "$pid" 2>/dev/null || true
+	done
+	for pid in "${PIDS[@]}"; do
+		wait "$pid" 2>/dev/null || true
+	done
+	rm -rf "$TMP"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# The process and its children (haproxy, hitch fork workers), two levels.
+proc_tree() {
+	local kids grandkids
+	kids=$(ps -o pid= --ppid "$1" 2>/dev/null | tr '\n' ' ' || true)
+	grandkids=""
+	[ -n "${kids// /}" ] && grandkids=$(ps -o pid= --ppid "${kids// /,}" 2>/dev/null |
+		tr '\n' ' ' || true)
+	echo "$1 $kids $grandkids"
+}
+
+rss_kib() {	# sum of VmRSS over the tree
+	local p sum=0 v
+	for p in $(proc_tree "$1"); do
+		v=$(awk '/^VmRSS:/ {print $2}' "/proc/$p/status" 2>/dev/null || true)
+		sum=$((sum + ${v:-0}))
+	done
+	echo "$sum"
+}
+
+cpu_ticks() {	# sum of utime+stime over the tree
+	local p sum=0 v
+	for p in $(proc_tree "$1"); do
+		v=$(sed 's/.*) //' "/proc/$p/stat" 2>/dev/null | awk '{print $12 + $13}' || true)
+		sum=$((sum + ${v:-0}))
+	done
+	echo "$sum"
+}
+
+wait_listen() {	# port: bounded wait until something listens there
+	local i
+	for i in $(seq 100); do
+		ss -Hltn "sport = :$1" | grep -q . && return 0
+		sleep 0.1
+	done
+	return 1
+}
+
+stop_pid() {	# pid: SIGTERM, bounded wait, then SIGKILL (children too)
+	local pid=$1 tree i
+	tree=$(proc_tree "$pid")
+	kill "$pid" 2>/dev/null || return 0
+	for i in $(seq 50); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	if kill -0 "$pid" 2>/dev/null; then
+		echo "bench: pid $pid did not stop within 5 s of SIGTERM, killing it" >&2
+		for i in $tree; do kill -KILL "$i" 2>/dev/null || true; done
+	fi
+	wait "$pid" 2>/dev/null || true
+}
+
+# --- certificates -------------------------------------------------------------
+
+case $KEY in
+ecdsa) keyopt=(-newkey ec -pkeyopt ec_paramgen_curve:P-256) ;;
+rsa) keyopt=(-newkey rsa:2048) ;;
+*) die "KEY must be ecdsa or rsa" ;;
+esac
+openssl req -x509 "${keyopt[@]}" -nodes -days 2 -subj /CN=localhost \
+	-keyout "$TMP/key.pem" -out "$TMP/cert.pem" 2>/dev/null
+cat "$TMP/cert.pem" "$TMP/key.pem" >"$TMP/combined.pem"
+chmod 600 "$TMP"/*.pem
+
+# --- the proxies ----------------------------------------------------------------
+
+start_mailktlsd() {	# port
+	cat >"$TMP/mailktlsd.conf" <<EOF
+[global]
+workers = 2
+log = stderr
+query_socket =
+ktls = $MK_KTLS
+[listener bench]
+listen = 127.0.0.1:$1
+protocol = imap
+tls = implicit
+backend = 127.0.0.1:$BACKEND_PORT
+proxy_protocol = none
+certificate = $TMP/cert.pem
+private_key = $TMP/key.pem
+alpn = off
+max_connections = 20000
+idle_timeout = 10m
+EOF
+	"$OUT/mailktlsd" -c "$TMP/mailktlsd.conf" 2>"$TMP/mailktlsd.log" &
+}
+
+start_stunnel() {
+	cat >"$TMP/stunnel.conf" <<EOF
+foreground = yes
+pid =
+debug = 3
+output = $TMP/stunnel.log
+[bench]
+accept = 127.0.0.1:$1
+connect = 127.0.0.1:$BACKEND_PORT
+cert = $TMP/cert.pem
+key = $TMP/key.pem
+EOF
+	stunnel4 "$TMP/stunnel.conf" 2>>"$TMP/stunnel.log" &
+}
+
+start_haproxy() {
+	cat >"$TMP/haproxy.cfg" <<EOF
+global
+	nbthread 2
+	maxconn 8000
+defaults
+	mode tcp
+	timeout connect 5s
+	timeout client 10m
+	timeout server 10m
+frontend bench
+	bind 127.0.0.1:$1 ssl crt $TMP/combined.pem
+	default_backend sink
+backend sink
+	server s1 127.0.0.1:$BACKEND_PORT
+EOF
+	haproxy -db -f "$TMP/haproxy.cfg" >"$TMP/haproxy.log" 2>&1 &
+}
+
+start_hitch() {
+	local hitch_user=()
+	# hitch refuses to run its workers as root.
+	[ "$(id -u)" = 0 ] && hitch_user=(--user=nobody --group=nogroup)
+	mkdir -p "$TMP/ocsp"
+	hitch --frontend="[127.0.0.1]:$1" --backend="[127.0.0.1]:$BACKEND_PORT" \
+		--workers=2 --ocsp-dir="$TMP/ocsp" --log-level=1 "${hitch_user[@]}" \
+		"$TMP/combined.pem" >"$TMP/hitch.log" 2>&1 &
+}
+
+# --- measurements -------------------------------------------------------------------
+
+client() { timeout "$1" "$OUT/bench_client" "${@:2}"; }
+field() { sed -n "s/.*$1=\([0-9.]*\).*/\1/p"; }
+
+# Prints "KiB/conn" (or "fail").
+measure_idle() {	# port pid
+	local before after cpid i
+	client 60 hs "$1" 20 1 >/dev/null || { echo fail; return; }
+	sleep 1
+	before=$(rss_kib "$2")
+	"$OUT/bench_client" idle "$1" "$IDLE_CONNS" 120 >"$TMP/idle.out" 2>"$TMP/idle.err" &
+	cpid=$!
+	for i in $(seq 1200); do
+		grep -q ready "$TMP/idle.out" && break
+		kill -0 "$cpid" 2>/dev/null || break
+		sleep 0.1
+	done
+	if ! grep -q ready "$TMP/idle.out"; then
+		kill "$cpid" 2>/dev/null || true
+		wait "$cpid" 2>/dev/null || true
+		echo fail
+		return
+	fi
+	sleep 1
+	after=$(rss_kib "$2")
+	kill "$cpid" 2>/dev/null || true
+	wait "$cpid" 2>/dev/null || true
+	sleep 1	# let the proxy tear the connections down
+	awk -v a="$after" -v b="$before" -v n="$IDLE_CONNS" 'BEGIN {printf "%.1f", (a - b) / n}'
+}
+
+bench_proxy() {	# name port
+	local name=$1 port=$2 pid idle hs up down t0 t1 cpu
+	"start_$name" "$port"
+	pid=$!
+	PIDS+=("$pid")
+	if ! wait_listen "$port"; then
+		echo "bench: $name did not start; its log:" >&2
+		cat "$TMP/$name.log" >&2 || true
+		printf '%-10s | %9s | %9s | %12s | %8s | %9s\n' "$name" - - - - - >>"$TMP/table"
+		return
+	fi
+	echo "bench: $name ($(proc_tree "$pid" | wc -w) processes)" >&2
+	idle=$(measure_idle "$port" "$pid")
+	hs=$(client 300 hs "$port" "$HS_COUNT" "$HS_PROCS" | field rate) || hs=""
+	t0=$(cpu_ticks "$pid")
+	up=$(client 120 bulk "$port" up $((BULK_MIB << 20)) | field mbps) || up=""
+	down=$(client 120 bulk "$port" down $((BULK_MIB << 20)) | field mbps) || down=""
+	t1=$(cpu_ticks "$pid")
+	cpu=$(awk -v d=$((t1 - t0)) -v t="$TICK" -v m="$BULK_MIB" \
+		'BEGIN {printf "%.2f", d / t / (2 * m / 1024)}')
+	[ -n "$up" ] && [ -n "$down" ] || cpu=fail
+	printf '%-10s | %9s | %9s | %12s | %8s | %9s\n' "$name" "${up:-fail}" "${down:-fail}" \
+		"${hs:-fail}" "$idle" "$cpu" >>"$TMP/table"
+	stop_pid "$pid"
+}
+
+"$OUT/bench_backend" "$BACKEND_PORT" &
+PIDS+=("$!")
+wait_listen "$BACKEND_PORT" || die "backend did not start"
+
+start=$(date +%s)
+echo "bench: KEY=$KEY BULK_MIB=$BULK_MIB HS_COUNT=$HS_COUNT HS_PROCS=$HS_PROCS" \
+	"IDLE_CONNS=$IDLE_CONNS, $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+printf '%-10s | %9s | %9s | %12s | %8s | %9s\n' proxy "up MB/s" "down MB/s" \
+	handshakes/s KiB/conn "CPU s/GiB" >"$TMP/table"
+port=$((BASE_PORT + 1))
+for p in $PROXIES; do
+	declare -F "start_$p" >/dev/null || die "unknown proxy $p"
+	bench_proxy "$p" "$port"
+	port=$((port + 1))
+done
+grep -m1 '^mailktlsd: ktls\|TLS records' "$TMP/mailktlsd.log" 2>/dev/null >&2 || true
+echo
+cat "$TMP/table"
+echo
+echo "TLS 1.3 TLS_AES_128_GCM_SHA256, $KEY certificate, $(nproc) CPUs shared by client," \
+	"backend and proxy; $(($(date +%s) - start)) s; load after: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -1,0 +1,402 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: GPL-2.0
+"""The agent's own life cycle, driven as an operator would: -t and -V,
+timeouts, max_connections, SIGHUP reload, backend failures, half-close,
+many slow handshakes at once. Backends are small Python servers here; the
+real daemons are exercised by implicit_tls_test.sh. Prints TAP."""
+
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+AGENT = os.environ.get("MAILKTLSD", os.path.join(ROOT, "agent", "mailktlsd"))
+CLIENT_IP = "127.0.0.2"
+
+results = []
+
+
+def check(ok, desc, detail=""):
+    results.append(ok)
+    print(("ok" if ok else "not ok") + " %d - %s" % (len(results), desc))
+    if not ok and detail:
+        for line in str(detail).splitlines()[-20:]:
+            print("#   " + line)
+    sys.stdout.flush()
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def gen_cert(d, name, cn):
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-nodes", "-days", "2",
+                    "-subj", "/CN=" + cn, "-keyout", os.path.join(d, name + ".key"),
+                    "-out", os.path.join(d, name + ".crt")],
+                   check=True, capture_output=True)
+
+
+class Backend:
+    """Echo backend with a greeting; mode 'echo', 'stall' (accept, never
+    read or write) or 'reset' (greet, then reset on the first bytes)."""
+
+    def __init__(self, mode="echo"):
+        self.mode = mode
+        self.port = free_port()
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", self.port))
+        self.sock.listen(200)
+        self.conns = []
+        self.eof_seen = threading.Event()
+        threading.Thread(target=self.loop, daemon=True).start()
+
+    def loop(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            self.conns.append(c)
+            threading.Thread(target=self.serve, args=(c,), daemon=True).start()
+
+    def serve(self, c):
+        if self.mode == "stall":
+            return
+        try:
+            c.sendall(b"* OK ready\r\n")
+            while True:
+                d = c.recv(65536)
+                if not d:
+                    self.eof_seen.set()
+                    # Half-close: the client finished sending; we may still talk.
+                    c.sendall(b"* BYE after your EOF\r\n")
+                    c.close()
+                    return
+                if self.mode == "reset":
+                    c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\0\0\0\0\0\0\0")
+                    c.close()
+                    return
+                c.sendall(d)
+        except OSError:
+            pass
+
+
+class Agent:
+    def __init__(self, tmp, conf_text):
+        self.conf = os.path.join(tmp, "agent.conf")
+        self.log = os.path.join(tmp, "agent.log")
+        with open(self.conf, "w") as f:
+            f.write(conf_text)
+        self.logf = open(self.log, "w")
+        self.proc = subprocess.Popen([AGENT, "-c", self.conf], stdout=self.logf,
+                                     stderr=subprocess.STDOUT)
+
+    def wait_listen(self, port, secs=10):
+        end = time.time() + secs
+        while time.time() < end:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                return True
+            except OSError:
+                if self.proc.poll() is not None:
+                    return False
+                time.sleep(0.05)
+        return False
+
+    def text(self):
+        with open(self.log) as f:
+            return f.read()
+
+    def wait_log(self, needle, secs=5):
+        end = time.time() + secs
+        while time.time() < end:
+            if needle in self.text():
+                return True
+            time.sleep(0.05)
+        return False
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.logf.close()
+        return self.proc.returncode
+
+
+def client_ctx():
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    # We want to see a missing close_notify as an error, not as EOF.
+    ctx.options &= ~getattr(ssl, "OP_IGNORE_UNEXPECTED_EOF", 0)
+    return ctx
+
+
+def tls_connect(port, timeout=5):
+    raw = socket.socket()
+    raw.settimeout(timeout)
+    raw.bind((CLIENT_IP, 0))
+    raw.connect(("127.0.0.1", port))
+    return client_ctx().wrap_socket(raw, server_hostname="localhost")
+
+
+def read_line(s):
+    buf = b""
+    while not buf.endswith(b"\n"):
+        d = s.recv(4096)
+        if not d:
+            break
+        buf += d
+    return buf
+
+
+def peer_cn(s):
+    der = s.getpeercert(binary_form=True)
+    out = subprocess.run(["openssl", "x509", "-inform", "DER", "-noout", "-subject"],
+                         input=der, capture_output=True).stdout.decode()
+    return out.strip().split("CN")[-1].strip(" =")
+
+
+def listener(name, port, backend_port, d, extra=""):
+    return ("\n[listener %s]\nlisten = 127.0.0.1:%d\nprotocol = imap\ntls = implicit\n"
+            "backend = 127.0.0.1:%d\nproxy_protocol = none\ncertificate = %s/cur.crt\n"
+            "private_key = %s/cur.key\nalpn = off\n%s" % (name, port, backend_port, d, d, extra))
+
+
+def test_check_and_version(d):
+    gen_cert(d, "cur", "first.test")
+    gen_cert(d, "other", "other.test")
+    good = os.path.join(d, "good.conf")
+    with open(good, "w") as f:
+        f.write("[global]\nworkers = 1\n" + listener("a", free_port(), 1, d))
+    r = subprocess.run([AGENT, "-c", good, "-t"], capture_output=True, text=True)
+    check(r.returncode == 0 and r.stdout.strip() == "configuration ok",
+          "-t on a good file: exit 0 and 'configuration ok'", r.stdout + r.stderr)
+
+    bad = os.path.join(d, "bad.conf")
+    with open(bad, "w") as f:
+        f.write("[global]\nworkers = 1\n\n[listener a]\nlisten = 127.0.0.1:1\nfrobnicate = yes\n")
+    r = subprocess.run([AGENT, "-c", bad, "-t"], capture_output=True, text=True)
+    check(r.returncode != 0 and r.stderr.startswith(bad + ":6: "),
+          "-t names an unknown key as FILE:LINE: message", r.stderr)
+
+    mism = os.path.join(d, "mismatch.conf")
+    with open(mism, "w") as f:
+        f.write("[global]\nworkers = 1\n" +
+                listener("a", free_port(), 1, d).replace(d + "/cur.key", d + "/other.key"))
+    r = subprocess.run([AGENT, "-c", mism, "-t"], capture_output=True, text=True)
+    check(r.returncode != 0 and r.stderr.startswith(mism + ":") and "match" in r.stderr,
+          "-t refuses a key that does not match its certificate, with the line", r.stderr)
+
+    r = subprocess.run([AGENT, "-V"], capture_output=True, text=True)
+    check(r.returncode == 0 and "ktls: " in r.stdout and "module: " in r.stdout,
+          "-V prints the version and the kernel features found", r.stdout)
+
+
+def test_timeouts_and_limits(d):
+    be = Backend()
+    hs_port, idle_port, max_port = free_port(), free_port(), free_port()
+    conf = ("[global]\nworkers = 2\nlog = stderr\nquery_socket =\nktls = auto\n" +
+            listener("hs", hs_port, be.port, d, "handshake_timeout = 1s\n") +
+            listener("idle", idle_port, be.port, d, "idle_timeout = 2s\n") +
+            listener("max", max_port, be.port, d, "max_connections = 3\n"))
+    a = Agent(d, conf)
+    try:
+        check(a.wait_listen(hs_port) and a.wait_listen(max_port), "agent starts")
+
+        # 50 clients that never send a ClientHello must not stall a real one.
+        silent = []
+        for _ in range(50):
+            s = socket.socket()
+            s.bind((CLIENT_IP, 0))
+            s.connect(("127.0.0.1", hs_port))
+            silent.append(s)
+        t0 = time.time()
+        c = tls_connect(hs_port)
+        greet = read_line(c)
+        c.close()
+        check(greet.startswith(b"* OK") and time.time() - t0 < 1.0,
+              "50 silent connections do not delay a real handshake (%.0f ms)" %
+              ((time.time() - t0) * 1000))
+
+        s = silent[0]
+        s.settimeout(4)
+        t0 = time.time()
+        try:
+            got = s.recv(1)
+        except OSError:
+            got = b"x"
+        took = time.time() - t0
+        check(got == b"" and took < 2.5,
+              "handshake_timeout = 1s closes a silent client (%.1f s)" % took)
+        check(a.wait_log("close listener=hs") and
+              any("end=timeout" in ln for ln in a.text().splitlines()
+                  if "close listener=hs" in ln), "the close line says end=timeout")
+        for s in silent:
+            s.close()
+
+        c = tls_connect(idle_port)
+        read_line(c)
+        c.settimeout(5)
+        t0 = time.time()
+        try:
+            d_ = c.recv(10)
+            clean = d_ == b""
+        except ssl.SSLError as e:
+            clean = False
+            print("# idle close: %s" % e)
+        took = time.time() - t0
+        check(clean and 1.5 < took < 4, "idle_timeout = 2s ends an idle session with "
+              "close_notify (%.1f s)" % took)
+        c.close()
+
+        held = [tls_connect(max_port) for _ in range(3)]
+        for h in held:
+            read_line(h)
+        t0 = time.time()
+        try:
+            extra = tls_connect(max_port, timeout=3)
+            refused = False
+            extra.close()
+        except (ssl.SSLError, OSError):
+            refused = True
+        check(refused and time.time() - t0 < 1,
+              "max_connections = 3: the 4th connection is refused at once")
+        check(a.wait_log("refused listener=max") and "reason=max_connections" in a.text(),
+              "the refusal is logged")
+        held[0].close()
+        time.sleep(0.3)
+        c = tls_connect(max_port)
+        check(read_line(c).startswith(b"* OK"), "after one closes, a new one is accepted")
+        c.close()
+        for h in held[1:]:
+            h.close()
+    finally:
+        rc = a.stop()
+    check(rc == 0, "SIGTERM: exit status 0")
+
+
+def test_reload(d):
+    be = Backend()
+    port = free_port()
+    gen_cert(d, "cur", "first.test")
+    conf = "[global]\nworkers = 2\nlog = stderr\nquery_socket =\n" + listener("r", port, be.port, d)
+    a = Agent(d, conf)
+    try:
+        check(a.wait_listen(port), "agent starts for reload")
+        old = tls_connect(port)
+        read_line(old)
+        check(peer_cn(old) == "first.test", "serves the first certificate")
+
+        gen_cert(d, "cur", "second.test")
+        a.proc.send_signal(signal.SIGHUP)
+        check(a.wait_log("reloaded"), "SIGHUP: reload logged")
+        new = tls_connect(port)
+        read_line(new)
+        check(peer_cn(new) == "second.test", "after SIGHUP new connections get the new certificate")
+        old.sendall(b"a NOOP\r\n")
+        check(read_line(old) == b"a NOOP\r\n",
+              "the connection from before the reload keeps working")
+        new.close()
+        old.close()
+
+        with open(a.conf, "a") as f:
+            f.write("bogus_key = 1\n")
+        a.proc.send_signal(signal.SIGHUP)
+        check(a.wait_log("reload failed"), "SIGHUP with a broken file: logged, old config kept")
+        c = tls_connect(port)
+        check(read_line(c).startswith(b"* OK") and peer_cn(c) == "second.test",
+              "still serving after a failed reload")
+        c.close()
+    finally:
+        a.stop()
+
+
+def test_backend_failures_and_half_close(d):
+    echo, stall, reset = Backend(), Backend("stall"), Backend("reset")
+    pe, ps, pr = free_port(), free_port(), free_port()
+    conf = ("[global]\nworkers = 1\nlog = stderr\nquery_socket =\n" +
+            listener("echo", pe, echo.port, d) +
+            listener("stall", ps, stall.port, d, "idle_timeout = 2s\n") +
+            listener("reset", pr, reset.port, d))
+    a = Agent(d, conf)
+    try:
+        check(a.wait_listen(pe), "agent starts for backend tests")
+
+        c = tls_connect(pr)
+        read_line(c)
+        c.sendall(b"a NOOP\r\n")
+        t0 = time.time()
+        try:
+            clean = c.recv(100) == b""
+        except ssl.SSLError as e:
+            clean = False
+            print("# %s" % e)
+        check(clean and time.time() - t0 < 1,
+              "backend resets mid-session: client gets close_notify within 1 s")
+        c.close()
+
+        c = tls_connect(ps)
+        c.settimeout(5)
+        t0 = time.time()
+        try:
+            clean = c.recv(100) == b""
+        except (ssl.SSLError, OSError) as e:
+            clean = False
+            print("# %s" % e)
+        check(clean and time.time() - t0 < 4,
+              "stalled backend: closed cleanly by idle_timeout, not hung")
+        c.close()
+
+        # Half-close: close_notify from the client, the backend still answers.
+        c = tls_connect(pe)
+        read_line(c)
+        c.sendall(b"last words\r\n")
+        check(read_line(c) == b"last words\r\n", "relay both ways")
+        # unwrap() sends our close_notify, then reads: the backend's answer
+        # to our EOF arrives after it (TLS half-close), which OpenSSL reports
+        # as application data after close_notify.
+        try:
+            c.unwrap()
+            after = False
+        except ssl.SSLError as e:
+            after = "APPLICATION_DATA_AFTER_CLOSE_NOTIFY" in str(e)
+        check(echo.eof_seen.wait(3), "client close_notify reaches the backend as EOF")
+        check(after, "the backend's last words after that still reach the client")
+        check(a.wait_log("close listener=echo") and
+              any("end=close_notify" in ln for ln in a.text().splitlines()
+                  if "close listener=echo" in ln), "close line says end=close_notify")
+        c.close()
+    finally:
+        a.stop()
+
+
+def main():
+    if not os.access(AGENT, os.X_OK):
+        print("1..1\nnot ok 1 - %s is missing (run make)" % AGENT)
+        return 1
+    with tempfile.TemporaryDirectory(prefix="mk-life-") as d:
+        test_check_and_version(d)
+        test_timeouts_and_limits(d)
+        test_reload(d)
+        test_backend_failures_and_half_close(d)
+    print("1..%d" % len(results))
+    return 0 if all(results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

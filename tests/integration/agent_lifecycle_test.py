@@ -243,7 +243,7 @@ def test_timeouts_and_limits(d):
         took = time.time() - t0
         check(got == b"" and took < 2.5,
               "handshake_timeout = 1s closes a silent client (%.1f s)" % took)
-        check(a.wait_log("close listener=hs") and
+        check(a.wait_log("close listener=hs client=" + CLIENT_IP) and
               any("end=timeout" in ln for ln in a.text().splitlines()
                   if "close listener=hs" in ln), "the close line says end=timeout")
         for s in silent:
@@ -377,7 +377,7 @@ def test_backend_failures_and_half_close(d):
             after = "APPLICATION_DATA_AFTER_CLOSE_NOTIFY" in str(e)
         check(echo.eof_seen.wait(3), "client close_notify reaches the backend as EOF")
         check(after, "the backend's last words after that still reach the client")
-        check(a.wait_log("close listener=echo") and
+        check(a.wait_log("close listener=echo client=" + CLIENT_IP) and
               any("end=close_notify" in ln for ln in a.text().splitlines()
                   if "close listener=echo" in ln), "close line says end=close_notify")
         c.close()

@@ -297,7 +297,7 @@ for p in $PROXIES; do
 	bench_proxy "$p" "$port"
 	port=$((port + 1))
 done
-grep -m1 '^mailktlsd: ktls\|TLS records' "$TMP/mailktlsd.log" 2>/dev/null >&2 || true
+grep -m1 'TLS records' "$TMP/mailktlsd.log" >&2 2>/dev/null || true
 echo
 cat "$TMP/table"
 echo

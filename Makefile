@@ -213,7 +213,7 @@ check-unit: all
 	$(Q)scripts/run-tests.sh unit
 
 run: deps
-	$(Q)$(MAKE) all
+	$(Q)$(MAKE) $(BINS)
 	$(Q)scripts/run-agent.sh
 
 style:

@@ -5,6 +5,8 @@
  * daemon logs the real client and (Dovecot) counts the session as secured.
  */
 #include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,7 +66,7 @@ void mk_backend_connect(struct mk_conn *c)
 {
 	const struct mk_sockaddr *b = &c->c_cfg->lc_backend;
 	struct io_uring_sqe *sqe;
-	int err;
+	int err, one = 1;
 
 	c->c_state = MK_CS_CONNECTING;
 	c->c_deadline_ms = mk_now_ms() + c->c_cfg->lc_handshake_timeout_ms;
@@ -80,6 +82,8 @@ void mk_backend_connect(struct mk_conn *c)
 		mk_conn_end(c, "error:backend_socket:%s", strerror(errno));
 		return;
 	}
+	if (b->sa_storage.ss_family != AF_UNIX)
+		setsockopt(c->c_bfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	sqe = mk_conn_sqe(c, MK_OP_BACKEND_CONNECT);
 	if (!sqe) {
 		mk_conn_end(c, "error:no_sqe");

@@ -5,6 +5,8 @@
  * then the last completion frees it).
  */
 #include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -69,7 +71,7 @@ void mk_conn_accepted(struct mk_worker *w, struct mk_listener *l, int fd)
 	const struct mk_listener_cfg *lc;
 	struct mk_conn *c;
 	socklen_t len;
-	int slot, err;
+	int slot, err, one = 1;
 
 	lc = &rt->rt_cfg->cf_listeners[l->l_index];
 	if (atomic_fetch_add(l->l_active, 1) >= lc->lc_max_connections) {
@@ -94,6 +96,9 @@ void mk_conn_accepted(struct mk_worker *w, struct mk_listener *l, int fd)
 	c->c_fd = fd;
 	c->c_bfd = -1;
 	c->c_start_ms = c->c_last_ms = mk_now_ms();
+	/* Mail is a dialogue of small writes: without this, a reply that
+	 * follows another small record waits for the peer's delayed ACK. */
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	len = sizeof(c->c_client);
 	getpeername(fd, (struct sockaddr *)&c->c_client, &len);
 	len = sizeof(c->c_local);

@@ -669,7 +669,7 @@ TEST_F(query, mailktlsctl_received_query_status)
 {
 	const char *received[] = { "received", "--addr", self->conn.c_client, NULL };
 	const char *query[] = { "query", "--addr", self->conn.c_client, NULL };
-	const char *status[] = { "status", NULL };
+	static const char *const status[] = { "status", NULL };
 	char out[MQ_OUT_MAX], want[128];
 
 	mq_check_negotiated(_metadata, self->conn.c_ssl, variant);

@@ -110,7 +110,7 @@ function fail(msg) { nfail++; printf "not ok %d - vm: %s\n", nfail, msg }
 /^@@MK END / {
 	rc = substr($4, 4)
 	intest = 0
-	print "# vm: end " name " exit " rc
+	print "# vm: end " name " exit " rc " after " substr($5, 3) " s"
 	if (rc == 124 || rc == 143) fail(name " timed out after " ttimeout " s (VM_TEST_TIMEOUT)")
 	else if (rc != 0 && !tnotok) fail(name " exited " rc " without a failing test line")
 	if (rc != 0) bad = 1

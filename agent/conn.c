@@ -41,6 +41,13 @@ static int conn_slot_alloc(struct mk_worker *w)
 	return -1;
 }
 
+/**
+ * mk_conn_sqe() - an SQE for an operation of @c, counted as in flight
+ * @c:  the connection
+ * @op: the operation, encoded in user_data with the connection's slot
+ *
+ * Return: the SQE, or NULL when the ring is full even after a submit.
+ */
 struct io_uring_sqe *mk_conn_sqe(struct mk_conn *c, enum mk_op op)
 {
 	struct io_uring_sqe *sqe = mk_worker_sqe(c->c_worker);
@@ -65,6 +72,13 @@ static void conn_refuse(struct mk_listener *l, int fd, const char *why)
 	close(fd);
 }
 
+/**
+ * mk_conn_accepted() - a client connected: enforce max_connections, set
+ * up the connection and start its first stage (greeting or handshake)
+ * @w:  the worker that accepted it
+ * @l:  the listener
+ * @fd: the accepted socket; owned by this function from now on
+ */
 void mk_conn_accepted(struct mk_worker *w, struct mk_listener *l, int fd)
 {
 	struct mk_runtime *rt = w->w_rt;
@@ -227,6 +241,12 @@ void mk_conn_shutdown(struct mk_conn *c)
 	mk_conn_reap(c);
 }
 
+/**
+ * mk_conn_tick() - the worker's one-second tick: enforce the pre-TLS,
+ * handshake, backend-connect and idle deadlines
+ * @c:   the connection (freed if it ends here with nothing in flight)
+ * @now: mk_now_ms()
+ */
 void mk_conn_tick(struct mk_conn *c, uint64_t now)
 {
 	if (c->c_state == MK_CS_CLOSING)
@@ -249,6 +269,11 @@ void mk_conn_tick(struct mk_conn *c, uint64_t now)
 	mk_conn_reap(c);
 }
 
+/**
+ * mk_conn_send_client() - send c->c_cout to the client unless a send is
+ * already queued (its completion sends the rest)
+ * @c: the connection
+ */
 void mk_conn_send_client(struct mk_conn *c)
 {
 	struct io_uring_sqe *sqe;
@@ -265,6 +290,10 @@ void mk_conn_send_client(struct mk_conn *c)
 	c->c_csend_busy = true;
 }
 
+/**
+ * mk_conn_recv_client() - queue one receive from the client into c->c_cin
+ * @c: the connection
+ */
 void mk_conn_recv_client(struct mk_conn *c)
 {
 	struct io_uring_sqe *sqe;
@@ -292,6 +321,10 @@ void mk_conn_recv_client(struct mk_conn *c)
 	c->c_crecv_busy = true;
 }
 
+/**
+ * mk_conn_send_backend() - send c->c_bout to the backend
+ * @c: the connection
+ */
 void mk_conn_send_backend(struct mk_conn *c)
 {
 	struct io_uring_sqe *sqe;
@@ -308,6 +341,10 @@ void mk_conn_send_backend(struct mk_conn *c)
 	c->c_bsend_busy = true;
 }
 
+/**
+ * mk_conn_recv_backend() - queue one receive from the backend into c->c_bin
+ * @c: the connection
+ */
 void mk_conn_recv_backend(struct mk_conn *c)
 {
 	struct io_uring_sqe *sqe;

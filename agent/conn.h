@@ -98,7 +98,6 @@ void mk_conn_send_client(struct mk_conn *c);
 void mk_conn_recv_client(struct mk_conn *c);
 void mk_conn_send_backend(struct mk_conn *c);
 void mk_conn_recv_backend(struct mk_conn *c);
-bool mk_conn_idle_io(const struct mk_conn *c);
 
 /* handshake.c */
 unsigned int mk_tls_count_records(const uint8_t *buf, size_t len, size_t *partial);
@@ -120,7 +119,6 @@ void mk_backend_connected(struct mk_conn *c, int res);
 
 /* relay_splice.c / relay_user.c */
 void mk_relay_start(struct mk_conn *c);
-void mk_relay_complete(struct mk_conn *c, enum mk_op op, int res);
 void mk_relay_user_client_data(struct mk_conn *c);
 void mk_relay_user_backend_data(struct mk_conn *c);
 void mk_relay_user_sent(struct mk_conn *c);

@@ -9,12 +9,21 @@
 
 #include "buf.h"
 
+/**
+ * mk_buf_init() - an empty buffer that never grows past @max bytes
+ * @b:   the buffer
+ * @max: hard limit
+ */
 void mk_buf_init(struct mk_buf *b, size_t max)
 {
 	memset(b, 0, sizeof(*b));
 	b->b_max = max;
 }
 
+/**
+ * mk_buf_free() - wipe and free the memory (it may have held plaintext)
+ * @b: the buffer; empty and reusable afterwards
+ */
 void mk_buf_free(struct mk_buf *b)
 {
 	if (b->b_data) {
@@ -25,11 +34,20 @@ void mk_buf_free(struct mk_buf *b)
 	b->b_off = b->b_len = b->b_cap = 0;
 }
 
+/**
+ * mk_buf_reset() - forget the contents, keep the memory
+ * @b: the buffer
+ */
 void mk_buf_reset(struct mk_buf *b)
 {
 	b->b_off = b->b_len = 0;
 }
 
+/**
+ * mk_buf_consume() - drop @len bytes from the front
+ * @b:   the buffer
+ * @len: bytes used (clamped to what is there)
+ */
 void mk_buf_consume(struct mk_buf *b, size_t len)
 {
 	if (len > mk_buf_used(b))
@@ -39,6 +57,13 @@ void mk_buf_consume(struct mk_buf *b, size_t len)
 		b->b_off = b->b_len = 0;
 }
 
+/**
+ * mk_buf_reserve() - make room for @len bytes at the end
+ * @b:   the buffer
+ * @len: bytes wanted; the caller adds what it wrote to b_len
+ *
+ * Return: where to write, or NULL past b_max or out of memory.
+ */
 uint8_t *mk_buf_reserve(struct mk_buf *b, size_t len)
 {
 	size_t used = mk_buf_used(b), want, ncap;
@@ -72,6 +97,14 @@ uint8_t *mk_buf_reserve(struct mk_buf *b, size_t len)
 	return b->b_data + b->b_len;
 }
 
+/**
+ * mk_buf_append() - copy bytes to the end
+ * @b:    the buffer
+ * @data: bytes
+ * @len:  how many
+ *
+ * Return: 0, -ENOBUFS past b_max, -ENOMEM.
+ */
 int mk_buf_append(struct mk_buf *b, const void *data, size_t len)
 {
 	uint8_t *p;
@@ -88,6 +121,13 @@ int mk_buf_append(struct mk_buf *b, const void *data, size_t len)
 	return 0;
 }
 
+/**
+ * mk_buf_printf() - append formatted text (at most 1 KiB per call)
+ * @b:   the buffer
+ * @fmt: printf format
+ *
+ * Return: 0, -ENOBUFS, -ENOMEM.
+ */
 int mk_buf_printf(struct mk_buf *b, const char *fmt, ...)
 {
 	char tmp[1024];

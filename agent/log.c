@@ -12,6 +12,10 @@
 
 static enum mk_log_target log_target = MK_LOG_STDERR;
 
+/**
+ * mk_log_open() - choose stderr or syslog (facility mail)
+ * @target: where lines go
+ */
 void mk_log_open(enum mk_log_target target)
 {
 	log_target = target;
@@ -37,6 +41,11 @@ static void log_line(int prio, const char *line)
 		return;
 }
 
+/**
+ * mk_log() - one log line
+ * @prio: syslog priority
+ * @fmt:  printf format
+ */
 void mk_log(int prio, const char *fmt, ...)
 {
 	char line[1900];
@@ -61,6 +70,10 @@ static const char *log_token(const char *in, char *out, size_t len)
 	return out;
 }
 
+/**
+ * mk_log_tls() - the line logged when TLS is established
+ * @s: what was negotiated
+ */
 void mk_log_tls(const struct mk_session *s)
 {
 	char client[80], sni[256], alpn[64];
@@ -82,6 +95,15 @@ void mk_log_tls(const struct mk_session *s)
 	       ktls);
 }
 
+/**
+ * mk_log_close() - the line logged when a connection ends
+ * @listener:    listener name
+ * @client:      client address
+ * @bytes_in:    plaintext bytes from the client
+ * @bytes_out:   plaintext bytes to the client
+ * @duration_ms: connection lifetime
+ * @end:         why it ended
+ */
 void mk_log_close(const char *listener, const struct sockaddr_storage *client,
 		  uint64_t bytes_in, uint64_t bytes_out, uint64_t duration_ms, const char *end)
 {

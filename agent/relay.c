@@ -73,6 +73,24 @@ static void relay_check_done(struct mk_conn *c)
 		mk_conn_end(c, "close");
 }
 
+/*
+ * With kernel TLS, once the capability filter is done both directions go by
+ * splice: the buffers of the user-space path (the backend read buffer alone
+ * is 32 KiB) are never used again, so an idle connection must not keep
+ * them. Each is freed once drained and no queued operation points into it.
+ */
+static void relay_ktls_trim(struct mk_conn *c)
+{
+	if (!c->c_ktls || c->c_filter)
+		return;
+	if (!mk_buf_used(&c->c_bin) && !c->c_brecv_busy)
+		mk_buf_free(&c->c_bin);
+	if (!mk_buf_used(&c->c_cout) && !c->c_csend_busy)
+		mk_buf_free(&c->c_cout);
+	if (!mk_buf_used(&c->c_bout) && !c->c_bsend_busy)
+		mk_buf_free(&c->c_bout);
+}
+
 /* Advance the client -> backend direction as far as it can go now. */
 static void relay_c2b_next(struct mk_conn *c)
 {
@@ -251,6 +269,7 @@ void mk_relay_user_backend_data(struct mk_conn *c)
 	else
 		relay_b2c_next(c);
 	relay_c2b_next(c);	/* the greeting may have arrived */
+	relay_ktls_trim(c);
 }
 
 /**
@@ -268,6 +287,7 @@ void mk_relay_user_sent(struct mk_conn *c)
 	}
 	relay_b2c_next(c);
 	relay_c2b_next(c);
+	relay_ktls_trim(c);
 }
 
 /**

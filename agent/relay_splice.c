@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "conn.h"
 #include "ktls.h"
@@ -91,6 +92,45 @@ static void splice_release_pipe(struct mk_conn *c, struct mk_dir *d)
 	}
 }
 
+/*
+ * A record failed to decrypt: bad_record_mac, then close. The kernel marked
+ * the socket with EBADMSG (tls_err_abort()), and a socket error fails every
+ * later send, the alert's too: reading SO_ERROR clears it.
+ */
+static void splice_bad_record(struct mk_conn *c)
+{
+	socklen_t len = sizeof(int);
+	int soerr;
+
+	getsockopt(c->c_fd, SOL_SOCKET, SO_ERROR, &soerr, &len);
+	mk_ktls_send_alert(c->c_fd, 2, MK_TLS_ALERT_BAD_RECORD_MAC);
+	c->c_b2c.d_done = true;	/* no close_notify after a fatal alert */
+	mk_conn_end(c, "error:bad_record_mac");
+}
+
+/*
+ * splice() from a kTLS socket returns 0 at the end of the stream, but also
+ * for a zero-length application data record (legal in TLS 1.2 and 1.3): the
+ * kernel consumes it and splices nothing. Only a real end reads 0 again.
+ */
+static bool splice_client_at_eof(struct mk_conn *c)
+{
+	union {
+		char cu_buf[CMSG_SPACE(sizeof(uint8_t))];
+		struct cmsghdr cu_align;
+	} cu;
+	uint8_t byte;
+	struct iovec iov = { .iov_base = &byte, .iov_len = 1 };
+	struct msghdr msg = {
+		.msg_iov = &iov,
+		.msg_iovlen = 1,
+		.msg_control = cu.cu_buf,	/* so a control record peeks too */
+		.msg_controllen = sizeof(cu.cu_buf),
+	};
+
+	return recvmsg(c->c_fd, &msg, MSG_PEEK | MSG_DONTWAIT) == 0;
+}
+
 /* A record splice could not take: read it with its type and act on it. */
 static void splice_control_record(struct mk_conn *c)
 {
@@ -103,9 +143,7 @@ static void splice_control_record(struct mk_conn *c)
 		return;
 	}
 	if (n == -EBADMSG) {
-		mk_ktls_send_alert(c->c_fd, 2, MK_TLS_ALERT_BAD_RECORD_MAC);
-		c->c_b2c.d_done = true;	/* no close_notify after a fatal alert */
-		mk_conn_end(c, "error:bad_record_mac");
+		splice_bad_record(c);
 		return;
 	}
 	if (n < 0) {
@@ -152,7 +190,9 @@ static void splice_in_done(struct mk_conn *c, struct mk_dir *d, bool c2b, int re
 		return;
 	}
 	splice_release_pipe(c, d);
-	if (res == 0) {
+	if (res == 0 && c2b && !splice_client_at_eof(c)) {
+		splice_arm_poll(c, d, c->c_fd, o);
+	} else if (res == 0) {
 		if (c2b && !c->c_end[0])
 			snprintf(c->c_end, sizeof(c->c_end), "eof");
 		d->d_eof = true;
@@ -160,13 +200,10 @@ static void splice_in_done(struct mk_conn *c, struct mk_dir *d, bool c2b, int re
 	} else if (res == -EAGAIN) {
 		splice_arm_poll(c, d, c2b ? c->c_fd : c->c_bfd, o);
 	} else if (c2b && (res == -EINVAL || res == -EIO || res == -EBADMSG)) {
-		if (res == -EBADMSG) {
-			mk_ktls_send_alert(c->c_fd, 2, MK_TLS_ALERT_BAD_RECORD_MAC);
-			c->c_b2c.d_done = true;
-			mk_conn_end(c, "error:bad_record_mac");
-		} else {
+		if (res == -EBADMSG)
+			splice_bad_record(c);
+		else
 			splice_control_record(c);
-		}
 	} else if (res == -ECONNRESET) {
 		mk_conn_end(c, c2b ? "reset" : "error:backend_reset");
 	} else {

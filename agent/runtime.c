@@ -12,11 +12,20 @@
 static pthread_mutex_t current_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct mk_runtime *current;
 
+/**
+ * mk_runtime_get() - take a reference on @rt
+ * @rt: the runtime
+ */
 void mk_runtime_get(struct mk_runtime *rt)
 {
 	atomic_fetch_add(&rt->rt_refs, 1);
 }
 
+/**
+ * mk_runtime_put() - drop a reference; the last one frees the config and
+ * the listeners' TLS policies
+ * @rt: the runtime, or NULL
+ */
 void mk_runtime_put(struct mk_runtime *rt)
 {
 	size_t i;
@@ -30,6 +39,14 @@ void mk_runtime_put(struct mk_runtime *rt)
 	free(rt);
 }
 
+/**
+ * mk_runtime_build() - load @path and build every listener's TLS policy
+ * @path:   configuration file
+ * @err:    "FILE:LINE: message" on failure
+ * @errlen: size of @err
+ *
+ * Return: a runtime holding one reference, or NULL with @err set.
+ */
 struct mk_runtime *mk_runtime_build(const char *path, char *err, size_t errlen)
 {
 	struct mk_runtime *rt;
@@ -54,6 +71,12 @@ out_put:
 	return NULL;
 }
 
+/**
+ * mk_runtime_current() - the runtime in force
+ *
+ * Return: it, with a reference the caller must put; NULL before the first
+ * publish.
+ */
 struct mk_runtime *mk_runtime_current(void)
 {
 	struct mk_runtime *rt;
@@ -66,6 +89,11 @@ struct mk_runtime *mk_runtime_current(void)
 	return rt;
 }
 
+/**
+ * mk_runtime_publish() - make @rt the runtime for new connections
+ * @rt: the new runtime, taking over the caller's reference; NULL at exit
+ *      drops the last one
+ */
 void mk_runtime_publish(struct mk_runtime *rt)
 {
 	struct mk_runtime *old;
@@ -77,6 +105,13 @@ void mk_runtime_publish(struct mk_runtime *rt)
 	mk_runtime_put(old);
 }
 
+/**
+ * mk_runtime_find_listener() - index of a listener by name
+ * @rt:   the runtime
+ * @name: listener name
+ *
+ * Return: the index, or -1.
+ */
 int mk_runtime_find_listener(const struct mk_runtime *rt, const char *name)
 {
 	size_t i;

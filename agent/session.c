@@ -6,6 +6,14 @@
 
 #include "session.h"
 
+/**
+ * mk_sockaddr_str() - "203.0.113.9:51234", "[2001:db8::1]:993" or "unix:/path"
+ * @ss:  the address
+ * @buf: output
+ * @len: its size
+ *
+ * Return: @buf.
+ */
 char *mk_sockaddr_str(const struct sockaddr_storage *ss, char *buf, size_t len)
 {
 	char ip[INET6_ADDRSTRLEN];

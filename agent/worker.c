@@ -52,6 +52,11 @@
 atomic_bool mk_stop_requested;
 atomic_uint mk_reload_generation;
 
+/**
+ * mk_now_ms() - monotonic milliseconds, for deadlines
+ *
+ * Return: milliseconds since an arbitrary start.
+ */
 uint64_t mk_now_ms(void)
 {
 	struct timespec ts;
@@ -60,6 +65,12 @@ uint64_t mk_now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+/**
+ * mk_worker_sqe() - a free SQE of @w's ring, submitting first if it is full
+ * @w: the worker
+ *
+ * Return: the SQE, or NULL if the ring stays full.
+ */
 struct io_uring_sqe *mk_worker_sqe(struct mk_worker *w)
 {
 	struct io_uring_sqe *sqe = io_uring_get_sqe(&w->w_ring);
@@ -72,6 +83,12 @@ struct io_uring_sqe *mk_worker_sqe(struct mk_worker *w)
 	return sqe;
 }
 
+/**
+ * mk_worker_pipe_get() - borrow a pipe for a splice in flight
+ * @w: the worker
+ *
+ * Return: a pipe from the pool or a new one, or NULL (out of fds).
+ */
 struct mk_pipe *mk_worker_pipe_get(struct mk_worker *w)
 {
 	struct mk_pipe *p = w->w_pipes;
@@ -94,6 +111,12 @@ struct mk_pipe *mk_worker_pipe_get(struct mk_worker *w)
 	return p;
 }
 
+/**
+ * mk_worker_pipe_put() - return an empty pipe to the pool (or close it
+ * when the pool is full)
+ * @w: the worker
+ * @p: the pipe
+ */
 void mk_worker_pipe_put(struct mk_worker *w, struct mk_pipe *p)
 {
 	if (w->w_npipes >= MK_PIPE_POOL_MAX) {

@@ -1,0 +1,1633 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * mailktlsd end to end on kernel TLS: the real agent binary runs as a child
+ * with `ktls = require`, a real OpenSSL client talks to it over loopback and
+ * the test itself plays the IMAP daemon behind it (backend). Every test
+ * checks what a user relies on: bytes arrive intact both ways, the agent's
+ * socket is offloaded both ways, each way of ending a connection ends it
+ * cleanly with the right `end=` in the log, and an idle connection is cheap.
+ *
+ * One variant per TLS version x AEAD kTLS takes. The backend's first line is
+ * a tagged OK with a CAPABILITY code, as after an IMAP LOGIN: it ends the
+ * agent's capability filter, so from then on both directions are spliced
+ * (the zero-copy path is what is tested, not the filter).
+ *
+ * Knobs, from the environment or as NAME=VALUE arguments (VM_TEST_ARGS):
+ * MK_AGENT (default agent/mailktlsd; the VM's /mk is the cwd), MK_BULK_MIB
+ * (bulk size each way, default MK_BULK_MIB_DEFAULT), MK_IDLE_CONNS (default
+ * 1000), MK_ONLY (run only tests whose name contains it).
+ *
+ * Runs in the VM (scripts/vm-run.sh): needs kTLS.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/param.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/rand.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
+#include "kselftest_harness.h"
+
+#include "tls_keys.h"
+
+/*
+ * Bulk size each way. The issue asks for 64 MiB, but under QEMU TCG on the
+ * 2-CPU CI machine 64 MiB each way takes 19-35 s per variant (155 s for the
+ * six, measured), and 16 MiB took 19-37 s per variant when the host was
+ * busy: too much for the VM suite's few minutes. 8 MiB is well past every
+ * socket and pipe buffer on the path; MK_BULK_MIB=64 runs the full size:
+ * VM_ONLY=agent_ktls_test VM_TEST_ARGS="MK_BULK_MIB=64" scripts/vm-run.sh
+ */
+#define MK_BULK_MIB_DEFAULT 8
+#define MK_IDLE_CONNS_DEFAULT 1000
+/* Per idle connection; the target is 2 KiB and 1,000 connections measured
+ * 2.0 KiB (the connection, 752 bytes, and its registry entry, ~1.2 KiB);
+ * the margin is for heap growth granularity. */
+#define MK_IDLE_BOUND_KIB 4
+#define MK_IO_TIMEOUT_MS 20000	/* no progress for this long: fail */
+#define MK_PATTERN_LEN ((1u << 20) + 4093)	/* odd: records never line up */
+#define MK_CHUNK 16384
+#define MK_PROLOGUE "a0 OK [CAPABILITY IMAP4rev1] mailktls test backend\r\n"
+#define MK_ALERT_NONE (-1)
+
+/* Counters of /proc/net/tls_stat we look at. */
+struct mk_tls_stat {
+	long ts_tx_sw;
+	long ts_rx_sw;
+	long ts_curr_tx_sw;
+	long ts_curr_rx_sw;
+	long ts_decrypt_error;
+};
+
+static const struct {
+	const char *sf_name;
+	size_t sf_off;
+} mk_stat_fields[] = {
+	{ "TlsTxSw", offsetof(struct mk_tls_stat, ts_tx_sw) },
+	{ "TlsRxSw", offsetof(struct mk_tls_stat, ts_rx_sw) },
+	{ "TlsCurrTxSw", offsetof(struct mk_tls_stat, ts_curr_tx_sw) },
+	{ "TlsCurrRxSw", offsetof(struct mk_tls_stat, ts_curr_rx_sw) },
+	{ "TlsDecryptError", offsetof(struct mk_tls_stat, ts_decrypt_error) },
+};
+
+static int mk_read_tls_stat(struct mk_tls_stat *st)
+{
+	char name[64];
+	size_t i, found = 0;
+	long val;
+	FILE *f;
+
+	f = fopen("/proc/net/tls_stat", "re");
+	if (!f)
+		return -errno;
+	while (fscanf(f, "%63s %ld", name, &val) == 2) {
+		for (i = 0; i < ARRAY_SIZE(mk_stat_fields); i++) {
+			if (strcmp(name, mk_stat_fields[i].sf_name))
+				continue;
+			*(long *)((char *)st + mk_stat_fields[i].sf_off) = val;
+			found++;
+		}
+	}
+	fclose(f);
+	return found == ARRAY_SIZE(mk_stat_fields) ? 0 : -ENOENT;
+}
+
+static uint64_t mk_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static long mk_env_long(const char *name, long def)
+{
+	const char *v = getenv(name);
+
+	return v && *v ? strtol(v, NULL, 10) : def;
+}
+
+/* MK_ONLY=substring runs only the tests whose name has it (the 6.1 harness
+ * has no filter of its own); the others are reported as skipped. */
+#define MK_SKIP_UNSELECTED()							\
+	do {									\
+		const char *only = getenv("MK_ONLY");				\
+		if (only && *only && !strstr(_metadata->name, only))		\
+			SKIP(_exit(255), "not selected by MK_ONLY=%s", only);	\
+	} while (0)
+
+/* ------------------------------------------------------------------------ */
+/* The agent under test, its certificate, config, log and backend listener. */
+
+struct mk_env {
+	char e_dir[64];
+	char e_log[96];
+	pid_t e_pid;
+	int e_port;		/* agent's listener */
+	int e_blfd;		/* backend listening socket */
+	int e_bport;
+};
+
+/* A loopback listening socket on a free port, or -1. */
+static int mk_listen_any(int *port)
+{
+	struct sockaddr_in sin = { .sin_family = AF_INET,
+				   .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t len = sizeof(sin);
+	int fd;
+
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -1;
+	if (bind(fd, (struct sockaddr *)&sin, sizeof(sin)) || listen(fd, 4096) ||
+	    getsockname(fd, (struct sockaddr *)&sin, &len)) {
+		close(fd);
+		return -1;
+	}
+	*port = ntohs(sin.sin_port);
+	return fd;
+}
+
+/* A port that was free a moment ago, for the agent's listener. */
+static int mk_free_port(void)
+{
+	int port = -1, fd = mk_listen_any(&port);
+
+	if (fd < 0)
+		return -1;
+	close(fd);
+	return port;
+}
+
+/* A throw-away self-signed P-256 certificate, written as PEM into @dir. */
+static int mk_write_cert(const char *dir)
+{
+	char path[128];
+	EVP_PKEY *pkey;
+	FILE *f = NULL;
+	X509 *x;
+	int ok = 0;
+
+	pkey = EVP_EC_gen("P-256");
+	x = X509_new();
+	if (!pkey || !x)
+		goto out;
+	X509_set_version(x, 2);
+	ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
+	X509_gmtime_adj(X509_getm_notBefore(x), -3600);
+	X509_gmtime_adj(X509_getm_notAfter(x), 3600);
+	X509_NAME_add_entry_by_txt(X509_get_subject_name(x), "CN", MBSTRING_ASC,
+				   (const unsigned char *)"mailktls-vm", -1, -1, 0);
+	X509_set_issuer_name(x, X509_get_subject_name(x));
+	if (!X509_set_pubkey(x, pkey) || !X509_sign(x, pkey, EVP_sha256()))
+		goto out;
+	snprintf(path, sizeof(path), "%s/cert.pem", dir);
+	f = fopen(path, "we");
+	if (!f || !PEM_write_X509(f, x))
+		goto out;
+	fclose(f);
+	snprintf(path, sizeof(path), "%s/key.pem", dir);
+	f = fopen(path, "we");
+	if (!f || !PEM_write_PrivateKey(f, pkey, NULL, NULL, 0, NULL, NULL))
+		goto out;
+	ok = 1;
+out:
+	if (f)
+		fclose(f);
+	X509_free(x);
+	EVP_PKEY_free(pkey);
+	return ok ? 0 : -1;
+}
+
+static int mk_write_config(const struct mk_env *e)
+{
+	char path[128];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/mailktlsd.conf", e->e_dir);
+	f = fopen(path, "we");
+	if (!f)
+		return -1;
+	fprintf(f, "[global]\nworkers = 1\nlog = stderr\nquery_socket =\nktls = require\n"
+		   "[listener t]\nlisten = 127.0.0.1:%d\nprotocol = imap\ntls = implicit\n"
+		   "backend = 127.0.0.1:%d\nproxy_protocol = none\n"
+		   "certificate = %s/cert.pem\nprivate_key = %s/key.pem\nalpn = off\n",
+		   e->e_port, e->e_bport, e->e_dir, e->e_dir);
+	return fclose(f) ? -1 : 0;
+}
+
+static const char *mk_agent_path(void)
+{
+	return getenv("MK_AGENT") ?: "agent/mailktlsd";
+}
+
+/* The whole agent log, NUL-terminated (free it), or NULL. */
+static char *mk_log_read(const struct mk_env *e)
+{
+	char *buf = NULL;
+	size_t len = 0, cap = 0, n;
+	FILE *f = fopen(e->e_log, "re");
+
+	if (!f)
+		return NULL;
+	do {
+		if (cap - len < 4097) {
+			char *nb = realloc(buf, cap ? cap * 2 : 65536);
+
+			if (!nb)
+				break;
+			buf = nb;
+			cap = cap ? cap * 2 : 65536;
+		}
+		n = fread(buf + len, 1, cap - len - 1, f);
+		len += n;
+	} while (n);
+	fclose(f);
+	if (buf)
+		buf[len] = '\0';
+	return buf;
+}
+
+/* Lines of the agent log that contain @needle. */
+static int mk_log_count(const struct mk_env *e, const char *needle)
+{
+	char *log = mk_log_read(e), *p;
+	int n = 0;
+
+	for (p = log; p && (p = strstr(p, needle)); p += strlen(needle))
+		n++;
+	free(log);
+	return n;
+}
+
+/* Wait until the log holds @n lines with @needle; return how many it has. */
+static int mk_log_wait(const struct mk_env *e, const char *needle, int n, int ms)
+{
+	uint64_t end = mk_ms() + (uint64_t)ms;
+	int have;
+
+	while ((have = mk_log_count(e, needle)) < n && mk_ms() < end)
+		usleep(20000);
+	return have;
+}
+
+/*
+ * The agent's `kind` line ("tls", "close") for the client at local port
+ * @cport, waited for up to @ms; copied into @out. Return: 0 or -1.
+ */
+static int mk_log_line(const struct mk_env *e, const char *kind, int cport, char *out,
+		       size_t len, int ms)
+{
+	uint64_t end = mk_ms() + (uint64_t)ms;
+	char needle[96], *log, *p, *nl;
+
+	snprintf(needle, sizeof(needle), "mailktlsd: %s listener=t client=127.0.0.1:%d ", kind,
+		 cport);
+	do {
+		log = mk_log_read(e);
+		p = log ? strstr(log, needle) : NULL;
+		if (p) {
+			nl = strchr(p, '\n');
+			snprintf(out, len, "%.*s", nl ? (int)(nl - p) : (int)strlen(p), p);
+			free(log);
+			return 0;
+		}
+		free(log);
+		usleep(20000);
+	} while (mk_ms() < end);
+	return -1;
+}
+
+/* The `end=` value of the close line of the client at @cport, or "". */
+static const char *mk_log_end(const struct mk_env *e, int cport, char *out, size_t len)
+{
+	char line[512];
+	const char *p;
+
+	out[0] = '\0';
+	if (mk_log_line(e, "close", cport, line, sizeof(line), 10000))
+		return out;
+	p = strstr(line, " end=");
+	if (p)
+		snprintf(out, len, "%s", p + 5);
+	return out;
+}
+
+static void mk_log_dump(const struct mk_env *e)
+{
+	char *log = mk_log_read(e), *p, *nl;
+	int lines = 0;
+
+	for (p = log; p && *p && lines < 60; p = nl + 1, lines++) {
+		nl = strchr(p, '\n');
+		if (!nl)
+			break;
+		fprintf(stderr, "#   agent: %.*s\n", (int)(nl - p), p);
+	}
+	free(log);
+}
+
+/* Start the agent with a fresh certificate and config; wait for "started". */
+static int mk_env_start(struct mk_env *e, char *why, size_t whylen)
+{
+	char conf[128];
+	int fd;
+
+	e->e_pid = -1;
+	e->e_blfd = -1;
+	snprintf(e->e_dir, sizeof(e->e_dir), "/tmp/mk-agent-XXXXXX");
+	if (!mkdtemp(e->e_dir)) {
+		snprintf(why, whylen, "mkdtemp: %s", strerror(errno));
+		return -1;
+	}
+	snprintf(e->e_log, sizeof(e->e_log), "%s/agent.log", e->e_dir);
+	snprintf(conf, sizeof(conf), "%s/mailktlsd.conf", e->e_dir);
+	e->e_blfd = mk_listen_any(&e->e_bport);
+	e->e_port = mk_free_port();
+	if (e->e_blfd < 0 || e->e_port < 0 || mk_write_cert(e->e_dir) || mk_write_config(e)) {
+		snprintf(why, whylen, "cannot prepare %s", e->e_dir);
+		return -1;
+	}
+	fd = open(e->e_log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -1;
+	e->e_pid = fork();
+	if (e->e_pid == 0) {
+		/* Never outlive the test, whatever happens to it. */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		dup2(fd, STDOUT_FILENO);
+		dup2(fd, STDERR_FILENO);
+		execl(mk_agent_path(), "mailktlsd", "-c", conf, (char *)NULL);
+		_exit(127);
+	}
+	close(fd);
+	if (e->e_pid < 0) {
+		snprintf(why, whylen, "fork: %s", strerror(errno));
+		return -1;
+	}
+	if (mk_log_wait(e, "mailktlsd: started:", 1, 20000) < 1) {
+		snprintf(why, whylen, "%s did not start (see its log)", mk_agent_path());
+		mk_log_dump(e);
+		return -1;
+	}
+	return 0;
+}
+
+/* SIGTERM, wait (bounded); return the wait status, or -1 if it hung. */
+static int mk_env_stop(struct mk_env *e)
+{
+	uint64_t end = mk_ms() + 15000;
+	int status = -1;
+	pid_t r;
+
+	if (e->e_pid > 0) {
+		kill(e->e_pid, SIGTERM);
+		while ((r = waitpid(e->e_pid, &status, WNOHANG)) == 0 && mk_ms() < end)
+			usleep(20000);
+		if (r == 0) {
+			kill(e->e_pid, SIGKILL);
+			waitpid(e->e_pid, NULL, 0);
+			status = -1;
+		}
+		e->e_pid = -1;
+	}
+	if (e->e_blfd >= 0)
+		close(e->e_blfd);
+	e->e_blfd = -1;
+	return status;
+}
+
+static void mk_env_cleanup(struct mk_env *e)
+{
+	static const char *const files[] = { "cert.pem", "key.pem", "mailktlsd.conf", "agent.log" };
+	char path[160];
+	size_t i;
+
+	if (!e->e_dir[0])
+		return;
+	for (i = 0; i < ARRAY_SIZE(files); i++) {
+		snprintf(path, sizeof(path), "%s/%s", e->e_dir, files[i]);
+		unlink(path);
+	}
+	rmdir(e->e_dir);
+}
+
+/* Stop the agent; it must exit 0 (after an ASSERT the harness would print
+ * an EXPECT's message even when it holds, hence the explicit test). */
+static void mk_check_stop(struct __test_metadata *_metadata, struct mk_env *e)
+{
+	int status = mk_env_stop(e);
+	bool clean = status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+
+	if (!clean)
+		TH_LOG("agent wait status %#x (-1: did not stop within 15 s)", status);
+	EXPECT_TRUE(clean);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Client and backend plumbing. */
+
+static void mk_set_timeouts(int fd, int ms)
+{
+	struct timeval tv = { .tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000 };
+
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+}
+
+static int mk_set_nonblock(int fd, bool on)
+{
+	int fl = fcntl(fd, F_GETFL);
+
+	if (fl < 0)
+		return -1;
+	return fcntl(fd, F_SETFL, on ? fl | O_NONBLOCK : fl & ~O_NONBLOCK);
+}
+
+/* A TCP connection to 127.0.0.1:@port; its local port in *@cport. */
+static int mk_connect(int port, int *cport)
+{
+	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons(port),
+				   .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t len = sizeof(sin);
+	int fd, one = 1;
+
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -1;
+	if (connect(fd, (struct sockaddr *)&sin, sizeof(sin)) ||
+	    getsockname(fd, (struct sockaddr *)&sin, &len)) {
+		close(fd);
+		return -1;
+	}
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	mk_set_timeouts(fd, MK_IO_TIMEOUT_MS);
+	if (cport)
+		*cport = ntohs(sin.sin_port);
+	return fd;
+}
+
+/* The agent's connection to the backend, waited for up to @ms. */
+static int mk_backend_accept(const struct mk_env *e, int ms)
+{
+	struct pollfd p = { .fd = e->e_blfd, .events = POLLIN };
+	int fd, one = 1;
+
+	if (poll(&p, 1, ms) != 1)
+		return -1;
+	fd = accept4(e->e_blfd, NULL, NULL, SOCK_CLOEXEC);
+	if (fd >= 0) {
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		mk_set_timeouts(fd, MK_IO_TIMEOUT_MS);
+	}
+	return fd;
+}
+
+static bool mk_send_all(int fd, const void *buf, size_t len)
+{
+	const uint8_t *p = buf;
+	ssize_t n;
+
+	while (len) {
+		n = send(fd, p, len, MSG_NOSIGNAL);
+		if (n <= 0)
+			return false;
+		p += n;
+		len -= (size_t)n;
+	}
+	return true;
+}
+
+static bool mk_recv_all(int fd, void *buf, size_t len)
+{
+	uint8_t *p = buf;
+	ssize_t n;
+
+	while (len) {
+		n = recv(fd, p, len, 0);
+		if (n <= 0)
+			return false;
+		p += n;
+		len -= (size_t)n;
+	}
+	return true;
+}
+
+/* Wait up to @ms for the peer of @fd to end: 0 EOF, -ECONNRESET..., -ETIMEDOUT. */
+static int mk_wait_eof(int fd, int ms)
+{
+	uint64_t end = mk_ms() + (uint64_t)ms;
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	char buf[4096];
+	ssize_t n;
+
+	while (mk_ms() < end) {
+		if (poll(&p, 1, 100) != 1)
+			continue;
+		n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+		if (n == 0)
+			return 0;
+		if (n < 0 && errno != EAGAIN && errno != EINTR)
+			return -errno;
+	}
+	return -ETIMEDOUT;
+}
+
+static void mk_reset(int fd)
+{
+	struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+
+	setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	close(fd);
+}
+
+/* The last alert the client received (msg callback), MK_ALERT_NONE if none. */
+static void mk_msg_cb(int write_p, int version, int content_type, const void *buf, size_t len,
+		      SSL *ssl, void *arg)
+{
+	int *alert = arg;
+
+	if (!write_p && content_type == SSL3_RT_ALERT && len >= 2)
+		*alert = ((const uint8_t *)buf)[1];
+}
+
+/* ------------------------------------------------------------------------ */
+/* Records the test seals itself (zero-length records), with the client's
+ * write keys: TLS 1.3 (RFC 8446 §5.2) and TLS 1.2 AEAD (RFC 5246 §6.2.3.3,
+ * RFC 5288, RFC 7905). Return: record length, or -1. */
+
+static const EVP_CIPHER *mk_aead(const struct mk_tls_dir_keys *k)
+{
+	switch (k->dk_cipher) {
+	case 0x1303:
+	case 0xCCA8:
+	case 0xCCA9:
+		return EVP_chacha20_poly1305();
+	default:
+		return k->dk_key_len == 32 ? EVP_aes_256_gcm() : EVP_aes_128_gcm();
+	}
+}
+
+static int mk_seal_record(const struct mk_tls_dir_keys *k, uint8_t type, const uint8_t *pt,
+			  size_t ptlen, size_t padding, uint8_t *out, size_t outlen)
+{
+	bool tls13 = k->dk_version == TLS1_3_VERSION;
+	bool explicit = !tls13 && k->dk_iv_len == 4;	/* TLS 1.2 GCM */
+	uint8_t nonce[12] = { 0 }, aad[13], inner[MK_CHUNK + 256];
+	size_t inlen = ptlen, hdr = explicit ? 13 : 5, reclen, i;
+	EVP_CIPHER_CTX *ctx;
+	int n, ok = 0;
+
+	if (ptlen + 1 + padding > sizeof(inner))
+		return -1;
+	memcpy(inner, pt, ptlen);
+	if (tls13) {
+		inner[inlen++] = type;
+		memset(inner + inlen, 0, padding);
+		inlen += padding;
+	}
+	reclen = hdr + inlen + 16;
+	if (reclen > outlen)
+		return -1;
+	for (i = 0; i < 8; i++)
+		aad[i] = (uint8_t)(k->dk_seq >> (56 - 8 * i));
+	if (explicit) {
+		memcpy(nonce, k->dk_iv, 4);
+		memcpy(nonce + 4, aad, 8);	/* explicit nonce = sequence number */
+	} else {
+		memcpy(nonce, k->dk_iv, 12);
+		for (i = 0; i < 8; i++)
+			nonce[4 + i] ^= aad[i];
+	}
+	out[0] = tls13 ? 23 : type;
+	out[1] = 3;
+	out[2] = 3;
+	out[3] = (uint8_t)((reclen - 5) >> 8);
+	out[4] = (uint8_t)(reclen - 5);
+	if (explicit)
+		memcpy(out + 5, nonce + 4, 8);
+	if (!tls13) {	/* seq || type || version || plaintext length */
+		aad[8] = type;
+		aad[9] = 3;
+		aad[10] = 3;
+		aad[11] = (uint8_t)(ptlen >> 8);
+		aad[12] = (uint8_t)ptlen;
+	}
+	ctx = EVP_CIPHER_CTX_new();
+	if (!ctx)
+		return -1;
+	if (!EVP_EncryptInit_ex(ctx, mk_aead(k), NULL, NULL, NULL) ||
+	    !EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_SET_IVLEN, 12, NULL) ||
+	    !EVP_EncryptInit_ex(ctx, NULL, NULL, k->dk_key, nonce) ||
+	    !EVP_EncryptUpdate(ctx, NULL, &n, tls13 ? out : aad, tls13 ? 5 : 13) ||
+	    (inlen && !EVP_EncryptUpdate(ctx, out + hdr, &n, inner, (int)inlen)) ||
+	    !EVP_EncryptFinal_ex(ctx, out + hdr + inlen, &n) ||
+	    !EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_GET_TAG, 16, out + hdr + inlen))
+		goto out;
+	ok = 1;
+out:
+	EVP_CIPHER_CTX_free(ctx);
+	OPENSSL_cleanse(inner, sizeof(inner));
+	return ok ? (int)reclen : -1;
+}
+
+/* ------------------------------------------------------------------------ */
+/* A client whose TLS bytes go through memory BIOs, so the test decides what
+ * goes into each send(): several flights in one segment, a flipped byte,
+ * records of its own making. */
+
+struct mk_mc {
+	SSL *mc_ssl;
+	BIO *mc_rb, *mc_wb;
+	int mc_fd;
+	int mc_cport;
+	int mc_alert;
+};
+
+static int mk_mc_new(struct mk_mc *m, SSL_CTX *ctx, int port)
+{
+	memset(m, 0, sizeof(*m));
+	m->mc_alert = MK_ALERT_NONE;
+	m->mc_fd = mk_connect(port, &m->mc_cport);
+	m->mc_ssl = SSL_new(ctx);
+	m->mc_rb = BIO_new(BIO_s_mem());
+	m->mc_wb = BIO_new(BIO_s_mem());
+	if (m->mc_fd < 0 || !m->mc_ssl || !m->mc_rb || !m->mc_wb)
+		return -1;
+	BIO_set_mem_eof_return(m->mc_rb, -1);
+	SSL_set_bio(m->mc_ssl, m->mc_rb, m->mc_wb);
+	SSL_set_connect_state(m->mc_ssl);
+	SSL_set_msg_callback(m->mc_ssl, mk_msg_cb);
+	SSL_set_msg_callback_arg(m->mc_ssl, &m->mc_alert);
+	return mk_tls_keys_attach(m->mc_ssl);
+}
+
+static void mk_mc_free(struct mk_mc *m)
+{
+	SSL_free(m->mc_ssl);	/* frees the BIOs too */
+	if (m->mc_fd >= 0)
+		close(m->mc_fd);
+	memset(m, 0, sizeof(*m));
+	m->mc_fd = -1;
+}
+
+/* Take what the client SSL wrote (to send it, or to tamper with it). */
+static size_t mk_mc_take(struct mk_mc *m, uint8_t *buf, size_t len)
+{
+	int n = BIO_read(m->mc_wb, buf, (int)len);
+
+	return n > 0 ? (size_t)n : 0;
+}
+
+/* Send everything the client SSL wrote, in one send() call. */
+static bool mk_mc_flush(struct mk_mc *m)
+{
+	uint8_t buf[65536];
+	size_t n = mk_mc_take(m, buf, sizeof(buf));
+
+	return !n || mk_send_all(m->mc_fd, buf, n);
+}
+
+/* One recv() into the client's read BIO: bytes, 0 at EOF, -1 error/timeout. */
+static int mk_mc_fill(struct mk_mc *m, int ms)
+{
+	struct pollfd p = { .fd = m->mc_fd, .events = POLLIN };
+	uint8_t buf[65536];
+	ssize_t n;
+
+	if (poll(&p, 1, ms) != 1)
+		return -1;
+	n = recv(m->mc_fd, buf, sizeof(buf), 0);
+	if (n > 0 && BIO_write(m->mc_rb, buf, (int)n) != (int)n)
+		return -1;
+	return n < 0 ? -1 : (int)n;
+}
+
+/* Run the handshake; the client's last flight stays unsent in its BIO. */
+static int mk_mc_handshake(struct mk_mc *m)
+{
+	int i, r;
+
+	for (i = 0; i < 50; i++) {
+		r = SSL_do_handshake(m->mc_ssl);
+		if (r == 1)
+			return 0;
+		if (SSL_get_error(m->mc_ssl, r) != SSL_ERROR_WANT_READ || !mk_mc_flush(m) ||
+		    mk_mc_fill(m, MK_IO_TIMEOUT_MS) <= 0)
+			return -1;
+	}
+	return -1;
+}
+
+/*
+ * Read @len bytes of application data. Return: @len, 0 on close_notify,
+ * -1 on an error (the alert, if any, is in mc_alert) or when the peer
+ * closed without close_notify (-2).
+ */
+static int mk_mc_read(struct mk_mc *m, uint8_t *buf, size_t len, int ms)
+{
+	size_t got = 0, n;
+	int err, f;
+
+	while (got < len) {
+		if (SSL_read_ex(m->mc_ssl, buf + got, len - got, &n)) {
+			got += n;
+			continue;
+		}
+		err = SSL_get_error(m->mc_ssl, 0);
+		if (err == SSL_ERROR_ZERO_RETURN)
+			return 0;
+		if (err != SSL_ERROR_WANT_READ)
+			return -1;
+		f = mk_mc_fill(m, ms);
+		if (f == 0)
+			return -2;
+		if (f < 0)
+			return -1;
+	}
+	return (int)len;
+}
+
+/* ------------------------------------------------------------------------ */
+/* The fixture: one agent per test, one variant per TLS version x AEAD. */
+
+FIXTURE(agent)
+{
+	struct mk_env env;
+	SSL_CTX *cctx;
+	struct mk_tls_stat st0;		/* after the agent's own kTLS probe */
+};
+
+FIXTURE_VARIANT(agent)
+{
+	int version;		/* TLS1_2_VERSION, TLS1_3_VERSION */
+	const char *cipher;	/* OpenSSL name: cipher list (1.2) or suite (1.3) */
+	const char *iana_name;	/* what the agent logs */
+};
+
+FIXTURE_VARIANT_ADD(agent, tls12_aes128gcm)
+{
+	.version = TLS1_2_VERSION,
+	.cipher = "ECDHE-ECDSA-AES128-GCM-SHA256",
+	.iana_name = "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
+};
+
+FIXTURE_VARIANT_ADD(agent, tls12_aes256gcm)
+{
+	.version = TLS1_2_VERSION,
+	.cipher = "ECDHE-ECDSA-AES256-GCM-SHA384",
+	.iana_name = "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
+};
+
+FIXTURE_VARIANT_ADD(agent, tls12_chacha20)
+{
+	.version = TLS1_2_VERSION,
+	.cipher = "ECDHE-ECDSA-CHACHA20-POLY1305",
+	.iana_name = "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256",
+};
+
+FIXTURE_VARIANT_ADD(agent, tls13_aes128gcm)
+{
+	.version = TLS1_3_VERSION,
+	.cipher = "TLS_AES_128_GCM_SHA256",
+	.iana_name = "TLS_AES_128_GCM_SHA256",
+};
+
+FIXTURE_VARIANT_ADD(agent, tls13_aes256gcm)
+{
+	.version = TLS1_3_VERSION,
+	.cipher = "TLS_AES_256_GCM_SHA384",
+	.iana_name = "TLS_AES_256_GCM_SHA384",
+};
+
+FIXTURE_VARIANT_ADD(agent, tls13_chacha20)
+{
+	.version = TLS1_3_VERSION,
+	.cipher = "TLS_CHACHA20_POLY1305_SHA256",
+	.iana_name = "TLS_CHACHA20_POLY1305_SHA256",
+};
+
+/* A client context pinned to exactly one version and cipher. */
+static SSL_CTX *mk_client_ctx(int version, const char *cipher)
+{
+	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+
+	if (!ctx)
+		return NULL;
+	if (!SSL_CTX_set_min_proto_version(ctx, version) ||
+	    !SSL_CTX_set_max_proto_version(ctx, version) ||
+	    !(version == TLS1_3_VERSION ? SSL_CTX_set_ciphersuites(ctx, cipher) :
+					  SSL_CTX_set_cipher_list(ctx, cipher))) {
+		SSL_CTX_free(ctx);
+		return NULL;
+	}
+	/* The test client does not verify the throw-away certificate. */
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+	/* TLS 1.3 traffic secrets, for records the test seals itself. */
+	SSL_CTX_set_keylog_callback(ctx, mk_tls_keylog_cb);
+	return ctx;
+}
+
+FIXTURE_SETUP(agent)
+{
+	char why[256] = "";
+
+	MK_SKIP_UNSELECTED();
+	signal(SIGPIPE, SIG_IGN);
+	ASSERT_EQ(0, mk_tls_keys_init());
+	self->cctx = mk_client_ctx(variant->version, variant->cipher);
+	ASSERT_NE(NULL, self->cctx);
+	ASSERT_EQ(0, mk_env_start(&self->env, why, sizeof(why))) {
+		TH_LOG("%s", why);
+	}
+	ASSERT_EQ(0, mk_read_tls_stat(&self->st0));
+}
+
+FIXTURE_TEARDOWN(agent)
+{
+	/* SIGTERM is the orderly stop: exit status 0, never a crash or hang */
+	mk_check_stop(_metadata, &self->env);
+	if (!_metadata->passed)
+		mk_log_dump(&self->env);
+	mk_env_cleanup(&self->env);
+	SSL_CTX_free(self->cctx);
+}
+
+/* A relayed connection: client TLS socket, the backend's socket, prologue read. */
+struct mk_relay {
+	int r_cfd;
+	int r_cport;
+	int r_bfd;
+	SSL *r_ssl;
+	int r_alert;
+};
+
+static int mk_relay_open(const struct mk_env *e, SSL_CTX *ctx, struct mk_relay *r)
+{
+	char buf[sizeof(MK_PROLOGUE) - 1];
+
+	r->r_bfd = -1;
+	r->r_alert = MK_ALERT_NONE;
+	r->r_cfd = mk_connect(e->e_port, &r->r_cport);
+	r->r_ssl = SSL_new(ctx);
+	if (r->r_cfd < 0 || !r->r_ssl || !SSL_set_fd(r->r_ssl, r->r_cfd))
+		return -1;
+	SSL_set_msg_callback(r->r_ssl, mk_msg_cb);
+	SSL_set_msg_callback_arg(r->r_ssl, &r->r_alert);
+	if (SSL_connect(r->r_ssl) != 1)
+		return -1;
+	r->r_bfd = mk_backend_accept(e, MK_IO_TIMEOUT_MS);
+	if (r->r_bfd < 0 || !mk_send_all(r->r_bfd, MK_PROLOGUE, sizeof(buf)))
+		return -1;
+	if (SSL_read(r->r_ssl, buf, sizeof(buf)) != (int)sizeof(buf) ||
+	    memcmp(buf, MK_PROLOGUE, sizeof(buf)))
+		return -1;
+	return 0;
+}
+
+static void mk_relay_close(struct mk_relay *r)
+{
+	SSL_free(r->r_ssl);
+	r->r_ssl = NULL;
+	if (r->r_cfd >= 0)
+		close(r->r_cfd);
+	if (r->r_bfd >= 0)
+		close(r->r_bfd);
+	r->r_cfd = r->r_bfd = -1;
+}
+
+/* One line client -> backend and one back, through the agent. */
+static int mk_relay_ping(struct mk_relay *r)
+{
+	static const char ping[] = "a1 NOOP\r\n", pong[] = "a1 OK NOOP done\r\n";
+	char buf[64];
+
+	if (SSL_write(r->r_ssl, ping, sizeof(ping) - 1) != (int)sizeof(ping) - 1 ||
+	    !mk_recv_all(r->r_bfd, buf, sizeof(ping) - 1) || memcmp(buf, ping, sizeof(ping) - 1) ||
+	    !mk_send_all(r->r_bfd, pong, sizeof(pong) - 1))
+		return -1;
+	if (SSL_read(r->r_ssl, buf, sizeof(pong) - 1) != (int)sizeof(pong) - 1 ||
+	    memcmp(buf, pong, sizeof(pong) - 1))
+		return -1;
+	return 0;
+}
+
+TEST(version_reports_ktls)
+{
+	char cmd[256], line[256];
+	bool found = false;
+	FILE *p;
+
+	MK_SKIP_UNSELECTED();
+	snprintf(cmd, sizeof(cmd), "%s -V", mk_agent_path());
+	p = popen(cmd, "r");
+	ASSERT_NE(NULL, p);
+	while (fgets(line, sizeof(line), p)) {
+		TH_LOG("%s", strtok(line, "\n"));
+		if (!strncmp(line, "ktls: yes (TLS_TX, TLS_RX)", 26))
+			found = true;
+	}
+	ASSERT_EQ(0, pclose(p));
+	ASSERT_TRUE(found);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Bulk: both directions at once, SHA-256 over each stream. */
+
+/* Byte i of stream @s is pattern[(start + i) % MK_PATTERN_LEN]. */
+struct mk_stream {
+	const uint8_t *st_pat;
+	size_t st_pos;
+};
+
+static void mk_stream_fill(struct mk_stream *s, uint8_t *buf, size_t len)
+{
+	size_t n;
+
+	while (len) {
+		n = MIN(len, MK_PATTERN_LEN - s->st_pos);
+		memcpy(buf, s->st_pat + s->st_pos, n);
+		s->st_pos = (s->st_pos + n) % MK_PATTERN_LEN;
+		buf += n;
+		len -= n;
+	}
+}
+
+/* One direction of the backend's half. */
+struct mk_bulk_side {
+	int bs_fd;
+	uint64_t bs_total;
+	struct mk_stream bs_stream;	/* for the sender */
+	uint8_t bs_md[32];
+	uint64_t bs_done;
+	int bs_err;
+};
+
+static void *mk_backend_sink(void *arg)
+{
+	struct mk_bulk_side *s = arg;
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	uint8_t *buf = malloc(65536);
+	ssize_t n;
+
+	if (!md || !buf || !EVP_DigestInit_ex(md, EVP_sha256(), NULL)) {
+		s->bs_err = ENOMEM;
+		goto out;
+	}
+	while (s->bs_done < s->bs_total) {
+		n = recv(s->bs_fd, buf, MIN(65536, s->bs_total - s->bs_done), 0);
+		if (n <= 0) {
+			s->bs_err = n < 0 ? errno : EPIPE;
+			break;
+		}
+		EVP_DigestUpdate(md, buf, (size_t)n);
+		s->bs_done += (uint64_t)n;
+	}
+	EVP_DigestFinal_ex(md, s->bs_md, NULL);
+out:
+	EVP_MD_CTX_free(md);
+	free(buf);
+	return NULL;
+}
+
+static void *mk_backend_source(void *arg)
+{
+	struct mk_bulk_side *s = arg;
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	uint8_t *buf = malloc(65536);
+	size_t len;
+
+	if (!md || !buf || !EVP_DigestInit_ex(md, EVP_sha256(), NULL)) {
+		s->bs_err = ENOMEM;
+		goto out;
+	}
+	while (s->bs_done < s->bs_total) {
+		len = MIN(65536, s->bs_total - s->bs_done);
+		mk_stream_fill(&s->bs_stream, buf, len);
+		EVP_DigestUpdate(md, buf, len);
+		if (!mk_send_all(s->bs_fd, buf, len)) {
+			s->bs_err = errno ?: EPIPE;
+			break;
+		}
+		s->bs_done += len;
+	}
+	EVP_DigestFinal_ex(md, s->bs_md, NULL);
+out:
+	EVP_MD_CTX_free(md);
+	free(buf);
+	return NULL;
+}
+
+/*
+ * The client's half, in one thread (an SSL object is not for two threads):
+ * non-blocking, writing and reading as the socket allows.
+ */
+struct mk_bulk_client {
+	uint64_t bc_total;
+	struct mk_stream bc_stream;
+	uint8_t bc_md_out[32], bc_md_in[32];
+	uint64_t bc_sent, bc_rcvd;
+	const char *bc_fail;
+};
+
+static void mk_bulk_client_run(SSL *ssl, int fd, struct mk_bulk_client *b)
+{
+	EVP_MD_CTX *out = EVP_MD_CTX_new(), *in = EVP_MD_CTX_new();
+	uint8_t wbuf[MK_CHUNK], rbuf[MK_CHUNK];
+	struct pollfd p = { .fd = fd };
+	size_t wlen = 0, n;
+	bool progress;
+	int err;
+
+	if (!out || !in || !EVP_DigestInit_ex(out, EVP_sha256(), NULL) ||
+	    !EVP_DigestInit_ex(in, EVP_sha256(), NULL)) {
+		b->bc_fail = "no memory";
+		goto out;
+	}
+	while (b->bc_sent < b->bc_total || b->bc_rcvd < b->bc_total) {
+		progress = false;
+		if (b->bc_sent < b->bc_total) {
+			if (!wlen) {
+				wlen = MIN(sizeof(wbuf), b->bc_total - b->bc_sent);
+				mk_stream_fill(&b->bc_stream, wbuf, wlen);
+				EVP_DigestUpdate(out, wbuf, wlen);
+			}
+			if (SSL_write_ex(ssl, wbuf, wlen, &n)) {
+				b->bc_sent += n;
+				wlen = 0;
+				progress = true;
+			} else {
+				err = SSL_get_error(ssl, 0);
+				if (err != SSL_ERROR_WANT_WRITE && err != SSL_ERROR_WANT_READ) {
+					b->bc_fail = "SSL_write failed";
+					break;
+				}
+			}
+		}
+		while (b->bc_rcvd < b->bc_total) {
+			if (!SSL_read_ex(ssl, rbuf, sizeof(rbuf), &n)) {
+				err = SSL_get_error(ssl, 0);
+				if (err != SSL_ERROR_WANT_READ)
+					b->bc_fail = "SSL_read failed";
+				break;
+			}
+			EVP_DigestUpdate(in, rbuf, n);
+			b->bc_rcvd += n;
+			progress = true;
+		}
+		if (b->bc_fail)
+			break;
+		if (progress)
+			continue;
+		p.events = POLLIN | (b->bc_sent < b->bc_total ? POLLOUT : 0);
+		if (poll(&p, 1, MK_IO_TIMEOUT_MS) != 1) {
+			b->bc_fail = "no progress for 20 s";
+			break;
+		}
+	}
+	EVP_DigestFinal_ex(out, b->bc_md_out, NULL);
+	EVP_DigestFinal_ex(in, b->bc_md_in, NULL);
+out:
+	EVP_MD_CTX_free(out);
+	EVP_MD_CTX_free(in);
+}
+
+static void mk_check_log_tls(struct __test_metadata *_metadata, const struct mk_env *e,
+			     int cport, const FIXTURE_VARIANT(agent) *variant)
+{
+	char line[512], want[160];
+
+	ASSERT_EQ(0, mk_log_line(e, "tls", cport, line, sizeof(line), 5000));
+	snprintf(want, sizeof(want), " version=%s cipher=%s ",
+		 variant->version == TLS1_3_VERSION ? "TLSv1.3" : "TLSv1.2", variant->iana_name);
+	EXPECT_NE(NULL, strstr(line, want)) {
+		TH_LOG("tls line: %s", line);
+	}
+	EXPECT_NE(NULL, strstr(line, " ktls=tx,rx")) {
+		TH_LOG("tls line: %s", line);
+	}
+}
+
+/*
+ * MK_BULK_MIB (default MK_BULK_MIB_DEFAULT) each way at the same time,
+ * checksummed; the agent's socket is offloaded both ways meanwhile.
+ */
+TEST_F_TIMEOUT(agent, bulk_both_ways, 280)
+{
+	uint64_t total = (uint64_t)mk_env_long("MK_BULK_MIB", MK_BULK_MIB_DEFAULT) << 20;
+	struct mk_bulk_client bc = { .bc_total = total };
+	struct mk_bulk_side sink = { .bs_total = total }, src = { .bs_total = total };
+	struct mk_relay r = { .r_cfd = -1, .r_bfd = -1 };
+	struct mk_tls_stat st;
+	pthread_t tsink, tsrc;
+	uint8_t *pat;
+	uint64_t t0, ms;
+	char end[96];
+
+	pat = malloc(MK_PATTERN_LEN);
+	ASSERT_NE(NULL, pat);
+	ASSERT_EQ(1, RAND_bytes(pat, MK_PATTERN_LEN));
+	bc.bc_stream = (struct mk_stream){ pat, 0 };
+	src.bs_stream = (struct mk_stream){ pat, MK_PATTERN_LEN / 2 };
+
+	ASSERT_EQ(0, mk_relay_open(&self->env, self->cctx, &r));
+	mk_check_log_tls(_metadata, &self->env, r.r_cport, variant);
+	/* the agent's end is the one new kTLS socket, offloaded both ways */
+	ASSERT_EQ(0, mk_read_tls_stat(&st));
+	EXPECT_EQ(self->st0.ts_tx_sw + 1, st.ts_tx_sw);
+	EXPECT_EQ(self->st0.ts_rx_sw + 1, st.ts_rx_sw);
+	EXPECT_LE(1, st.ts_curr_tx_sw);
+	EXPECT_LE(1, st.ts_curr_rx_sw);
+
+	sink.bs_fd = src.bs_fd = r.r_bfd;
+	ASSERT_EQ(0, mk_set_nonblock(r.r_cfd, true));
+	t0 = mk_ms();
+	ASSERT_EQ(0, pthread_create(&tsink, NULL, mk_backend_sink, &sink));
+	ASSERT_EQ(0, pthread_create(&tsrc, NULL, mk_backend_source, &src));
+	mk_bulk_client_run(r.r_ssl, r.r_cfd, &bc);
+	if (bc.bc_fail)	/* unblock the backend threads */
+		shutdown(r.r_bfd, SHUT_RDWR);
+	pthread_join(tsink, NULL);
+	pthread_join(tsrc, NULL);
+	ms = mk_ms() - t0;
+	TH_LOG("%s: %llu MiB each way in %llu.%03llu s", variant->cipher,
+	       (unsigned long long)(total >> 20), (unsigned long long)(ms / 1000),
+	       (unsigned long long)(ms % 1000));
+	ASSERT_EQ(NULL, bc.bc_fail) {
+		TH_LOG("client: %s after %llu sent, %llu received", bc.bc_fail,
+		       (unsigned long long)bc.bc_sent, (unsigned long long)bc.bc_rcvd);
+		ERR_print_errors_fp(stderr);
+	}
+	ASSERT_EQ(0, sink.bs_err);
+	ASSERT_EQ(0, src.bs_err);
+	EXPECT_EQ(total, sink.bs_done);
+	EXPECT_EQ(total, bc.bc_rcvd);
+	EXPECT_EQ(0, memcmp(bc.bc_md_out, sink.bs_md, 32));	/* client -> backend */
+	EXPECT_EQ(0, memcmp(src.bs_md, bc.bc_md_in, 32));	/* backend -> client */
+
+	ASSERT_EQ(0, mk_read_tls_stat(&st));
+	EXPECT_LE(1, st.ts_curr_tx_sw);
+	EXPECT_LE(1, st.ts_curr_rx_sw);
+	EXPECT_EQ(self->st0.ts_decrypt_error, st.ts_decrypt_error);
+
+	ASSERT_EQ(0, mk_set_nonblock(r.r_cfd, false));
+	SSL_shutdown(r.r_ssl);
+	EXPECT_EQ(0, mk_wait_eof(r.r_bfd, 10000));
+	close(r.r_bfd);
+	r.r_bfd = -1;
+	EXPECT_STREQ("close_notify", mk_log_end(&self->env, r.r_cport, end, sizeof(end)));
+	mk_relay_close(&r);
+	free(pat);
+}
+
+/* ------------------------------------------------------------------------ */
+
+/*
+ * The client's last handshake flight and its first application record in
+ * one segment: the agent must not let OpenSSL keep the record, nor start
+ * the kernel at the wrong sequence number. TLS 1.3: Finished + data after a
+ * full handshake. TLS 1.2: the client sends Finished last only when it
+ * resumes a session, so resume one and send ChangeCipherSpec + Finished +
+ * data together.
+ */
+TEST_F(agent, finished_and_data_in_one_segment)
+{
+	static const char cmd[] = "a1 CAPABILITY\r\n", reply[] = "* CAPABILITY IMAP4rev1\r\n";
+	struct mk_relay r = { .r_cfd = -1, .r_bfd = -1 };
+	SSL_SESSION *sess = NULL;
+	uint8_t seg[4096], buf[64];
+	struct mk_mc m;
+	size_t n;
+	int bfd;
+
+	if (variant->version == TLS1_2_VERSION) {
+		ASSERT_EQ(0, mk_relay_open(&self->env, self->cctx, &r));
+		sess = SSL_get1_session(r.r_ssl);
+		ASSERT_NE(NULL, sess);
+		SSL_shutdown(r.r_ssl);
+		mk_relay_close(&r);
+	}
+	ASSERT_EQ(0, mk_mc_new(&m, self->cctx, self->env.e_port));
+	if (sess) {
+		ASSERT_EQ(1, SSL_set_session(m.mc_ssl, sess));
+		SSL_SESSION_free(sess);
+	}
+	ASSERT_EQ(0, mk_mc_handshake(&m));
+	if (variant->version == TLS1_2_VERSION)
+		ASSERT_TRUE(SSL_session_reused(m.mc_ssl));
+	ASSERT_EQ((int)sizeof(cmd) - 1, SSL_write(m.mc_ssl, cmd, sizeof(cmd) - 1));
+	n = mk_mc_take(&m, seg, sizeof(seg));
+	ASSERT_LT(5 + sizeof(cmd) - 1, n);
+	ASSERT_EQ((ssize_t)n, send(m.mc_fd, seg, n, MSG_NOSIGNAL));	/* one segment */
+
+	bfd = mk_backend_accept(&self->env, MK_IO_TIMEOUT_MS);
+	ASSERT_LE(0, bfd);
+	ASSERT_TRUE(mk_recv_all(bfd, buf, sizeof(cmd) - 1));
+	EXPECT_EQ(0, memcmp(buf, cmd, sizeof(cmd) - 1));
+	ASSERT_TRUE(mk_send_all(bfd, MK_PROLOGUE, sizeof(MK_PROLOGUE) - 1));
+	ASSERT_TRUE(mk_send_all(bfd, reply, sizeof(reply) - 1));
+	ASSERT_EQ((int)sizeof(MK_PROLOGUE) - 1,
+		  mk_mc_read(&m, seg, sizeof(MK_PROLOGUE) - 1, MK_IO_TIMEOUT_MS));
+	EXPECT_EQ(0, memcmp(seg, MK_PROLOGUE, sizeof(MK_PROLOGUE) - 1));
+	ASSERT_EQ((int)sizeof(reply) - 1, mk_mc_read(&m, buf, sizeof(reply) - 1, MK_IO_TIMEOUT_MS));
+	EXPECT_EQ(0, memcmp(buf, reply, sizeof(reply) - 1));
+	mk_check_log_tls(_metadata, &self->env, m.mc_cport, variant);
+	close(bfd);
+	mk_mc_free(&m);
+}
+
+/* The client's close_notify reaches the backend as EOF; end=close_notify. */
+TEST_F(agent, close_notify_from_client)
+{
+	struct mk_relay r = { .r_cfd = -1, .r_bfd = -1 };
+	char end[96];
+
+	ASSERT_EQ(0, mk_relay_open(&self->env, self->cctx, &r));
+	ASSERT_EQ(0, mk_relay_ping(&r));
+	ASSERT_EQ(0, SSL_shutdown(r.r_ssl));	/* sent; the agent's not seen yet */
+	ASSERT_EQ(0, mk_wait_eof(r.r_bfd, 5000));
+	close(r.r_bfd);
+	r.r_bfd = -1;
+	/* the daemon's EOF then comes back as the agent's close_notify */
+	EXPECT_EQ(1, SSL_shutdown(r.r_ssl));
+	EXPECT_STREQ("close_notify", mk_log_end(&self->env, r.r_cport, end, sizeof(end)));
+	mk_relay_close(&r);
+}
+
+/* The backend closes: the client reads a clean close_notify, no truncation. */
+TEST_F(agent, close_notify_from_backend)
+{
+	struct mk_relay r = { .r_cfd = -1, .r_bfd = -1 };
+	char buf[16], end[96];
+
+	ASSERT_EQ(0, mk_relay_open(&self->env, self->cctx, &r));
+	ASSERT_EQ(0, mk_relay_ping(&r));
+	ASSERT_TRUE(mk_send_all(r.r_bfd, "* BYE\r\n", 7));
+	close(r.r_bfd);
+	r.r_bfd = -1;
+	ASSERT_EQ(7, SSL_read(r.r_ssl, buf, 7));
+	EXPECT_EQ(0, memcmp(buf, "* BYE\r\n", 7));
+	EXPECT_EQ(0, SSL_read(r.r_ssl, buf, sizeof(buf)));
+	EXPECT_EQ(SSL_ERROR_ZERO_RETURN, SSL_get_error(r.r_ssl, 0));
+	EXPECT_EQ(0, r.r_alert);	/* close_notify */
+	SSL_shutdown(r.r_ssl);
+	mk_log_end(&self->env, r.r_cport, end, sizeof(end));
+	EXPECT_STRNE("", end);
+	EXPECT_NE(0, strncmp(end, "error", 5)) {
+		TH_LOG("end=%s", end);
+	}
+	mk_relay_close(&r);
+}
+
+/* A TCP reset from the client: backend closed, end=reset, agent alive. */
+TEST_F(agent, client_reset)
+{
+	struct mk_relay r = { .r_cfd = -1, .r_bfd = -1 }, r2 = { .r_cfd = -1, .r_bfd = -1 };
+	char end[96];
+
+	ASSERT_EQ(0, mk_relay_open(&self->env, self->cctx, &r));
+	ASSERT_EQ(0, mk_relay_ping(&r));
+	mk_reset(r.r_cfd);
+	r.r_cfd = -1;
+	EXPECT_NE(-ETIMEDOUT, mk_wait_eof(r.r_bfd, 5000));	/* EOF or reset */
+	EXPECT_STREQ("reset", mk_log_end(&self->env, r.r_cport, end, sizeof(end)));
+	mk_relay_close(&r);
+	/* the agent still serves */
+	ASSERT_EQ(0, mk_relay_open(&self->env, self->cctx, &r2));
+	EXPECT_EQ(0, mk_relay_ping(&r2));
+	mk_relay_close(&r2);
+}
+
+/* A TCP reset from the backend: the client gets a clean TLS end. */
+TEST_F(agent, backend_reset)
+{
+	struct mk_relay r = { .r_cfd = -1, .r_bfd = -1 };
+	char buf[16], end[96];
+	int n, err;
+
+	ASSERT_EQ(0, mk_relay_open(&self->env, self->cctx, &r));
+	ASSERT_EQ(0, mk_relay_ping(&r));
+	mk_reset(r.r_bfd);
+	r.r_bfd = -1;
+	n = SSL_read(r.r_ssl, buf, sizeof(buf));
+	err = SSL_get_error(r.r_ssl, n);
+	EXPECT_GE(0, n);
+	/* close_notify, or a fatal alert; not a bare TCP close */
+	EXPECT_TRUE(err == SSL_ERROR_ZERO_RETURN || (err == SSL_ERROR_SSL && r.r_alert > 0)) {
+		TH_LOG("SSL_read %d, error %d, alert %d", n, err, r.r_alert);
+	}
+	mk_log_end(&self->env, r.r_cport, end, sizeof(end));
+	EXPECT_EQ(0, strncmp(end, "error:", 6)) {
+		TH_LOG("end=%s", end);
+	}
+	mk_relay_close(&r);
+}
+
+/*
+ * TLS 1.3 KeyUpdate from the client: kernels before 6.14 cannot rekey, so
+ * the agent ends the connection with an alert at once; never a hang.
+ */
+TEST_F(agent, key_update_from_client)
+{
+	struct mk_relay r = { .r_cfd = -1, .r_bfd = -1 };
+	char buf[16], end[96];
+	uint64_t t0, ms;
+	int n, err;
+
+	if (variant->version != TLS1_3_VERSION)
+		SKIP(return, "KeyUpdate is TLS 1.3 only");
+	ASSERT_EQ(0, mk_relay_open(&self->env, self->cctx, &r));
+	ASSERT_EQ(0, mk_relay_ping(&r));
+	ASSERT_EQ(1, SSL_key_update(r.r_ssl, SSL_KEY_UPDATE_NOT_REQUESTED));
+	t0 = mk_ms();
+	ASSERT_EQ(1, SSL_write(r.r_ssl, "x", 1));	/* KeyUpdate goes out first */
+	n = SSL_read(r.r_ssl, buf, sizeof(buf));
+	err = SSL_get_error(r.r_ssl, n);
+	ms = mk_ms() - t0;
+	TH_LOG("connection ended %llu ms after the KeyUpdate: SSL_read %d, error %d, alert %d",
+	       (unsigned long long)ms, n, err, r.r_alert);
+	EXPECT_GE(0, n);
+	EXPECT_TRUE(err == SSL_ERROR_ZERO_RETURN || err == SSL_ERROR_SSL ||
+		    err == SSL_ERROR_SYSCALL);
+	EXPECT_GT(2000, ms);	/* "within a second", with TCG slack */
+	EXPECT_STREQ("error:key_update_unsupported",
+		     mk_log_end(&self->env, r.r_cport, end, sizeof(end)));
+	EXPECT_EQ(0, mk_wait_eof(r.r_bfd, 5000));
+	mk_relay_close(&r);
+}
+
+/* Open a mem-BIO client through the agent, past one exchange each way. */
+static int mk_mc_relayed(const struct mk_env *e, SSL_CTX *ctx, struct mk_mc *m, int *bfd)
+{
+	static const char cmd[] = "a1 NOOP\r\n";
+	uint8_t buf[sizeof(MK_PROLOGUE)];
+
+	*bfd = -1;
+	if (mk_mc_new(m, ctx, e->e_port) || mk_mc_handshake(m) || !mk_mc_flush(m))
+		return -1;
+	*bfd = mk_backend_accept(e, MK_IO_TIMEOUT_MS);
+	if (*bfd < 0 || !mk_send_all(*bfd, MK_PROLOGUE, sizeof(MK_PROLOGUE) - 1) ||
+	    mk_mc_read(m, buf, sizeof(MK_PROLOGUE) - 1, MK_IO_TIMEOUT_MS) !=
+		    (int)sizeof(MK_PROLOGUE) - 1)
+		return -1;
+	if (SSL_write(m->mc_ssl, cmd, sizeof(cmd) - 1) != (int)sizeof(cmd) - 1 ||
+	    !mk_mc_flush(m) || !mk_recv_all(*bfd, buf, sizeof(cmd) - 1) ||
+	    memcmp(buf, cmd, sizeof(cmd) - 1))
+		return -1;
+	return 0;
+}
+
+/* A record with one flipped ciphertext bit: bad_record_mac, then close. */
+TEST_F(agent, corrupted_record)
+{
+	struct mk_tls_stat st;
+	uint8_t rec[256], buf[16];
+	struct mk_mc m;
+	char end[96];
+	size_t n;
+	int bfd;
+
+	ASSERT_EQ(0, mk_mc_relayed(&self->env, self->cctx, &m, &bfd));
+	ASSERT_LT(0, SSL_write(m.mc_ssl, "a2 NOOP\r\n", 9));
+	n = mk_mc_take(&m, rec, sizeof(rec));
+	ASSERT_LT(5 + 9, n);
+	rec[n / 2] ^= 0x10;
+	ASSERT_TRUE(mk_send_all(m.mc_fd, rec, n));
+	EXPECT_GT(0, mk_mc_read(&m, buf, sizeof(buf), 5000));
+	EXPECT_EQ(20, m.mc_alert) {	/* bad_record_mac */
+		TH_LOG("alert received: %d", m.mc_alert);
+	}
+	EXPECT_STREQ("error:bad_record_mac", mk_log_end(&self->env, m.mc_cport, end, sizeof(end)));
+	EXPECT_EQ(0, mk_wait_eof(bfd, 5000));
+	ASSERT_EQ(0, mk_read_tls_stat(&st));
+	EXPECT_EQ(self->st0.ts_decrypt_error + 1, st.ts_decrypt_error);
+	close(bfd);
+	mk_mc_free(&m);
+}
+
+/*
+ * Zero-length application data records (legal in TLS 1.2 and 1.3), sealed
+ * by the test with the client's write keys between ordinary records: the
+ * kernel hands the agent a 0-byte read for them, which must not be taken
+ * for the end of the stream. TLS 1.3 also gets a padded empty record.
+ */
+TEST_F(agent, zero_length_records)
+{
+	static const char a[] = "a2 NOOP\r\n", b[] = "a3 NOOP\r\n", pong[] = "a3 OK done\r\n";
+	struct mk_tls_dir_keys tx, rx;
+	uint8_t seg[1024], buf[64];
+	size_t off = 0;
+	struct mk_mc m;
+	int bfd, n;
+
+	ASSERT_EQ(0, mk_mc_relayed(&self->env, self->cctx, &m, &bfd));
+	ASSERT_EQ(0, mk_tls_keys_derive(m.mc_ssl, &tx, &rx));
+	/* the client sent one record after the handshake (TLS 1.2: and Finished) */
+	tx.dk_seq = variant->version == TLS1_2_VERSION ? 2 : 1;
+	n = mk_seal_record(&tx, 23, NULL, 0, 0, seg + off, sizeof(seg) - off);
+	ASSERT_LT(0, n);
+	off += n;
+	tx.dk_seq++;
+	n = mk_seal_record(&tx, 23, (const uint8_t *)a, sizeof(a) - 1, 0, seg + off,
+			   sizeof(seg) - off);
+	ASSERT_LT(0, n);
+	off += n;
+	tx.dk_seq++;
+	/* alone in its segment too: the agent's read sees only it */
+	ASSERT_TRUE(mk_send_all(m.mc_fd, seg, off));
+	ASSERT_TRUE(mk_recv_all(bfd, buf, sizeof(a) - 1));
+	EXPECT_EQ(0, memcmp(buf, a, sizeof(a) - 1));
+	off = 0;
+	n = mk_seal_record(&tx, 23, NULL, 0, variant->version == TLS1_3_VERSION ? 100 : 0, seg,
+			   sizeof(seg));
+	ASSERT_LT(0, n);
+	tx.dk_seq++;
+	ASSERT_TRUE(mk_send_all(m.mc_fd, seg, n));
+	usleep(200000);
+	n = mk_seal_record(&tx, 23, (const uint8_t *)b, sizeof(b) - 1, 0, seg, sizeof(seg));
+	ASSERT_LT(0, n);
+	ASSERT_TRUE(mk_send_all(m.mc_fd, seg, n));
+	mk_tls_dir_keys_wipe(&tx);
+	mk_tls_dir_keys_wipe(&rx);
+	ASSERT_TRUE(mk_recv_all(bfd, buf, sizeof(b) - 1));
+	EXPECT_EQ(0, memcmp(buf, b, sizeof(b) - 1));
+	ASSERT_TRUE(mk_send_all(bfd, pong, sizeof(pong) - 1));
+	ASSERT_EQ((int)sizeof(pong) - 1, mk_mc_read(&m, buf, sizeof(pong) - 1, MK_IO_TIMEOUT_MS));
+	EXPECT_EQ(0, memcmp(buf, pong, sizeof(pong) - 1));
+	close(bfd);
+	mk_mc_free(&m);
+}
+
+/* TLS 1.3 records padded by the client (RFC 8446 §5.4) arrive intact. */
+TEST_F(agent, padded_records)
+{
+	static const size_t sizes[] = { 1, 200, 255, 256, 257, 1000, 4095, 16000 };
+	struct mk_relay r = { .r_cfd = -1, .r_bfd = -1 };
+	uint8_t out[16384], in[16384];
+	size_t i;
+
+	if (variant->version != TLS1_3_VERSION)
+		SKIP(return, "record padding is TLS 1.3 only");
+	ASSERT_EQ(1, SSL_CTX_set_block_padding(self->cctx, 256));
+	ASSERT_EQ(0, mk_relay_open(&self->env, self->cctx, &r));
+	for (i = 0; i < ARRAY_SIZE(sizes); i++) {
+		ASSERT_EQ(1, RAND_bytes(out, (int)sizes[i]));
+		ASSERT_EQ((int)sizes[i], SSL_write(r.r_ssl, out, (int)sizes[i]));
+		ASSERT_TRUE(mk_recv_all(r.r_bfd, in, sizes[i]));
+		EXPECT_EQ(0, memcmp(out, in, sizes[i])) {
+			TH_LOG("record of %zu bytes changed", sizes[i]);
+		}
+	}
+	EXPECT_EQ(0, mk_relay_ping(&r));
+	SSL_shutdown(r.r_ssl);
+	mk_relay_close(&r);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Many idle relayed connections: what one costs the agent in memory. */
+
+FIXTURE(idle)
+{
+	struct mk_env env;
+	SSL_CTX *cctx;
+};
+
+FIXTURE_SETUP(idle)
+{
+	struct rlimit rl = { .rlim_cur = 16384, .rlim_max = 16384 };
+	char why[256] = "";
+
+	MK_SKIP_UNSELECTED();
+	signal(SIGPIPE, SIG_IGN);
+	/* the agent inherits it: 2 sockets a connection on each side */
+	ASSERT_EQ(0, setrlimit(RLIMIT_NOFILE, &rl));
+	ASSERT_EQ(0, mk_tls_keys_init());
+	self->cctx = mk_client_ctx(TLS1_3_VERSION, "TLS_AES_128_GCM_SHA256");
+	ASSERT_NE(NULL, self->cctx);
+	ASSERT_EQ(0, mk_env_start(&self->env, why, sizeof(why))) {
+		TH_LOG("%s", why);
+	}
+}
+
+FIXTURE_TEARDOWN(idle)
+{
+	mk_check_stop(_metadata, &self->env);
+	if (!_metadata->passed)
+		mk_log_dump(&self->env);
+	mk_env_cleanup(&self->env);
+	SSL_CTX_free(self->cctx);
+}
+
+static long mk_vmrss_kib(pid_t pid)
+{
+	char path[64], line[128];
+	long kib = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", pid);
+	f = fopen(path, "re");
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "VmRSS: %ld kB", &kib) == 1)
+			break;
+	fclose(f);
+	return kib;
+}
+
+TEST_F_TIMEOUT(idle, thousand_idle_connections, 280)
+{
+	long nconn = mk_env_long("MK_IDLE_CONNS", MK_IDLE_CONNS_DEFAULT), i, before, after;
+	struct mk_relay warm = { .r_cfd = -1, .r_bfd = -1 };
+	int *cfd, *bfd, closes;
+	uint64_t t0, open_ms = 0;
+	double per;
+
+	cfd = calloc(nconn, sizeof(*cfd));
+	bfd = calloc(nconn, sizeof(*bfd));
+	ASSERT_TRUE(cfd && bfd);
+	/* one connection first, so one-time allocations are not counted */
+	ASSERT_EQ(0, mk_relay_open(&self->env, self->cctx, &warm));
+	ASSERT_EQ(0, mk_relay_ping(&warm));
+	mk_relay_close(&warm);
+	ASSERT_EQ(1, mk_log_wait(&self->env, "mailktlsd: close ", 1, 10000));
+	before = mk_vmrss_kib(self->env.e_pid);
+	ASSERT_LT(0, before);
+
+	t0 = mk_ms();
+	for (i = 0; i < nconn; i++) {
+		struct mk_relay r = { .r_cfd = -1, .r_bfd = -1 };
+		uint64_t t1 = mk_ms();
+		char c;
+
+		ASSERT_EQ(0, mk_relay_open(&self->env, self->cctx, &r)) {
+			TH_LOG("connection %ld", i);
+		}
+		open_ms += mk_ms() - t1;
+		/* one byte each way, through the spliced relay */
+		ASSERT_EQ(1, SSL_write(r.r_ssl, "x", 1));
+		ASSERT_TRUE(mk_recv_all(r.r_bfd, &c, 1));
+		ASSERT_TRUE(mk_send_all(r.r_bfd, "y", 1));
+		ASSERT_EQ(1, SSL_read(r.r_ssl, &c, 1));
+		SSL_free(r.r_ssl);	/* the fd stays open, idle */
+		cfd[i] = r.r_cfd;
+		bfd[i] = r.r_bfd;
+	}
+	after = mk_vmrss_kib(self->env.e_pid);
+	per = (double)(after - before) * 1024 / (double)nconn;
+	TH_LOG("%ld connections opened and relayed in %llu ms (%llu ms in handshake + prologue)",
+	       nconn, (unsigned long long)(mk_ms() - t0), (unsigned long long)open_ms);
+	ksft_print_msg("agent VmRSS %ld kB -> %ld kB with %ld idle connections: %.0f bytes each\n",
+		       before, after, nconn, per);
+	EXPECT_GT(MK_IDLE_BOUND_KIB * 1024.0, per);
+
+	for (i = 0; i < nconn; i++) {
+		close(cfd[i]);
+		close(bfd[i]);
+	}
+	closes = mk_log_wait(&self->env, "mailktlsd: close ", (int)nconn + 1, 60000);
+	EXPECT_EQ(nconn + 1, closes);
+	free(cfd);
+	free(bfd);
+}
+
+/*
+ * The 6.1 harness takes no arguments; scripts/vm-run.sh passes VM_TEST_ARGS
+ * to the program, so knobs come as NAME=VALUE arguments, e.g.
+ * VM_ONLY=agent_ktls_test VM_TEST_ARGS="MK_BULK_MIB=64" scripts/vm-run.sh
+ */
+int main(int argc, char **argv)
+{
+	char *eq;
+	int i;
+
+	for (i = 1; i < argc; i++) {
+		eq = strchr(argv[i], '=');
+		if (!strncmp(argv[i], "MK_", 3) && eq) {
+			*eq = '\0';
+			setenv(argv[i], eq + 1, 1);
+		}
+	}
+	return test_harness_run(argc, argv);
+}

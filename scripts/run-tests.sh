@@ -59,7 +59,10 @@ for suite in "${suites[@]}"; do
 			[ -x "$t" ] && run_one "integration/${t##*/}" "$t"
 		done ;;
 	vm)
-		run_one vm scripts/vm-run.sh ;;
+		# The full suite (64 MiB each way per variant, 100,000 tag cycles)
+		# needs more than the runner's interactive defaults under TCG.
+		run_one vm env VM_TEST_TIMEOUT="${VM_TEST_TIMEOUT:-900}" \
+			VM_TIMEOUT="${VM_TIMEOUT:-2400}" scripts/vm-run.sh ;;
 	*)
 		echo "unknown suite $suite" >&2; exit 2 ;;
 	esac

@@ -202,6 +202,22 @@ def test_check_and_version(d):
     check(r.returncode != 0 and r.stderr.startswith(mism + ":") and "match" in r.stderr,
           "-t refuses a key that does not match its certificate, with the line", r.stderr)
 
+    # This host has no kernel TLS: `ktls = require` must refuse to start,
+    # and say why, rather than fall back silently.
+    req = os.path.join(d, "require.conf")
+    with open(req, "w") as f:
+        f.write("[global]\nworkers = 1\nktls = require\n" + listener("a", free_port(), 1, d))
+    have_ktls = "ktls: yes" in subprocess.run([AGENT, "-V"], capture_output=True,
+                                               text=True).stdout
+    if not have_ktls:
+        try:
+            r = subprocess.run([AGENT, "-c", req], capture_output=True, text=True, timeout=10)
+            refused = r.returncode != 0 and "ktls = require" in r.stderr
+        except subprocess.TimeoutExpired:
+            refused, r = False, None
+        check(refused, "ktls = require without kernel TLS: refuses to start and says why",
+              r.stderr if r else "still running after 10 s")
+
     r = subprocess.run([AGENT, "-V"], capture_output=True, text=True)
     check(r.returncode == 0 and "ktls: " in r.stdout and "module: " in r.stdout,
           "-V prints the version and the kernel features found", r.stdout)
@@ -217,6 +233,8 @@ def test_timeouts_and_limits(d):
     a = Agent(d, conf)
     try:
         check(a.wait_listen(hs_port) and a.wait_listen(max_port), "agent starts")
+        check(a.text().count("ktls unavailable") == 1 and "TLS records in user space" in a.text(),
+              "ktls = auto on a kernel without kTLS: says so once, at start-up", a.text())
 
         # 50 clients that never send a ClientHello must not stall a real one.
         silent = []

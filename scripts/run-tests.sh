@@ -51,6 +51,15 @@ for suite in "${suites[@]}"; do
 		make -s BUILD="$BUILD" sanitize-tests >/dev/null || { fail=$((fail + 1)); failed_names+=(sanitize-build); continue; }
 		for t in "$BUILD"/san/tests/unit/test_*; do
 			[ -x "$t" ] && run_one "asan+ubsan/${t##*/}" env ASAN_OPTIONS=detect_leaks=1 "$t"
+		done
+		# The agent itself under ASan+UBSan, driven by the real clients of
+		# the integration tests: any report aborts it and fails the test.
+		make -s BUILD="$BUILD" "$BUILD/san/agent/mailktlsd" >/dev/null ||
+			{ fail=$((fail + 1)); failed_names+=(sanitize-agent-build); continue; }
+		for t in tests/integration/agent_lifecycle_test.py tests/integration/implicit_tls_test.sh \
+			tests/integration/starttls_test.sh; do
+			run_one "asan+ubsan/${t##*/}" env MAILKTLSD="$PWD/$BUILD/san/agent/mailktlsd" \
+				ASAN_OPTIONS=detect_leaks=1 "$t"
 		done ;;
 	fuzz)
 		run_one fuzz scripts/run-fuzz.sh "${FUZZ_CHECK_SECONDS:-10}" ;;

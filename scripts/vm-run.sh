@@ -25,6 +25,13 @@
 #                                              instead of tests (Ctrl-D powers off;
 #                                              Ctrl-A X kills qemu)
 #
+#   VM_SCRIPT=scripts/bench/vm/bench.sh VM_EXTRA_FILES="/usr/bin/stunnel4 x/y" \
+#     scripts/vm-run.sh                        run this busybox sh script (a file of the
+#                                              tree) instead of the tests, reported like one
+#                                              test; VM_EXTRA_FILES: more files for the VM,
+#                                              absolute paths kept, tree paths under /mk,
+#                                              shared libraries of ELF files included
+#
 # Other knobs: BUILD (default build), VM_KERNEL (default newest
 # /boot/vmlinuz-6.1*), VM_TIMEOUT (whole run, s, default 900),
 # VM_TEST_TIMEOUT (per test, s, default 300), VM_MEM (default 1G),
@@ -75,9 +82,11 @@ conf=$vmdir/mk-vm.conf
 	shq VM_ONLY "${VM_ONLY:-}"
 	shq VM_TEST_ARGS "${VM_TEST_ARGS:-}"
 	shq VM_TEST_TIMEOUT "$VM_TEST_TIMEOUT"
+	shq VM_SCRIPT "${VM_SCRIPT:+/mk/$VM_SCRIPT}"
 } >"$conf"
 initrd=$vmdir/initramfs.cpio.gz
-scripts/vm/mkinitramfs.sh "$initrd" "$kver" "$BUILD" "$conf" >"$vmdir/initramfs.log" 2>&1 ||
+VM_EXTRA_FILES="${VM_EXTRA_FILES:-} ${VM_SCRIPT:-}" \
+	scripts/vm/mkinitramfs.sh "$initrd" "$kver" "$BUILD" "$conf" >"$vmdir/initramfs.log" 2>&1 ||
 	{ sed 's/^/# /' "$vmdir/initramfs.log"; bail "building the initramfs failed"; }
 
 qemu=(qemu-system-x86_64 -accel tcg -cpu max -m "$VM_MEM" -smp 2 -nographic -no-reboot -nic none

@@ -10,6 +10,9 @@
 # /mk/tests/vm, /mk/etc), the openssl CLI, the host binaries listed in
 # tests/vm/extra-binaries (optional, one per line), every shared library all
 # of those need, and scripts/vm/init as /init. CONF becomes /etc/mk-vm.conf.
+# Environment: VM_EXTRA_FILES, more files (space separated): absolute paths
+# keep their path in the VM, paths relative to the tree go under /mk; ELF
+# files bring their shared libraries.
 set -eu
 out=$1 kver=$2 build=$3 conf=$4
 cd "$(dirname "$0")/../.."
@@ -112,6 +115,17 @@ for b in $extra; do
 	mkdir -p "$stage$(dirname "$path")"
 	cp "$path" "$stage$path"
 	elfs+=("$stage$path")
+done
+for f in ${VM_EXTRA_FILES:-}; do
+	[ -f "$f" ] || { echo "vm: extra file $f not found" >&2; exit 1; }
+	case $f in
+	/*)
+		mkdir -p "$stage$(dirname "$f")"
+		cp -L "$f" "$stage$f"
+		head -c4 "$f" | grep -q 'ELF' && elfs+=("$stage$f")
+		;;
+	*) copy_to_mk "$f" "$f" ;;
+	esac
 done
 mkdir -p "$stage/usr/lib/ssl"
 cp -L /usr/lib/ssl/openssl.cnf "$stage/usr/lib/ssl/"

@@ -310,10 +310,19 @@ static int mk_qs_query(const char *req, struct mailktls_info *out)
 
 /* --- AF_UNIX peer inode through sock_diag ------------------------------------ */
 
+struct mk_diag_peer {
+	uint32_t dp_ino;
+	bool dp_seen;			/* UNIX_DIAG_PEER was there */
+};
+
 static int mk_diag_attr(const struct nlattr *a, void *data)
 {
-	if (mnl_attr_get_type(a) == UNIX_DIAG_PEER && mnl_attr_validate(a, MNL_TYPE_U32) == 0)
-		*(uint32_t *)data = mnl_attr_get_u32(a);
+	struct mk_diag_peer *dp = data;
+
+	if (mnl_attr_get_type(a) == UNIX_DIAG_PEER && mnl_attr_validate(a, MNL_TYPE_U32) == 0) {
+		dp->dp_ino = mnl_attr_get_u32(a);
+		dp->dp_seen = true;
+	}
 	return MNL_CB_OK;
 }
 
@@ -322,8 +331,15 @@ static int mk_diag_cb(const struct nlmsghdr *nlh, void *data)
 	return mnl_attr_parse(nlh, sizeof(struct unix_diag_msg), mk_diag_attr, data);
 }
 
+/*
+ * The inode of the peer of AF_UNIX socket @fd.  Return: 0; -ENOTCONN when
+ * it never had a peer; -ENOENT when the peer was closed: the kernel still
+ * names it, with inode 0, but the connection is over, so neither the
+ * module nor the agent knows it any more (as for a TCP peer that left).
+ */
 static int mk_unix_peer_inode(int fd, uint32_t *peer)
 {
+	struct mk_diag_peer dp = { 0 };
 	char buf[MNL_SOCKET_BUFFER_SIZE];
 	struct unix_diag_req *req;
 	struct mnl_socket *nl;
@@ -333,6 +349,7 @@ static int mk_unix_peer_inode(int fd, uint32_t *peer)
 	ssize_t n;
 	int ret, err = 0;
 
+	*peer = 0;
 	if (fstat(fd, &st) < 0)
 		return -errno;
 	nl = mnl_socket_open2(NETLINK_SOCK_DIAG, SOCK_CLOEXEC);
@@ -353,7 +370,6 @@ static int mk_unix_peer_inode(int fd, uint32_t *peer)
 	req->udiag_ino = (uint32_t)st.st_ino;
 	req->udiag_show = UDIAG_SHOW_PEER;
 	req->udiag_cookie[0] = req->udiag_cookie[1] = ~0U;
-	*peer = 0;
 	if (mnl_socket_sendto(nl, nlh, nlh->nlmsg_len) < 0) {
 		err = -errno;
 		goto out;
@@ -363,11 +379,14 @@ static int mk_unix_peer_inode(int fd, uint32_t *peer)
 		err = -errno;
 		goto out;
 	}
-	ret = mnl_cb_run(buf, n, 1, portid, mk_diag_cb, peer);
+	ret = mnl_cb_run(buf, n, 1, portid, mk_diag_cb, &dp);
 	if (ret == MNL_CB_ERROR)
 		err = -errno;
-	else if (!*peer)
+	else if (!dp.dp_seen)
 		err = -ENOTCONN;
+	else if (!dp.dp_ino)
+		err = -ENOENT;
+	*peer = dp.dp_ino;
 out:
 	mnl_socket_close(nl);
 	return err;

@@ -14,6 +14,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,10 +32,48 @@
 
 #define MK_QUERY_READ_MS 500
 
+/*
+ * An address the query protocol can match or print: IPv4 or IPv6 (any other
+ * family keeps only sa_family, which mk_addr_equal() never matches).
+ */
+union mk_reg_addr {
+	struct sockaddr sa;
+	struct sockaddr_in sin;
+	struct sockaddr_in6 sin6;
+};
+
+/*
+ * One relayed connection, kept as small as the answers allow: it lives as
+ * long as the connection, and issue 3 gives an idle connection about 2 KiB
+ * in all. A struct mk_session is 1.2 KiB, mostly fixed-size strings that
+ * are empty or short (SNI, client subject), so the strings are packed here
+ * NUL-terminated one after the other, in mk_reg_strs[] order.
+ */
 struct mk_reg_entry {
 	uint64_t re_id;
-	struct mk_session re_s;
+	uint64_t re_backend_inode;
+	union mk_reg_addr re_client;
+	union mk_reg_addr re_backend_local;
+	uint16_t re_version;
+	uint16_t re_cipher_id;
+	int32_t re_verify;
+	bool re_client_cert;
+	bool re_ktls_tx;
+	bool re_ktls_rx;
+	char re_strs[];
 };
+
+#define MK_SS_STR(f) { offsetof(struct mk_session, f), sizeof(((struct mk_session *)0)->f) }
+
+/* The string fields of struct mk_session an entry keeps: where, how big. */
+static const struct {
+	size_t rs_off, rs_size;
+} mk_reg_strs[] = {
+	MK_SS_STR(ss_listener), MK_SS_STR(ss_version_name), MK_SS_STR(ss_cipher),
+	MK_SS_STR(ss_group), MK_SS_STR(ss_sigalg), MK_SS_STR(ss_sni), MK_SS_STR(ss_alpn),
+	MK_SS_STR(ss_client_subject),
+};
+#define MK_REG_NSTRS (sizeof(mk_reg_strs) / sizeof(mk_reg_strs[0]))
 
 struct mk_reg_listener {
 	char rl_name[MK_NAME_MAX];
@@ -165,19 +204,79 @@ bool mk_registry_module_present(void)
 	return mk_reg.r_module;
 }
 
-/* Our backend end, when the caller did not say: what daemons will ask by. */
-static void mk_fill_backend(struct mk_session *s, int backend_fd)
+static void mk_reg_addr_pack(union mk_reg_addr *a, const struct sockaddr_storage *ss)
 {
-	socklen_t sl = sizeof(s->ss_backend_local);
+	memset(a, 0, sizeof(*a));
+	if (ss->ss_family == AF_INET)
+		memcpy(&a->sin, ss, sizeof(a->sin));
+	else if (ss->ss_family == AF_INET6)
+		memcpy(&a->sin6, ss, sizeof(a->sin6));
+	else
+		a->sa.sa_family = ss->ss_family;
+}
+
+/* Our backend end, when the caller did not say: what daemons will ask by. */
+static void mk_fill_backend(struct mk_reg_entry *e, const struct mk_session *s, int backend_fd)
+{
+	struct sockaddr_storage ss = s->ss_backend_local;
+	socklen_t sl = sizeof(ss);
 	struct stat st;
 
-	if (backend_fd < 0)
-		return;
-	if (s->ss_backend_local.ss_family == AF_UNSPEC &&
-	    getsockname(backend_fd, (struct sockaddr *)&s->ss_backend_local, &sl) < 0)
-		memset(&s->ss_backend_local, 0, sizeof(s->ss_backend_local));
-	if (!s->ss_backend_inode && fstat(backend_fd, &st) == 0)
-		s->ss_backend_inode = st.st_ino;
+	e->re_backend_inode = s->ss_backend_inode;
+	if (backend_fd >= 0 && ss.ss_family == AF_UNSPEC &&
+	    getsockname(backend_fd, (struct sockaddr *)&ss, &sl) < 0)
+		memset(&ss, 0, sizeof(ss));
+	mk_reg_addr_pack(&e->re_backend_local, &ss);
+	if (backend_fd >= 0 && !e->re_backend_inode && fstat(backend_fd, &st) == 0)
+		e->re_backend_inode = st.st_ino;
+}
+
+/* A compact copy of @s (see struct mk_reg_entry); NULL when out of memory. */
+static struct mk_reg_entry *mk_reg_entry_new(const struct mk_session *s, int backend_fd)
+{
+	size_t len[MK_REG_NSTRS], total = 0, i;
+	struct mk_reg_entry *e;
+	char *p;
+
+	for (i = 0; i < MK_REG_NSTRS; i++) {
+		len[i] = strnlen((const char *)s + mk_reg_strs[i].rs_off,
+				 mk_reg_strs[i].rs_size - 1);
+		total += len[i] + 1;
+	}
+	e = calloc(1, sizeof(*e) + total);
+	if (!e)
+		return NULL;
+	mk_reg_addr_pack(&e->re_client, &s->ss_client);
+	mk_fill_backend(e, s, backend_fd);
+	e->re_version = s->ss_version;
+	e->re_cipher_id = s->ss_cipher_id;
+	e->re_verify = s->ss_verify;
+	e->re_client_cert = s->ss_client_cert;
+	e->re_ktls_tx = s->ss_ktls_tx;
+	e->re_ktls_rx = s->ss_ktls_rx;
+	for (p = e->re_strs, i = 0; i < MK_REG_NSTRS; p += len[i++] + 1)
+		memcpy(p, (const char *)s + mk_reg_strs[i].rs_off, len[i]);
+	return e;
+}
+
+/* The session back from @e, as far as the answers use it. */
+static void mk_reg_entry_expand(const struct mk_reg_entry *e, struct mk_session *s)
+{
+	const char *p = e->re_strs;
+	size_t i;
+
+	memset(s, 0, sizeof(*s));
+	memcpy(&s->ss_client, &e->re_client, sizeof(e->re_client));
+	memcpy(&s->ss_backend_local, &e->re_backend_local, sizeof(e->re_backend_local));
+	s->ss_backend_inode = e->re_backend_inode;
+	s->ss_version = e->re_version;
+	s->ss_cipher_id = e->re_cipher_id;
+	s->ss_verify = e->re_verify;
+	s->ss_client_cert = e->re_client_cert;
+	s->ss_ktls_tx = e->re_ktls_tx;
+	s->ss_ktls_rx = e->re_ktls_rx;
+	for (i = 0; i < MK_REG_NSTRS; i++, p += strlen(p) + 1)
+		mk_strlcpy((char *)s + mk_reg_strs[i].rs_off, p, mk_reg_strs[i].rs_size);
 }
 
 static int mk_reg_grow_locked(void)
@@ -213,11 +312,9 @@ uint64_t mk_registry_add(const struct mk_session *s, int client_fd, int backend_
 		mk_tag_fd(s, client_fd);
 		mk_tag_fd(s, backend_fd);
 	}
-	e = malloc(sizeof(*e));
+	e = mk_reg_entry_new(s, backend_fd);
 	if (!e)
 		return 0;
-	e->re_s = *s;
-	mk_fill_backend(&e->re_s, backend_fd);
 
 	pthread_mutex_lock(&mk_reg.r_lock);
 	if (mk_reg_grow_locked() == 0) {
@@ -403,17 +500,15 @@ static void mk_out_session(struct mk_out *o, const struct mk_session *s)
 	mk_out_kv(o, "listener", s->ss_listener);
 }
 
-static bool mk_entry_matches(const struct mk_session *s, const struct mk_query *q)
+static bool mk_entry_matches(const struct mk_reg_entry *e, const struct mk_query *q)
 {
 	switch (q->q_kind) {
 	case MK_QUERY_PEER:
-		return mk_addr_equal((const struct sockaddr *)&s->ss_backend_local,
-				     (const struct sockaddr *)&q->q_addr);
+		return mk_addr_equal(&e->re_backend_local.sa, (const struct sockaddr *)&q->q_addr);
 	case MK_QUERY_ADDR:
-		return mk_addr_equal((const struct sockaddr *)&s->ss_client,
-				     (const struct sockaddr *)&q->q_addr);
+		return mk_addr_equal(&e->re_client.sa, (const struct sockaddr *)&q->q_addr);
 	case MK_QUERY_INODE:
-		return s->ss_backend_inode == q->q_inode;
+		return e->re_backend_inode == q->q_inode;
 	default:
 		return false;
 	}
@@ -425,7 +520,7 @@ static void mk_out_status(struct mk_out *o)
 
 	pthread_mutex_lock(&mk_reg.r_lock);
 	for (i = 0; i < mk_reg.r_n; i++)
-		txrx += mk_reg.r_entries[i]->re_s.ss_ktls_tx && mk_reg.r_entries[i]->re_s.ss_ktls_rx;
+		txrx += mk_reg.r_entries[i]->re_ktls_tx && mk_reg.r_entries[i]->re_ktls_rx;
 	mk_outf(o, "ok\nmodule=%s\nconnections=%zu\nktls_txrx=%zu\nlisteners=%zu\n",
 		mk_reg.r_module ? "yes" : "no", mk_reg.r_n, txrx, mk_reg.r_nlisteners);
 	for (i = 0; i < mk_reg.r_nlisteners; i++) {
@@ -470,8 +565,8 @@ size_t mk_query_answer(const char *line, size_t len, char *out, size_t outlen)
 	s = malloc(sizeof(*s));
 	pthread_mutex_lock(&mk_reg.r_lock);
 	for (i = 0; s && i < mk_reg.r_n; i++) {
-		if (mk_entry_matches(&mk_reg.r_entries[i]->re_s, &q)) {
-			*s = mk_reg.r_entries[i]->re_s;
+		if (mk_entry_matches(mk_reg.r_entries[i], &q)) {
+			mk_reg_entry_expand(mk_reg.r_entries[i], s);
 			break;
 		}
 	}

@@ -25,7 +25,7 @@ static int backend_proxy_header(struct mk_conn *c)
 	const struct mk_session *s = c->c_session;
 	struct mk_proxy_info pi = {
 		.pi_src = (const struct sockaddr *)&c->c_client,
-		.pi_dst = (const struct sockaddr *)&c->c_local,
+		.pi_dst = (const struct sockaddr *)&s->ss_local,
 		.pi_ssl = true,
 		.pi_client_flags = PP2_CLIENT_SSL,
 		.pi_verify = 0,

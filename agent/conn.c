@@ -115,8 +115,6 @@ void mk_conn_accepted(struct mk_worker *w, struct mk_listener *l, int fd)
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	len = sizeof(c->c_client);
 	getpeername(fd, (struct sockaddr *)&c->c_client, &len);
-	len = sizeof(c->c_local);
-	getsockname(fd, (struct sockaddr *)&c->c_local, &len);
 	mk_buf_init(&c->c_cin, MK_CIN_MAX);
 	mk_buf_init(&c->c_cout, MK_COUT_MAX);
 	mk_buf_init(&c->c_bout, MK_BOUT_MAX);

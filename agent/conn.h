@@ -77,8 +77,7 @@ struct mk_conn {
 	unsigned int c_tls13_post_records;	/* sent with the final flight */
 
 	struct mk_dir c_c2b, c_b2c;
-	struct sockaddr_storage c_client;
-	struct sockaddr_storage c_local;
+	struct sockaddr_storage c_client;	/* for the log lines */
 	uint64_t c_start_ms;
 	uint64_t c_deadline_ms;			/* handshake/pretls/connect deadline */
 	uint64_t c_last_ms;			/* last relay activity */

@@ -44,13 +44,16 @@ static void handover_fill_session(struct mk_conn *c, struct mk_session *s)
 {
 	const SSL_CIPHER *cipher = SSL_get_current_cipher(c->c_ssl);
 	const unsigned char *alpn;
+	socklen_t len = sizeof(s->ss_local);
 	const char *name;
 	unsigned int alpn_len;
 	X509 *peer;
 
 	snprintf(s->ss_listener, sizeof(s->ss_listener), "%s", c->c_cfg->lc_name);
 	s->ss_client = c->c_client;
-	s->ss_local = c->c_local;
+	/* Asked here, not kept from accept: only the PROXY header needs it,
+	 * and an idle connection should not carry it. */
+	getsockname(c->c_fd, (struct sockaddr *)&s->ss_local, &len);
 	s->ss_version = (uint16_t)SSL_version(c->c_ssl);
 	snprintf(s->ss_version_name, sizeof(s->ss_version_name), "%s", SSL_get_version(c->c_ssl));
 	s->ss_cipher_id = (uint16_t)(SSL_CIPHER_get_id(cipher) & 0xffff);

@@ -184,6 +184,19 @@ TEST_F(qs, query_fd_on_unix_stream_finds_peer_by_inode)
 	close(sv[1]);
 }
 
+/* A daemon whose client already left asks too late: "no such connection",
+ * the same answer the module and the TCP path give, not ENOTCONN. */
+TEST_F(qs, query_fd_after_unix_peer_closed_is_enoent)
+{
+	struct mailktls_info mi;
+	int sv[2];
+
+	ASSERT_EQ(0, socketpair(AF_UNIX, SOCK_STREAM, 0, sv));
+	close(sv[0]);
+	EXPECT_EQ(-ENOENT, mailktls_query_fd(sv[1], &mi));
+	close(sv[1]);
+}
+
 TEST_F(qs, status_counts_connections_and_ktls)
 {
 	struct mk_session s;

@@ -38,7 +38,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
-#include <sys/prctl.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -323,20 +322,6 @@ static void *worker_main(void *arg)
 	return NULL;
 }
 
-/*
- * No transparent huge pages for this process. What a worker keeps is many
- * small long-lived objects among short-lived handshake buffers, and its
- * 8 MiB stack is almost all untouched: huge pages only inflate that. With
- * THP "always" (Debian's default), khugepaged collapsed such a range into
- * one 2 MiB page at a moment of its choosing, and the resident size of 1,000
- * idle connections doubled in some runs. Process-wide, so once is enough;
- * failure (a kernel without THP) changes nothing.
- */
-static void worker_no_huge_pages(void)
-{
-	prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0);
-}
-
 /**
  * mk_worker_start() - open the listeners and start the worker thread
  * @w:      zeroed worker
@@ -388,7 +373,6 @@ int mk_worker_start(struct mk_worker *w, int id, struct mk_runtime *rt, atomic_u
 	w->w_nlisteners = cfg->cf_nlisteners;
 	mk_runtime_get(rt);
 	w->w_rt = rt;
-	worker_no_huge_pages();
 	if (pthread_create(&w->w_thread, NULL, worker_main, w)) {
 		mk_log(LOG_ERR, "worker %d: cannot start thread", id);
 		return -1;

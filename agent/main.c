@@ -141,8 +141,8 @@ out:
  * 8 MiB stack is almost all untouched: huge pages only inflate that. With
  * THP "always" (Debian's default), khugepaged collapsed such a range into
  * one 2 MiB page at a moment of its choosing, and the resident size of 1,000
- * idle connections doubled in some runs. Once, before any
- * thread exists; failure (a kernel without THP) changes nothing.
+ * idle connections doubled in some runs. The setting is process-wide;
+ * failure (a kernel without THP) changes nothing.
  */
 static void no_huge_pages(void)
 {

@@ -9,32 +9,7 @@
 #include <stdatomic.h>
 #include <sys/wait.h>
 
-#include "kselftest_harness.h"
-#include "kmod_util.h"
-
-static const struct km_tag tag13 = {
-	.version = 0x0304, .cipher_id = 0x1301, .cipher = "TLS_AES_128_GCM_SHA256",
-	.client = "[2001:db8::5]:60000", .listener = "pop3s",
-};
-
-FIXTURE(life) {
-	struct mk_genl g;
-};
-
-FIXTURE_SETUP(life)
-{
-	if (!km_module_loaded())
-		SKIP(return, "mailktls.ko not loaded");
-	setenv(MAILKTLS_QUERY_ENV, "/nonexistent/query.sock", 1);
-	ASSERT_EQ(0, mk_genl_open(&self->g));
-	ASSERT_EQ(0, km_set_gc_ms(100));
-}
-
-FIXTURE_TEARDOWN(life)
-{
-	mk_genl_close(&self->g);
-	km_set_gc_ms(1000);
-}
+#include "kmod_life.h"
 
 TEST_F(life, close_frees_the_tag)
 {

@@ -1,0 +1,42 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * The fixture of the mailktls.ko tests that run tags through their whole
+ * lifetime (kmod_cycles, kmod_lifetime, kmod_stress): a raw generic netlink
+ * socket, answers only from the module (never a query socket), and the
+ * garbage collector at 100 ms so that freed tags show up quickly.
+ *
+ * Kept apart from kmod_util.h because FIXTURE() registers a fixture in every
+ * program that includes it; kmod_cmds_test.c has a fixture of its own.
+ */
+#ifndef MAILKTLS_KMOD_LIFE_H
+#define MAILKTLS_KMOD_LIFE_H
+
+#include "kselftest_harness.h"
+#include "kmod_util.h"
+
+/* A TLS 1.3 tag on a pop3s connection from an IPv6 client. */
+static const struct km_tag tag13 = {
+	.version = 0x0304, .cipher_id = 0x1301, .cipher = "TLS_AES_128_GCM_SHA256",
+	.client = "[2001:db8::5]:60000", .listener = "pop3s",
+};
+
+FIXTURE(life) {
+	struct mk_genl g;
+};
+
+FIXTURE_SETUP(life)
+{
+	if (!km_module_loaded())
+		SKIP(return, "mailktls.ko not loaded");
+	setenv(MAILKTLS_QUERY_ENV, "/nonexistent/query.sock", 1);
+	ASSERT_EQ(0, mk_genl_open(&self->g));
+	ASSERT_EQ(0, km_set_gc_ms(100));
+}
+
+FIXTURE_TEARDOWN(life)
+{
+	mk_genl_close(&self->g);
+	km_set_gc_ms(1000);
+}
+
+#endif

@@ -25,13 +25,14 @@ here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib/daemons.sh"
 # shellcheck source=lib/fronts.sh
 . "$here/lib/fronts.sh"
+# shellcheck source=lib/common.sh
+. "$here/lib/common.sh"
 
 PLAN=33
 MKC=("$MK_PY" "$here/lib/mkclients.py")
 SRC=127.0.0.2
 SNI=mail.example.test
 FRONT=${MK_FRONT:-agent}
-t=0 failed=0 fatal=
 
 cleanup() {
 	stop_front
@@ -41,29 +42,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 1' INT TERM
-
-# check DESCRIPTION COMMAND... - one TAP line; the command's output becomes
-# diagnostics when it fails. Runs in this shell (not a subshell), so a check
-# may wait for the front it stopped.
-check() {
-	local desc=$1 out=$MK_TMP/check.out rc
-	shift
-	t=$((t + 1))
-	if [ -n "$fatal" ]; then
-		echo "not ok $t - $desc # $fatal"
-		failed=1
-		return
-	fi
-	"$@" >"$out" 2>&1
-	rc=$?
-	if [ $rc -eq 0 ]; then
-		echo "ok $t - $desc"
-	else
-		echo "not ok $t - $desc"
-		tail -n 25 "$out" | sed 's/^/#   /'
-		failed=1
-	fi
-}
 
 # --- helpers used by the checks ---------------------------------------------
 
@@ -85,13 +63,6 @@ proto_of() {
 	"$FRONT_IMAPS_PORT") echo imaps ;;
 	"$FRONT_POP3S_PORT") echo pop3s ;;
 	esac
-}
-
-same_file() {	# EXPECTED GOT
-	cmp "$1" "$2" && return 0
-	echo "--- expected"; cat -A "$1" | head -20
-	echo "--- got"; cat -A "$2" | head -20
-	return 1
 }
 
 c_curl_imap_list() {
@@ -197,11 +168,6 @@ c_dovecot_needs_tlv() {
 		return 1
 	fi
 	"${MKC[@]}" "${args[@]}" --with-ssl-tlv
-}
-
-c_postfix_client() {
-	grep -E 'smtpd\[[0-9]+\]: connect from' "$POSTFIX_LOG" | tail -n 5
-	grep -qE 'smtpd\[[0-9]+\]: connect from [^ ]*\[127\.0\.0\.2\]' "$POSTFIX_LOG"
 }
 
 c_agent_tls_line() {	# LISTENER
@@ -311,17 +277,7 @@ c_sigterm() {
 # --- set up -----------------------------------------------------------------
 
 echo "1..$PLAN"
-mk_setup_tmp || { MK_TMP=/nonexistent; fatal="no temp dir"; }
-CERTS=$MK_TMP/certs
-if [ -z "$fatal" ]; then
-	if mk_gen_certs "$CERTS"; then
-		cat "$CERTS/rsa.crt" "$CERTS/ecdsa.crt" >"$CERTS/ca.pem"
-	else
-		fatal="openssl could not make test certificates"
-	fi
-fi
-[ -z "$fatal" ] && { start_dovecot || fatal="dovecot did not start"; }
-[ -z "$fatal" ] && { start_postfix || fatal="postfix did not start"; }
+mk_testbed_up
 front_started=1
 if [ -z "$fatal" ]; then
 	case $FRONT in
@@ -380,12 +336,4 @@ check "dead backend: an error line is logged" c_dead_backend_logged
 check "agent still running after all of the above" front_alive
 check "SIGTERM: idle session gets close_notify, agent exits 0 within 5 s" c_sigterm
 
-if [ "$t" -ne "$PLAN" ]; then
-	echo "not ok $((t + 1)) - test script ran $t checks, plan says $PLAN"
-	failed=1
-fi
-if [ "$failed" -ne 0 ] && [ -n "${FRONT_LOG:-}" ] && [ -s "$FRONT_LOG" ]; then
-	echo "# last lines of the $FRONT log ($FRONT_LOG):"
-	tail -n 30 "$FRONT_LOG" | sed 's/^/#   /'
-fi
-exit "$failed"
+check_done "$PLAN" "${FRONT_LOG:-}" "$FRONT"

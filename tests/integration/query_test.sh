@@ -23,6 +23,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib/daemons.sh"
 # shellcheck source=lib/fronts.sh
 . "$here/lib/fronts.sh"
+# shellcheck source=lib/common.sh
+. "$here/lib/common.sh"
 
 MKCTL=${MKCTL:-$MK_ROOT/agent/mailktlsctl}
 SRC=127.0.0.2
@@ -32,7 +34,6 @@ SNI=mail.example.test
 CONNS=("1.3 TLS_AES_128_GCM_SHA256" "1.2 ECDHE-ECDSA-CHACHA20-POLY1305")
 PER_CONN=10
 PLAN=$((3 + PER_CONN * ${#CONNS[@]}))
-t=0 failed=0 fatal=
 AGENT_PID='' BACKEND_PID='' CLI_PID=''
 
 cleanup() {
@@ -43,27 +44,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 1' INT TERM
-
-# check DESCRIPTION COMMAND... - one TAP line; the command's output becomes
-# diagnostics when it fails.
-check() {
-	local desc=$1 out=$MK_TMP/check.out
-	shift
-	t=$((t + 1))
-	if [ -n "$fatal" ]; then
-		echo "not ok $t - $desc # $fatal"
-		failed=1
-		return 1
-	fi
-	if "$@" >"$out" 2>&1; then
-		echo "ok $t - $desc"
-		return 0
-	fi
-	echo "not ok $t - $desc"
-	sed 's/^/#   /' "$out" | tail -n 30
-	failed=1
-	return 1
-}
 
 # expect_eq WANT GOT - equal, or say both
 expect_eq() {

@@ -34,6 +34,8 @@ set -u
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=lib/daemons.sh
 . "$here/lib/daemons.sh"
+# shellcheck source=lib/common.sh
+. "$here/lib/common.sh"
 
 MK_ROOT=$(cd "$here/../.." && pwd)
 MAILKTLSD=${MAILKTLSD:-$MK_ROOT/agent/mailktlsd}
@@ -46,7 +48,6 @@ SRC_LIMITS=127.0.0.6
 SNI=mail.example.test
 AGENT_NAME=starttls.agent.test	# the agent's greeting/EHLO name; Postfix is mail.example.test
 QUICK_TIMEOUT=2
-t=0 failed=0 fatal=
 AGENT_PID=
 
 cleanup() {
@@ -58,28 +59,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 1' INT TERM
-
-# check DESCRIPTION COMMAND... - one TAP line; the command's output becomes
-# diagnostics when it fails.
-check() {
-	local desc=$1 out=$MK_TMP/check.out rc
-	shift
-	t=$((t + 1))
-	if [ -n "$fatal" ]; then
-		echo "not ok $t - $desc # $fatal"
-		failed=1
-		return
-	fi
-	"$@" >"$out" 2>&1
-	rc=$?
-	if [ $rc -eq 0 ]; then
-		echo "ok $t - $desc"
-	else
-		echo "not ok $t - $desc"
-		tail -n 30 "$out" | sed 's/^/#   /'
-		failed=1
-	fi
-}
 
 # --- the agent --------------------------------------------------------------
 
@@ -153,13 +132,6 @@ c_config_ok() {
 	[ -x "$MAILKTLSD" ] || { echo "$MAILKTLSD missing"; return 1; }
 	"$MAILKTLSD" -t -c "$AGENT_CONF" 2>&1 | tee "$MK_TMP/t.out"
 	grep -qx 'configuration ok' "$MK_TMP/t.out"
-}
-
-same_file() {	# EXPECTED GOT
-	cmp "$1" "$2" && return 0
-	echo "--- expected"; cat -A "$1" | head -20
-	echo "--- got"; cat -A "$2" | head -20
-	return 1
 }
 
 # s_client PORT PROTO INPUT - STARTTLS dialogue by openssl, then INPUT (LF
@@ -292,11 +264,6 @@ c_dovecot_logins() {	# imap|pop3
 	grep -qE -- "$re" "$MK_TMP/logins" && ! grep -vqE -- "$re" "$MK_TMP/logins"
 }
 
-c_postfix_client() {
-	grep -E 'smtpd\[[0-9]+\]: connect from' "$POSTFIX_LOG" | tail -n 5
-	grep -qE 'smtpd\[[0-9]+\]: connect from [^ ]*\[127\.0\.0\.2\]' "$POSTFIX_LOG"
-}
-
 c_agent_tls_line() {	# LISTENER
 	local re="tls listener=$1 client=127\\.0\\.0\\.2:[0-9]+ version=TLSv1\\.[23] cipher=TLS_[A-Z0-9_]+ .*ktls=[a-z,]+"
 	grep -E "listener=$1 " "$AGENT_LOG" | tail -n 5
@@ -406,19 +373,9 @@ c_quick_closed_logged() {
 # --- set up -----------------------------------------------------------------
 
 echo "1..$PLAN"
-mk_setup_tmp || { MK_TMP=/nonexistent; fatal="no temp dir"; }
-CERTS=$MK_TMP/certs
+mk_testbed_up
 AGENT_LOG=$MK_TMP/agent.log
 AGENT_CONF=$MK_TMP/mailktlsd-starttls.conf
-if [ -z "$fatal" ]; then
-	if mk_gen_certs "$CERTS"; then
-		cat "$CERTS/rsa.crt" "$CERTS/ecdsa.crt" >"$CERTS/ca.pem"
-	else
-		fatal="openssl could not make test certificates"
-	fi
-fi
-[ -z "$fatal" ] && { start_dovecot || fatal="dovecot did not start"; }
-[ -z "$fatal" ] && { start_postfix || fatal="postfix did not start"; }
 agent_started=1
 if [ -z "$fatal" ]; then
 	start_agent || agent_started=0
@@ -523,12 +480,4 @@ check "limits: client sending NOOPs is still closed after pretls_timeout" \
 check "agent log: pre-TLS timeout logged as close ... end=timeout" c_quick_closed_logged
 check "agent still running after all of the above" agent_alive
 
-if [ "$t" -ne "$PLAN" ]; then
-	echo "not ok $((t + 1)) - test script ran $t checks, plan says $PLAN"
-	failed=1
-fi
-if [ "$failed" -ne 0 ] && [ -s "${AGENT_LOG:-/nonexistent}" ]; then
-	echo "# last lines of the agent log ($AGENT_LOG):"
-	tail -n 30 "$AGENT_LOG" | sed 's/^/#   /'
-fi
-exit "$failed"
+check_done "$PLAN" "${AGENT_LOG:-}" "agent"

@@ -1,0 +1,95 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# scripts/bench-vm.sh - the kernel TLS half of the benchmarks: mailktlsd with
+# kTLS (`ktls = require`), mailktlsd on its user-space path (`ktls = off`),
+# stunnel4, haproxy and hitch, all in one run of the mailktls VM (Debian's
+# 6.1 kernel, whose kTLS the host kernel lacks), on 127.0.0.1 inside the VM.
+#
+#   scripts/bench-vm.sh             full run (about 10 minutes)
+#   QUICK=1 scripts/bench-vm.sh     smaller counts (a few minutes)
+#
+# Knobs (environment): QUICK=1, PROXIES (comma separated, default
+# mk-ktls,mk-off,stunnel,haproxy,hitch), BULK_MIB, HS_COUNT, IDLE_CONNS,
+# BUILD (default build-benchvm), VM_MEM (default 2G).
+#
+# The set-up is that of scripts/bench.sh (same backend, client, proxy
+# configurations; ECDSA P-256 certificate; TLS 1.3 TLS_AES_128_GCM_SHA256;
+# 2 workers/threads per proxy); scripts/bench/vm/bench-in-vm.sh runs it in
+# the VM, which scripts/vm-run.sh boots with that script as VM_SCRIPT and
+# the proxies' host binaries (and their libraries) as VM_EXTRA_FILES.
+# Besides the proxies' own RSS and CPU time, the VM lets us count what the
+# kernel spends too (kTLS moves work and memory there): "sys KiB/conn" is
+# the growth of the whole VM's used memory per idle connection, "sys CPU"
+# the busy time of all the VM's CPUs per GiB relayed (client and backend
+# included, the same for every proxy).
+#
+# QEMU runs with TCG (KVM hangs on these machines): the guest CPU is
+# emulated, so absolute figures mean nothing; only the ratios between the
+# proxies of one run do.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+BUILD=${BUILD:-build-benchvm}
+OUT=$BUILD/benchvm
+PROXIES=${PROXIES:-mk-ktls,mk-off,stunnel,haproxy,hitch}
+if [ "${QUICK:-0}" = 1 ]; then
+	: "${BULK_MIB:=16}" "${HS_COUNT:=50}" "${IDLE_CONNS:=200}"
+else
+	: "${BULK_MIB:=64}" "${HS_COUNT:=100}" "${IDLE_CONNS:=1000}"
+fi
+
+die() { echo "bench-vm: $*" >&2; exit 1; }
+
+export PATH=$PATH:/usr/sbin:/sbin
+missing=()
+command -v stunnel4 >/dev/null || missing+=(stunnel4)
+command -v haproxy >/dev/null || missing+=(haproxy)
+command -v hitch >/dev/null || missing+=(hitch)
+if [ ${#missing[@]} -gt 0 ]; then
+	echo "bench-vm: installing ${missing[*]} (benchmark-only packages)" >&2
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >/dev/null
+fi
+
+mkdir -p "$OUT"
+make --no-print-directory -s BUILD="$BUILD" agent/mailktlsd >/dev/null
+# A private copy: other builds may relink agent/mailktlsd during the run.
+cp agent/mailktlsd "$OUT/mailktlsd"
+for prog in bench_backend bench_client; do
+	gcc -std=gnu11 -O2 -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
+		-o "$OUT/$prog" "scripts/bench/$prog.c" -lssl -lcrypto
+done
+extra="$OUT/mailktlsd $OUT/bench_backend $OUT/bench_client"
+for b in stunnel4 haproxy hitch; do
+	extra+=" $(readlink -f "$(command -v "$b")")"
+done
+
+echo "bench-vm: PROXIES=$PROXIES BULK_MIB=$BULK_MIB HS_COUNT=$HS_COUNT" \
+	"IDLE_CONNS=$IDLE_CONNS; booting the VM (TCG)" >&2
+start=$(date +%s)
+rc=0
+BUILD=$BUILD VM_NO_BUILD=1 VM_MEM=${VM_MEM:-2G} VM_TEST_TIMEOUT=1500 VM_TIMEOUT=1560 \
+	VM_SCRIPT=scripts/bench/vm/bench-in-vm.sh VM_EXTRA_FILES="$extra" \
+	VM_TEST_ARGS="BIN=$OUT PROXIES=$PROXIES BULK_MIB=$BULK_MIB HS_COUNT=$HS_COUNT IDLE_CONNS=$IDLE_CONNS" \
+	scripts/vm-run.sh >"$OUT/vm.out" 2>&1 || rc=$?
+took=$(($(date +%s) - start))
+grep -v '^bench-row ' "$OUT/vm.out" >&2 || true
+[ "$rc" = 0 ] || echo "bench-vm: scripts/vm-run.sh exited $rc (console log: $BUILD/vm/console.log)" >&2
+grep -q '^bench-row ' "$OUT/vm.out" || die "no results from the VM"
+
+echo
+awk '
+BEGIN {
+	fmt = "%-8s | %7s | %9s | %12s | %8s | %12s | %9s | %13s\n"
+	printf fmt, "proxy", "up MB/s", "down MB/s", "handshakes/s", "KiB/conn", "sys KiB/conn",
+		"CPU s/GiB", "sys CPU s/GiB"
+}
+$1 == "bench-row" { printf fmt, $2, $3, $4, $5, $6, $7, $8, $9 }' "$OUT/vm.out"
+echo
+echo "TLS 1.3 TLS_AES_128_GCM_SHA256, ECDSA P-256 certificate, $BULK_MIB MiB each way," \
+	"$HS_COUNT handshakes from 2 processes, $IDLE_CONNS idle connections;" \
+	"Debian $(grep -m1 '^# vm: kernel' "$OUT/vm.out" | cut -d' ' -f4) VM, 2 vCPUs shared by" \
+	"client, backend and proxy; $took s."
+echo "QEMU TCG emulates the guest CPU: absolute figures are meaningless, compare only" \
+	"the ratios between the proxies of this one run."
+exit "$rc"

@@ -1,0 +1,279 @@
+#!/bin/sh
+# SPDX-License-Identifier: GPL-2.0
+#
+# The VM half of scripts/bench-vm.sh: runs inside the mailktls VM (busybox
+# sh, Debian 6.1 kernel with kTLS), started by scripts/vm-run.sh as its
+# VM_SCRIPT. Puts each proxy in turn in front of bench_backend on 127.0.0.1
+# and drives it with bench_client, like scripts/bench.sh does on the host.
+#
+# Arguments (NAME=VALUE, from VM_TEST_ARGS): BIN (directory under /mk with
+# bench_backend, bench_client, mailktlsd), PROXIES (comma separated, from
+# mk-ktls mk-off stunnel haproxy hitch), BULK_MIB, HS_COUNT, IDLE_CONNS.
+#
+# Output: "# ..." progress lines, then one line per proxy
+#   bench-row NAME UP DOWN HS KIB SYSKIB CPU SYSCPU PROCS
+# where KIB is the RSS growth of the proxy's processes per idle connection,
+# SYSKIB the growth of the whole VM's used memory (kernel included: kTLS
+# state and socket buffers are not in any RSS) per idle connection, CPU the
+# proxy's utime+stime per GiB during the two bulk transfers and SYSCPU the
+# busy time of every CPU of the VM per GiB (client and backend included,
+# the same work for every proxy). "-" marks a figure that failed.
+# The start_* functions are called through a computed name; ulimit -n is
+# busybox sh's.
+# shellcheck disable=SC2317,SC3045
+set -u
+BIN=build-benchvm/benchvm
+PROXIES=mk-ktls,mk-off,stunnel,haproxy,hitch
+BULK_MIB=64 HS_COUNT=200 IDLE_CONNS=1000
+for arg; do
+	case $arg in
+	BIN=* | PROXIES=* | BULK_MIB=* | HS_COUNT=* | IDLE_CONNS=*) eval "${arg%%=*}=\${arg#*=}" ;;
+	*) echo "# bench: unknown argument $arg"; exit 2 ;;
+	esac
+done
+BIN=/mk/$BIN
+TMP=/tmp/bench
+TICK=100	# USER_HZ on x86
+BACKEND_PORT=25400
+mkdir -p "$TMP"
+ulimit -n 65536
+# hitch drops its workers to nobody; the initramfs knows only root.
+grep -q '^nobody:' /etc/passwd || echo 'nobody:x:65534:65534:nobody:/nonexistent:/bin/false' >>/etc/passwd
+grep -q '^nogroup:' /etc/group || echo 'nogroup:x:65534:' >>/etc/group
+
+log() { echo "# bench: $*"; }
+
+# "RSS_KIB CPU_TICKS NPROC USER_TICKS" summed over process $1 and its descendants.
+tree_stat() {
+	cat /proc/[0-9]*/stat 2>/dev/null | awk -v root="$1" '
+	{
+		pid = $1; s = $0; sub(/^.*\) /, "", s); split(s, f, " ")
+		ppid[pid] = f[2]; ticks[pid] = f[12] + f[13]; uticks[pid] = f[12]; rss[pid] = f[22] * 4
+	}
+	END {
+		in_tree[root] = 1
+		for (changed = 1; changed;) {
+			changed = 0
+			for (p in ppid)
+				if (!(p in in_tree) && (ppid[p] in in_tree)) { in_tree[p] = 1; changed = 1 }
+		}
+		for (p in in_tree)
+			if (p in ppid) { r += rss[p]; t += ticks[p]; u += uticks[p]; n++ }
+		print r + 0, t + 0, n + 0, u + 0
+	}'
+}
+
+sys_busy_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9; exit }' /proc/stat; }
+sys_used_kib() {
+	awk '/^(MemTotal|MemFree|Buffers|Cached):/ { v[$1] = $2 }
+	END { print v["MemTotal:"] - v["MemFree:"] - v["Buffers:"] - v["Cached:"] }' /proc/meminfo
+}
+
+listening() {	# port: is a TCP socket in LISTEN on it?
+	awk -v port="$(printf '%04X' "$1")" \
+		'$4 == "0A" && substr($2, index($2, ":") + 1) == port { found = 1 } END { exit !found }' \
+		/proc/net/tcp
+}
+
+wait_listen() {
+	i=0
+	while [ $i -lt 100 ]; do
+		listening "$1" && return 0
+		sleep 0.1
+		i=$((i + 1))
+	done
+	return 1
+}
+
+stop_pid() {	# pid: SIGTERM, 5 s, then SIGKILL to the tree
+	kids=$(cat /proc/[0-9]*/stat 2>/dev/null | awk -v root="$1" '{ s = $0; sub(/^.*\) /, "", s);
+		split(s, f, " "); if (f[2] == root) print $1 }')
+	kill "$1" 2>/dev/null || return 0
+	i=0
+	while [ $i -lt 50 ] && kill -0 "$1" 2>/dev/null; do
+		sleep 0.1
+		i=$((i + 1))
+	done
+	if kill -0 "$1" 2>/dev/null; then
+		log "pid $1 ignored SIGTERM for 5 s, killing it"
+		# shellcheck disable=SC2086  # one pid per word
+		kill -KILL "$1" $kids 2>/dev/null
+	fi
+	wait "$1" 2>/dev/null
+}
+
+# --- certificate: ECDSA P-256, the same for every proxy ----------------------
+
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+	-subj /CN=localhost -keyout "$TMP/key.pem" -out "$TMP/cert.pem" 2>/dev/null ||
+	{ log "openssl req failed"; exit 1; }
+cat "$TMP/cert.pem" "$TMP/key.pem" >"$TMP/combined.pem"
+chmod 644 "$TMP"/*.pem	# hitch's workers run as nobody
+
+# --- the proxies: each starts in the background on port $1 -----------------------
+
+start_mailktlsd() {	# port ktls
+	cat >"$TMP/mailktlsd-$2.conf" <<EOF
+[global]
+workers = 2
+log = stderr
+query_socket =
+ktls = $2
+[listener bench]
+listen = 127.0.0.1:$1
+protocol = imap
+tls = implicit
+backend = 127.0.0.1:$BACKEND_PORT
+proxy_protocol = none
+certificate = $TMP/cert.pem
+private_key = $TMP/key.pem
+alpn = off
+max_connections = 20000
+idle_timeout = 10m
+EOF
+	"$BIN/mailktlsd" -c "$TMP/mailktlsd-$2.conf" 2>"$TMP/$name.log" &
+}
+start_mk_ktls() { start_mailktlsd "$1" require; }
+start_mk_off() { start_mailktlsd "$1" off; }
+
+start_stunnel() {
+	cat >"$TMP/stunnel.conf" <<EOF
+foreground = yes
+pid =
+debug = 3
+output = $TMP/stunnel.log
+[bench]
+accept = 127.0.0.1:$1
+connect = 127.0.0.1:$BACKEND_PORT
+cert = $TMP/cert.pem
+key = $TMP/key.pem
+EOF
+	stunnel4 "$TMP/stunnel.conf" 2>>"$TMP/stunnel.log" &
+}
+
+start_haproxy() {
+	cat >"$TMP/haproxy.cfg" <<EOF
+global
+	nbthread 2
+	maxconn 8000
+defaults
+	mode tcp
+	timeout connect 5s
+	timeout client 10m
+	timeout server 10m
+frontend bench
+	bind 127.0.0.1:$1 ssl crt $TMP/combined.pem
+	default_backend sink
+backend sink
+	server s1 127.0.0.1:$BACKEND_PORT
+EOF
+	haproxy -db -f "$TMP/haproxy.cfg" >"$TMP/haproxy.log" 2>&1 &
+}
+
+start_hitch() {
+	mkdir -p "$TMP/ocsp"
+	hitch --frontend="[127.0.0.1]:$1" --backend="[127.0.0.1]:$BACKEND_PORT" \
+		--workers=2 --ocsp-dir="$TMP/ocsp" --log-level=1 --user=nobody --group=nogroup \
+		"$TMP/combined.pem" >"$TMP/hitch.log" 2>&1 &
+}
+
+# --- measurements ------------------------------------------------------------------
+
+field() { sed -n "s/.*$1=\([0-9.]*\).*/\1/p"; }
+
+# Sets IDLE_KIB and IDLE_SYSKIB.
+measure_idle() {	# port pid
+	IDLE_KIB=- IDLE_SYSKIB=-
+	timeout 120 "$BIN/bench_client" hs "$1" 20 1 >/dev/null || return
+	sleep 1
+	set -- "$1" "$2" "$(tree_stat "$2" | cut -d' ' -f1)" "$(sys_used_kib)"
+	"$BIN/bench_client" idle "$1" "$IDLE_CONNS" 300 >"$TMP/idle.out" 2>"$TMP/idle.err" &
+	cpid=$!
+	i=0
+	while [ $i -lt 2400 ] && ! grep -q ready "$TMP/idle.out" && kill -0 $cpid 2>/dev/null; do
+		sleep 0.1
+		i=$((i + 1))
+	done
+	if grep -q ready "$TMP/idle.out"; then
+		sleep 2
+		rss=$(tree_stat "$2" | cut -d' ' -f1)
+		used=$(sys_used_kib)
+		IDLE_KIB=$(awk -v a="$rss" -v b="$3" -v n="$IDLE_CONNS" 'BEGIN {printf "%.1f", (a - b) / n}')
+		IDLE_SYSKIB=$(awk -v a="$used" -v b="$4" -v n="$IDLE_CONNS" \
+			'BEGIN {printf "%.1f", (a - b) / n}')
+	else
+		log "idle connections failed: $(head -n 3 "$TMP/idle.err")"
+	fi
+	kill $cpid 2>/dev/null
+	wait $cpid 2>/dev/null
+	sleep 2	# let the proxy tear the connections down
+}
+
+bench_proxy() {	# name port
+	name=$1 port=$2
+	"start_$(echo "$name" | tr - _)" "$port"
+	pid=$!
+	if ! wait_listen "$port"; then
+		log "$name did not start; its log:"
+		sed 's/^/#   /' "$TMP/$name.log" 2>/dev/null
+		echo "bench-row $name - - - - - - - 0"
+		stop_pid "$pid"
+		return
+	fi
+	nproc=$(tree_stat "$pid" | cut -d' ' -f3)
+	log "$name: $nproc processes, measuring idle connections"
+	measure_idle "$port" "$pid"
+	log "$name: handshakes"
+	hs=$(timeout 300 "$BIN/bench_client" hs "$port" "$HS_COUNT" 2 | field rate)
+	log "$name: bulk"
+	t0=$(tree_stat "$pid" | cut -d' ' -f2)
+	u0=$(tree_stat "$pid" | cut -d' ' -f4)
+	s0=$(sys_busy_ticks)
+	up=$(timeout 300 "$BIN/bench_client" bulk "$port" up $((BULK_MIB << 20)) | field mbps)
+	down=$(timeout 300 "$BIN/bench_client" bulk "$port" down $((BULK_MIB << 20)) | field mbps)
+	t1=$(tree_stat "$pid" | cut -d' ' -f2)
+	u1=$(tree_stat "$pid" | cut -d' ' -f4)
+	s1=$(sys_busy_ticks)
+	log "$name: bulk: up ${up:-fail} MB/s, down ${down:-fail} MB/s, proxy $((t1 - t0))" \
+		"ticks (user $((u1 - u0)), system $((t1 - t0 - u1 + u0))), VM busy $((s1 - s0)) ticks"
+	cpu=- syscpu=-
+	if [ -n "$up" ] && [ -n "$down" ]; then
+		cpu=$(awk -v d=$((t1 - t0)) -v t=$TICK -v m="$BULK_MIB" \
+			'BEGIN {printf "%.2f", d / t / (2 * m / 1024)}')
+		syscpu=$(awk -v d=$((s1 - s0)) -v t=$TICK -v m="$BULK_MIB" \
+			'BEGIN {printf "%.2f", d / t / (2 * m / 1024)}')
+	fi
+	case $name in
+	mk-*)
+		log "$name: $(grep -m1 'TLS records' "$TMP/$name.log" | sed 's/.*mailktlsd: //')"
+		log "$name: tls lines by ktls= value:" \
+			"$(grep ' tls listener=' "$TMP/$name.log" | sed 's/.* ktls=//' | sort | uniq -c |
+				tr '\n' ' ')"
+		;;
+	esac
+	echo "bench-row $name ${up:--} ${down:--} ${hs:--} $IDLE_KIB $IDLE_SYSKIB $cpu $syscpu $nproc"
+	stop_pid "$pid"
+}
+
+"$BIN/bench_backend" $BACKEND_PORT &
+backend=$!
+wait_listen $BACKEND_PORT || { log "backend did not start"; exit 1; }
+log "BULK_MIB=$BULK_MIB HS_COUNT=$HS_COUNT IDLE_CONNS=$IDLE_CONNS, $(nproc) CPUs," \
+	"kernel $(uname -r), $(awk '/^MemTotal/ {print $2}' /proc/meminfo) KiB RAM"
+t_start=$(date +%s)
+port=$((BACKEND_PORT + 1))
+for p in $(echo "$PROXIES" | tr ',' ' '); do
+	case $p in
+	mk-ktls | mk-off | stunnel | haproxy | hitch) bench_proxy "$p" $port ;;
+	*) log "unknown proxy $p"; exit 2 ;;
+	esac
+	port=$((port + 1))
+done
+log "guest CPU flags for crypto: $(grep -m1 '^flags' /proc/cpuinfo | tr ' ' '\n' |
+	grep -E '^(aes|pclmulqdq|avx|avx2|vaes|vpclmulqdq|avx512f|sha_ni)$' | tr '\n' ' ')"
+log "kernel gcm(aes) drivers: $(awk '/^name/ { n = $3 } /^driver/ && n == "gcm(aes)" { print $3 }' \
+	/proc/crypto | tr '\n' ' ')"
+log "kernel TLS counters: $(tr -s ' \t' ' ' </proc/net/tls_stat 2>/dev/null | tr '\n' ' ')"
+log "$(($(date +%s) - t_start)) s"
+stop_pid $backend
+exit 0

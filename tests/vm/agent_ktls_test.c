@@ -32,7 +32,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/param.h>
-#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -42,14 +41,14 @@
 
 #include <openssl/err.h>
 #include <openssl/evp.h>
-#include <openssl/pem.h>
 #include <openssl/rand.h>
 #include <openssl/ssl.h>
-#include <openssl/x509.h>
 
 #include "kselftest_harness.h"
 
 #include "tls_keys.h"
+#include "vm_agent.h"
+#include "vm_tls.h"
 
 /*
  * Bulk size each way: 64 MiB, as the issue asks. Under QEMU TCG on the
@@ -66,61 +65,10 @@
  * touched for the first time. (Before the agent opted out of transparent
  * huge pages, khugepaged sometimes added a 2 MiB page: 4.4 KiB each.) */
 #define MK_IDLE_BOUND_KIB 2
-#define MK_IO_TIMEOUT_MS 20000	/* no progress for this long: fail */
 #define MK_PATTERN_LEN ((1u << 20) + 4093)	/* odd: records never line up */
 #define MK_CHUNK 16384
 #define MK_PROLOGUE "a0 OK [CAPABILITY IMAP4rev1] mailktls test backend\r\n"
 #define MK_ALERT_NONE (-1)
-
-/* Counters of /proc/net/tls_stat we look at. */
-struct mk_tls_stat {
-	long ts_tx_sw;
-	long ts_rx_sw;
-	long ts_curr_tx_sw;
-	long ts_curr_rx_sw;
-	long ts_decrypt_error;
-};
-
-static const struct {
-	const char *sf_name;
-	size_t sf_off;
-} mk_stat_fields[] = {
-	{ "TlsTxSw", offsetof(struct mk_tls_stat, ts_tx_sw) },
-	{ "TlsRxSw", offsetof(struct mk_tls_stat, ts_rx_sw) },
-	{ "TlsCurrTxSw", offsetof(struct mk_tls_stat, ts_curr_tx_sw) },
-	{ "TlsCurrRxSw", offsetof(struct mk_tls_stat, ts_curr_rx_sw) },
-	{ "TlsDecryptError", offsetof(struct mk_tls_stat, ts_decrypt_error) },
-};
-
-static int mk_read_tls_stat(struct mk_tls_stat *st)
-{
-	char name[64];
-	size_t i, found = 0;
-	long val;
-	FILE *f;
-
-	f = fopen("/proc/net/tls_stat", "re");
-	if (!f)
-		return -errno;
-	while (fscanf(f, "%63s %ld", name, &val) == 2) {
-		for (i = 0; i < ARRAY_SIZE(mk_stat_fields); i++) {
-			if (strcmp(name, mk_stat_fields[i].sf_name))
-				continue;
-			*(long *)((char *)st + mk_stat_fields[i].sf_off) = val;
-			found++;
-		}
-	}
-	fclose(f);
-	return found == ARRAY_SIZE(mk_stat_fields) ? 0 : -ENOENT;
-}
-
-static uint64_t mk_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 static long mk_env_long(const char *name, long def)
 {
@@ -139,174 +87,29 @@ static long mk_env_long(const char *name, long def)
 	} while (0)
 
 /* ------------------------------------------------------------------------ */
-/* The agent under test, its certificate, config, log and backend listener. */
+/* The agent under test (vm_agent.h) and what its log says of one client. */
 
-struct mk_env {
-	char e_dir[64];
-	char e_log[96];
-	pid_t e_pid;
-	int e_port;		/* agent's listener */
-	int e_blfd;		/* backend listening socket */
-	int e_bport;
+/* No query socket; the backend listener takes the idle test's connections. */
+static const struct vm_env_opts mk_agent_opts = {
+	.eo_tmpl = "/tmp/mk-agent-XXXXXX",
+	.eo_cn = "mailktls-vm",
+	.eo_backlog = 4096,
 };
-
-/* A loopback listening socket on a free port, or -1. */
-static int mk_listen_any(int *port)
-{
-	struct sockaddr_in sin = { .sin_family = AF_INET,
-				   .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	socklen_t len = sizeof(sin);
-	int fd;
-
-	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -1;
-	if (bind(fd, (struct sockaddr *)&sin, sizeof(sin)) || listen(fd, 4096) ||
-	    getsockname(fd, (struct sockaddr *)&sin, &len)) {
-		close(fd);
-		return -1;
-	}
-	*port = ntohs(sin.sin_port);
-	return fd;
-}
-
-/* A port that was free a moment ago, for the agent's listener. */
-static int mk_free_port(void)
-{
-	int port = -1, fd = mk_listen_any(&port);
-
-	if (fd < 0)
-		return -1;
-	close(fd);
-	return port;
-}
-
-/* A throw-away self-signed P-256 certificate, written as PEM into @dir. */
-static int mk_write_cert(const char *dir)
-{
-	char path[128];
-	EVP_PKEY *pkey;
-	FILE *f = NULL;
-	X509 *x;
-	int ok = 0;
-
-	pkey = EVP_EC_gen("P-256");
-	x = X509_new();
-	if (!pkey || !x)
-		goto out;
-	X509_set_version(x, 2);
-	ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
-	X509_gmtime_adj(X509_getm_notBefore(x), -3600);
-	X509_gmtime_adj(X509_getm_notAfter(x), 3600);
-	X509_NAME_add_entry_by_txt(X509_get_subject_name(x), "CN", MBSTRING_ASC,
-				   (const unsigned char *)"mailktls-vm", -1, -1, 0);
-	X509_set_issuer_name(x, X509_get_subject_name(x));
-	if (!X509_set_pubkey(x, pkey) || !X509_sign(x, pkey, EVP_sha256()))
-		goto out;
-	snprintf(path, sizeof(path), "%s/cert.pem", dir);
-	f = fopen(path, "we");
-	if (!f || !PEM_write_X509(f, x))
-		goto out;
-	fclose(f);
-	snprintf(path, sizeof(path), "%s/key.pem", dir);
-	f = fopen(path, "we");
-	if (!f || !PEM_write_PrivateKey(f, pkey, NULL, NULL, 0, NULL, NULL))
-		goto out;
-	ok = 1;
-out:
-	if (f)
-		fclose(f);
-	X509_free(x);
-	EVP_PKEY_free(pkey);
-	return ok ? 0 : -1;
-}
-
-static int mk_write_config(const struct mk_env *e)
-{
-	char path[128];
-	FILE *f;
-
-	snprintf(path, sizeof(path), "%s/mailktlsd.conf", e->e_dir);
-	f = fopen(path, "we");
-	if (!f)
-		return -1;
-	fprintf(f, "[global]\nworkers = 1\nlog = stderr\nquery_socket =\nktls = require\n"
-		   "[listener t]\nlisten = 127.0.0.1:%d\nprotocol = imap\ntls = implicit\n"
-		   "backend = 127.0.0.1:%d\nproxy_protocol = none\n"
-		   "certificate = %s/cert.pem\nprivate_key = %s/key.pem\nalpn = off\n",
-		   e->e_port, e->e_bport, e->e_dir, e->e_dir);
-	return fclose(f) ? -1 : 0;
-}
-
-static const char *mk_agent_path(void)
-{
-	return getenv("MK_AGENT") ?: "agent/mailktlsd";
-}
-
-/* The whole agent log, NUL-terminated (free it), or NULL. */
-static char *mk_log_read(const struct mk_env *e)
-{
-	char *buf = NULL;
-	size_t len = 0, cap = 0, n;
-	FILE *f = fopen(e->e_log, "re");
-
-	if (!f)
-		return NULL;
-	do {
-		if (cap - len < 4097) {
-			char *nb = realloc(buf, cap ? cap * 2 : 65536);
-
-			if (!nb)
-				break;
-			buf = nb;
-			cap = cap ? cap * 2 : 65536;
-		}
-		n = fread(buf + len, 1, cap - len - 1, f);
-		len += n;
-	} while (n);
-	fclose(f);
-	if (buf)
-		buf[len] = '\0';
-	return buf;
-}
-
-/* Lines of the agent log that contain @needle. */
-static int mk_log_count(const struct mk_env *e, const char *needle)
-{
-	char *log = mk_log_read(e), *p;
-	int n = 0;
-
-	for (p = log; p && (p = strstr(p, needle)); p += strlen(needle))
-		n++;
-	free(log);
-	return n;
-}
-
-/* Wait until the log holds @n lines with @needle; return how many it has. */
-static int mk_log_wait(const struct mk_env *e, const char *needle, int n, int ms)
-{
-	uint64_t end = mk_ms() + (uint64_t)ms;
-	int have;
-
-	while ((have = mk_log_count(e, needle)) < n && mk_ms() < end)
-		usleep(20000);
-	return have;
-}
 
 /*
  * The agent's `kind` line ("tls", "close") for the client at local port
  * @cport, waited for up to @ms; copied into @out. Return: 0 or -1.
  */
-static int mk_log_line(const struct mk_env *e, const char *kind, int cport, char *out,
+static int mk_log_line(const struct vm_env *e, const char *kind, int cport, char *out,
 		       size_t len, int ms)
 {
-	uint64_t end = mk_ms() + (uint64_t)ms;
+	uint64_t end = vm_ms() + (uint64_t)ms;
 	char needle[96], *log, *p, *nl;
 
 	snprintf(needle, sizeof(needle), "mailktlsd: %s listener=t client=127.0.0.1:%d ", kind,
 		 cport);
 	do {
-		log = mk_log_read(e);
+		log = vm_log_read(e);
 		p = log ? strstr(log, needle) : NULL;
 		if (p) {
 			nl = strchr(p, '\n');
@@ -316,12 +119,12 @@ static int mk_log_line(const struct mk_env *e, const char *kind, int cport, char
 		}
 		free(log);
 		usleep(20000);
-	} while (mk_ms() < end);
+	} while (vm_ms() < end);
 	return -1;
 }
 
 /* The `end=` value of the close line of the client at @cport, or "". */
-static const char *mk_log_end(const struct mk_env *e, int cport, char *out, size_t len)
+static const char *mk_log_end(const struct vm_env *e, int cport, char *out, size_t len)
 {
 	char line[512];
 	const char *p;
@@ -335,215 +138,18 @@ static const char *mk_log_end(const struct mk_env *e, int cport, char *out, size
 	return out;
 }
 
-static void mk_log_dump(const struct mk_env *e)
-{
-	char *log = mk_log_read(e), *p, *nl;
-	int lines = 0;
-
-	for (p = log; p && *p && lines < 60; p = nl + 1, lines++) {
-		nl = strchr(p, '\n');
-		if (!nl)
-			break;
-		fprintf(stderr, "#   agent: %.*s\n", (int)(nl - p), p);
-	}
-	free(log);
-}
-
-/* Start the agent with a fresh certificate and config; wait for "started". */
-static int mk_env_start(struct mk_env *e, char *why, size_t whylen)
-{
-	char conf[128];
-	int fd;
-
-	e->e_pid = -1;
-	e->e_blfd = -1;
-	snprintf(e->e_dir, sizeof(e->e_dir), "/tmp/mk-agent-XXXXXX");
-	if (!mkdtemp(e->e_dir)) {
-		snprintf(why, whylen, "mkdtemp: %s", strerror(errno));
-		return -1;
-	}
-	snprintf(e->e_log, sizeof(e->e_log), "%s/agent.log", e->e_dir);
-	snprintf(conf, sizeof(conf), "%s/mailktlsd.conf", e->e_dir);
-	e->e_blfd = mk_listen_any(&e->e_bport);
-	e->e_port = mk_free_port();
-	if (e->e_blfd < 0 || e->e_port < 0 || mk_write_cert(e->e_dir) || mk_write_config(e)) {
-		snprintf(why, whylen, "cannot prepare %s", e->e_dir);
-		return -1;
-	}
-	fd = open(e->e_log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0)
-		return -1;
-	e->e_pid = fork();
-	if (e->e_pid == 0) {
-		/* Never outlive the test, whatever happens to it. */
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		dup2(fd, STDOUT_FILENO);
-		dup2(fd, STDERR_FILENO);
-		execl(mk_agent_path(), "mailktlsd", "-c", conf, (char *)NULL);
-		_exit(127);
-	}
-	close(fd);
-	if (e->e_pid < 0) {
-		snprintf(why, whylen, "fork: %s", strerror(errno));
-		return -1;
-	}
-	if (mk_log_wait(e, "mailktlsd: started:", 1, 20000) < 1) {
-		snprintf(why, whylen, "%s did not start (see its log)", mk_agent_path());
-		mk_log_dump(e);
-		return -1;
-	}
-	return 0;
-}
-
-/* SIGTERM, wait (bounded); return the wait status, or -1 if it hung. */
-static int mk_env_stop(struct mk_env *e)
-{
-	uint64_t end = mk_ms() + 15000;
-	int status = -1;
-	pid_t r;
-
-	if (e->e_pid > 0) {
-		kill(e->e_pid, SIGTERM);
-		while ((r = waitpid(e->e_pid, &status, WNOHANG)) == 0 && mk_ms() < end)
-			usleep(20000);
-		if (r == 0) {
-			kill(e->e_pid, SIGKILL);
-			waitpid(e->e_pid, NULL, 0);
-			status = -1;
-		}
-		e->e_pid = -1;
-	}
-	if (e->e_blfd >= 0)
-		close(e->e_blfd);
-	e->e_blfd = -1;
-	return status;
-}
-
-static void mk_env_cleanup(struct mk_env *e)
-{
-	static const char *const files[] = { "cert.pem", "key.pem", "mailktlsd.conf", "agent.log" };
-	char path[160];
-	size_t i;
-
-	if (!e->e_dir[0])
-		return;
-	for (i = 0; i < ARRAY_SIZE(files); i++) {
-		snprintf(path, sizeof(path), "%s/%s", e->e_dir, files[i]);
-		unlink(path);
-	}
-	rmdir(e->e_dir);
-}
-
-/* Stop the agent; it must exit 0 (after an ASSERT the harness would print
- * an EXPECT's message even when it holds, hence the explicit test). */
-static void mk_check_stop(struct __test_metadata *_metadata, struct mk_env *e)
-{
-	int status = mk_env_stop(e);
-	bool clean = status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0;
-
-	if (!clean)
-		TH_LOG("agent wait status %#x (-1: did not stop within 15 s)", status);
-	EXPECT_TRUE(clean);
-}
-
 /* ------------------------------------------------------------------------ */
 /* Client and backend plumbing. */
-
-static void mk_set_timeouts(int fd, int ms)
-{
-	struct timeval tv = { .tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000 };
-
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-}
-
-static int mk_set_nonblock(int fd, bool on)
-{
-	int fl = fcntl(fd, F_GETFL);
-
-	if (fl < 0)
-		return -1;
-	return fcntl(fd, F_SETFL, on ? fl | O_NONBLOCK : fl & ~O_NONBLOCK);
-}
-
-/* A TCP connection to 127.0.0.1:@port; its local port in *@cport. */
-static int mk_connect(int port, int *cport)
-{
-	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons(port),
-				   .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	socklen_t len = sizeof(sin);
-	int fd, one = 1;
-
-	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -1;
-	if (connect(fd, (struct sockaddr *)&sin, sizeof(sin)) ||
-	    getsockname(fd, (struct sockaddr *)&sin, &len)) {
-		close(fd);
-		return -1;
-	}
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	mk_set_timeouts(fd, MK_IO_TIMEOUT_MS);
-	if (cport)
-		*cport = ntohs(sin.sin_port);
-	return fd;
-}
-
-/* The agent's connection to the backend, waited for up to @ms. */
-static int mk_backend_accept(const struct mk_env *e, int ms)
-{
-	struct pollfd p = { .fd = e->e_blfd, .events = POLLIN };
-	int fd, one = 1;
-
-	if (poll(&p, 1, ms) != 1)
-		return -1;
-	fd = accept4(e->e_blfd, NULL, NULL, SOCK_CLOEXEC);
-	if (fd >= 0) {
-		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-		mk_set_timeouts(fd, MK_IO_TIMEOUT_MS);
-	}
-	return fd;
-}
-
-static bool mk_send_all(int fd, const void *buf, size_t len)
-{
-	const uint8_t *p = buf;
-	ssize_t n;
-
-	while (len) {
-		n = send(fd, p, len, MSG_NOSIGNAL);
-		if (n <= 0)
-			return false;
-		p += n;
-		len -= (size_t)n;
-	}
-	return true;
-}
-
-static bool mk_recv_all(int fd, void *buf, size_t len)
-{
-	uint8_t *p = buf;
-	ssize_t n;
-
-	while (len) {
-		n = recv(fd, p, len, 0);
-		if (n <= 0)
-			return false;
-		p += n;
-		len -= (size_t)n;
-	}
-	return true;
-}
 
 /* Wait up to @ms for the peer of @fd to end: 0 EOF, -ECONNRESET..., -ETIMEDOUT. */
 static int mk_wait_eof(int fd, int ms)
 {
-	uint64_t end = mk_ms() + (uint64_t)ms;
+	uint64_t end = vm_ms() + (uint64_t)ms;
 	struct pollfd p = { .fd = fd, .events = POLLIN };
 	char buf[4096];
 	ssize_t n;
 
-	while (mk_ms() < end) {
+	while (vm_ms() < end) {
 		if (poll(&p, 1, 100) != 1)
 			continue;
 		n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
@@ -670,7 +276,7 @@ static int mk_mc_new(struct mk_mc *m, SSL_CTX *ctx, int port)
 {
 	memset(m, 0, sizeof(*m));
 	m->mc_alert = MK_ALERT_NONE;
-	m->mc_fd = mk_connect(port, &m->mc_cport);
+	m->mc_fd = vm_connect(port, &m->mc_cport);
 	m->mc_ssl = SSL_new(ctx);
 	m->mc_rb = BIO_new(BIO_s_mem());
 	m->mc_wb = BIO_new(BIO_s_mem());
@@ -707,7 +313,7 @@ static bool mk_mc_flush(struct mk_mc *m)
 	uint8_t buf[65536];
 	size_t n = mk_mc_take(m, buf, sizeof(buf));
 
-	return !n || mk_send_all(m->mc_fd, buf, n);
+	return !n || vm_send_all(m->mc_fd, buf, n);
 }
 
 /* One recv() into the client's read BIO: bytes, 0 at EOF, -1 error/timeout. */
@@ -735,7 +341,7 @@ static int mk_mc_handshake(struct mk_mc *m)
 		if (r == 1)
 			return 0;
 		if (SSL_get_error(m->mc_ssl, r) != SSL_ERROR_WANT_READ || !mk_mc_flush(m) ||
-		    mk_mc_fill(m, MK_IO_TIMEOUT_MS) <= 0)
+		    mk_mc_fill(m, VM_IO_TIMEOUT_MS) <= 0)
 			return -1;
 	}
 	return -1;
@@ -775,9 +381,9 @@ static int mk_mc_read(struct mk_mc *m, uint8_t *buf, size_t len, int ms)
 
 FIXTURE(agent)
 {
-	struct mk_env env;
+	struct vm_env env;
 	SSL_CTX *cctx;
-	struct mk_tls_stat st0;		/* after the agent's own kTLS probe */
+	struct vm_tls_stat st0;		/* after the agent's own kTLS probe */
 };
 
 FIXTURE_VARIANT(agent)
@@ -832,21 +438,11 @@ FIXTURE_VARIANT_ADD(agent, tls13_chacha20)
 /* A client context pinned to exactly one version and cipher. */
 static SSL_CTX *mk_client_ctx(int version, const char *cipher)
 {
-	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+	SSL_CTX *ctx = vm_client_ctx(version, cipher);
 
-	if (!ctx)
-		return NULL;
-	if (!SSL_CTX_set_min_proto_version(ctx, version) ||
-	    !SSL_CTX_set_max_proto_version(ctx, version) ||
-	    !(version == TLS1_3_VERSION ? SSL_CTX_set_ciphersuites(ctx, cipher) :
-					  SSL_CTX_set_cipher_list(ctx, cipher))) {
-		SSL_CTX_free(ctx);
-		return NULL;
-	}
-	/* The test client does not verify the throw-away certificate. */
-	SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
 	/* TLS 1.3 traffic secrets, for records the test seals itself. */
-	SSL_CTX_set_keylog_callback(ctx, mk_tls_keylog_cb);
+	if (ctx)
+		SSL_CTX_set_keylog_callback(ctx, mk_tls_keylog_cb);
 	return ctx;
 }
 
@@ -859,19 +455,19 @@ FIXTURE_SETUP(agent)
 	ASSERT_EQ(0, mk_tls_keys_init());
 	self->cctx = mk_client_ctx(variant->version, variant->cipher);
 	ASSERT_NE(NULL, self->cctx);
-	ASSERT_EQ(0, mk_env_start(&self->env, why, sizeof(why))) {
+	ASSERT_EQ(0, vm_env_start(&self->env, &mk_agent_opts, why, sizeof(why))) {
 		TH_LOG("%s", why);
 	}
-	ASSERT_EQ(0, mk_read_tls_stat(&self->st0));
+	ASSERT_EQ(0, vm_read_tls_stat(&self->st0));
 }
 
 FIXTURE_TEARDOWN(agent)
 {
 	/* SIGTERM is the orderly stop: exit status 0, never a crash or hang */
-	mk_check_stop(_metadata, &self->env);
+	vm_env_check_stop(_metadata, &self->env);
 	if (!_metadata->passed)
-		mk_log_dump(&self->env);
-	mk_env_cleanup(&self->env);
+		vm_log_dump(&self->env);
+	vm_env_cleanup(&self->env);
 	SSL_CTX_free(self->cctx);
 }
 
@@ -884,13 +480,13 @@ struct mk_relay {
 	int r_alert;
 };
 
-static int mk_relay_open(const struct mk_env *e, SSL_CTX *ctx, struct mk_relay *r)
+static int mk_relay_open(const struct vm_env *e, SSL_CTX *ctx, struct mk_relay *r)
 {
 	char buf[sizeof(MK_PROLOGUE) - 1];
 
 	r->r_bfd = -1;
 	r->r_alert = MK_ALERT_NONE;
-	r->r_cfd = mk_connect(e->e_port, &r->r_cport);
+	r->r_cfd = vm_connect(e->e_port, &r->r_cport);
 	r->r_ssl = SSL_new(ctx);
 	if (r->r_cfd < 0 || !r->r_ssl || !SSL_set_fd(r->r_ssl, r->r_cfd))
 		return -1;
@@ -898,8 +494,8 @@ static int mk_relay_open(const struct mk_env *e, SSL_CTX *ctx, struct mk_relay *
 	SSL_set_msg_callback_arg(r->r_ssl, &r->r_alert);
 	if (SSL_connect(r->r_ssl) != 1)
 		return -1;
-	r->r_bfd = mk_backend_accept(e, MK_IO_TIMEOUT_MS);
-	if (r->r_bfd < 0 || !mk_send_all(r->r_bfd, MK_PROLOGUE, sizeof(buf)))
+	r->r_bfd = vm_backend_accept(e, VM_IO_TIMEOUT_MS);
+	if (r->r_bfd < 0 || !vm_send_all(r->r_bfd, MK_PROLOGUE, sizeof(buf)))
 		return -1;
 	if (SSL_read(r->r_ssl, buf, sizeof(buf)) != (int)sizeof(buf) ||
 	    memcmp(buf, MK_PROLOGUE, sizeof(buf)))
@@ -925,8 +521,8 @@ static int mk_relay_ping(struct mk_relay *r)
 	char buf[64];
 
 	if (SSL_write(r->r_ssl, ping, sizeof(ping) - 1) != (int)sizeof(ping) - 1 ||
-	    !mk_recv_all(r->r_bfd, buf, sizeof(ping) - 1) || memcmp(buf, ping, sizeof(ping) - 1) ||
-	    !mk_send_all(r->r_bfd, pong, sizeof(pong) - 1))
+	    !vm_recv_all(r->r_bfd, buf, sizeof(ping) - 1) || memcmp(buf, ping, sizeof(ping) - 1) ||
+	    !vm_send_all(r->r_bfd, pong, sizeof(pong) - 1))
 		return -1;
 	if (SSL_read(r->r_ssl, buf, sizeof(pong) - 1) != (int)sizeof(pong) - 1 ||
 	    memcmp(buf, pong, sizeof(pong) - 1))
@@ -941,7 +537,7 @@ TEST(version_reports_ktls)
 	FILE *p;
 
 	MK_SKIP_UNSELECTED();
-	snprintf(cmd, sizeof(cmd), "%s -V", mk_agent_path());
+	snprintf(cmd, sizeof(cmd), "%s -V", vm_agent_path());
 	p = popen(cmd, "r");
 	ASSERT_NE(NULL, p);
 	while (fgets(line, sizeof(line), p)) {
@@ -1027,7 +623,7 @@ static void *mk_backend_source(void *arg)
 		len = MIN(65536, s->bs_total - s->bs_done);
 		mk_stream_fill(&s->bs_stream, buf, len);
 		EVP_DigestUpdate(md, buf, len);
-		if (!mk_send_all(s->bs_fd, buf, len)) {
+		if (!vm_send_all(s->bs_fd, buf, len)) {
 			s->bs_err = errno ?: EPIPE;
 			break;
 		}
@@ -1102,7 +698,7 @@ static void mk_bulk_client_run(SSL *ssl, int fd, struct mk_bulk_client *b)
 		if (progress)
 			continue;
 		p.events = POLLIN | (b->bc_sent < b->bc_total ? POLLOUT : 0);
-		if (poll(&p, 1, MK_IO_TIMEOUT_MS) != 1) {
+		if (poll(&p, 1, VM_IO_TIMEOUT_MS) != 1) {
 			b->bc_fail = "no progress for 20 s";
 			break;
 		}
@@ -1114,7 +710,7 @@ out:
 	EVP_MD_CTX_free(in);
 }
 
-static void mk_check_log_tls(struct __test_metadata *_metadata, const struct mk_env *e,
+static void mk_check_log_tls(struct __test_metadata *_metadata, const struct vm_env *e,
 			     int cport, const FIXTURE_VARIANT(agent) *variant)
 {
 	char line[512], want[160];
@@ -1140,7 +736,7 @@ TEST_F_TIMEOUT(agent, bulk_both_ways, 280)
 	struct mk_bulk_client bc = { .bc_total = total };
 	struct mk_bulk_side sink = { .bs_total = total }, src = { .bs_total = total };
 	struct mk_relay r = { .r_cfd = -1, .r_bfd = -1 };
-	struct mk_tls_stat st;
+	struct vm_tls_stat st;
 	pthread_t tsink, tsrc;
 	uint8_t *pat;
 	uint64_t t0, ms;
@@ -1155,15 +751,15 @@ TEST_F_TIMEOUT(agent, bulk_both_ways, 280)
 	ASSERT_EQ(0, mk_relay_open(&self->env, self->cctx, &r));
 	mk_check_log_tls(_metadata, &self->env, r.r_cport, variant);
 	/* the agent's end is the one new kTLS socket, offloaded both ways */
-	ASSERT_EQ(0, mk_read_tls_stat(&st));
+	ASSERT_EQ(0, vm_read_tls_stat(&st));
 	EXPECT_EQ(self->st0.ts_tx_sw + 1, st.ts_tx_sw);
 	EXPECT_EQ(self->st0.ts_rx_sw + 1, st.ts_rx_sw);
 	EXPECT_LE(1, st.ts_curr_tx_sw);
 	EXPECT_LE(1, st.ts_curr_rx_sw);
 
 	sink.bs_fd = src.bs_fd = r.r_bfd;
-	ASSERT_EQ(0, mk_set_nonblock(r.r_cfd, true));
-	t0 = mk_ms();
+	ASSERT_EQ(0, vm_set_nonblock(r.r_cfd, true));
+	t0 = vm_ms();
 	ASSERT_EQ(0, pthread_create(&tsink, NULL, mk_backend_sink, &sink));
 	ASSERT_EQ(0, pthread_create(&tsrc, NULL, mk_backend_source, &src));
 	mk_bulk_client_run(r.r_ssl, r.r_cfd, &bc);
@@ -1171,7 +767,7 @@ TEST_F_TIMEOUT(agent, bulk_both_ways, 280)
 		shutdown(r.r_bfd, SHUT_RDWR);
 	pthread_join(tsink, NULL);
 	pthread_join(tsrc, NULL);
-	ms = mk_ms() - t0;
+	ms = vm_ms() - t0;
 	TH_LOG("%s: %llu MiB each way in %llu.%03llu s", variant->cipher,
 	       (unsigned long long)(total >> 20), (unsigned long long)(ms / 1000),
 	       (unsigned long long)(ms % 1000));
@@ -1187,12 +783,12 @@ TEST_F_TIMEOUT(agent, bulk_both_ways, 280)
 	EXPECT_EQ(0, memcmp(bc.bc_md_out, sink.bs_md, 32));	/* client -> backend */
 	EXPECT_EQ(0, memcmp(src.bs_md, bc.bc_md_in, 32));	/* backend -> client */
 
-	ASSERT_EQ(0, mk_read_tls_stat(&st));
+	ASSERT_EQ(0, vm_read_tls_stat(&st));
 	EXPECT_LE(1, st.ts_curr_tx_sw);
 	EXPECT_LE(1, st.ts_curr_rx_sw);
 	EXPECT_EQ(self->st0.ts_decrypt_error, st.ts_decrypt_error);
 
-	ASSERT_EQ(0, mk_set_nonblock(r.r_cfd, false));
+	ASSERT_EQ(0, vm_set_nonblock(r.r_cfd, false));
 	SSL_shutdown(r.r_ssl);
 	EXPECT_EQ(0, mk_wait_eof(r.r_bfd, 10000));
 	close(r.r_bfd);
@@ -1242,16 +838,16 @@ TEST_F(agent, finished_and_data_in_one_segment)
 	ASSERT_LT(5 + sizeof(cmd) - 1, n);
 	ASSERT_EQ((ssize_t)n, send(m.mc_fd, seg, n, MSG_NOSIGNAL));	/* one segment */
 
-	bfd = mk_backend_accept(&self->env, MK_IO_TIMEOUT_MS);
+	bfd = vm_backend_accept(&self->env, VM_IO_TIMEOUT_MS);
 	ASSERT_LE(0, bfd);
-	ASSERT_TRUE(mk_recv_all(bfd, buf, sizeof(cmd) - 1));
+	ASSERT_TRUE(vm_recv_all(bfd, buf, sizeof(cmd) - 1));
 	EXPECT_EQ(0, memcmp(buf, cmd, sizeof(cmd) - 1));
-	ASSERT_TRUE(mk_send_all(bfd, MK_PROLOGUE, sizeof(MK_PROLOGUE) - 1));
-	ASSERT_TRUE(mk_send_all(bfd, reply, sizeof(reply) - 1));
+	ASSERT_TRUE(vm_send_all(bfd, MK_PROLOGUE, sizeof(MK_PROLOGUE) - 1));
+	ASSERT_TRUE(vm_send_all(bfd, reply, sizeof(reply) - 1));
 	ASSERT_EQ((int)sizeof(MK_PROLOGUE) - 1,
-		  mk_mc_read(&m, seg, sizeof(MK_PROLOGUE) - 1, MK_IO_TIMEOUT_MS));
+		  mk_mc_read(&m, seg, sizeof(MK_PROLOGUE) - 1, VM_IO_TIMEOUT_MS));
 	EXPECT_EQ(0, memcmp(seg, MK_PROLOGUE, sizeof(MK_PROLOGUE) - 1));
-	ASSERT_EQ((int)sizeof(reply) - 1, mk_mc_read(&m, buf, sizeof(reply) - 1, MK_IO_TIMEOUT_MS));
+	ASSERT_EQ((int)sizeof(reply) - 1, mk_mc_read(&m, buf, sizeof(reply) - 1, VM_IO_TIMEOUT_MS));
 	EXPECT_EQ(0, memcmp(buf, reply, sizeof(reply) - 1));
 	mk_check_log_tls(_metadata, &self->env, m.mc_cport, variant);
 	close(bfd);
@@ -1284,7 +880,7 @@ TEST_F(agent, close_notify_from_backend)
 
 	ASSERT_EQ(0, mk_relay_open(&self->env, self->cctx, &r));
 	ASSERT_EQ(0, mk_relay_ping(&r));
-	ASSERT_TRUE(mk_send_all(r.r_bfd, "* BYE\r\n", 7));
+	ASSERT_TRUE(vm_send_all(r.r_bfd, "* BYE\r\n", 7));
 	close(r.r_bfd);
 	r.r_bfd = -1;
 	ASSERT_EQ(7, SSL_read(r.r_ssl, buf, 7));
@@ -1361,11 +957,11 @@ TEST_F(agent, key_update_from_client)
 	ASSERT_EQ(0, mk_relay_open(&self->env, self->cctx, &r));
 	ASSERT_EQ(0, mk_relay_ping(&r));
 	ASSERT_EQ(1, SSL_key_update(r.r_ssl, SSL_KEY_UPDATE_NOT_REQUESTED));
-	t0 = mk_ms();
+	t0 = vm_ms();
 	ASSERT_EQ(1, SSL_write(r.r_ssl, "x", 1));	/* KeyUpdate goes out first */
 	n = SSL_read(r.r_ssl, buf, sizeof(buf));
 	err = SSL_get_error(r.r_ssl, n);
-	ms = mk_ms() - t0;
+	ms = vm_ms() - t0;
 	TH_LOG("connection ended %llu ms after the KeyUpdate: SSL_read %d, error %d, alert %d",
 	       (unsigned long long)ms, n, err, r.r_alert);
 	EXPECT_GE(0, n);
@@ -1379,7 +975,7 @@ TEST_F(agent, key_update_from_client)
 }
 
 /* Open a mem-BIO client through the agent, past one exchange each way. */
-static int mk_mc_relayed(const struct mk_env *e, SSL_CTX *ctx, struct mk_mc *m, int *bfd)
+static int mk_mc_relayed(const struct vm_env *e, SSL_CTX *ctx, struct mk_mc *m, int *bfd)
 {
 	static const char cmd[] = "a1 NOOP\r\n";
 	uint8_t buf[sizeof(MK_PROLOGUE)];
@@ -1387,13 +983,13 @@ static int mk_mc_relayed(const struct mk_env *e, SSL_CTX *ctx, struct mk_mc *m, 
 	*bfd = -1;
 	if (mk_mc_new(m, ctx, e->e_port) || mk_mc_handshake(m) || !mk_mc_flush(m))
 		return -1;
-	*bfd = mk_backend_accept(e, MK_IO_TIMEOUT_MS);
-	if (*bfd < 0 || !mk_send_all(*bfd, MK_PROLOGUE, sizeof(MK_PROLOGUE) - 1) ||
-	    mk_mc_read(m, buf, sizeof(MK_PROLOGUE) - 1, MK_IO_TIMEOUT_MS) !=
+	*bfd = vm_backend_accept(e, VM_IO_TIMEOUT_MS);
+	if (*bfd < 0 || !vm_send_all(*bfd, MK_PROLOGUE, sizeof(MK_PROLOGUE) - 1) ||
+	    mk_mc_read(m, buf, sizeof(MK_PROLOGUE) - 1, VM_IO_TIMEOUT_MS) !=
 		    (int)sizeof(MK_PROLOGUE) - 1)
 		return -1;
 	if (SSL_write(m->mc_ssl, cmd, sizeof(cmd) - 1) != (int)sizeof(cmd) - 1 ||
-	    !mk_mc_flush(m) || !mk_recv_all(*bfd, buf, sizeof(cmd) - 1) ||
+	    !mk_mc_flush(m) || !vm_recv_all(*bfd, buf, sizeof(cmd) - 1) ||
 	    memcmp(buf, cmd, sizeof(cmd) - 1))
 		return -1;
 	return 0;
@@ -1402,7 +998,7 @@ static int mk_mc_relayed(const struct mk_env *e, SSL_CTX *ctx, struct mk_mc *m, 
 /* A record with one flipped ciphertext bit: bad_record_mac, then close. */
 TEST_F(agent, corrupted_record)
 {
-	struct mk_tls_stat st;
+	struct vm_tls_stat st;
 	uint8_t rec[256], buf[16];
 	struct mk_mc m;
 	char end[96];
@@ -1414,14 +1010,14 @@ TEST_F(agent, corrupted_record)
 	n = mk_mc_take(&m, rec, sizeof(rec));
 	ASSERT_LT(5 + 9, n);
 	rec[n / 2] ^= 0x10;
-	ASSERT_TRUE(mk_send_all(m.mc_fd, rec, n));
+	ASSERT_TRUE(vm_send_all(m.mc_fd, rec, n));
 	EXPECT_GT(0, mk_mc_read(&m, buf, sizeof(buf), 5000));
 	EXPECT_EQ(20, m.mc_alert) {	/* bad_record_mac */
 		TH_LOG("alert received: %d", m.mc_alert);
 	}
 	EXPECT_STREQ("error:bad_record_mac", mk_log_end(&self->env, m.mc_cport, end, sizeof(end)));
 	EXPECT_EQ(0, mk_wait_eof(bfd, 5000));
-	ASSERT_EQ(0, mk_read_tls_stat(&st));
+	ASSERT_EQ(0, vm_read_tls_stat(&st));
 	EXPECT_EQ(self->st0.ts_decrypt_error + 1, st.ts_decrypt_error);
 	close(bfd);
 	mk_mc_free(&m);
@@ -1456,25 +1052,25 @@ TEST_F(agent, zero_length_records)
 	off += n;
 	tx.dk_seq++;
 	/* alone in its segment too: the agent's read sees only it */
-	ASSERT_TRUE(mk_send_all(m.mc_fd, seg, off));
-	ASSERT_TRUE(mk_recv_all(bfd, buf, sizeof(a) - 1));
+	ASSERT_TRUE(vm_send_all(m.mc_fd, seg, off));
+	ASSERT_TRUE(vm_recv_all(bfd, buf, sizeof(a) - 1));
 	EXPECT_EQ(0, memcmp(buf, a, sizeof(a) - 1));
 	off = 0;
 	n = mk_seal_record(&tx, 23, NULL, 0, variant->version == TLS1_3_VERSION ? 100 : 0, seg,
 			   sizeof(seg));
 	ASSERT_LT(0, n);
 	tx.dk_seq++;
-	ASSERT_TRUE(mk_send_all(m.mc_fd, seg, n));
+	ASSERT_TRUE(vm_send_all(m.mc_fd, seg, n));
 	usleep(200000);
 	n = mk_seal_record(&tx, 23, (const uint8_t *)b, sizeof(b) - 1, 0, seg, sizeof(seg));
 	ASSERT_LT(0, n);
-	ASSERT_TRUE(mk_send_all(m.mc_fd, seg, n));
+	ASSERT_TRUE(vm_send_all(m.mc_fd, seg, n));
 	mk_tls_dir_keys_wipe(&tx);
 	mk_tls_dir_keys_wipe(&rx);
-	ASSERT_TRUE(mk_recv_all(bfd, buf, sizeof(b) - 1));
+	ASSERT_TRUE(vm_recv_all(bfd, buf, sizeof(b) - 1));
 	EXPECT_EQ(0, memcmp(buf, b, sizeof(b) - 1));
-	ASSERT_TRUE(mk_send_all(bfd, pong, sizeof(pong) - 1));
-	ASSERT_EQ((int)sizeof(pong) - 1, mk_mc_read(&m, buf, sizeof(pong) - 1, MK_IO_TIMEOUT_MS));
+	ASSERT_TRUE(vm_send_all(bfd, pong, sizeof(pong) - 1));
+	ASSERT_EQ((int)sizeof(pong) - 1, mk_mc_read(&m, buf, sizeof(pong) - 1, VM_IO_TIMEOUT_MS));
 	EXPECT_EQ(0, memcmp(buf, pong, sizeof(pong) - 1));
 	close(bfd);
 	mk_mc_free(&m);
@@ -1495,7 +1091,7 @@ TEST_F(agent, padded_records)
 	for (i = 0; i < ARRAY_SIZE(sizes); i++) {
 		ASSERT_EQ(1, RAND_bytes(out, (int)sizes[i]));
 		ASSERT_EQ((int)sizes[i], SSL_write(r.r_ssl, out, (int)sizes[i]));
-		ASSERT_TRUE(mk_recv_all(r.r_bfd, in, sizes[i]));
+		ASSERT_TRUE(vm_recv_all(r.r_bfd, in, sizes[i]));
 		EXPECT_EQ(0, memcmp(out, in, sizes[i])) {
 			TH_LOG("record of %zu bytes changed", sizes[i]);
 		}
@@ -1510,7 +1106,7 @@ TEST_F(agent, padded_records)
 
 FIXTURE(idle)
 {
-	struct mk_env env;
+	struct vm_env env;
 	SSL_CTX *cctx;
 };
 
@@ -1526,17 +1122,17 @@ FIXTURE_SETUP(idle)
 	ASSERT_EQ(0, mk_tls_keys_init());
 	self->cctx = mk_client_ctx(TLS1_3_VERSION, "TLS_AES_128_GCM_SHA256");
 	ASSERT_NE(NULL, self->cctx);
-	ASSERT_EQ(0, mk_env_start(&self->env, why, sizeof(why))) {
+	ASSERT_EQ(0, vm_env_start(&self->env, &mk_agent_opts, why, sizeof(why))) {
 		TH_LOG("%s", why);
 	}
 }
 
 FIXTURE_TEARDOWN(idle)
 {
-	mk_check_stop(_metadata, &self->env);
+	vm_env_check_stop(_metadata, &self->env);
 	if (!_metadata->passed)
-		mk_log_dump(&self->env);
-	mk_env_cleanup(&self->env);
+		vm_log_dump(&self->env);
+	vm_env_cleanup(&self->env);
 	SSL_CTX_free(self->cctx);
 }
 
@@ -1572,24 +1168,24 @@ TEST_F_TIMEOUT(idle, thousand_idle_connections, 280)
 	ASSERT_EQ(0, mk_relay_open(&self->env, self->cctx, &warm));
 	ASSERT_EQ(0, mk_relay_ping(&warm));
 	mk_relay_close(&warm);
-	ASSERT_EQ(1, mk_log_wait(&self->env, "mailktlsd: close ", 1, 10000));
+	ASSERT_EQ(1, vm_log_wait(&self->env, "mailktlsd: close ", 1, 10000));
 	before = mk_vmrss_kib(self->env.e_pid);
 	ASSERT_LT(0, before);
 
-	t0 = mk_ms();
+	t0 = vm_ms();
 	for (i = 0; i < nconn; i++) {
 		struct mk_relay r = { .r_cfd = -1, .r_bfd = -1 };
-		uint64_t t1 = mk_ms();
+		uint64_t t1 = vm_ms();
 		char c;
 
 		ASSERT_EQ(0, mk_relay_open(&self->env, self->cctx, &r)) {
 			TH_LOG("connection %ld", i);
 		}
-		open_ms += mk_ms() - t1;
+		open_ms += vm_ms() - t1;
 		/* one byte each way, through the spliced relay */
 		ASSERT_EQ(1, SSL_write(r.r_ssl, "x", 1));
-		ASSERT_TRUE(mk_recv_all(r.r_bfd, &c, 1));
-		ASSERT_TRUE(mk_send_all(r.r_bfd, "y", 1));
+		ASSERT_TRUE(vm_recv_all(r.r_bfd, &c, 1));
+		ASSERT_TRUE(vm_send_all(r.r_bfd, "y", 1));
 		ASSERT_EQ(1, SSL_read(r.r_ssl, &c, 1));
 		SSL_free(r.r_ssl);	/* the fd stays open, idle */
 		cfd[i] = r.r_cfd;
@@ -1598,7 +1194,7 @@ TEST_F_TIMEOUT(idle, thousand_idle_connections, 280)
 	after = mk_vmrss_kib(self->env.e_pid);
 	per = (double)(after - before) * 1024 / (double)nconn;
 	TH_LOG("%ld connections opened and relayed in %llu ms (%llu ms in handshake + prologue)",
-	       nconn, (unsigned long long)(mk_ms() - t0), (unsigned long long)open_ms);
+	       nconn, (unsigned long long)(vm_ms() - t0), (unsigned long long)open_ms);
 	ksft_print_msg("agent VmRSS %ld kB -> %ld kB with %ld idle connections: %.0f bytes each\n",
 		       before, after, nconn, per);
 	EXPECT_GT(MK_IDLE_BOUND_KIB * 1024.0, per);
@@ -1607,7 +1203,7 @@ TEST_F_TIMEOUT(idle, thousand_idle_connections, 280)
 		close(cfd[i]);
 		close(bfd[i]);
 	}
-	closes = mk_log_wait(&self->env, "mailktlsd: close ", (int)nconn + 1, 60000);
+	closes = vm_log_wait(&self->env, "mailktlsd: close ", (int)nconn + 1, 60000);
 	EXPECT_EQ(nconn + 1, closes);
 	free(cfd);
 	free(bfd);

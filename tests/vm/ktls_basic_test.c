@@ -28,28 +28,18 @@
 #include <unistd.h>
 
 #include <openssl/err.h>
-#include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <openssl/ssl.h>
-#include <openssl/x509.h>
 
 #include "kselftest_harness.h"
 
 #include "ktls.h"
 #include "tls_keys.h"
+#include "vm_tls.h"
 
 #define MK_DATA_LEN (1u << 20)		/* bytes sent each way */
 #define MK_HANDSHAKE_ROUNDS 200		/* poll rounds before giving up */
 #define MK_POLL_MS 1000
-
-/* Counters of /proc/net/tls_stat we look at. */
-struct mk_tls_stat {
-	long ts_tx_sw;
-	long ts_rx_sw;
-	long ts_curr_tx_sw;
-	long ts_curr_rx_sw;
-	long ts_decrypt_error;
-};
 
 FIXTURE(ktls)
 {
@@ -61,7 +51,7 @@ FIXTURE(ktls)
 	int cfd;
 	struct mk_tls_dir_keys tx;
 	struct mk_tls_dir_keys rx;
-	struct mk_tls_stat stat;	/* just before the install */
+	struct vm_tls_stat stat;	/* just before the install */
 };
 
 /* One TLS version x cipher combination. */
@@ -114,77 +104,6 @@ FIXTURE_VARIANT_ADD(ktls, tls13_chacha20)
 	.iana = 0x1303,
 };
 
-static const struct {
-	const char *sf_name;
-	size_t sf_off;
-} mk_stat_fields[] = {
-	{ "TlsTxSw", offsetof(struct mk_tls_stat, ts_tx_sw) },
-	{ "TlsRxSw", offsetof(struct mk_tls_stat, ts_rx_sw) },
-	{ "TlsCurrTxSw", offsetof(struct mk_tls_stat, ts_curr_tx_sw) },
-	{ "TlsCurrRxSw", offsetof(struct mk_tls_stat, ts_curr_rx_sw) },
-	{ "TlsDecryptError", offsetof(struct mk_tls_stat, ts_decrypt_error) },
-};
-
-/* Fill @st from /proc/net/tls_stat; -ENOENT if a counter is missing. */
-static int mk_read_tls_stat(struct mk_tls_stat *st)
-{
-	char name[64];
-	size_t i, found = 0;
-	long val;
-	FILE *f;
-
-	f = fopen("/proc/net/tls_stat", "re");
-	if (!f)
-		return -errno;
-	while (fscanf(f, "%63s %ld", name, &val) == 2) {
-		for (i = 0; i < ARRAY_SIZE(mk_stat_fields); i++) {
-			if (strcmp(name, mk_stat_fields[i].sf_name))
-				continue;
-			*(long *)((char *)st + mk_stat_fields[i].sf_off) = val;
-			found++;
-		}
-	}
-	fclose(f);
-	return found == ARRAY_SIZE(mk_stat_fields) ? 0 : -ENOENT;
-}
-
-/* A throw-away self-signed P-256 certificate for the server. */
-static int mk_self_signed(SSL_CTX *ctx)
-{
-	EVP_PKEY *pkey;
-	X509 *x;
-	int ok = 0;
-
-	pkey = EVP_EC_gen("P-256");
-	x = X509_new();
-	if (!pkey || !x)
-		goto out;
-	X509_set_version(x, 2);
-	ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
-	X509_gmtime_adj(X509_getm_notBefore(x), -3600);
-	X509_gmtime_adj(X509_getm_notAfter(x), 3600);
-	X509_NAME_add_entry_by_txt(X509_get_subject_name(x), "CN", MBSTRING_ASC,
-				   (const unsigned char *)"mailktls-vm", -1, -1, 0);
-	X509_set_issuer_name(x, X509_get_subject_name(x));
-	ok = X509_set_pubkey(x, pkey) && X509_sign(x, pkey, EVP_sha256()) &&
-	     SSL_CTX_use_certificate(ctx, x) && SSL_CTX_use_PrivateKey(ctx, pkey);
-out:
-	X509_free(x);
-	EVP_PKEY_free(pkey);
-	return ok ? 0 : -1;
-}
-
-/* Restrict @ctx to exactly the variant's version and cipher. */
-static int mk_pin_cipher(SSL_CTX *ctx, const FIXTURE_VARIANT(ktls) *v)
-{
-	if (!SSL_CTX_set_min_proto_version(ctx, v->version) ||
-	    !SSL_CTX_set_max_proto_version(ctx, v->version))
-		return -1;
-	if (v->version == TLS1_3_VERSION)
-		return SSL_CTX_set_ciphersuites(ctx, v->cipher) ? 0 : -1;
-	return SSL_CTX_set_cipher_list(ctx, v->cipher) ? 0 : -1;
-}
-
 /* Connected loopback TCP pair: @cfd connected, @sfd accepted. */
 static int mk_tcp_pair(int *cfd, int *sfd)
 {
@@ -207,15 +126,6 @@ static int mk_tcp_pair(int *cfd, int *sfd)
 out:
 	close(lfd);
 	return ret;
-}
-
-static int mk_set_nonblock(int fd, int on)
-{
-	int fl = fcntl(fd, F_GETFL);
-
-	if (fl < 0)
-		return -1;
-	return fcntl(fd, F_SETFL, on ? fl | O_NONBLOCK : fl & ~O_NONBLOCK);
 }
 
 /* One step of a non-blocking handshake: 1 done, 0 wants I/O, -1 failed. */
@@ -260,15 +170,15 @@ FIXTURE_SETUP(ktls)
 	self->cctx = SSL_CTX_new(TLS_client_method());
 	ASSERT_NE(NULL, self->sctx);
 	ASSERT_NE(NULL, self->cctx);
-	ASSERT_EQ(0, mk_self_signed(self->sctx));
-	ASSERT_EQ(0, mk_pin_cipher(self->sctx, variant));
-	ASSERT_EQ(0, mk_pin_cipher(self->cctx, variant));
+	ASSERT_EQ(0, vm_ctx_use_self_signed(self->sctx, "mailktls-vm"));
+	ASSERT_EQ(0, vm_pin_cipher(self->sctx, variant->version, variant->cipher));
+	ASSERT_EQ(0, vm_pin_cipher(self->cctx, variant->version, variant->cipher));
 	ASSERT_EQ(1, SSL_CTX_set_num_tickets(self->sctx, 0));
 	SSL_CTX_set_keylog_callback(self->sctx, mk_tls_keylog_cb);
 
 	ASSERT_EQ(0, mk_tcp_pair(&self->cfd, &self->sfd));
-	ASSERT_EQ(0, mk_set_nonblock(self->cfd, 1));
-	ASSERT_EQ(0, mk_set_nonblock(self->sfd, 1));
+	ASSERT_EQ(0, vm_set_nonblock(self->cfd, true));
+	ASSERT_EQ(0, vm_set_nonblock(self->sfd, true));
 	self->srv = SSL_new(self->sctx);
 	self->cli = SSL_new(self->cctx);
 	ASSERT_NE(NULL, self->srv);
@@ -301,9 +211,9 @@ FIXTURE_SETUP(ktls)
 	self->tx.dk_seq = variant->version == TLS1_2_VERSION ? 1 : 0;
 	self->rx.dk_seq = variant->version == TLS1_2_VERSION ? 1 : 0;
 
-	ASSERT_EQ(0, mk_set_nonblock(self->cfd, 0));
-	ASSERT_EQ(0, mk_set_nonblock(self->sfd, 0));
-	ASSERT_EQ(0, mk_read_tls_stat(&self->stat));
+	ASSERT_EQ(0, vm_set_nonblock(self->cfd, false));
+	ASSERT_EQ(0, vm_set_nonblock(self->sfd, false));
+	ASSERT_EQ(0, vm_read_tls_stat(&self->stat));
 	ret = mk_ktls_install(self->sfd, &self->tx, &self->rx, err, sizeof(err));
 	ASSERT_EQ(0, ret) {
 		TH_LOG("mk_ktls_install: %s", err);
@@ -402,7 +312,7 @@ TEST(probe_finds_ktls)
  */
 TEST_F(ktls, data_both_ways)
 {
-	struct mk_tls_stat st = { 0 };
+	struct vm_tls_stat st = { 0 };
 	struct mk_xfer x = { .xf_fd = self->sfd, .xf_len = MK_DATA_LEN };
 	uint8_t *out, *in;
 	pthread_t th;
@@ -435,7 +345,7 @@ TEST_F(ktls, data_both_ways)
 	}
 	ASSERT_EQ(0, memcmp(out, in, MK_DATA_LEN));
 
-	ASSERT_EQ(0, mk_read_tls_stat(&st));
+	ASSERT_EQ(0, vm_read_tls_stat(&st));
 	EXPECT_EQ(self->stat.ts_tx_sw + 1, st.ts_tx_sw);
 	EXPECT_EQ(self->stat.ts_rx_sw + 1, st.ts_rx_sw);
 	EXPECT_EQ(self->stat.ts_curr_tx_sw + 1, st.ts_curr_tx_sw);

@@ -230,12 +230,14 @@ bench_proxy() {	# name port
 	u0=$(tree_stat "$pid" | cut -d' ' -f4)
 	s0=$(sys_busy_ticks)
 	up=$(timeout 300 "$BIN/bench_client" bulk "$port" up $((BULK_MIB << 20)) | field mbps)
+	tm=$(tree_stat "$pid" | cut -d' ' -f2)
 	down=$(timeout 300 "$BIN/bench_client" bulk "$port" down $((BULK_MIB << 20)) | field mbps)
 	t1=$(tree_stat "$pid" | cut -d' ' -f2)
 	u1=$(tree_stat "$pid" | cut -d' ' -f4)
 	s1=$(sys_busy_ticks)
 	log "$name: bulk: up ${up:-fail} MB/s, down ${down:-fail} MB/s, proxy $((t1 - t0))" \
-		"ticks (user $((u1 - u0)), system $((t1 - t0 - u1 + u0))), VM busy $((s1 - s0)) ticks"
+		"ticks (up $((tm - t0)), down $((t1 - tm)); user $((u1 - u0)), system $((t1 - t0 - u1 + u0)))," \
+		"VM busy $((s1 - s0)) ticks"
 	cpu=- syscpu=-
 	if [ -n "$up" ] && [ -n "$down" ]; then
 		cpu=$(awk -v d=$((t1 - t0)) -v t=$TICK -v m="$BULK_MIB" \

@@ -2,10 +2,18 @@
 /*
  * Zero-copy relay for kernel TLS connections: for each direction,
  *
- *   POLL_ADD(src, POLLIN) -> SPLICE(src -> pipe) -> SPLICE(pipe -> dst) -> ...
+ *   POLL_ADD(src, POLLIN) -> SPLICE(src -> pipe) -> SPLICE(pipe -> dst)
+ *     -> SPLICE(src -> pipe) -> ... until src has nothing: POLL_ADD again
  *
  * The pipe is borrowed from the worker's pool after the poll fires and
- * returned as soon as it is empty, so an idle connection holds no pipe.
+ * returned when the source runs dry, so an idle connection holds no pipe.
+ * While data streams, the next splice is tried straight away: a poll per
+ * record would cost a third more operations.
+ *
+ * The sockets are non-blocking and io_uring hands a splice that would
+ * block back as -EAGAIN: reading, we wait for POLLIN; writing (the peer
+ * is slow), for POLLOUT on the destination. Never by retrying at once,
+ * which would spin.
  *
  * The kernel cannot splice a record that is not application data: the
  * splice fails (EINVAL on 6.1) and the record is read with its type
@@ -30,30 +38,40 @@
 #define MK_TLS_HS_KEY_UPDATE 24
 
 struct splice_ops {
-	enum mk_op so_poll, so_in, so_out;
+	enum mk_op so_poll, so_in, so_out, so_wpoll;
 };
 
-static const struct splice_ops c2b_ops = { MK_OP_POLL_C2B, MK_OP_SPLICE_IN_C2B, MK_OP_SPLICE_OUT_C2B };
-static const struct splice_ops b2c_ops = { MK_OP_POLL_B2C, MK_OP_SPLICE_IN_B2C, MK_OP_SPLICE_OUT_B2C };
+static const struct splice_ops c2b_ops = {
+	MK_OP_POLL_C2B, MK_OP_SPLICE_IN_C2B, MK_OP_SPLICE_OUT_C2B, MK_OP_WPOLL_C2B
+};
+static const struct splice_ops b2c_ops = {
+	MK_OP_POLL_B2C, MK_OP_SPLICE_IN_B2C, MK_OP_SPLICE_OUT_B2C, MK_OP_WPOLL_B2C
+};
 
 static bool splice_is_c2b(enum mk_op op)
 {
-	return op == MK_OP_POLL_C2B || op == MK_OP_SPLICE_IN_C2B || op == MK_OP_SPLICE_OUT_C2B;
+	return op == MK_OP_POLL_C2B || op == MK_OP_SPLICE_IN_C2B || op == MK_OP_SPLICE_OUT_C2B ||
+	       op == MK_OP_WPOLL_C2B;
 }
 
-static void splice_arm_poll(struct mk_conn *c, struct mk_dir *d, int src, const struct splice_ops *o)
+static void splice_poll(struct mk_conn *c, struct mk_dir *d, int fd, enum mk_op op,
+			unsigned int events)
 {
-	struct io_uring_sqe *sqe;
+	struct io_uring_sqe *sqe = mk_conn_sqe(c, op);
 
-	if (d->d_busy || d->d_eof || c->c_state != MK_CS_RELAY)
-		return;
-	sqe = mk_conn_sqe(c, o->so_poll);
 	if (!sqe) {
 		mk_conn_end(c, "error:no_sqe");
 		return;
 	}
-	io_uring_prep_poll_add(sqe, src, POLLIN | POLLRDHUP);
+	io_uring_prep_poll_add(sqe, fd, events);
 	d->d_busy = true;
+}
+
+static void splice_arm_poll(struct mk_conn *c, struct mk_dir *d, int src, const struct splice_ops *o)
+{
+	if (d->d_busy || d->d_eof || c->c_state != MK_CS_RELAY)
+		return;
+	splice_poll(c, d, src, o->so_poll, POLLIN | POLLRDHUP);
 }
 
 /**
@@ -71,8 +89,8 @@ void mk_relay_splice_start(struct mk_conn *c)
 		splice_arm_poll(c, &c->c_c2b, c->c_fd, &c2b_ops);
 }
 
-static void splice_queue(struct mk_conn *c, struct mk_dir *d, enum mk_op op, int in, int out,
-			 unsigned int len)
+static void splice_queue_flags(struct mk_conn *c, struct mk_dir *d, enum mk_op op, int in,
+			       int out, unsigned int len, unsigned int flags)
 {
 	struct io_uring_sqe *sqe = mk_conn_sqe(c, op);
 
@@ -80,8 +98,14 @@ static void splice_queue(struct mk_conn *c, struct mk_dir *d, enum mk_op op, int
 		mk_conn_end(c, "error:no_sqe");
 		return;
 	}
-	io_uring_prep_splice(sqe, in, -1, out, -1, len, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+	io_uring_prep_splice(sqe, in, -1, out, -1, len, SPLICE_F_MOVE | flags);
 	d->d_busy = true;
+}
+
+static void splice_queue(struct mk_conn *c, struct mk_dir *d, enum mk_op op, int in, int out,
+			 unsigned int len)
+{
+	splice_queue_flags(c, d, op, in, out, len, SPLICE_F_NONBLOCK);
 }
 
 static void splice_release_pipe(struct mk_conn *c, struct mk_dir *d)
@@ -218,8 +242,7 @@ static void splice_out_done(struct mk_conn *c, struct mk_dir *d, bool c2b, int r
 
 	if (res <= 0) {
 		if (res == -EAGAIN) {
-			splice_queue(c, d, o->so_out, d->d_pipe->p_fd[0], dst,
-				     (unsigned int)d->d_in_pipe);
+			splice_poll(c, d, dst, o->so_wpoll, POLLOUT);
 			return;
 		}
 		splice_release_pipe(c, d);
@@ -233,8 +256,21 @@ static void splice_out_done(struct mk_conn *c, struct mk_dir *d, bool c2b, int r
 		splice_queue(c, d, o->so_out, d->d_pipe->p_fd[0], dst, (unsigned int)d->d_in_pipe);
 		return;
 	}
-	splice_release_pipe(c, d);
-	splice_arm_poll(c, d, c2b ? c->c_fd : c->c_bfd, o);
+	/* Streaming: try the next chunk now; -EAGAIN brings the poll back. */
+	splice_queue(c, d, o->so_in, c2b ? c->c_fd : c->c_bfd, d->d_pipe->p_fd[1], MK_SPLICE_LEN);
+}
+
+static void splice_wpoll_done(struct mk_conn *c, struct mk_dir *d, bool c2b, int res)
+{
+	const struct splice_ops *o = c2b ? &c2b_ops : &b2c_ops;
+
+	if (res < 0) {
+		splice_release_pipe(c, d);
+		mk_conn_end(c, "error:poll:%s", strerror(-res));
+		return;
+	}
+	splice_queue(c, d, o->so_out, d->d_pipe->p_fd[0], c2b ? c->c_bfd : c->c_fd,
+		     (unsigned int)d->d_in_pipe);
 }
 
 static void splice_poll_done(struct mk_conn *c, struct mk_dir *d, bool c2b, int res)
@@ -251,7 +287,12 @@ static void splice_poll_done(struct mk_conn *c, struct mk_dir *d, bool c2b, int 
 		mk_conn_end(c, "error:no_pipe");
 		return;
 	}
-	splice_queue(c, d, o->so_in, src, d->d_pipe->p_fd[1], MK_SPLICE_LEN);
+	/*
+	 * A kTLS socket can poll readable while only part of a record is in:
+	 * a non-blocking splice would then fail and the poll fire again at
+	 * once. This one may wait (in io_uring's worker) for the record.
+	 */
+	splice_queue_flags(c, d, o->so_in, src, d->d_pipe->p_fd[1], MK_SPLICE_LEN, 0);
 }
 
 /**
@@ -282,6 +323,10 @@ void mk_relay_splice_complete(struct mk_conn *c, enum mk_op op, int res)
 	case MK_OP_SPLICE_OUT_C2B:
 	case MK_OP_SPLICE_OUT_B2C:
 		splice_out_done(c, d, c2b, res);
+		break;
+	case MK_OP_WPOLL_C2B:
+	case MK_OP_WPOLL_B2C:
+		splice_wpoll_done(c, d, c2b, res);
 		break;
 	default:
 		break;

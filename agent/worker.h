@@ -38,6 +38,8 @@ enum mk_op {
 	MK_OP_SPLICE_OUT_C2B,	/* pipe -> socket */
 	MK_OP_SPLICE_IN_B2C,
 	MK_OP_SPLICE_OUT_B2C,
+	MK_OP_WPOLL_C2B,	/* backend writable again (splice relay) */
+	MK_OP_WPOLL_B2C,	/* client writable again */
 	MK_OP_CANCEL,
 };
 

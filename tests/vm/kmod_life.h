@@ -7,6 +7,7 @@
  *
  * Kept apart from kmod_util.h because FIXTURE() registers a fixture in every
  * program that includes it; kmod_cmds_test.c has a fixture of its own.
+ * km_cycle() is one tag's whole life, the unit these tests repeat.
  */
 #ifndef MAILKTLS_KMOD_LIFE_H
 #define MAILKTLS_KMOD_LIFE_H
@@ -37,6 +38,33 @@ FIXTURE_TEARDOWN(life)
 {
 	mk_genl_close(&self->g);
 	km_set_gc_ms(1000);
+}
+
+/* Tag one end of a fresh pair, ask from the other, close both; *op names a failed step. */
+static inline int km_cycle(struct mk_genl *g, int family, bool use_library, const char **op)
+{
+	struct mailktls_info mi;
+	int a, d, sv[2], err;
+
+	if (family == AF_UNIX) {
+		*op = "socketpair";
+		if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv))
+			return -errno;
+		a = sv[0];
+		d = sv[1];
+	} else if (km_tcp_pair(family, &a, &d)) {
+		*op = "tcp pair";
+		return -errno;
+	}
+	*op = "TAG";
+	err = km_tag_fd(g, a, &tag13);
+	if (!err) {
+		*op = use_library ? "mailktls_query_fd" : "GET";
+		err = use_library ? mailktls_query_fd(d, &mi) : km_get_fd(g, d);
+	}
+	close(a);
+	close(d);
+	return err;
 }
 
 #endif

@@ -15,33 +15,6 @@
 /* Rounds of the stress test in one run (-r N), to hunt rare races in one VM boot. */
 static int stress_rounds = 1;
 
-/* Tag one end of a fresh pair, ask from the other, close both; *op names a failed step. */
-static int cycle(struct mk_genl *g, int family, bool use_library, const char **op)
-{
-	struct mailktls_info mi;
-	int a, d, sv[2], err;
-
-	if (family == AF_UNIX) {
-		*op = "socketpair";
-		if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv))
-			return -errno;
-		a = sv[0];
-		d = sv[1];
-	} else if (km_tcp_pair(family, &a, &d)) {
-		*op = "tcp pair";
-		return -errno;
-	}
-	*op = "TAG";
-	err = km_tag_fd(g, a, &tag13);
-	if (!err) {
-		*op = use_library ? "mailktls_query_fd" : "GET";
-		err = use_library ? mailktls_query_fd(d, &mi) : km_get_fd(g, d);
-	}
-	close(a);
-	close(d);
-	return err;
-}
-
 struct stress {
 	atomic_int st_errors;
 	atomic_int st_stop;
@@ -78,7 +51,7 @@ static void *stress_tagger(void *arg)
 		return NULL;
 	}
 	for (i = 0; i < st->st_iter; i++) {
-		err = cycle(&g, i % 4 ? AF_UNIX : AF_INET, i % 50 == 0, &op);
+		err = km_cycle(&g, i % 4 ? AF_UNIX : AF_INET, i % 50 == 0, &op);
 		if (err)
 			stress_error(st, "tagger", op, err);
 	}

@@ -233,8 +233,8 @@ clean:
 	rm -rf $(BUILD) $(BINS) agent/libmailktls.so
 	-$(MAKE) -C $(KDIR) M=$(CURDIR) clean 2>/dev/null
 
-# Keep instrumented objects between builds (they are intermediates of
-# pattern rules and make would delete them).
-.SECONDARY:
+# Keep instrumented objects between builds: they are prerequisites of
+# pattern rules only, so make would delete them as intermediates.
+.PRECIOUS: $(FUZZ_BUILD)/agent/%.o $(SAN_BUILD)/agent/%.o $(SAN_BUILD)/lib/%.o
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -52,8 +52,8 @@
 
 /*
  * Bulk size each way: 64 MiB, as the issue asks. Under QEMU TCG on the
- * 2-CPU CI machine that takes 19-35 s per variant (155 s for the six,
- * measured on a quiet host), so the VM suite takes about four minutes;
+ * 2-CPU CI machine that takes 10-12 s per variant (measured on a quiet
+ * host), so the VM suite takes about four minutes;
  * MK_BULK_MIB=8 makes a quick run while developing:
  * VM_ONLY=agent_ktls_test VM_TEST_ARGS="MK_BULK_MIB=8" scripts/vm-run.sh
  */

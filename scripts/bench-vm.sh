@@ -59,7 +59,7 @@ for prog in bench_backend bench_client; do
 	gcc -std=gnu11 -O2 -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
 		-o "$OUT/$prog" "scripts/bench/$prog.c" -lssl -lcrypto
 done
-extra="$OUT/mailktlsd $OUT/bench_backend $OUT/bench_client"
+extra="$OUT/mailktlsd $OUT/bench_backend $OUT/bench_client scripts/bench/peers.sh"
 for b in stunnel4 haproxy hitch; do
 	extra+=" $(readlink -f "$(command -v "$b")")"
 done

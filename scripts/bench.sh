@@ -180,39 +180,9 @@ EOF
 	"$OUT/mailktlsd" -c "$TMP/mailktlsd.conf" 2>"$TMP/mailktlsd.log" &
 }
 
-start_stunnel() {
-	cat >"$TMP/stunnel.conf" <<EOF
-foreground = yes
-pid =
-debug = 3
-output = $TMP/stunnel.log
-[bench]
-accept = 127.0.0.1:$1
-connect = 127.0.0.1:$BACKEND_PORT
-cert = $TMP/cert.pem
-key = $TMP/key.pem
-EOF
-	stunnel4 "$TMP/stunnel.conf" 2>>"$TMP/stunnel.log" &
-}
-
-start_haproxy() {
-	cat >"$TMP/haproxy.cfg" <<EOF
-global
-	nbthread 2
-	maxconn 8000
-defaults
-	mode tcp
-	timeout connect 5s
-	timeout client 10m
-	timeout server 10m
-frontend bench
-	bind 127.0.0.1:$1 ssl crt $TMP/combined.pem
-	default_backend sink
-backend sink
-	server s1 127.0.0.1:$BACKEND_PORT
-EOF
-	haproxy -db -f "$TMP/haproxy.cfg" >"$TMP/haproxy.log" 2>&1 &
-}
+# start_stunnel, start_haproxy: the same set-ups on the host and in the VM
+# shellcheck source=scripts/bench/peers.sh
+. "$(dirname "$0")/bench/peers.sh"
 
 start_hitch() {
 	local hitch_user=()

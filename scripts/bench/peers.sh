@@ -1,0 +1,42 @@
+# SPDX-License-Identifier: GPL-2.0
+# shellcheck shell=sh
+#
+# The peer TLS terminators of the benchmarks, configured alike: sourced by
+# scripts/bench.sh on the host and scripts/bench/vm/bench-in-vm.sh in the
+# VM (busybox sh), so both measure the same set-ups. Each takes the port to
+# listen on; TMP, BACKEND_PORT and the certificate files in TMP (cert.pem,
+# key.pem, combined.pem) come from the caller.
+
+start_stunnel() {
+	cat >"$TMP/stunnel.conf" <<EOF
+foreground = yes
+pid =
+debug = 3
+output = $TMP/stunnel.log
+[bench]
+accept = 127.0.0.1:$1
+connect = 127.0.0.1:$BACKEND_PORT
+cert = $TMP/cert.pem
+key = $TMP/key.pem
+EOF
+	stunnel4 "$TMP/stunnel.conf" 2>>"$TMP/stunnel.log" &
+}
+
+start_haproxy() {
+	cat >"$TMP/haproxy.cfg" <<EOF
+global
+	nbthread 2
+	maxconn 8000
+defaults
+	mode tcp
+	timeout connect 5s
+	timeout client 10m
+	timeout server 10m
+frontend bench
+	bind 127.0.0.1:$1 ssl crt $TMP/combined.pem
+	default_backend sink
+backend sink
+	server s1 127.0.0.1:$BACKEND_PORT
+EOF
+	haproxy -db -f "$TMP/haproxy.cfg" >"$TMP/haproxy.log" 2>&1 &
+}

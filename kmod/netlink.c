@@ -78,6 +78,25 @@ static struct socket *mk_fd_socket(struct genl_info *info, int *err)
 	return sock;
 }
 
+/*
+ * TAG and UNTAG change a socket that may live in another netns than the
+ * netlink socket the core checked: CAP_NET_ADMIN is needed in the tagged
+ * socket's own netns.
+ */
+static struct socket *mk_fd_socket_admin(struct genl_info *info, int *err)
+{
+	struct socket *sock = mk_fd_socket(info, err);
+
+	if (!sock)
+		return NULL;
+	if (!ns_capable(sock_net(sock->sk)->user_ns, CAP_NET_ADMIN)) {
+		sockfd_put(sock);
+		*err = -EPERM;
+		return NULL;
+	}
+	return sock;
+}
+
 static void mk_nla_str(char *dst, size_t len, const struct nlattr *nla)
 {
 	if (nla)
@@ -186,16 +205,9 @@ static int mk_cmd_tag(struct sk_buff *skb, struct genl_info *info)
 	struct socket *sock;
 	int err;
 
-	sock = mk_fd_socket(info, &err);
+	sock = mk_fd_socket_admin(info, &err);
 	if (!sock)
 		goto out;
-	/* The netlink socket's netns was checked by the core; the tagged
-	 * socket may live in another one.
-	 */
-	if (!ns_capable(sock_net(sock->sk)->user_ns, CAP_NET_ADMIN)) {
-		err = -EPERM;
-		goto out_put;
-	}
 	d = kmalloc(sizeof(*d), GFP_KERNEL);
 	if (!d) {
 		err = -ENOMEM;
@@ -218,17 +230,11 @@ static int mk_cmd_untag(struct sk_buff *skb, struct genl_info *info)
 	struct socket *sock;
 	int err;
 
-	sock = mk_fd_socket(info, &err);
+	sock = mk_fd_socket_admin(info, &err);
 	if (!sock)
-		goto out;
-	if (!ns_capable(sock_net(sock->sk)->user_ns, CAP_NET_ADMIN)) {
-		err = -EPERM;
-		goto out_put;
-	}
+		return err;
 	err = mk_tag_clear(sock->sk);
-out_put:
 	sockfd_put(sock);
-out:
 	return err;
 }
 

@@ -159,28 +159,11 @@ chmod 600 "$TMP"/*.pem
 # --- the proxies ----------------------------------------------------------------
 
 start_mailktlsd() {	# port
-	cat >"$TMP/mailktlsd.conf" <<EOF
-[global]
-workers = 2
-log = stderr
-query_socket =
-ktls = $MK_KTLS
-[listener bench]
-listen = 127.0.0.1:$1
-protocol = imap
-tls = implicit
-backend = 127.0.0.1:$BACKEND_PORT
-proxy_protocol = none
-certificate = $TMP/cert.pem
-private_key = $TMP/key.pem
-alpn = off
-max_connections = 20000
-idle_timeout = 10m
-EOF
+	mailktlsd_conf "$1" "$MK_KTLS" >"$TMP/mailktlsd.conf"
 	"$OUT/mailktlsd" -c "$TMP/mailktlsd.conf" 2>"$TMP/mailktlsd.log" &
 }
 
-# start_stunnel, start_haproxy: the same set-ups on the host and in the VM
+# mailktlsd_conf, start_stunnel, start_haproxy: the same set-ups on the host and in the VM
 # shellcheck source=scripts/bench/peers.sh
 . "$(dirname "$0")/bench/peers.sh"
 

@@ -1,11 +1,33 @@
 # SPDX-License-Identifier: GPL-2.0
 # shellcheck shell=sh
 #
-# The peer TLS terminators of the benchmarks, configured alike: sourced by
+# The TLS terminators of the benchmarks, configured alike: sourced by
 # scripts/bench.sh on the host and scripts/bench/vm/bench-in-vm.sh in the
 # VM (busybox sh), so both measure the same set-ups. Each takes the port to
 # listen on; TMP, BACKEND_PORT and the certificate files in TMP (cert.pem,
 # key.pem, combined.pem) come from the caller.
+
+# mailktlsd_conf PORT KTLS - mailktlsd's benchmark config on stdout
+mailktlsd_conf() {
+	cat <<EOF
+[global]
+workers = 2
+log = stderr
+query_socket =
+ktls = $2
+[listener bench]
+listen = 127.0.0.1:$1
+protocol = imap
+tls = implicit
+backend = 127.0.0.1:$BACKEND_PORT
+proxy_protocol = none
+certificate = $TMP/cert.pem
+private_key = $TMP/key.pem
+alpn = off
+max_connections = 20000
+idle_timeout = 10m
+EOF
+}
 
 start_stunnel() {
 	cat >"$TMP/stunnel.conf" <<EOF

@@ -113,30 +113,13 @@ chmod 644 "$TMP"/*.pem	# hitch's workers run as nobody
 # --- the proxies: each starts in the background on port $1 -----------------------
 
 start_mailktlsd() {	# port ktls
-	cat >"$TMP/mailktlsd-$2.conf" <<EOF
-[global]
-workers = 2
-log = stderr
-query_socket =
-ktls = $2
-[listener bench]
-listen = 127.0.0.1:$1
-protocol = imap
-tls = implicit
-backend = 127.0.0.1:$BACKEND_PORT
-proxy_protocol = none
-certificate = $TMP/cert.pem
-private_key = $TMP/key.pem
-alpn = off
-max_connections = 20000
-idle_timeout = 10m
-EOF
+	mailktlsd_conf "$1" "$2" >"$TMP/mailktlsd-$2.conf"
 	"$BIN/mailktlsd" -c "$TMP/mailktlsd-$2.conf" 2>"$TMP/$name.log" &
 }
 start_mk_ktls() { start_mailktlsd "$1" require; }
 start_mk_off() { start_mailktlsd "$1" off; }
 
-# start_stunnel, start_haproxy: the same set-ups on the host and in the VM
+# mailktlsd_conf, start_stunnel, start_haproxy: the same set-ups on the host and in the VM
 # shellcheck source=scripts/bench/peers.sh
 . "$(dirname "$0")/../peers.sh"
 

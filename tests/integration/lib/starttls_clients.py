@@ -279,15 +279,22 @@ def after_tls_quiet(peer, what):
     expect(not got, f"inside TLS before any command, got {got[:200]!r} ({what})")
 
 
-def imap_starttls(peer, args, segment):
+def upgrade(peer, args, segment, greeting, ok, command):
+    """Greeting, then `segment` (the STARTTLS command and whatever is
+    injected behind it) in one send, the OK reply, no plaintext after it,
+    then the handshake."""
     g = peer.line()
-    expect(g.startswith(b"* OK"), f"greeting {g!r}")
+    expect(g.startswith(greeting), f"greeting {g!r}")
     peer.send(segment)
     r = peer.line()
-    expect(r.startswith(b"a OK"), f"STARTTLS reply {r!r}")
+    expect(r.startswith(ok), f"{command} reply {r!r}")
     extra = peer.quiet(0.3)
-    expect(not extra, f"plaintext after the STARTTLS reply: {extra!r}")
+    expect(not extra, f"plaintext after the {command} reply: {extra!r}")
     peer.starttls(args)
+
+
+def imap_starttls(peer, args, segment):
+    upgrade(peer, args, segment, b"* OK", b"a OK", "STARTTLS")
 
 
 def probe_imap_noop(peer, args):
@@ -312,14 +319,7 @@ def probe_imap_login(peer, args):
 
 
 def pop3_stls(peer, args, segment):
-    g = peer.line()
-    expect(g.startswith(b"+OK"), f"greeting {g!r}")
-    peer.send(segment)
-    r = peer.line()
-    expect(r.startswith(b"+OK"), f"STLS reply {r!r}")
-    extra = peer.quiet(0.3)
-    expect(not extra, f"plaintext after the STLS reply: {extra!r}")
-    peer.starttls(args)
+    upgrade(peer, args, segment, b"+OK", b"+OK", "STLS")
 
 
 def probe_pop3_capa(peer, args):

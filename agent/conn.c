@@ -131,6 +131,32 @@ void mk_conn_accepted(struct mk_worker *w, struct mk_listener *l, int fd)
 	mk_conn_reap(c);
 }
 
+/**
+ * mk_conn_drain_wbio() - move what OpenSSL wrote into c->c_cout
+ * @c: a connection whose records are still in user space
+ *
+ * Callers make sure no send from c_cout is in flight: appending may move
+ * the buffer.
+ *
+ * Return: the number of bytes moved, or -ENOBUFS.
+ */
+int mk_conn_drain_wbio(struct mk_conn *c)
+{
+	size_t pending = BIO_ctrl_pending(c->c_wbio);
+	uint8_t *p;
+	int n;
+
+	if (!pending)
+		return 0;
+	p = mk_buf_reserve(&c->c_cout, pending);
+	if (!p)
+		return -ENOBUFS;
+	n = BIO_read(c->c_wbio, p, (int)pending);
+	if (n > 0)
+		c->c_cout.b_len += (size_t)n;
+	return n;
+}
+
 /* The TLS close the client is owed (RFC 8314 §3.4), best effort: the
  * socket is non-blocking and this is the last thing we write. */
 static void conn_close_notify(struct mk_conn *c)

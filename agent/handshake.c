@@ -50,24 +50,6 @@ unsigned int mk_tls_count_records(const uint8_t *buf, size_t len, size_t *partia
 	return n;
 }
 
-/* Move what OpenSSL wrote into the send buffer; return the byte count. */
-static int handshake_drain_wbio(struct mk_conn *c)
-{
-	size_t pending = BIO_ctrl_pending(c->c_wbio);
-	uint8_t *p;
-	int n;
-
-	if (!pending)
-		return 0;
-	p = mk_buf_reserve(&c->c_cout, pending);
-	if (!p)
-		return -ENOBUFS;
-	n = BIO_read(c->c_wbio, p, (int)pending);
-	if (n > 0)
-		c->c_cout.b_len += (size_t)n;
-	return n;
-}
-
 static void handshake_failed(struct mk_conn *c)
 {
 	unsigned long e = ERR_peek_last_error();
@@ -81,7 +63,7 @@ static void handshake_failed(struct mk_conn *c)
 	snprintf(c->c_end, sizeof(c->c_end), "error:handshake");
 	/* The alert OpenSSL wrote (protocol_version, no_application_protocol,
 	 * ...) is owed to the client before we close. */
-	if (handshake_drain_wbio(c) > 0) {
+	if (mk_conn_drain_wbio(c) > 0) {
 		c->c_close_after_send = true;
 		mk_conn_send_client(c);
 		return;
@@ -182,6 +164,10 @@ void mk_handshake_input(struct mk_conn *c)
 	size_t out_before;
 	int ret, err;
 
+	/* What OpenSSL answers goes to c_cout, which must not move under a
+	 * send in flight: the input waits in c_cin until that send is done. */
+	if (c->c_csend_busy)
+		return;
 	if (BIO_write(c->c_rbio, mk_buf_head(&c->c_cin), (int)mk_buf_used(&c->c_cin)) !=
 	    (int)mk_buf_used(&c->c_cin)) {
 		mk_conn_end(c, "error:no_memory");
@@ -201,7 +187,7 @@ void mk_handshake_input(struct mk_conn *c)
 			handshake_failed(c);
 			return;
 		}
-		if (handshake_drain_wbio(c) < 0) {
+		if (mk_conn_drain_wbio(c) < 0) {
 			mk_conn_end(c, "error:no_memory");
 			return;
 		}
@@ -209,7 +195,7 @@ void mk_handshake_input(struct mk_conn *c)
 		mk_conn_recv_client(c);
 		return;
 	}
-	if (handshake_drain_wbio(c) < 0) {
+	if (mk_conn_drain_wbio(c) < 0) {
 		mk_conn_end(c, "error:no_memory");
 		return;
 	}
@@ -231,6 +217,8 @@ void mk_handshake_output_sent(struct mk_conn *c)
 		mk_conn_end(c, "%s", c->c_end[0] ? c->c_end : "error:handshake");
 		return;
 	}
-	if (c->c_handshake_done)
+	if (mk_buf_used(&c->c_cin))
+		mk_handshake_input(c);
+	else if (c->c_handshake_done)
 		handshake_proceed(c);
 }

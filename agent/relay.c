@@ -44,8 +44,6 @@ static void relay_client_ended(struct mk_conn *c, const char *how)
 /* Plaintext for the client: straight to the kTLS socket, or via OpenSSL. */
 static int relay_to_client(struct mk_conn *c, const uint8_t *p, size_t len)
 {
-	size_t pending;
-	uint8_t *out;
 	int n;
 
 	if (c->c_ktls)
@@ -57,14 +55,8 @@ static int relay_to_client(struct mk_conn *c, const uint8_t *p, size_t len)
 		p += n;
 		len -= (size_t)n;
 	}
-	pending = BIO_ctrl_pending(c->c_wbio);
-	out = mk_buf_reserve(&c->c_cout, pending);
-	if (!out)
-		return -ENOBUFS;
-	n = BIO_read(c->c_wbio, out, (int)pending);
-	if (n > 0)
-		c->c_cout.b_len += (size_t)n;
-	return 0;
+	n = mk_conn_drain_wbio(c);
+	return n < 0 ? n : 0;
 }
 
 static void relay_check_done(struct mk_conn *c)
@@ -146,20 +138,13 @@ static void relay_b2c_next(struct mk_conn *c)
  */
 void mk_relay_close_notify(struct mk_conn *c)
 {
-	uint8_t *out;
-	size_t pending;
-	int n;
-
 	if (c->c_b2c.d_done)
 		return;
 	if (!c->c_ktls && !c->c_b2c.d_pipe) {
 		/* OpenSSL writes the alert; send it, then shut down. */
 		if (!(SSL_get_shutdown(c->c_ssl) & SSL_SENT_SHUTDOWN)) {
 			SSL_shutdown(c->c_ssl);
-			pending = BIO_ctrl_pending(c->c_wbio);
-			out = mk_buf_reserve(&c->c_cout, pending);
-			if (out && (n = BIO_read(c->c_wbio, out, (int)pending)) > 0) {
-				c->c_cout.b_len += (size_t)n;
+			if (mk_conn_drain_wbio(c) > 0) {
 				mk_conn_send_client(c);
 				return;
 			}
@@ -225,8 +210,10 @@ void mk_relay_user_client_data(struct mk_conn *c)
 		c->c_c2b.d_bytes += (uint64_t)n;
 	}
 	/* OpenSSL may have something to say (e.g. an alert). */
-	if (BIO_ctrl_pending(c->c_wbio) && !c->c_csend_busy)
-		relay_to_client(c, (const uint8_t *)"", 0);
+	if (!c->c_csend_busy && mk_conn_drain_wbio(c) < 0) {
+		mk_conn_end(c, "error:no_memory");
+		return;
+	}
 	mk_conn_send_client(c);
 	if (mk_buf_used(&c->c_bout))
 		mk_conn_send_backend(c);

@@ -60,6 +60,10 @@ void mk_starttls_input(struct mk_conn *c)
 	enum mk_pretls_verdict v;
 	size_t consumed, nev;
 
+	/* Replies go to c_cout, which must not move under a send in flight:
+	 * the input waits in c_cin until that send completes. */
+	if (c->c_csend_busy)
+		return;
 	do {
 		nev = sizeof(ev) / sizeof(ev[0]);
 		v = mk_pretls_input(c->c_pretls, mk_buf_head(&c->c_cin), mk_buf_used(&c->c_cin),
@@ -95,8 +99,11 @@ void mk_starttls_output_sent(struct mk_conn *c)
 		mk_conn_end(c, "pretls_close");
 		return;
 	}
-	if (!c->c_starttls_pending)
+	if (!c->c_starttls_pending) {
+		if (mk_buf_used(&c->c_cin))
+			mk_starttls_input(c);
 		return;
+	}
 	c->c_starttls_pending = false;
 	mk_pretls_free(c->c_pretls);
 	c->c_pretls = NULL;

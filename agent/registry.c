@@ -74,6 +74,7 @@ static const struct {
 	MK_SS_STR(ss_client_subject),
 };
 #define MK_REG_NSTRS (sizeof(mk_reg_strs) / sizeof(mk_reg_strs[0]))
+#define MK_REG_STR_CIPHER 2		/* ss_cipher's place in mk_reg_strs[] */
 
 struct mk_reg_listener {
 	char rl_name[MK_NAME_MAX];
@@ -259,6 +260,16 @@ static struct mk_reg_entry *mk_reg_entry_new(const struct mk_session *s, int bac
 	return e;
 }
 
+/* The @n-th packed string of @e (mk_reg_strs[] order). */
+static const char *mk_reg_str(const struct mk_reg_entry *e, size_t n)
+{
+	const char *p = e->re_strs;
+
+	while (n--)
+		p += strlen(p) + 1;
+	return p;
+}
+
 /* The session back from @e, as far as the answers use it. */
 static void mk_reg_entry_expand(const struct mk_reg_entry *e, struct mk_session *s)
 {
@@ -416,9 +427,11 @@ int mk_query_parse(const char *line, size_t len, struct mk_query *q)
 		end--;
 	if (mk_word(&p, end, "STATUS"))
 		return p == end ? (q->q_kind = MK_QUERY_STATUS, 0) : -EINVAL;
-	if (!mk_word(&p, end, "QUERY "))
+	if (mk_word(&p, end, "CLAUSE "))
+		q->q_kind = MK_QUERY_CLAUSE;
+	else if (!mk_word(&p, end, "QUERY "))
 		return -EINVAL;
-	if (mk_word(&p, end, "PEER "))
+	else if (mk_word(&p, end, "PEER "))
 		q->q_kind = MK_QUERY_PEER;
 	else if (mk_word(&p, end, "ADDR "))
 		q->q_kind = MK_QUERY_ADDR;
@@ -506,6 +519,7 @@ static bool mk_entry_matches(const struct mk_reg_entry *e, const struct mk_query
 	case MK_QUERY_PEER:
 		return mk_addr_equal(&e->re_backend_local.sa, (const struct sockaddr *)&q->q_addr);
 	case MK_QUERY_ADDR:
+	case MK_QUERY_CLAUSE:
 		return mk_addr_equal(&e->re_client.sa, (const struct sockaddr *)&q->q_addr);
 	case MK_QUERY_INODE:
 		return e->re_backend_inode == q->q_inode;
@@ -532,6 +546,36 @@ static void mk_out_status(struct mk_out *o)
 	pthread_mutex_unlock(&mk_reg.r_lock);
 }
 
+/*
+ * CLAUSE: the RFC 8314 §4.3 clause alone ("tls TLS_AES_256_GCM_SHA384\n"),
+ * or nothing at all for a connection the agent does not know, so that an
+ * MTA can put the answer into its Received header as it is.
+ */
+static size_t mk_out_clause(struct mk_out *o, const struct mk_query *q)
+{
+	struct mailktls_info mi = { 0 };
+	char clause[96];
+	bool found = false;
+	size_t i;
+
+	pthread_mutex_lock(&mk_reg.r_lock);
+	for (i = 0; i < mk_reg.r_n; i++) {
+		const struct mk_reg_entry *e = mk_reg.r_entries[i];
+
+		if (mk_entry_matches(e, q)) {
+			mi.mi_cipher_id = e->re_cipher_id;
+			mk_strlcpy(mi.mi_cipher, mk_reg_str(e, MK_REG_STR_CIPHER),
+				   sizeof(mi.mi_cipher));
+			found = true;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&mk_reg.r_lock);
+	if (found && mailktls_received_clause(&mi, clause, sizeof(clause)) > 0)
+		mk_outf(o, "%s\n", clause);
+	return o->o_pos;
+}
+
 /**
  * mk_query_answer() - the full answer to one request line
  * @line:   the request, without "\n"
@@ -553,6 +597,10 @@ size_t mk_query_answer(const char *line, size_t len, char *out, size_t outlen)
 		return 0;
 	out[0] = '\0';
 	err = mk_query_parse(line, len, &q);
+	if (!err && q.q_kind == MK_QUERY_CLAUSE)
+		return mk_out_clause(&o, &q);
+	if (err && len >= 7 && !memcmp(line, "CLAUSE ", 7))
+		return 0;	/* CLAUSE answers a clause or nothing */
 	if (err) {
 		mk_outf(&o, "error %s\n\n", err == -E2BIG ? "toolong" : "syntax");
 		return o.o_pos;

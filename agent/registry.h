@@ -52,11 +52,11 @@ void mk_query_server_stop(void);
 
 
 /* One parsed query-socket request (protocol: include/mailktls.h). */
-enum mk_query_kind { MK_QUERY_PEER, MK_QUERY_INODE, MK_QUERY_ADDR, MK_QUERY_STATUS };
+enum mk_query_kind { MK_QUERY_PEER, MK_QUERY_INODE, MK_QUERY_ADDR, MK_QUERY_STATUS, MK_QUERY_CLAUSE };
 
 struct mk_query {
 	enum mk_query_kind q_kind;
-	struct sockaddr_storage q_addr;	/* PEER, ADDR */
+	struct sockaddr_storage q_addr;	/* PEER, ADDR, CLAUSE */
 	uint64_t q_inode;		/* INODE */
 };
 

@@ -19,6 +19,9 @@
  *                                        from sock_diag UNIX_DIAG_PEER)
  *               QUERY ADDR <ip>:<port>   the connection of this client
  *               STATUS                   listeners and connection counts
+ *               CLAUSE <ip>:<port>       the RFC 8314 section 4.3 clause of
+ *                                        this client's connection alone
+ *                                        (for MTA configurations)
  *             <ip> is dotted IPv4 or [IPv6].
  *   answer:   "ok" or "error <reason>" (notfound, syntax, toolong), then
  *             key=value lines, then an empty line; the agent closes.
@@ -27,6 +30,9 @@
  *             client_cert (0/1), verify, ktls (tx,rx | tx | rx | none),
  *             client (<ip>:<port>), listener.  Bytes below 0x20 and 0x7f
  *             in values are sent as "?".
+ *             CLAUSE answers with one line, "tls TLS_AES_256_GCM_SHA384"
+ *             (or "tls 0x1302"), and nothing at all when the connection
+ *             is unknown or the request malformed.
  *             STATUS keys: module (yes/no), connections, ktls_txrx,
  *             listeners, then one "listener=<name> <listen> <protocol>
  *             <tls>" per listener.

@@ -240,6 +240,35 @@ TEST_F(qs, answer_values_have_no_control_bytes)
 	mk_registry_remove(id);
 }
 
+/* CLAUSE: the clause line alone, or nothing, so an MTA can use it as is. */
+TEST(query_clause_answers_the_line_or_nothing)
+{
+	struct mk_session s;
+	char ans[MAILKTLS_QUERY_ANSWER_MAX];
+	uint64_t id;
+
+	fill_session(&s, "192.0.2.45", 3);
+	id = mk_registry_add(&s, -1, -1);
+	ASSERT_NE(0, id);
+	EXPECT_EQ(strlen("tls ") + strlen(s.ss_cipher) + 1,
+		  mk_query_answer("CLAUSE 192.0.2.45:3", 19, ans, sizeof(ans)));
+	EXPECT_EQ(0, strncmp(ans, "tls ", 4));
+	EXPECT_EQ(0, strncmp(ans + 4, s.ss_cipher, strlen(s.ss_cipher)));
+	EXPECT_EQ('\n', ans[strlen(ans) - 1]);
+	EXPECT_EQ(0, mk_query_answer("CLAUSE 192.0.2.45:4", 19, ans, sizeof(ans)));
+	EXPECT_EQ(0, mk_query_answer("CLAUSE 192.0.2.45", 17, ans, sizeof(ans)));
+	EXPECT_STREQ("", ans);
+	/* an unregistered name goes out as the IANA number */
+	mk_registry_remove(id);
+	strcpy(s.ss_cipher, "");
+	s.ss_cipher_id = 0x1302;
+	id = mk_registry_add(&s, -1, -1);
+	mk_query_answer("CLAUSE 192.0.2.45:3", 19, ans, sizeof(ans));
+	EXPECT_STREQ("tls 0x1302\n", ans);
+	mk_registry_remove(id);
+	EXPECT_EQ(0, mk_query_answer("CLAUSE 192.0.2.45:3", 19, ans, sizeof(ans)));
+}
+
 TEST(query_parser)
 {
 	char longline[MAILKTLS_QUERY_LINE_MAX + 10];
@@ -256,6 +285,9 @@ TEST(query_parser)
 	EXPECT_EQ(AF_INET6, q.q_addr.ss_family);
 	ASSERT_EQ(0, mk_query_parse("QUERY INODE 123456", 18, &q));
 	EXPECT_EQ(123456, q.q_inode);
+	ASSERT_EQ(0, mk_query_parse("CLAUSE [2001:db8::1]:465", 24, &q));
+	EXPECT_EQ(MK_QUERY_CLAUSE, q.q_kind);
+	EXPECT_EQ(AF_INET6, q.q_addr.ss_family);
 
 	EXPECT_EQ(-EINVAL, mk_query_parse("", 0, &q));
 	EXPECT_EQ(-EINVAL, mk_query_parse("STATUS x", 8, &q));

@@ -7,6 +7,14 @@
 # listen on; TMP, BACKEND_PORT and the certificate files in TMP (cert.pem,
 # key.pem, combined.pem) come from the caller.
 
+# bench_established PORT - how many TCP connections on 127.0.0.1 have local
+# port PORT and are established: a backend's side of what proxies opened
+bench_established() {
+	awk -v port="$(printf '%04X' "$1")" \
+		'$4 == "01" && substr($2, index($2, ":") + 1) == port { n++ } END { print n + 0 }' \
+		/proc/net/tcp
+}
+
 # mailktlsd_conf PORT KTLS - mailktlsd's benchmark config on stdout
 mailktlsd_conf() {
 	cat <<EOF

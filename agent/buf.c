@@ -26,21 +26,66 @@ void mk_buf_init(struct mk_buf *b, size_t max)
  */
 void mk_buf_free(struct mk_buf *b)
 {
-	if (b->b_data) {
+	if (b->b_data && !b->b_borrowed) {
 		OPENSSL_cleanse(b->b_data, b->b_cap);
 		free(b->b_data);
 	}
 	b->b_data = NULL;
 	b->b_off = b->b_len = b->b_cap = 0;
+	b->b_borrowed = false;
 }
 
 /**
- * mk_buf_reset() - forget the contents, keep the memory
+ * mk_buf_reset() - forget the contents and give the memory back
  * @b: the buffer
  */
 void mk_buf_reset(struct mk_buf *b)
 {
-	b->b_off = b->b_len = 0;
+	mk_buf_free(b);
+}
+
+/**
+ * mk_buf_borrow() - let an empty @b hold @len bytes at @data, used in place
+ * @b:    the buffer, empty
+ * @data: memory @b does not own; the caller gets it back after
+ *        mk_buf_unborrow()
+ * @len:  bytes there
+ */
+void mk_buf_borrow(struct mk_buf *b, uint8_t *data, size_t len)
+{
+	mk_buf_free(b);
+	b->b_data = data;
+	b->b_len = b->b_cap = len;
+	b->b_borrowed = true;
+}
+
+/**
+ * mk_buf_unborrow() - stop using borrowed memory: what is still unread is
+ * copied into memory of the buffer's own, exactly its size
+ * @b: the buffer (nothing happens unless it holds borrowed memory)
+ *
+ * Return: 0, or -ENOMEM (the unread bytes are then lost).
+ */
+int mk_buf_unborrow(struct mk_buf *b)
+{
+	size_t used = mk_buf_used(b);
+	uint8_t *n = NULL;
+	int err = 0;
+
+	if (!b->b_borrowed)
+		return 0;
+	if (used) {
+		n = malloc(used);
+		if (n)
+			memcpy(n, b->b_data + b->b_off, used);
+		else
+			err = -ENOMEM;
+	}
+	b->b_borrowed = false;
+	b->b_data = n;
+	b->b_off = 0;
+	b->b_len = b->b_cap = n ? used : 0;
+	return err;
 }
 
 /**
@@ -54,7 +99,7 @@ void mk_buf_consume(struct mk_buf *b, size_t len)
 		len = mk_buf_used(b);
 	b->b_off += len;
 	if (b->b_off == b->b_len)
-		b->b_off = b->b_len = 0;
+		mk_buf_free(b);
 }
 
 /**
@@ -69,6 +114,11 @@ uint8_t *mk_buf_reserve(struct mk_buf *b, size_t len)
 	size_t used = mk_buf_used(b), want, ncap;
 	uint8_t *n;
 
+	/* Growing borrowed memory: the unread bytes move into our own. */
+	if (b->b_borrowed) {
+		if (used + len > b->b_max || mk_buf_unborrow(b))
+			return NULL;
+	}
 	if (b->b_off && b->b_len + len > b->b_cap) {
 		memmove(b->b_data, b->b_data + b->b_off, used);
 		b->b_off = 0;

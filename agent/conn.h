@@ -67,6 +67,10 @@ struct mk_conn {
 	struct mk_buf c_bin;			/* from backend */
 	struct mk_capfilter *c_filter;		/* NULL once done */
 	bool c_csend_busy, c_crecv_busy, c_bsend_busy, c_brecv_busy;
+	/* A receive goes into a buffer of the worker's ring; when the ring
+	 * ran dry twice in a row, into one of the connection's own. */
+	uint8_t *c_crecv_own, *c_brecv_own;	/* own buffer of the receive in flight */
+	uint8_t c_crecv_nobufs, c_brecv_nobufs;	/* the ring was empty, times in a row */
 
 	bool c_ktls;				/* record layer in the kernel */
 	bool c_starttls_pending;		/* handshake after c_cout is sent */
@@ -87,7 +91,8 @@ struct mk_conn {
 
 /* conn.c */
 void mk_conn_accepted(struct mk_worker *w, struct mk_listener *l, int fd);
-void mk_conn_complete(struct mk_worker *w, struct mk_conn *c, enum mk_op op, int res);
+void mk_conn_complete(struct mk_worker *w, struct mk_conn *c, enum mk_op op, int res,
+		      uint32_t flags);
 void mk_conn_end(struct mk_conn *c, const char *why, ...) __attribute__((format(printf, 2, 3)));
 void mk_conn_tick(struct mk_conn *c, uint64_t now);
 void mk_conn_shutdown(struct mk_conn *c);
@@ -122,6 +127,7 @@ void mk_relay_start(struct mk_conn *c);
 void mk_relay_user_client_data(struct mk_conn *c);
 void mk_relay_user_backend_data(struct mk_conn *c);
 void mk_relay_user_sent(struct mk_conn *c);
+void mk_relay_user_trim(struct mk_conn *c);
 void mk_relay_splice_start(struct mk_conn *c);
 void mk_relay_splice_complete(struct mk_conn *c, enum mk_op op, int res);
 void mk_relay_close_notify(struct mk_conn *c);

@@ -104,6 +104,8 @@ static int handover_leftover(struct mk_conn *c)
 			break;
 		c->c_bout.b_len += (size_t)n;
 	}
+	if (!mk_buf_used(&c->c_bout))
+		mk_buf_free(&c->c_bout);
 	if (SSL_get_error(c->c_ssl, n) == SSL_ERROR_ZERO_RETURN)
 		c->c_c2b.d_eof = true;	/* close_notify right after Finished */
 	else if (SSL_get_error(c->c_ssl, n) != SSL_ERROR_WANT_READ)

@@ -84,6 +84,9 @@ int mk_handshake_start(struct mk_conn *c)
 	c->c_ssl = mk_tls_policy_new_ssl(pol);
 	if (!c->c_ssl)
 		return -ENOMEM;
+	/* OpenSSL's record buffers (two of 16 KiB and more) only while a
+	 * record is in them: a connection that waits keeps none. */
+	SSL_set_mode(c->c_ssl, SSL_MODE_RELEASE_BUFFERS);
 	c->c_rbio = BIO_new(BIO_s_mem());
 	c->c_wbio = BIO_new(BIO_s_mem());
 	if (!c->c_rbio || !c->c_wbio) {

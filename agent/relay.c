@@ -20,6 +20,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include <openssl/buffer.h>
 #include <openssl/err.h>
 
 #include "conn.h"
@@ -63,24 +64,6 @@ static void relay_check_done(struct mk_conn *c)
 {
 	if (c->c_c2b.d_done && c->c_b2c.d_done)
 		mk_conn_end(c, "close");
-}
-
-/*
- * With kernel TLS, once the capability filter is done both directions go by
- * splice: the buffers of the user-space path (the backend read buffer alone
- * is 32 KiB) are never used again, so an idle connection must not keep
- * them. Each is freed once drained and no queued operation points into it.
- */
-static void relay_ktls_trim(struct mk_conn *c)
-{
-	if (!c->c_ktls || c->c_filter)
-		return;
-	if (!mk_buf_used(&c->c_bin) && !c->c_brecv_busy)
-		mk_buf_free(&c->c_bin);
-	if (!mk_buf_used(&c->c_cout) && !c->c_csend_busy)
-		mk_buf_free(&c->c_cout);
-	if (!mk_buf_used(&c->c_bout) && !c->c_bsend_busy)
-		mk_buf_free(&c->c_bout);
 }
 
 /* Advance the client -> backend direction as far as it can go now. */
@@ -158,6 +141,36 @@ void mk_relay_close_notify(struct mk_conn *c)
 }
 
 /**
+ * mk_relay_user_trim() - without kTLS: give back what OpenSSL holds beyond
+ * the session itself while nothing is in it
+ * @c: the connection
+ *
+ * A memory BIO keeps the largest buffer it ever held (the handshake's
+ * flight, a burst of records): an empty one is swapped for a new one. The
+ * record buffers go too, unless part of a record is in them.
+ */
+void mk_relay_user_trim(struct mk_conn *c)
+{
+	BUF_MEM *bm;
+	BIO *b;
+
+	if (c->c_ktls || !c->c_ssl)
+		return;
+	BIO_get_mem_ptr(c->c_rbio, &bm);
+	if (bm->max && !BIO_ctrl_pending(c->c_rbio) && (b = BIO_new(BIO_s_mem()))) {
+		BIO_set_mem_eof_return(b, -1);
+		SSL_set0_rbio(c->c_ssl, b);
+		c->c_rbio = b;
+	}
+	BIO_get_mem_ptr(c->c_wbio, &bm);
+	if (bm->max && !BIO_ctrl_pending(c->c_wbio) && (b = BIO_new(BIO_s_mem()))) {
+		SSL_set0_wbio(c->c_ssl, b);
+		c->c_wbio = b;
+	}
+	SSL_free_buffers(c->c_ssl);
+}
+
+/**
  * mk_relay_start() - the backend is connected: send the PROXY header and
  * whatever is queued, start both directions
  * @c: the connection
@@ -174,6 +187,7 @@ void mk_relay_start(struct mk_conn *c)
 		mk_conn_send_backend(c);
 	relay_b2c_next(c);
 	relay_c2b_next(c);
+	mk_relay_user_trim(c);	/* what the handshake left */
 }
 
 /**
@@ -209,6 +223,9 @@ void mk_relay_user_client_data(struct mk_conn *c)
 		c->c_bout.b_len += (size_t)n;
 		c->c_c2b.d_bytes += (uint64_t)n;
 	}
+	/* The last reserve found nothing to read: keep no empty buffer. */
+	if (!mk_buf_used(&c->c_bout))
+		mk_buf_free(&c->c_bout);
 	/* OpenSSL may have something to say (e.g. an alert). */
 	if (!c->c_csend_busy && mk_conn_drain_wbio(c) < 0) {
 		mk_conn_end(c, "error:no_memory");
@@ -256,7 +273,6 @@ void mk_relay_user_backend_data(struct mk_conn *c)
 	else
 		relay_b2c_next(c);
 	relay_c2b_next(c);	/* the greeting may have arrived */
-	relay_ktls_trim(c);
 }
 
 /**
@@ -274,7 +290,6 @@ void mk_relay_user_sent(struct mk_conn *c)
 	}
 	relay_b2c_next(c);
 	relay_c2b_next(c);
-	relay_ktls_trim(c);
 }
 
 /**

@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * Life cycle of a client connection: accept, dispatch of completions to the
- * handler of the current stage, timeouts, and the one way out (mk_conn_end
- * then the last completion frees it).
+ * handler table of the stage in charge (c_ops), timeouts, and the one way
+ * out (mk_conn_end then the last completion frees it).
  */
 #include <errno.h>
 #include <netinet/in.h>
@@ -19,7 +19,6 @@
 #include "conn.h"
 #include "ktls.h"
 #include "log.h"
-#include "registry.h"
 
 /* Enough for a TLS record plus headroom; a client cannot make it grow past. */
 #define MK_CIN_MAX (64 * 1024)
@@ -37,6 +36,26 @@ struct conn_rx {
 	int rx_bid;		/* ring buffer id, -1 for an own buffer */
 	size_t rx_len;
 };
+
+/* The first stage of a connection, by the listener's `tls` mode. Set by
+ * main.c before any worker starts, read-only afterwards. */
+static int (*conn_entry[MK_TLS_STARTTLS + 1])(struct mk_conn *c);
+
+/* Until a stage installs its own: nothing to do on any event. */
+static const struct mk_conn_ops conn_no_ops;
+
+/**
+ * mk_conn_set_entry() - the stage that connections of @tls listeners start in
+ * @tls:   the listener's `tls` mode
+ * @start: sets the connection up for that stage and installs its handlers;
+ *         returns 0 or a negative errno (the connection then ends)
+ *
+ * Called before the workers start.
+ */
+void mk_conn_set_entry(enum mk_tls_mode tls, int (*start)(struct mk_conn *c))
+{
+	conn_entry[tls] = start;
+}
 
 static int conn_slot_alloc(struct mk_worker *w)
 {
@@ -115,6 +134,7 @@ void mk_conn_accepted(struct mk_worker *w, struct mk_listener *l, int fd)
 	c->c_slot = (uint32_t)slot;
 	c->c_gen = ++w->w_gens[slot] & 0xffffff;
 	c->c_listener = l;
+	c->c_ops = &conn_no_ops;
 	mk_runtime_get(rt);
 	c->c_rt = rt;
 	c->c_cfg = lc;
@@ -133,10 +153,7 @@ void mk_conn_accepted(struct mk_worker *w, struct mk_listener *l, int fd)
 	w->w_conns[slot] = c;
 	w->w_nconns++;
 
-	if (lc->lc_tls == MK_TLS_STARTTLS)
-		err = mk_starttls_start(c);
-	else
-		err = mk_handshake_start(c);
+	err = conn_entry[lc->lc_tls] ? conn_entry[lc->lc_tls](c) : -ENOSYS;
 	if (err)
 		mk_conn_end(c, "error:setup");
 	mk_conn_reap(c);
@@ -194,8 +211,8 @@ static void conn_free(struct mk_conn *c)
 {
 	struct mk_worker *w = c->c_worker;
 
-	if (c->c_registry_id)
-		mk_registry_remove(c->c_registry_id);
+	if (c->c_ops->h_free)
+		c->c_ops->h_free(c);
 	mk_log_close(c->c_cfg->lc_name, &c->c_client, c->c_c2b.d_bytes, c->c_b2c.d_bytes,
 		     mk_now_ms() - c->c_start_ms, c->c_end[0] ? c->c_end : "close");
 	if (c->c_fd >= 0)
@@ -292,18 +309,15 @@ void mk_conn_tick(struct mk_conn *c, uint64_t now)
 		if (c->c_cfg->lc_idle_timeout_ms &&
 		    now - c->c_last_ms >= c->c_cfg->lc_idle_timeout_ms)
 			mk_conn_end(c, "timeout");
-		else if (now - c->c_last_ms >= MK_IDLE_TRIM_MS)
-			mk_relay_user_trim(c);
+		else if (now - c->c_last_ms >= MK_IDLE_TRIM_MS && c->c_ops->h_idle)
+			c->c_ops->h_idle(c);
 		return;
 	}
 	if (c->c_deadline_ms && now >= c->c_deadline_ms) {
-		if (c->c_state == MK_CS_PRETLS && c->c_pretls && !c->c_csend_busy) {
-			mk_buf_reset(&c->c_cout);
-			mk_pretls_timeout(c->c_pretls, &c->c_cout);
-			send(c->c_fd, mk_buf_head(&c->c_cout), mk_buf_used(&c->c_cout),
-			     MSG_NOSIGNAL | MSG_DONTWAIT);
-		}
-		mk_conn_end(c, c->c_state == MK_CS_CONNECTING ? "error:backend_timeout" : "timeout");
+		if (c->c_ops->h_timeout)
+			c->c_ops->h_timeout(c);
+		else
+			mk_conn_end(c, "timeout");
 	}
 	mk_conn_reap(c);
 }
@@ -502,8 +516,8 @@ static void conn_client_recv_done(struct mk_conn *c, int res, uint32_t flags)
 		goto out_release;
 	}
 	if (res == 0) {
-		if (c->c_state == MK_CS_RELAY)
-			mk_relay_client_eof(c, "eof");
+		if (c->c_ops->h_client_eof)
+			c->c_ops->h_client_eof(c);
 		else
 			mk_conn_end(c, c->c_handshake_done ? "eof" : "error:eof_before_tls");
 		goto out_release;
@@ -513,19 +527,8 @@ static void conn_client_recv_done(struct mk_conn *c, int res, uint32_t flags)
 		goto out_release;
 	}
 	c->c_last_ms = mk_now_ms();
-	switch (c->c_state) {
-	case MK_CS_PRETLS:
-		mk_starttls_input(c);
-		break;
-	case MK_CS_HANDSHAKE:
-		mk_handshake_input(c);
-		break;
-	case MK_CS_RELAY:
-		mk_relay_user_client_data(c);
-		break;
-	default:
-		break;
-	}
+	if (c->c_ops->h_client_input)
+		c->c_ops->h_client_input(c);
 	if (conn_rx_settle(c, &rx, &c->c_cin))
 		mk_conn_end(c, "error:no_memory");
 	return;
@@ -550,19 +553,8 @@ static void conn_client_send_done(struct mk_conn *c, int res)
 		mk_conn_send_client(c);
 		return;
 	}
-	switch (c->c_state) {
-	case MK_CS_PRETLS:
-		mk_starttls_output_sent(c);
-		break;
-	case MK_CS_HANDSHAKE:
-		mk_handshake_output_sent(c);
-		break;
-	case MK_CS_RELAY:
-		mk_relay_user_sent(c);
-		break;
-	default:
-		break;
-	}
+	if (c->c_ops->h_client_sent)
+		c->c_ops->h_client_sent(c);
 }
 
 static void conn_backend_send_done(struct mk_conn *c, int res)
@@ -580,7 +572,8 @@ static void conn_backend_send_done(struct mk_conn *c, int res)
 		mk_conn_send_backend(c);
 		return;
 	}
-	mk_relay_user_sent(c);
+	if (c->c_ops->h_backend_sent)
+		c->c_ops->h_backend_sent(c);
 }
 
 static void conn_backend_recv_done(struct mk_conn *c, int res, uint32_t flags)
@@ -610,7 +603,8 @@ static void conn_backend_recv_done(struct mk_conn *c, int res, uint32_t flags)
 	} else {
 		c->c_b2c.d_eof = true;
 	}
-	mk_relay_user_backend_data(c);
+	if (c->c_ops->h_backend_input)
+		c->c_ops->h_backend_input(c);
 	if (conn_rx_settle(c, &rx, &c->c_bin))
 		mk_conn_end(c, "error:no_memory");
 	return;
@@ -638,9 +632,6 @@ void mk_conn_complete(struct mk_worker *w, struct mk_conn *c, enum mk_op op, int
 	case MK_OP_CLIENT_SEND:
 		conn_client_send_done(c, res);
 		break;
-	case MK_OP_BACKEND_CONNECT:
-		mk_backend_connected(c, res);
-		break;
 	case MK_OP_BACKEND_SEND:
 		conn_backend_send_done(c, res);
 		break;
@@ -648,7 +639,8 @@ void mk_conn_complete(struct mk_worker *w, struct mk_conn *c, enum mk_op op, int
 		conn_backend_recv_done(c, res, flags);
 		break;
 	default:
-		mk_relay_splice_complete(c, op, res);
+		if (c->c_ops->h_complete)
+			c->c_ops->h_complete(c, op, res);
 		break;
 	}
 	/* Whatever the handler did, a closing connection with nothing in

@@ -22,10 +22,9 @@
 #include <openssl/err.h>
 #include <openssl/x509.h>
 
-#include "conn.h"
 #include "ktls.h"
 #include "log.h"
-#include "registry.h"
+#include "stage.h"
 #include "tls_keys.h"
 
 static void handover_group(SSL *ssl, char *out, size_t len)

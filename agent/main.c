@@ -26,6 +26,7 @@
 #include "log.h"
 #include "registry.h"
 #include "runtime.h"
+#include "stage.h"
 #include "tls_keys.h"
 #include "worker.h"
 
@@ -180,6 +181,8 @@ static int run(const char *path, struct mk_runtime *rt)
 	if (!workers)
 		return 1;
 	mk_runtime_publish(rt);
+	mk_conn_set_entry(MK_TLS_IMPLICIT, mk_handshake_start);
+	mk_conn_set_entry(MK_TLS_STARTTLS, mk_starttls_start);
 	for (i = 0; i < nworkers; i++) {
 		if (mk_worker_start(&workers[i], (int)i, rt, active)) {
 			rc = 1;

@@ -23,11 +23,29 @@
 #include <openssl/buffer.h>
 #include <openssl/err.h>
 
-#include "conn.h"
 #include "ktls.h"
 #include "log.h"
+#include "stage.h"
 
 #define MK_PLAIN_CHUNK 16384
+
+static void relay_user_client_data(struct mk_conn *c);
+static void relay_user_backend_data(struct mk_conn *c);
+static void relay_user_sent(struct mk_conn *c);
+static void relay_user_trim(struct mk_conn *c);
+static void relay_client_eof(struct mk_conn *c);
+
+/* The registry entry made by backend.c lives as long as the relay. */
+static const struct mk_conn_ops relay_ops = {
+	.h_client_input = relay_user_client_data,
+	.h_client_eof = relay_client_eof,
+	.h_client_sent = relay_user_sent,
+	.h_backend_input = relay_user_backend_data,
+	.h_backend_sent = relay_user_sent,
+	.h_complete = mk_relay_splice_complete,
+	.h_idle = relay_user_trim,
+	.h_free = mk_backend_release,
+};
 
 static bool relay_greeting_ok(const struct mk_conn *c)
 {
@@ -88,7 +106,7 @@ static void relay_c2b_next(struct mk_conn *c)
 		/* Records the client sent behind its Finished are already in
 		 * OpenSSL's read BIO: use them before reading more. */
 		d->d_started = true;
-		mk_relay_user_client_data(c);
+		relay_user_client_data(c);
 	} else {
 		mk_conn_recv_client(c);
 	}
@@ -140,16 +158,13 @@ void mk_relay_close_notify(struct mk_conn *c)
 	relay_check_done(c);
 }
 
-/**
- * mk_relay_user_trim() - without kTLS: give back what OpenSSL holds beyond
- * the session itself while nothing is in it
- * @c: the connection
- *
- * A memory BIO keeps the largest buffer it ever held (the handshake's
+/*
+ * Without kTLS: give back what OpenSSL holds beyond the session itself
+ * while nothing is in it. A memory BIO keeps the largest buffer it ever held (the handshake's
  * flight, a burst of records): an empty one is swapped for a new one. The
  * record buffers go too, unless part of a record is in them.
  */
-void mk_relay_user_trim(struct mk_conn *c)
+static void relay_user_trim(struct mk_conn *c)
 {
 	BUF_MEM *bm;
 	BIO *b;
@@ -177,6 +192,7 @@ void mk_relay_user_trim(struct mk_conn *c)
  */
 void mk_relay_start(struct mk_conn *c)
 {
+	c->c_ops = &relay_ops;
 	c->c_filter = mk_capfilter_new(c->c_cfg->lc_protocol,
 				       c->c_cfg->lc_tls == MK_TLS_STARTTLS);
 	if (!c->c_filter) {
@@ -187,14 +203,11 @@ void mk_relay_start(struct mk_conn *c)
 		mk_conn_send_backend(c);
 	relay_b2c_next(c);
 	relay_c2b_next(c);
-	mk_relay_user_trim(c);	/* what the handshake left */
+	relay_user_trim(c);	/* what the handshake left */
 }
 
-/**
- * mk_relay_user_client_data() - ciphertext from the client (no kTLS)
- * @c: the connection; the bytes are in c->c_cin
- */
-void mk_relay_user_client_data(struct mk_conn *c)
+/* Ciphertext from the client (no kTLS), in c->c_cin. */
+static void relay_user_client_data(struct mk_conn *c)
 {
 	uint8_t *out;
 	int n, err;
@@ -238,12 +251,9 @@ void mk_relay_user_client_data(struct mk_conn *c)
 		relay_c2b_next(c);
 }
 
-/**
- * mk_relay_user_backend_data() - plaintext (or EOF) from the backend,
- * through the capability filter while it is active
- * @c: the connection; the bytes are in c->c_bin, EOF in c->c_b2c.d_eof
- */
-void mk_relay_user_backend_data(struct mk_conn *c)
+/* Plaintext (or EOF) from the backend, through the capability filter while
+ * it is active: the bytes are in c->c_bin, EOF in c->c_b2c.d_eof. */
+static void relay_user_backend_data(struct mk_conn *c)
 {
 	size_t used = mk_buf_used(&c->c_bin);
 	struct mk_buf plain;
@@ -275,11 +285,8 @@ void mk_relay_user_backend_data(struct mk_conn *c)
 	relay_c2b_next(c);	/* the greeting may have arrived */
 }
 
-/**
- * mk_relay_user_sent() - a send to the client or the backend finished
- * @c: the connection
- */
-void mk_relay_user_sent(struct mk_conn *c)
+/* A send to the client or the backend finished. */
+static void relay_user_sent(struct mk_conn *c)
 {
 	if (c->c_b2c.d_eof && !c->c_ktls && !mk_buf_used(&c->c_cout) &&
 	    (SSL_get_shutdown(c->c_ssl) & SSL_SENT_SHUTDOWN) && !c->c_b2c.d_done) {
@@ -306,13 +313,9 @@ void mk_relay_splice_eof(struct mk_conn *c, bool c2b)
 		relay_b2c_next(c);
 }
 
-/**
- * mk_relay_client_eof() - the client closed its side of TCP
- * @c:   the connection
- * @how: the `end=` reason if none was recorded yet
- */
-void mk_relay_client_eof(struct mk_conn *c, const char *how)
+/* The client closed its side of TCP. */
+static void relay_client_eof(struct mk_conn *c)
 {
-	relay_client_ended(c, how);
+	relay_client_ended(c, "eof");
 	relay_c2b_next(c);
 }

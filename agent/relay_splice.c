@@ -27,9 +27,9 @@
 #include <string.h>
 #include <sys/socket.h>
 
-#include "conn.h"
 #include "ktls.h"
 #include "log.h"
+#include "stage.h"
 
 #define MK_SPLICE_LEN (256 * 1024)
 #define MK_TLS_ALERT_CLOSE_NOTIFY 0

@@ -495,22 +495,36 @@ void mk_conn_recv_backend(struct mk_conn *c)
 	c->c_brecv_busy = true;
 }
 
+/*
+ * The first steps of a receive completion, alike for both sockets: take
+ * the buffer, and when the ring had none queue the receive again (its
+ * buffers come back as this batch of completions is handled, so the ring is
+ * tried once more before an own buffer). Return: whether the stage is to
+ * see the result.
+ */
+static bool conn_rx_begin(struct mk_conn *c, struct conn_rx *rx, int res, uint32_t flags,
+			  uint8_t **own, uint8_t *nobufs, void (*again)(struct mk_conn *c))
+{
+	conn_rx_take(c, rx, res, flags, own);
+	if (c->c_state == MK_CS_CLOSING)
+		return false;
+	if (res == -ENOBUFS) {
+		(*nobufs)++;
+		again(c);
+		return false;
+	}
+	*nobufs = 0;
+	return true;
+}
+
 static void conn_client_recv_done(struct mk_conn *c, int res, uint32_t flags)
 {
 	struct conn_rx rx;
 
 	c->c_crecv_busy = false;
-	conn_rx_take(c, &rx, res, flags, &c->c_crecv_own);
-	if (c->c_state == MK_CS_CLOSING)
+	if (!conn_rx_begin(c, &rx, res, flags, &c->c_crecv_own, &c->c_crecv_nobufs,
+			   mk_conn_recv_client))
 		goto out_release;
-	if (res == -ENOBUFS) {
-		/* The ring ran dry: its buffers come back as this batch of
-		 * completions is handled, so try it again first. */
-		c->c_crecv_nobufs++;
-		mk_conn_recv_client(c);
-		goto out_release;
-	}
-	c->c_crecv_nobufs = 0;
 	if (res < 0) {
 		mk_conn_end(c, res == -ECONNRESET ? "reset" : "error:recv:%s", strerror(-res));
 		goto out_release;
@@ -581,15 +595,9 @@ static void conn_backend_recv_done(struct mk_conn *c, int res, uint32_t flags)
 	struct conn_rx rx;
 
 	c->c_brecv_busy = false;
-	conn_rx_take(c, &rx, res, flags, &c->c_brecv_own);
-	if (c->c_state == MK_CS_CLOSING)
+	if (!conn_rx_begin(c, &rx, res, flags, &c->c_brecv_own, &c->c_brecv_nobufs,
+			   mk_conn_recv_backend))
 		goto out_release;
-	if (res == -ENOBUFS) {
-		c->c_brecv_nobufs++;
-		mk_conn_recv_backend(c);
-		goto out_release;
-	}
-	c->c_brecv_nobufs = 0;
 	if (res < 0) {
 		mk_conn_end(c, "error:backend_recv:%s", strerror(-res));
 		goto out_release;

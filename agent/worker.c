@@ -125,7 +125,10 @@ static void worker_rbufs_init(struct mk_worker *w)
 	int ret;
 
 	ring = mmap(NULL, ring_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	mem = mmap(NULL, mem_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	/* Resident from the start: the ring is the worker's memory, whatever
+	 * the number of connections, and traffic touches all of it anyway. */
+	mem = mmap(NULL, mem_len, PROT_READ | PROT_WRITE,
+		   MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
 	if (ring == MAP_FAILED || mem == MAP_FAILED) {
 		ret = -ENOMEM;
 		goto out_unmap;

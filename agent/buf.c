@@ -27,11 +27,11 @@ void mk_buf_init(struct mk_buf *b, size_t max)
 void mk_buf_free(struct mk_buf *b)
 {
 	if (b->b_data && !b->b_borrowed) {
-		OPENSSL_cleanse(b->b_data, b->b_cap);
+		OPENSSL_cleanse(b->b_data, b->b_len > b->b_written ? b->b_len : b->b_written);
 		free(b->b_data);
 	}
 	b->b_data = NULL;
-	b->b_off = b->b_len = b->b_cap = 0;
+	b->b_off = b->b_len = b->b_cap = b->b_written = 0;
 	b->b_borrowed = false;
 }
 
@@ -120,6 +120,9 @@ uint8_t *mk_buf_reserve(struct mk_buf *b, size_t len)
 			return NULL;
 	}
 	if (b->b_off && b->b_len + len > b->b_cap) {
+		/* b_len shrinks here and only here: past it lie old bytes. */
+		if (b->b_len > b->b_written)
+			b->b_written = b->b_len;
 		memmove(b->b_data, b->b_data + b->b_off, used);
 		b->b_off = 0;
 		b->b_len = used;
@@ -139,7 +142,7 @@ uint8_t *mk_buf_reserve(struct mk_buf *b, size_t len)
 		return NULL;
 	if (b->b_data) {
 		memcpy(n, b->b_data, b->b_len);
-		OPENSSL_cleanse(b->b_data, b->b_cap);
+		OPENSSL_cleanse(b->b_data, b->b_len > b->b_written ? b->b_len : b->b_written);
 		free(b->b_data);
 	}
 	b->b_data = n;

@@ -23,6 +23,7 @@ struct mk_buf {
 	size_t b_len;		/* end of data */
 	size_t b_cap;		/* allocated */
 	size_t b_max;		/* never allocate more than this */
+	size_t b_written;	/* bytes ever written, at most: what a free wipes */
 	bool b_borrowed;	/* b_data is not ours: never freed, never grown */
 };
 

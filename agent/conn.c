@@ -393,7 +393,7 @@ static void conn_rx_take(struct mk_conn *c, struct conn_rx *rx, int res, uint32_
 static void conn_rx_release(struct mk_conn *c, struct conn_rx *rx)
 {
 	if (rx->rx_bid >= 0)
-		mk_worker_rbuf_put(c->c_worker, (unsigned int)rx->rx_bid, rx->rx_len);
+		mk_worker_rbuf_put(c->c_worker, (unsigned int)rx->rx_bid);
 	else if (rx->rx_data)
 		OPENSSL_clear_free(rx->rx_data, rx->rx_len);
 	rx->rx_data = NULL;

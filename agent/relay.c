@@ -220,7 +220,10 @@ static void relay_user_client_data(struct mk_conn *c)
 		mk_buf_reset(&c->c_cin);
 	}
 	for (;;) {
-		out = mk_buf_reserve(&c->c_bout, MK_PLAIN_CHUNK);
+		/* Room for two records at once: an empty buffer is new each
+		 * time, and growing it would copy the first. */
+		out = mk_buf_reserve(&c->c_bout, mk_buf_used(&c->c_bout) ? MK_PLAIN_CHUNK :
+					2 * MK_PLAIN_CHUNK);
 		if (!out)
 			break;	/* the backend is slow: resume when it drained */
 		ERR_clear_error();

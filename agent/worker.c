@@ -100,14 +100,16 @@ uint8_t *mk_worker_rbuf(struct mk_worker *w, unsigned int bid)
 }
 
 /**
- * mk_worker_rbuf_put() - give a receive buffer back to the ring, wiped
- * @w:    the worker
- * @bid:  its id
- * @used: how many bytes the kernel wrote into it
+ * mk_worker_rbuf_put() - give a receive buffer back to the ring
+ * @w:   the worker
+ * @bid: its id
+ *
+ * Not wiped here: the next receive overwrites it, and the whole ring is
+ * wiped when the worker ends (wiping every receive would cost as much as
+ * copying it).
  */
-void mk_worker_rbuf_put(struct mk_worker *w, unsigned int bid, size_t used)
+void mk_worker_rbuf_put(struct mk_worker *w, unsigned int bid)
 {
-	OPENSSL_cleanse(mk_worker_rbuf(w, bid), used);
 	io_uring_buf_ring_add(w->w_rbufs, mk_worker_rbuf(w, bid), MK_RECV_BUF_SIZE, (unsigned short)bid,
 			      io_uring_buf_ring_mask(MK_RECV_BUFS), 0);
 	io_uring_buf_ring_advance(w->w_rbufs, 1);

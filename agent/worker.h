@@ -110,7 +110,7 @@ void mk_worker_join(struct mk_worker *w);
 /* For connections: queue an SQE, tagged with @op for @c. */
 struct io_uring_sqe *mk_worker_sqe(struct mk_worker *w);
 uint8_t *mk_worker_rbuf(struct mk_worker *w, unsigned int bid);
-void mk_worker_rbuf_put(struct mk_worker *w, unsigned int bid, size_t used);
+void mk_worker_rbuf_put(struct mk_worker *w, unsigned int bid);
 struct mk_pipe *mk_worker_pipe_get(struct mk_worker *w);
 void mk_worker_pipe_put(struct mk_worker *w, struct mk_pipe *p);
 uint64_t mk_now_ms(void);

@@ -215,7 +215,7 @@ measure_idle() {	# port pid state backend
 		echo fail
 		return
 	fi
-	sleep 1
+	sleep 2	# let the connections settle: proxies may trim what a quiet one keeps
 	after=$(rss_kib "$2")
 	kill "$cpid" 2>/dev/null || true
 	wait "$cpid" 2>/dev/null || true

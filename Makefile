@@ -42,7 +42,7 @@ WARN := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wno-unused-parameter
 BASE_CFLAGS := -std=gnu11 $(WARN) -D_GNU_SOURCE -DMAILKTLS_VERSION='"$(VERSION)"' \
 	-Iinclude -Iagent -fstack-protector-strong -D_FORTIFY_SOURCE=2 -fPIC
 ALL_CFLAGS := $(BASE_CFLAGS) $(CFLAGS) -MMD -MP
-AGENT_LIBS := -luring -lssl -lcrypto -lmnl -lpthread
+AGENT_LIBS := -luring -lssl -lcrypto -lmnl -lsystemd -lpthread
 
 # The daemon is every agent/*.c; main.c only for the binary, the rest also
 # links into the unit tests.

@@ -9,6 +9,10 @@
  * The main thread only waits for signals: SIGTERM/SIGINT stop (listeners
  * closed, every connection closed with close_notify), SIGHUP reloads the
  * configuration and certificates for new connections.
+ *
+ * Under systemd (Type=notify) the service manager hears READY=1 once every
+ * listener is bound, RELOADING=1 then READY=1 around a reload, STOPPING=1
+ * when the stop begins. sd_notify() does nothing without NOTIFY_SOCKET.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -21,6 +25,7 @@
 #include <unistd.h>
 
 #include <openssl/opensslv.h>
+#include <systemd/sd-daemon.h>
 
 #include "ktls.h"
 #include "log.h"
@@ -103,6 +108,14 @@ static void log_listeners(const struct mk_config *cfg, unsigned int nworkers)
 	mk_log(LOG_INFO, "started: %u worker%s", nworkers, nworkers == 1 ? "" : "s");
 }
 
+/* Every listener is bound and every worker runs. A reload keeps the
+ * listeners, so their number from the start holds. */
+static void notify_ready(size_t nlisteners, unsigned int nworkers)
+{
+	sd_notifyf(0, "READY=1\nSTATUS=%zu listener%s, %u worker%s", nlisteners,
+		   nlisteners == 1 ? "" : "s", nworkers, nworkers == 1 ? "" : "s");
+}
+
 static void reload(const char *path, bool ktls)
 {
 	struct mk_runtime *cur = mk_runtime_current(), *rt;
@@ -152,6 +165,7 @@ static void no_huge_pages(void)
 static int run(const char *path, struct mk_runtime *rt)
 {
 	unsigned int nworkers = worker_count(rt->rt_cfg), i, started = 0;
+	size_t nlisteners = rt->rt_cfg->cf_nlisteners;
 	static atomic_uint active[MK_MAX_LISTENERS];
 	struct mk_worker *workers;
 	struct signalfd_siginfo si;
@@ -187,15 +201,20 @@ static int run(const char *path, struct mk_runtime *rt)
 		}
 		started++;
 	}
-	if (!rc)
+	if (!rc) {
 		log_listeners(rt->rt_cfg, nworkers);
+		notify_ready(nlisteners, nworkers);
+	}
 	while (!rc) {
 		if (read(sfd, &si, sizeof(si)) != sizeof(si))
 			continue;
 		if (si.ssi_signo == SIGHUP) {
+			sd_notify(0, "RELOADING=1");
 			reload(path, ktls);
 			atomic_fetch_add(&mk_reload_generation, 1);
+			notify_ready(nlisteners, nworkers);
 		} else if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) {
+			sd_notify(0, "STOPPING=1");
 			mk_log(LOG_INFO, "stopping: closing every connection with close_notify");
 			break;
 		} else {

@@ -92,14 +92,15 @@ class Backend:
 
 
 class Agent:
-    def __init__(self, tmp, conf_text):
+    def __init__(self, tmp, conf_text, env=None):
         self.conf = os.path.join(tmp, "agent.conf")
         self.log = os.path.join(tmp, "agent.log")
         with open(self.conf, "w") as f:
             f.write(conf_text)
         self.logf = open(self.log, "w")
         self.proc = subprocess.Popen([AGENT, "-c", self.conf], stdout=self.logf,
-                                     stderr=subprocess.STDOUT)
+                                     stderr=subprocess.STDOUT,
+                                     env=dict(os.environ, **(env or {})))
 
     def wait_listen(self, port, secs=10):
         end = time.time() + secs
@@ -344,6 +345,63 @@ def test_reload(d):
         a.stop()
 
 
+class NotifySocket:
+    """What systemd does for Type=notify: a datagram socket in
+    NOTIFY_SOCKET that collects the service's state messages."""
+
+    def __init__(self, d):
+        self.path = os.path.join(d, "notify.sock")
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(self.path)
+
+    def next(self, secs=10):
+        """The next message as a dict of its KEY=VALUE lines, or None."""
+        self.sock.settimeout(secs)
+        try:
+            msg = self.sock.recv(4096).decode()
+        except socket.timeout:
+            return None
+        return dict(ln.split("=", 1) for ln in msg.splitlines() if "=" in ln)
+
+    def close(self):
+        self.sock.close()
+
+
+def test_systemd_notify(d):
+    be = Backend()
+    ports = [free_port(), free_port()]
+    gen_cert(d, "cur", "first.test")
+    ns = NotifySocket(d)
+    conf = ("[global]\nworkers = 2\nlog = stderr\nquery_socket =\n" +
+            listener("n1", ports[0], be.port, d) + listener("n2", ports[1], be.port, d))
+    a = Agent(d, conf, env={"NOTIFY_SOCKET": ns.path})
+    try:
+        m = ns.next()
+        bound = []
+        for p in ports:
+            try:
+                socket.create_connection(("127.0.0.1", p), timeout=1).close()
+                bound.append(p)
+            except OSError:
+                pass
+        check(m is not None and m.get("READY") == "1" and bound == ports,
+              "READY=1 once every listener accepts (STATUS=%s)" % (m or {}).get("STATUS"),
+              "message %r, bound %r of %r" % (m, bound, ports))
+        a.proc.send_signal(signal.SIGHUP)
+        m1, m2 = ns.next(), ns.next()
+        check(m1 == {"RELOADING": "1"} and m2 is not None and m2.get("READY") == "1" and
+              "reloaded" in a.text(), "SIGHUP: RELOADING=1, then READY=1 after the reload",
+              "%r %r" % (m1, m2))
+        a.proc.send_signal(signal.SIGTERM)
+        m = ns.next()
+        check(m == {"STOPPING": "1"} and a.proc.wait(10) == 0,
+              "SIGTERM: STOPPING=1, then a clean exit", repr(m))
+        check(ns.next(0.5) is None, "nothing after STOPPING=1")
+    finally:
+        a.stop()
+        ns.close()
+
+
 def test_backend_failures_and_half_close(d):
     echo, stall, reset = Backend(), Backend("stall"), Backend("reset")
     pe, ps, pr = free_port(), free_port(), free_port()
@@ -411,6 +469,7 @@ def main():
         test_check_and_version(d)
         test_timeouts_and_limits(d)
         test_reload(d)
+        test_systemd_notify(d)
         test_backend_failures_and_half_close(d)
     print("1..%d" % len(results))
     return 0 if all(results) else 1

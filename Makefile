@@ -15,6 +15,7 @@ BINDIR ?= $(PREFIX)/sbin
 LIBDIR ?= $(PREFIX)/lib
 INCDIR ?= $(PREFIX)/include
 PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+MANDIR ?= $(PREFIX)/share/man
 DESTDIR ?=
 
 CC ?= gcc
@@ -228,6 +229,9 @@ install: all
 	install -D -m 0644 include/mailktls.h $(DESTDIR)$(INCDIR)/mailktls.h
 	install -D -m 0644 include/uapi/linux/mailktls.h $(DESTDIR)$(INCDIR)/linux/mailktls.h
 	install -D -m 0644 agent/libmailktls.pc $(DESTDIR)$(PKGCONFIGDIR)/libmailktls.pc
+	for p in man/*.[0-9]; do \
+		install -D -m 0644 $$p $(DESTDIR)$(MANDIR)/man$${p##*.}/$${p##*/}; \
+	done
 
 clean:
 	rm -rf $(BUILD) $(BINS) agent/libmailktls.so

@@ -164,6 +164,18 @@ static int perr(struct parser *p, int line, const char *fmt, ...)
 }
 
 /**
+ * mk_config_key_name() - the name of a key the parser knows, for the test
+ * that keeps mailktlsd.conf(5) and the parser in step
+ * @i: 0 for the first key, then 1, 2, ...
+ *
+ * Return: the key's name, or NULL past the last key.
+ */
+const char *mk_config_key_name(size_t i)
+{
+	return i < NKEYS ? mk_keys[i].kd_name : NULL;
+}
+
+/**
  * mk_protocol_name() - the name of a protocol as written in the config
  * @p: protocol
  *

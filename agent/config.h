@@ -99,5 +99,6 @@ int mk_config_parse_buffer(const char *name, const char *text, size_t len,
 void mk_config_free(struct mk_config *cfg);
 
 const char *mk_protocol_name(enum mk_protocol p);
+const char *mk_config_key_name(size_t i);
 
 #endif

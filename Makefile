@@ -8,6 +8,8 @@
 #   make run        install what is missing, build, start the agent
 #   make fuzz       run every fuzz target for FUZZ_SECONDS each
 #   make style      checkpatch on the module, clang-format check on user space
+#   make deb        Debian packages into build/deb/ (mailktls, libmailktls-dev,
+#                   mailktls-dkms)
 #   V=1             show full commands
 
 PREFIX ?= /usr/local
@@ -16,6 +18,8 @@ LIBDIR ?= $(PREFIX)/lib
 INCDIR ?= $(PREFIX)/include
 PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
 MANDIR ?= $(PREFIX)/share/man
+SYSCONFDIR ?= /etc
+UNITDIR ?= $(PREFIX)/lib/systemd/system
 DESTDIR ?=
 
 CC ?= gcc
@@ -42,7 +46,7 @@ endif
 WARN := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wno-unused-parameter
 BASE_CFLAGS := -std=gnu11 $(WARN) -D_GNU_SOURCE -DMAILKTLS_VERSION='"$(VERSION)"' \
 	-Iinclude -Iagent -fstack-protector-strong -D_FORTIFY_SOURCE=2 -fPIC
-ALL_CFLAGS := $(BASE_CFLAGS) $(CFLAGS) -MMD -MP
+ALL_CFLAGS := $(BASE_CFLAGS) $(CPPFLAGS) $(CFLAGS) -MMD -MP
 AGENT_LIBS := -luring -lssl -lcrypto -lmnl -lsystemd -lpthread
 
 # The daemon is every agent/*.c; main.c only for the binary, the rest also
@@ -70,13 +74,17 @@ LINUX_SOURCE_TAR ?= $(firstword $(wildcard /usr/src/linux-source-6.1.tar.xz /usr
 
 BINS := agent/mailktlsd agent/mailktlsctl agent/libmailktls.a agent/libmailktls.so.1 \
 	agent/libmailktls.pc
+UNITS := etc/mailktls.service
 
 
 .PHONY: sanitize-tests all deps check check-unit check-sanitize check-fuzz check-integration check-vm \
-	run fuzz style module clean install tests vm-tests
+	run fuzz style module clean install install-dkms programs deb tests vm-tests
 .DEFAULT_GOAL := all
 
-all: $(BINS) tests
+all: $(BINS) $(UNITS) tests
+
+# What an installation needs, without the tests (the Debian build uses it).
+programs: $(BINS) $(UNITS)
 
 tests: $(UNIT_BINS)
 
@@ -99,7 +107,7 @@ $(BUILD)/ctl/%.o: agent/ctl/%.c
 
 agent/mailktlsd: $(BUILD)/agent/main.o $(AGENT_CORE_OBJS) $(LIB_OBJS)
 	$(call say,LD,$@)
-	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(AGENT_LIBS)
+	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(AGENT_LIBS)
 
 agent/libmailktls.a: $(LIB_OBJS)
 	$(call say,AR,$@)
@@ -107,16 +115,20 @@ agent/libmailktls.a: $(LIB_OBJS)
 
 agent/libmailktls.so.1: $(LIB_OBJS)
 	$(call say,LD,$@)
-	$(Q)$(CC) $(CFLAGS) -shared -Wl,-soname,libmailktls.so.1 -o $@ $^ -lmnl
+	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -shared -Wl,-soname,libmailktls.so.1 -o $@ $^ -lmnl
 	$(Q)ln -sf libmailktls.so.1 agent/libmailktls.so
 
 agent/libmailktls.pc: agent/lib/libmailktls.pc.in Makefile
 	$(call say,GEN,$@)
 	$(Q)sed -e 's|@PREFIX@|$(PREFIX)|;s|@LIBDIR@|$(LIBDIR)|;s|@INCDIR@|$(INCDIR)|;s|@VERSION@|$(VERSION)|' $< > $@
 
+etc/%.service: etc/%.service.in Makefile
+	$(call say,GEN,$@)
+	$(Q)sed -e 's|@SBINDIR@|$(BINDIR)|g;s|@SYSCONFDIR@|$(SYSCONFDIR)|g' $< > $@
+
 agent/mailktlsctl: $(CTL_OBJS) agent/libmailktls.a
 	$(call say,LD,$@)
-	$(Q)$(CC) $(CFLAGS) -o $@ $(CTL_OBJS) agent/libmailktls.a -lmnl
+	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(CTL_OBJS) agent/libmailktls.a -lmnl
 
 # --- kselftest harness ------------------------------------------------------
 
@@ -220,7 +232,7 @@ run: deps
 style:
 	$(Q)scripts/style.sh
 
-install: all
+install: programs
 	install -D -m 0755 agent/mailktlsd $(DESTDIR)$(BINDIR)/mailktlsd
 	install -D -m 0755 agent/mailktlsctl $(DESTDIR)$(BINDIR)/mailktlsctl
 	install -D -m 0644 agent/libmailktls.a $(DESTDIR)$(LIBDIR)/libmailktls.a
@@ -232,9 +244,24 @@ install: all
 	for p in man/*.[0-9]; do \
 		install -D -m 0644 $$p $(DESTDIR)$(MANDIR)/man$${p##*.}/$${p##*/}; \
 	done
+	for u in $(UNITS); do install -D -m 0644 $$u $(DESTDIR)$(UNITDIR)/$${u##*/}; done
+	# An operator's configuration is never overwritten.
+	test -e $(DESTDIR)$(SYSCONFDIR)/mailktls/mailktlsd.conf || \
+		install -D -m 0644 etc/mailktlsd.conf $(DESTDIR)$(SYSCONFDIR)/mailktls/mailktlsd.conf
+
+# The module's source where DKMS looks for it.
+DKMS_SRC := $(DESTDIR)/usr/src/mailktls-$(VERSION)
+install-dkms:
+	install -D -m 0644 Kbuild $(DKMS_SRC)/Kbuild
+	install -D -m 0644 dkms.conf $(DKMS_SRC)/dkms.conf
+	install -D -m 0644 -t $(DKMS_SRC)/kmod kmod/Kbuild kmod/*.c kmod/*.h
+	install -D -m 0644 -t $(DKMS_SRC)/include/uapi/linux include/uapi/linux/mailktls.h
+
+deb:
+	$(Q)scripts/build-deb.sh $(BUILD)/deb
 
 clean:
-	rm -rf $(BUILD) $(BINS) agent/libmailktls.so
+	rm -rf $(BUILD) $(BINS) $(UNITS) agent/libmailktls.so
 	-$(MAKE) -C $(KDIR) M=$(CURDIR) clean 2>/dev/null
 
 # Keep instrumented objects between builds: they are prerequisites of

@@ -147,6 +147,20 @@ static void mk_qs_add(int fd, int64_t now)
 	mk_qs.qs_nclients++;
 }
 
+/*
+ * Answered: bytes the client sent after its line would make the close
+ * reset the connection (AF_UNIX does, like TCP), and the client would lose
+ * the answer it has not read yet, so a few are read and dropped first.
+ */
+static void mk_qs_finish(struct mk_qclient *c)
+{
+	int i;
+
+	for (i = 0; i < 4 && recv(c->qc_fd, c->qc_line, sizeof(c->qc_line), MSG_DONTWAIT) > 0; i++)
+		;
+	mk_qs_close(c);
+}
+
 /* Send what is left of the answer; close when it is all out or never will be. */
 static void mk_qs_send(struct mk_qclient *c, const char *buf, size_t len)
 {
@@ -155,8 +169,12 @@ static void mk_qs_send(struct mk_qclient *c, const char *buf, size_t len)
 
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
 		n = 0;
-	if (n < 0 || (size_t)n == len) {
+	if (n < 0) {
 		mk_qs_close(c);
+		return;
+	}
+	if ((size_t)n == len) {
+		mk_qs_finish(c);
 		return;
 	}
 	if (!c->qc_out) {

@@ -136,8 +136,10 @@ static void mk_reg_key_addr(const struct mk_reg_key *k, struct sockaddr_storage 
 	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
 	struct sockaddr_in *sin = (struct sockaddr_in *)ss;
 
+	static const uint8_t v4mapped[12] = { [10] = 0xff, [11] = 0xff };
+
 	memset(ss, 0, sizeof(*ss));
-	if (IN6_IS_ADDR_V4MAPPED((const struct in6_addr *)k->rk_ip)) {
+	if (!memcmp(k->rk_ip, v4mapped, sizeof(v4mapped))) {
 		sin->sin_family = AF_INET;
 		sin->sin_port = k->rk_port;
 		memcpy(&sin->sin_addr, &k->rk_ip[12], 4);

@@ -67,6 +67,7 @@ static struct {
 	size_t qs_evicted;		/* closed for room since the last report */
 	int64_t qs_report_at;
 	char qs_answer[MAILKTLS_QUERY_ANSWER_MAX];
+	char qs_drain[4096];
 } mk_qs = {
 	.qs_listen_fd = -1,
 	.qs_stop_fd = -1,
@@ -150,14 +151,16 @@ static void mk_qs_add(int fd, int64_t now)
 /*
  * Answered: bytes the client sent after its line would make the close
  * reset the connection (AF_UNIX does, like TCP), and the client would lose
- * the answer it has not read yet, so a few are read and dropped first.
+ * the answer it has not read yet, so up to 16 KiB are read and dropped
+ * first.
  */
 static void mk_qs_finish(struct mk_qclient *c)
 {
 	int i;
 
-	for (i = 0; i < 4 && recv(c->qc_fd, c->qc_line, sizeof(c->qc_line), MSG_DONTWAIT) > 0; i++)
-		;
+	for (i = 0; i < 4; i++)
+		if (recv(c->qc_fd, mk_qs.qs_drain, sizeof(mk_qs.qs_drain), MSG_DONTWAIT) <= 0)
+			break;
 	mk_qs_close(c);
 }
 
@@ -196,7 +199,7 @@ static void mk_qs_answer(struct mk_qclient *c, size_t len)
 	size_t alen = mk_query_answer(c->qc_line, len, mk_qs.qs_answer, sizeof(mk_qs.qs_answer));
 
 	if (!alen)
-		mk_qs_close(c);		/* a CLAUSE without answer */
+		mk_qs_finish(c);	/* a CLAUSE without answer */
 	else
 		mk_qs_send(c, mk_qs.qs_answer, alen);
 }

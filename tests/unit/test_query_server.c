@@ -217,11 +217,12 @@ TEST_F(srv, interleaved_clients_get_their_own_answers)
 
 TEST_F(srv, too_long_line)
 {
-	char line[MAILKTLS_QUERY_LINE_MAX + 64], buf[MAILKTLS_QUERY_ANSWER_MAX];
+	char line[4096], buf[MAILKTLS_QUERY_ANSWER_MAX];
 	int64_t ms;
 	int fd;
 
-	/* No end of line in sight: answered once the buffer is full. */
+	/* No end of line in sight: answered once the buffer is full, and the
+	 * rest does not reset the answer away. */
 	memset(line, 'A', sizeof(line));
 	fd = qconnect(self->path);
 	ASSERT_LE(0, fd);
@@ -246,6 +247,7 @@ TEST_F(srv, too_long_line)
 	memcpy(line, "CLAUSE ", 7);
 	EXPECT_EQ(0, ask(self->path, line, buf, sizeof(buf), &ms));
 	EXPECT_EQ(0, ask(self->path, "CLAUSE 192.0.2.9:4001\n", buf, sizeof(buf), &ms));
+	EXPECT_EQ(0, ask(self->path, "CLAUSE 192.0.2.9:4001\nmore", buf, sizeof(buf), &ms));
 }
 
 TEST_F(srv, more_clients_than_the_cap_close_the_oldest)

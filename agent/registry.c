@@ -28,8 +28,10 @@
 #include "registry_tag.h"
 #include "lib/mk_addr.h"
 
-/* An address and port as the indexes key them: IPv6 bytes, IPv4 mapped
- * (::ffff:a.b.c.d), so IPv4 and IPv4-mapped IPv6 are one key. */
+/*
+ * An address and port as the indexes key them: IPv6 bytes, IPv4 mapped
+ * (::ffff:a.b.c.d), so IPv4 and IPv4-mapped IPv6 are one key.
+ */
 struct mk_reg_key {
 	uint8_t rk_ip[16];
 	uint16_t rk_port;		/* network order */

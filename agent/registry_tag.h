@@ -8,8 +8,10 @@
 
 #include "session.h"
 
-/* Open the netlink socket once; later calls do nothing.  A missing module
- * leaves mk_registry_module_present() false. */
+/*
+ * Open the netlink socket once; later calls do nothing.  A missing module
+ * leaves mk_registry_module_present() false.
+ */
 void mk_registry_tag_open(void);
 
 /* Tag @fd (-1: nothing) with @s; warns once when the module refuses. */

@@ -265,13 +265,26 @@ static void options(int argc, char **argv)
 
 	while ((o = getopt(argc, argv, "s:n:c:d:r:S")) != -1) {
 		switch (o) {
-		case 's': sock_path = optarg; break;
-		case 'n': n_entries = (unsigned int)strtoul(optarg, NULL, 10); break;
-		case 'c': n_clients = (unsigned int)strtoul(optarg, NULL, 10); break;
-		case 'd': seconds = (unsigned int)strtoul(optarg, NULL, 10); break;
-		case 'r': churn_rate = (unsigned int)strtoul(optarg, NULL, 10); break;
-		case 'S': stalled = true; break;
-		default: usage();
+		case 's':
+			sock_path = optarg;
+			break;
+		case 'n':
+			n_entries = (unsigned int)strtoul(optarg, NULL, 10);
+			break;
+		case 'c':
+			n_clients = (unsigned int)strtoul(optarg, NULL, 10);
+			break;
+		case 'd':
+			seconds = (unsigned int)strtoul(optarg, NULL, 10);
+			break;
+		case 'r':
+			churn_rate = (unsigned int)strtoul(optarg, NULL, 10);
+			break;
+		case 'S':
+			stalled = true;
+			break;
+		default:
+			usage();
 		}
 	}
 	if (!sock_path || !n_entries || !n_clients || n_clients > MAX_CLIENTS || !seconds ||

@@ -44,6 +44,12 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 	setup_once();
 	err = mk_query_parse((const char *)data, size, &q);
 	n = mk_query_answer((const char *)data, size, ans, sizeof(ans));
+	if (size >= 7 && !memcmp(data, "CLAUSE ", 7)) {
+		/* nothing, or one clause line that no value can break */
+		if (n && (strncmp(ans, "tls ", 4) || memchr(ans, '\n', n) != ans + n - 1))
+			abort();
+		return 0;
+	}
 	if (n < 2 || n >= sizeof(ans) || strlen(ans) != n || strcmp(ans + n - 2, "\n\n"))
 		abort();
 	if (strncmp(ans, "ok\n", 3) && strncmp(ans, "error ", 6))

@@ -77,12 +77,18 @@ if [ "${BASELINE:-}" != none ] && git rev-parse --git-dir >/dev/null 2>&1; then
 	for src in agent/*.c; do
 		git cat-file -e "$BASELINE:$src" 2>/dev/null || split+=" $(basename "$src" .c)"
 	done
-	gcc "${CFLAGS_BENCH[@]}" -iquote "$OUT/old/inc" -c -o "$OUT/old/registry.o" "$OUT/old/registry.c"
 	# shellcheck disable=SC2046
-	gcc "${CFLAGS_BENCH[@]}" -iquote "$OUT/old/inc" -o "$OUT/bench_query_old" \
-		scripts/bench/bench_query.c $(agent_objs "registry $split" "$OUT/old/registry.o") \
-		"${LIBS[@]}"
-	old_built=1
+	if gcc "${CFLAGS_BENCH[@]}" -iquote "$OUT/old/inc" -c -o "$OUT/old/registry.o" \
+		"$OUT/old/registry.c" 2>"$OUT/old/build.log" &&
+		gcc "${CFLAGS_BENCH[@]}" -iquote "$OUT/old/inc" -o "$OUT/bench_query_old" \
+			scripts/bench/bench_query.c \
+			$(agent_objs "registry $split" "$OUT/old/registry.o") "${LIBS[@]}" \
+			2>>"$OUT/old/build.log"; then
+		old_built=1
+	else
+		echo "before: $BASELINE's registry.c does not build with this tree" \
+			"($OUT/old/build.log): not measured"
+	fi
 fi
 
 # shellcheck disable=SC2059

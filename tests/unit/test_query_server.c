@@ -140,7 +140,7 @@ TEST_F(srv, silent_clients_do_not_delay_others)
 {
 	char buf[MAILKTLS_QUERY_ANSWER_MAX];
 	int64_t ms, worst = 0;
-	int silent[3], i;
+	int silent[3], i, slow = 0;
 
 	for (i = 0; i < 3; i++)
 		ASSERT_LE(0, silent[i] = qconnect(self->path));
@@ -150,9 +150,12 @@ TEST_F(srv, silent_clients_do_not_delay_others)
 		ASSERT_NE(NULL, strstr(buf, "\ncipher=TLS_AES_128_GCM_SHA256\n"));
 		if (ms > worst)
 			worst = ms;
+		slow += ms > 10;
 	}
 	TH_LOG("slowest of 50 lookups with 3 silent clients: %lld ms", (long long)worst);
 	EXPECT_GT(QUICK_MS, worst);
+	/* Most within a few ms; the margin is for a busy machine's scheduler. */
+	EXPECT_GT(10, slow);
 	/* They were not dropped to make room: they are merely waiting. */
 	for (i = 0; i < 3; i++) {
 		EXPECT_EQ(0, closed_within(silent[i], 0));

@@ -18,14 +18,16 @@ import resource
 import selectors
 import socket
 import ssl
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-AGENT = os.environ.get("MAILKTLSD", os.path.join(ROOT, "agent", "mailktlsd"))
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
+import agenttest  # noqa: E402
+from agenttest import AGENT, check, client_ctx, free_port, gen_cert, results  # noqa: E402
+
 CLIENT_IP = "127.0.0.2"
 NOFILE = 256
 BURST = 400
@@ -41,25 +43,6 @@ BURST_LOG_MAX = 30
 EMFILE_SECS = 5.0
 EMFILE_CPU_MAX = 0.5
 EMFILE_CLIENTS = 20
-
-results = []
-
-
-def check(ok, desc, detail=""):
-    results.append(ok)
-    print(("ok" if ok else "not ok") + " %d - %s" % (len(results), desc))
-    if not ok and detail:
-        for line in str(detail).splitlines()[-20:]:
-            print("#   " + line)
-    sys.stdout.flush()
-    return ok
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def cpu_seconds(pid):
     """utime + stime of every thread of @pid (/proc/PID/stat fields 14, 15)."""
@@ -116,13 +99,6 @@ class GreetingBackend:
     def stop(self):
         self.stopping = True
         self.thread.join(5)
-
-
-def client_ctx():
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    return ctx
 
 
 class Client:
@@ -218,21 +194,11 @@ def one_client_works(ctx, port):
     return ok, cs[0].why
 
 
-class Agent:
-    def __init__(self, tmp, conf_text):
-        self.conf = os.path.join(tmp, "agent.conf")
-        self.log = os.path.join(tmp, "agent.log")
-        with open(self.conf, "w") as f:
-            f.write(conf_text)
-        self.logf = open(self.log, "w")
-        lim = (NOFILE, NOFILE)
-        self.proc = subprocess.Popen(
-            [AGENT, "-c", self.conf], stdout=self.logf, stderr=subprocess.STDOUT,
-            preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, lim))
+class Agent(agenttest.Agent):
+    """The agent whose log may be flooded: read in bounded pieces."""
 
-    def text(self):
-        with open(self.log, errors="replace") as f:
-            return f.read()
+    def size(self):
+        return os.path.getsize(self.log)
 
     def lines_after(self, offset, keep=2000):
         """The first @keep lines written after @offset, and how many there
@@ -254,32 +220,8 @@ class Agent:
             f.seek(max(0, self.size() - nbytes))
             return f.read().decode(errors="replace")
 
-    def size(self):
-        return os.path.getsize(self.log)
-
-    def wait_log(self, needle, secs=10):
-        end = time.time() + secs
-        while time.time() < end:
-            if needle in self.text():
-                return True
-            if self.proc.poll() is not None:
-                return False
-            time.sleep(0.05)
-        return False
-
     def open_fds(self):
         return sorted(int(x) for x in os.listdir("/proc/%d/fd" % self.proc.pid))
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.logf.close()
-        return self.proc.returncode
 
 
 def event_lines(lines):
@@ -389,20 +331,17 @@ def main():
         print("Bail out! %s is not built" % AGENT)
         sys.exit(1)
     with tempfile.TemporaryDirectory(prefix="mk-fdlimit-") as d:
-        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
-                        "ec_paramgen_curve:P-256", "-nodes", "-days", "2",
-                        "-subj", "/CN=localhost", "-keyout", d + "/k.pem",
-                        "-out", d + "/c.pem"], check=True, capture_output=True)
+        gen_cert(d, "agent", "localhost")
         be = GreetingBackend()
         port = free_port()
         conf = ("[global]\nworkers = 2\nlog = stderr\nquery_socket =\n\n"
                 "[listener fd]\nlisten = 127.0.0.1:%d\nprotocol = imap\ntls = implicit\n"
-                "backend = 127.0.0.1:%d\nproxy_protocol = none\ncertificate = %s/c.pem\n"
-                "private_key = %s/k.pem\nalpn = off\nhandshake_timeout = 60s\n"
+                "backend = 127.0.0.1:%d\nproxy_protocol = none\ncertificate = %s/agent.crt\n"
+                "private_key = %s/agent.key\nalpn = off\nhandshake_timeout = 60s\n"
                 % (port, be.port, d, d))
-        a = Agent(d, conf)
+        a = Agent(d, conf, nofile=NOFILE)
         try:
-            up = check(a.wait_log("started:"), "agent starts with RLIMIT_NOFILE %d" % NOFILE,
+            up = check(a.wait_log("started:", 10), "agent starts with RLIMIT_NOFILE %d" % NOFILE,
                        a.text())
             if up:
                 ctx = client_ctx()

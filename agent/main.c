@@ -167,20 +167,21 @@ static int admission_init(struct mk_admission *adm, const struct mk_runtime *rt,
 	for (i = 0; i < cfg->cf_nlisteners; i++)
 		b.fb_max_connections += cfg->cf_listeners[i].lc_max_connections;
 	if (mk_fd_budget_compute(&b)) {
-		mk_log(LOG_ERR, "RLIMIT_NOFILE %llu leaves no descriptor for connections: "
-		       "the agent itself needs %llu and %u idle pipes a worker, and %u more a connection",
-		       (unsigned long long)b.fb_nofile, (unsigned long long)b.fb_reserve,
-		       b.fb_pipe_pool, b.fb_per_conn);
+		mk_log(LOG_ERR, "RLIMIT_NOFILE %llu leaves no descriptor for connections: the "
+		       "agent itself needs %llu (idle pipes included), a connection %u more",
+		       (unsigned long long)b.fb_nofile,
+		       (unsigned long long)(b.fb_reserve + 2ull * nworkers * b.fb_pipe_pool),
+		       b.fb_per_conn);
 		return -1;
 	}
 	if (b.fb_ktls)
-		snprintf(pipes, sizeof(pipes), " (client, backend, two pipes), %u x %u idle pipes pooled",
-			 nworkers, b.fb_pipe_pool);
+		snprintf(pipes, sizeof(pipes),
+			 " (client, backend, two pipes), %u x %u idle pipes pooled", nworkers,
+			 b.fb_pipe_pool);
 	mk_log(LOG_INFO, "connection ceiling %u (RLIMIT_NOFILE %llu: %u descriptors a connection%s, "
 	       "%llu reserved; max_connections %llu in total)", b.fb_ceiling,
 	       (unsigned long long)b.fb_nofile, b.fb_per_conn, pipes,
-	       (unsigned long long)b.fb_reserve,
-	       (unsigned long long)b.fb_max_connections);
+	       (unsigned long long)b.fb_reserve, (unsigned long long)b.fb_max_connections);
 	adm->ad_ceiling = b.fb_fd_ceiling;
 	adm->ad_pipe_pool = b.fb_pipe_pool;
 	return 0;

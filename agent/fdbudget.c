@@ -10,12 +10,16 @@
 #include "fdbudget.h"
 
 /*
- * Held once by the process: stdin, stdout, stderr, the signalfd, syslog,
- * the registry's netlink socket, the query socket's listener, its stop
- * eventfd and the one client it serves at a time, the configuration,
- * certificate and key files a reload reads, and the kTLS probe's socket.
+ * Open before the ceiling is computed, when they cannot be counted: stdin,
+ * stdout, stderr, the signalfd, syslog, the registry's netlink socket.
  */
-#define MK_FDS_PROCESS 16
+#define MK_FDS_AT_START 6
+/*
+ * Opened by the process later: the query socket's listener, its stop
+ * eventfd and the one client it serves at a time, and the configuration,
+ * certificate and key files a reload reads (two pairs), with slack.
+ */
+#define MK_FDS_LATER 10
 
 /*
  * Held by each worker: its io_uring and its wake eventfd; per listener its
@@ -27,8 +31,8 @@
 
 /**
  * mk_fd_budget_compute() - the connection ceiling for a descriptor limit
- * @b: fb_nofile, fb_workers, fb_listeners, fb_ktls and fb_max_connections
- *     set; the other fields are filled in
+ * @b: fb_nofile, fb_open, fb_workers, fb_listeners, fb_ktls and
+ *     fb_max_connections set; the other fields are filled in
  *
  * On the kTLS path each worker keeps at most fb_pipe_pool idle pipes, an
  * eighth of the limit shared by the workers and no more than
@@ -52,7 +56,8 @@ int mk_fd_budget_compute(struct mk_fd_budget *b)
 			pool = MK_PIPE_POOL_MAX;
 	}
 	b->fb_pipe_pool = (unsigned int)pool;
-	b->fb_reserve = MK_FDS_PROCESS +
+	b->fb_reserve = (b->fb_open > MK_FDS_AT_START ? b->fb_open : MK_FDS_AT_START) +
+			MK_FDS_LATER +
 			workers * (MK_FDS_WORKER + MK_FDS_WORKER_LISTENER * (uint64_t)b->fb_listeners);
 	used = b->fb_reserve + workers * pool * 2;
 	left = b->fb_nofile > used ? b->fb_nofile - used : 0;

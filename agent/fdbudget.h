@@ -18,6 +18,7 @@
 struct mk_fd_budget {
 	/* in */
 	uint64_t fb_nofile;		/* RLIMIT_NOFILE (soft) */
+	unsigned int fb_open;		/* descriptors open now; 0: unknown */
 	unsigned int fb_workers;
 	unsigned int fb_listeners;
 	bool fb_ktls;			/* pipes are used */

@@ -14,6 +14,7 @@
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
+#include <dirent.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
@@ -150,6 +151,22 @@ static uint64_t nofile_raise(void)
 	return rl.rlim_cur;
 }
 
+/* Descriptors open now, inherited ones included; 0 if /proc cannot say. */
+static unsigned int fds_open(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	unsigned int n = 0;
+	struct dirent *e;
+
+	if (!d)
+		return 0;
+	while ((e = readdir(d)))
+		if (e->d_name[0] != '.')
+			n++;
+	closedir(d);
+	return n ? n - 1 : 0;	/* not the directory's own */
+}
+
 /* The connection ceiling, said once: an operator must see what bounds it. */
 static int admission_init(struct mk_admission *adm, const struct mk_runtime *rt,
 			  unsigned int nworkers)
@@ -157,6 +174,7 @@ static int admission_init(struct mk_admission *adm, const struct mk_runtime *rt,
 	const struct mk_config *cfg = rt->rt_cfg;
 	struct mk_fd_budget b = {
 		.fb_nofile = nofile_raise(),
+		.fb_open = fds_open(),
 		.fb_workers = nworkers,
 		.fb_listeners = (unsigned int)cfg->cf_nlisteners,
 		.fb_ktls = rt->rt_ktls,

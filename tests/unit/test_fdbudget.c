@@ -19,11 +19,28 @@ TEST(ceiling_user_space_path)
 	ASSERT_EQ(0, mk_fd_budget_compute(&b));
 	ASSERT_EQ(2, b.fb_per_conn);
 	ASSERT_EQ(0, b.fb_pipe_pool);
-	ASSERT_EQ(16 + 2 * (2 + 2), b.fb_reserve);
+	ASSERT_EQ(6 + 10 + 2 * (2 + 2), b.fb_reserve);
 	ASSERT_EQ((256 - 24) / 2, b.fb_ceiling);
 	ASSERT_EQ(b.fb_ceiling, b.fb_fd_ceiling);
 	/* Every admitted connection has its backend descriptor. */
 	ASSERT_LE(b.fb_reserve + 2ull * b.fb_ceiling, b.fb_nofile);
+}
+
+TEST(ceiling_counts_inherited_descriptors)
+{
+	struct mk_fd_budget b = {
+		.fb_nofile = 256, .fb_open = 40, .fb_workers = 2, .fb_listeners = 1,
+		.fb_max_connections = 10000,
+	};
+
+	/* A parent left 34 descriptors open besides the usual six. */
+	ASSERT_EQ(0, mk_fd_budget_compute(&b));
+	ASSERT_EQ(40 + 10 + 2 * (2 + 2), b.fb_reserve);
+	ASSERT_EQ((256 - 58) / 2, b.fb_ceiling);
+	/* Fewer than the usual: the usual are still reserved. */
+	b.fb_open = 3;
+	ASSERT_EQ(0, mk_fd_budget_compute(&b));
+	ASSERT_EQ(6 + 10 + 2 * (2 + 2), b.fb_reserve);
 }
 
 TEST(ceiling_ktls_path_counts_pipes)

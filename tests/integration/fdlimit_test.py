@@ -280,6 +280,12 @@ def test_burst(a, ctx, port):
     check(any("reason=connection_ceiling" in ln for ln in ev) and
           any(re.search(r"suppressed \d+ kind=refused window=1s", ln) for ln in ev),
           "refusals are logged, then counted on a suppressed line", "\n".join(ev[:40]))
+    logged = sum(1 for ln in ev if "reason=connection_ceiling" in ln)
+    logged += sum(int(m.group(1)) for m in
+                  (re.search(r"suppressed (\d+) kind=refused ", ln) for ln in ev) if m)
+    check(logged == n.get("refused", 0),
+          "every client that ended before its handshake was refused at the ceiling, "
+          "and counted once (%d logged or suppressed)" % logged, "\n".join(ev[:40]))
     for c in clients:
         c.close()
     ok, why = False, ""
@@ -333,7 +339,7 @@ def test_accept_backoff(a, ctx, port):
 
 
 def main():
-    print("1..16")
+    print("1..17")
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     if not os.access(AGENT, os.X_OK):
@@ -365,7 +371,7 @@ def main():
             for ln in a.tail().splitlines()[-30:]:
                 print("#   " + ln)
     print("# %d/%d passed" % (sum(results), len(results)))
-    sys.exit(0 if all(results) and len(results) == 16 else 1)
+    sys.exit(0 if all(results) and len(results) == 17 else 1)
 
 
 main()

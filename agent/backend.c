@@ -120,9 +120,9 @@ void mk_backend_connected(struct mk_conn *c, int res)
 	if (c->c_state == MK_CS_CLOSING)
 		return;
 	if (res < 0) {
-		mk_log(LOG_ERR, "backend listener=%s client=%s backend=%s: %s",
-		       c->c_cfg->lc_name, mk_sockaddr_str(&c->c_client, addr, sizeof(addr)),
-		       c->c_cfg->lc_backend.sa_text, strerror(-res));
+		mk_log_limited(MK_LOG_BACKEND, LOG_ERR, "backend listener=%s client=%s backend=%s: %s",
+			       c->c_cfg->lc_name, mk_sockaddr_str(&c->c_client, addr, sizeof(addr)),
+			       c->c_cfg->lc_backend.sa_text, strerror(-res));
 		mk_conn_end(c, "error:backend:%s", strerror(-res));
 		return;
 	}

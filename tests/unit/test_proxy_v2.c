@@ -410,17 +410,24 @@ TEST_F(pp2, within_send_mask)
 }
 
 /*
- * The agent's header for a submission client that sends a 253-octet SNI:
- * ALPN smtp, AUTHORITY, SSL with version and cipher, CRC32C. 341 (IPv4) and
- * 365 (IPv6) bytes in full, over Exim's and Cyrus's 232; within 232 only
- * AUTHORITY goes, and Dovecot keeps ALPN and the PP2_CLIENT_SSL flag.
+ * The agent's header for a submission client: ALPN smtp, AUTHORITY, SSL
+ * with version and cipher, CRC32C. With a 253-octet SNI that is 341 (IPv4)
+ * and 365 (IPv6) bytes in full, over Exim's and Cyrus's 232; within 232
+ * only AUTHORITY goes, and Dovecot keeps ALPN and the PP2_CLIENT_SSL flag.
+ * A short SNI fits whole.
  */
-TEST_F(pp2, within_253_octet_sni)
+TEST_F(pp2, within_sni_sizes)
 {
-	static const struct { bool v6; size_t max, len; unsigned int omitted; } cases[] = {
-		{ false, 232, 85, PP2_SEND_AUTHORITY }, { true, 232, 109, PP2_SEND_AUTHORITY },
-		{ false, 1500, 341, 0 }, { true, 1500, 365, 0 },
-		{ false, 536, 341, 0 }, { true, 536, 365, 0 },
+	static const struct {
+		bool v6, long_sni;
+		size_t max, len;
+		unsigned int omitted;
+	} cases[] = {
+		{ false, true, 232, 85, PP2_SEND_AUTHORITY }, { true, true, 232, 109, PP2_SEND_AUTHORITY },
+		{ false, true, 1500, 341, 0 }, { true, true, 1500, 365, 0 },
+		{ false, true, 536, 341, 0 }, { true, true, 536, 365, 0 },
+		{ false, false, 232, 105, 0 }, { true, false, 232, 129, 0 },
+		{ false, false, 1500, 105, 0 }, { true, false, 1500, 129, 0 },
 	};
 	struct mk_proxy_decoded dec;
 	struct mk_proxy_info *pi;
@@ -431,8 +438,10 @@ TEST_F(pp2, within_253_octet_sni)
 
 	long_sni(sni);
 	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const char *want = cases[i].long_sni ? sni : "mail.example.test";
+
 		pi = cases[i].v6 ? &self->info6 : &self->info4;
-		pi->pi_authority = sni;
+		pi->pi_authority = want;
 		pi->pi_alpn = "smtp";
 		pi->pi_sig_alg = NULL;
 		pi->pi_client_flags = PP2_CLIENT_SSL;
@@ -450,7 +459,7 @@ TEST_F(pp2, within_253_octet_sni)
 		EXPECT_STREQ("smtp", dec.pd_alpn);
 		EXPECT_STREQ("TLSv1.3", dec.pd_version);
 		EXPECT_STREQ("TLS_AES_256_GCM_SHA384", dec.pd_cipher);
-		EXPECT_STREQ(omitted ? "" : sni, dec.pd_authority);
+		EXPECT_STREQ(omitted ? "" : want, dec.pd_authority);
 	}
 }
 

@@ -36,6 +36,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 
 PLAN=27
 EXC=("$MK_PY" "$here/lib/eximclients.py")
+MKC=("$MK_PY" "$here/lib/mkclients.py")
 SRC=127.0.0.2
 # The longest name an SNI can carry: 253 octets in labels of 63.
 LONG_SNI=$(printf 'a%.0s' {1..63}).$(printf 'b%.0s' {1..63}).$(printf 'c%.0s' {1..63}).$(printf 'd%.0s' {1..61})
@@ -92,13 +93,6 @@ start_agent_for_exim() {
 	chgrp Debian-exim "$QUERY_SOCK" || return 1
 	wait_port 127.0.0.1 "$P_SUBS" && wait_port 127.0.0.1 "$P_SUB" &&
 		wait_port ::1 "$P_SUBS6" && wait_port ::1 "$P_IMAPS6BIG"
-}
-
-agent_alive() {
-	[ -n "$AGENT_PID" ] && kill -0 "$AGENT_PID" 2>/dev/null && return 0
-	echo "agent is not running; its log:"
-	tail -n 20 "$AGENT_LOG" 2>/dev/null
-	return 1
 }
 
 # write_message FILE TOKEN - a message whose Message-ID is TOKEN@example.test.
@@ -192,8 +186,8 @@ c_dovecot_needs_tlv_v6() {
 }
 
 c_dovecot_long_sni_v6() {	# PORT
-	"${EXC[@]}" imap6 --port "$1" --sni "$LONG_SNI" --user "$MK_USER" \
-		--password "$MK_PASS" --out "$MK_TMP/imap-$1.eml" &&
+	"${MKC[@]}" imap --host ::1 --src ::1 --port "$1" --sni "$LONG_SNI" --alpn imap \
+		--user "$MK_USER" --password "$MK_PASS" --out "$MK_TMP/imap-$1.eml" &&
 		same_file "$MK_TEST_MSG" "$MK_TMP/imap-$1.eml"
 }
 

@@ -9,9 +9,6 @@
   eximclients.py refused --port P                      no PROXY header: Exim must
                                                        refuse every command
   eximclients.py dovecot-v6 --port P [--with-ssl-tlv]  PROXY v2 from [::1], LOGIN
-  eximclients.py imap6 --port P --sni NAME --user U --password W --out F
-                                                       imaplib IMAP4_SSL from [::1],
-                                                       ALPN imap, fetch message 1
   eximclients.py received --maildir D --token T --mainlog L --agentlog A
                  [--no-clause]                         the delivered message's
                                                        Received header
@@ -24,7 +21,6 @@ import email
 import email.policy
 import email.utils
 import glob
-import imaplib
 import ipaddress
 import re
 import smtplib
@@ -126,39 +122,6 @@ def cmd_dovecot_v6(args):
     return 0 if answer.startswith("a OK") else 1
 
 
-class IMAP6(imaplib.IMAP4_SSL):
-    """IMAP over TLS from [::1] to [::1], with ALPN imap and a chosen SNI."""
-
-    def __init__(self, args):
-        self._mk_args = args
-        ctx = ssl.create_default_context()
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-        ctx.set_alpn_protocols(["imap"])
-        super().__init__("::1", args.port, ssl_context=ctx, timeout=TIMEOUT)
-
-    def _create_socket(self, timeout):
-        sock = socket.create_connection(("::1", self._mk_args.port), timeout=timeout,
-                                        source_address=("::1", 0))
-        return self.ssl_context.wrap_socket(sock, server_hostname=self._mk_args.sni)
-
-
-def cmd_imap6(args):
-    imap = IMAP6(args)
-    imap.login(args.user, args.password)
-    imap.select("INBOX", readonly=True)
-    typ, data = imap.fetch("1", "(BODY.PEEK[])")
-    if typ != "OK" or not isinstance(data[0], tuple):
-        print(f"fetch: {typ} {data}")
-        return 1
-    with open(args.out, "wb") as f:
-        f.write(data[0][1])
-    print(f"fetched {len(data[0][1])} bytes over {imap.sock.cipher()[0]}, "
-          f"ALPN {imap.sock.selected_alpn_protocol()}")
-    imap.logout()
-    return 0
-
-
 def wait_message(maildir, token):
     for _ in range(200):
         for path in glob.glob(f"{maildir}/new/*"):
@@ -232,16 +195,13 @@ def cmd_received(args):
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("cmd", choices=["smtp12", "raw", "refused", "dovecot-v6", "imap6",
-                                   "received"])
+    p.add_argument("cmd", choices=["smtp12", "raw", "refused", "dovecot-v6", "received"])
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int)
     p.add_argument("--src", default="127.0.0.2")
     p.add_argument("--client")
     p.add_argument("--client-ip")
     p.add_argument("--msg")
-    p.add_argument("--sni")
-    p.add_argument("--out")
     p.add_argument("--user")
     p.add_argument("--password")
     p.add_argument("--with-ssl-tlv", action="store_true")
@@ -252,10 +212,10 @@ def main():
     p.add_argument("--no-clause", action="store_true")
     args = p.parse_args()
     fn = {"smtp12": cmd_smtp12, "raw": cmd_raw, "refused": cmd_refused,
-          "dovecot-v6": cmd_dovecot_v6, "imap6": cmd_imap6, "received": cmd_received}[args.cmd]
+          "dovecot-v6": cmd_dovecot_v6, "received": cmd_received}[args.cmd]
     try:
         return fn(args)
-    except (OSError, EOFError, smtplib.SMTPException, imaplib.IMAP4.error) as e:
+    except (OSError, EOFError, smtplib.SMTPException) as e:
         print(f"{args.cmd}: {type(e).__name__}: {e}")
         return 1
 

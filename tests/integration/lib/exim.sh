@@ -23,7 +23,10 @@
 #   stop_exim
 
 EXIM_ROOT=${MK_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)}
-EXIM_CACHE=${EXIM_CACHE:-$EXIM_ROOT/${BUILD:-build}/exim}
+case ${BUILD:-build} in
+/*) EXIM_CACHE=${EXIM_CACHE:-$BUILD/exim} ;;
+*) EXIM_CACHE=${EXIM_CACHE:-$EXIM_ROOT/${BUILD:-build}/exim} ;;
+esac
 EXIM_RECIPE=$EXIM_ROOT/etc/exim4/mailktls.conf
 
 # exim_download DIR VERSION - the .deb of exim4-daemon-heavy VERSION into DIR.
@@ -61,7 +64,9 @@ exim_fetch() {
 		fi
 		# Another run may have unpacked it meanwhile: keep the first.
 		rm -f "$tmp"/*.deb
-		mkdir -p "$dir" && mv -T "$tmp" "$dir" 2>/dev/null || rm -rf "$tmp"
+		if ! mkdir -p "$dir" || ! mv -T "$tmp" "$dir" 2>/dev/null; then
+			rm -rf "$tmp"
+		fi
 	fi
 	missing=$(ldd "$EXIM_BIN" 2>&1 | grep 'not found')
 	if [ -n "$missing" ]; then

@@ -34,7 +34,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=lib/exim.sh
 . "$here/lib/exim.sh"
 
-PLAN=27
+PLAN=28
 EXC=("$MK_PY" "$here/lib/eximclients.py")
 MKC=("$MK_PY" "$here/lib/mkclients.py")
 SRC=127.0.0.2
@@ -208,6 +208,19 @@ c_socket_gone() {
 			--local-interface "$SRC"
 }
 
+# mailktlsd -t names the line of a limit that cannot hold an IPv6 header.
+c_config_check() {
+	local conf=$MK_TMP/bad.conf out
+	{
+		printf '[defaults]\ncertificate = %s/ecdsa.crt\nprivate_key = %s/ecdsa.key\n' \
+			"$CERTS" "$CERTS"
+		agent_listener exims6 "[::1]:465" submission implicit 25 "proxy_header_max = 40"
+	} >"$conf"
+	out=$("$MAILKTLSD" -c "$conf" -t 2>&1) && { echo "accepted: $out"; return 1; }
+	echo "$out"
+	[ "$out" = "$conf:10: listener 'exims6': proxy_header_max = 40 is below the 52 bytes of a PROXY v2 header with IPv6 addresses and no TLV" ]
+}
+
 # Nothing in Exim's panic log but the notice that -C costs root privilege.
 c_no_panic() {
 	[ -e "$EXIM_PANICLOG" ] || return 0
@@ -266,6 +279,8 @@ check "Dovecot logged both logins from [::1] as secured" c_dovecot_secured 3
 check "query socket removed: swaks through the agent, Exim still accepts" c_socket_gone
 check "delivered; valid Received header without a tls clause" received swaks-nosocket --no-clause
 check "Exim's panic log has no expansion failure" c_no_panic
+check "mailktlsd -t: proxy_header_max below an IPv6 header's 52 bytes is FILE:LINE: refused" \
+	c_config_check
 check "agent still running after all of the above" agent_alive
 
 check_done "$PLAN" "$AGENT_LOG" "agent"

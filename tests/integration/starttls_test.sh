@@ -121,13 +121,6 @@ start_agent() {
 
 # --- helpers used by the checks ---------------------------------------------
 
-agent_alive() {
-	[ -n "$AGENT_PID" ] && kill -0 "$AGENT_PID" 2>/dev/null && return 0
-	echo "mailktlsd is not running; its log:"
-	tail -n 20 "$AGENT_LOG" 2>/dev/null
-	return 1
-}
-
 c_config_ok() {
 	[ -x "$MAILKTLSD" ] || { echo "$MAILKTLSD missing"; return 1; }
 	"$MAILKTLSD" -t -c "$AGENT_CONF" 2>&1 | tee "$MK_TMP/t.out"

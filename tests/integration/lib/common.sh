@@ -71,6 +71,14 @@ mk_testbed_up() {
 	return 0
 }
 
+# agent_alive - the mailktlsd of $AGENT_PID still runs; else the tail of $AGENT_LOG.
+agent_alive() {
+	[ -n "${AGENT_PID:-}" ] && kill -0 "$AGENT_PID" 2>/dev/null && return 0
+	echo "mailktlsd is not running; its log:"
+	tail -n 20 "${AGENT_LOG:-/dev/null}" 2>/dev/null
+	return 1
+}
+
 # same_file EXPECTED GOT - identical, or both shown with control characters.
 same_file() {
 	cmp "$1" "$2" && return 0

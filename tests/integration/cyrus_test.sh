@@ -145,14 +145,17 @@ c_plain_pop3_refused() {
 
 # What Cyrus 3.6 logs about the refusals: nothing for LOGIN and USER (the
 # "only available under a layer" answers are not logged), a badlogin line
-# for the SASL attempt, and never a login line from a plaintext service.
+# for each SASL attempt, never a login line from a plaintext service, and
+# never the password.
 c_plain_refusals_logged() {
+	local l='([^ ]+ )?\[127\.0\.0\.1\] PLAIN \(-notset-\)'
 	grep -E 'mk-it-cyrus/(imap|pop3)plain\[' "$CYRUS_LOG"
-	grep -qE "mk-it-cyrus/imapplain\\[[0-9]+\\]: badlogin: [^ ]+ \\[127\\.0\\.0\\.1\\] PLAIN " \
-		"$CYRUS_LOG" || { echo "no badlogin line from imapplain"; return 1; }
-	grep -qE "mk-it-cyrus/pop3plain\\[[0-9]+\\]: badlogin: [^ ]+ \\[127\\.0\\.0\\.1\\] PLAIN " \
+	grep -qE "mk-it-cyrus/imapplain\[[0-9]+\]: badlogin: $l " "$CYRUS_LOG" ||
+		{ echo "no badlogin line from imapplain"; return 1; }
+	grep -qE "mk-it-cyrus/pop3plain\[[0-9]+\]: badlogin: $l \[encryption needed to use mechanism\]" \
 		"$CYRUS_LOG" || { echo "no badlogin line from pop3plain"; return 1; }
-	! grep -E 'mk-it-cyrus/(imap|pop3)plain\[[0-9]+\]: login: ' "$CYRUS_LOG"
+	! grep -E 'mk-it-cyrus/(imap|pop3)plain\[[0-9]+\]: login: ' "$CYRUS_LOG" &&
+		! grep -F -- "$MK_PASS" "$CYRUS_LOG"
 }
 
 curl_mail() {	# SCHEME PORT URL-PATH OUTFILE [PASSWORD]
@@ -186,7 +189,7 @@ c_wrong_password() {
 		echo "fetched with a wrong password"
 		return 1
 	fi
-	wait_grep "$CYRUS_LOG" "imapagent\\[[0-9]+\\]: badlogin: [^ ]+ \\[127\\.0\\.0\\.1\\] [A-Z]+ .*$MK_USER.*authentication failure" ||
+	wait_grep "$CYRUS_LOG" "imapagent\\[[0-9]+\\]: badlogin: ([^ ]+ )?\\[127\\.0\\.0\\.1\\] [A-Z]+ .*$MK_USER.*authentication failure" ||
 		{ echo "no badlogin line:"; tail -n 5 "$CYRUS_LOG"; return 1; }
 }
 
@@ -243,7 +246,7 @@ EOF
 # Every login through the agent reached a -p service and came, for Cyrus,
 # from the agent's address: Cyrus 3.6 reads no PROXY header.
 c_cyrus_logins() {	# SERVICE MIN-COUNT
-	local re="mk-it-cyrus/$1\\[[0-9]+\\]: login: [^ ]+ \\[127\\.0\\.0\\.1\\] $MK_USER [A-Za-z]+ User logged in"
+	local re="mk-it-cyrus/$1\\[[0-9]+\\]: login: ([^ ]+ )?\\[127\\.0\\.0\\.1\\] $MK_USER [A-Za-z]+ User logged in"
 	grep -E "mk-it-cyrus/$1\\[[0-9]+\\]: login: " "$CYRUS_LOG" | grep -v "$CYRUS_ADMIN" |
 		tee "$MK_TMP/logins"
 	[ "$(grep -cE -- "$re" "$MK_TMP/logins")" -ge "$2" ] &&

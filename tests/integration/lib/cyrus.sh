@@ -29,9 +29,10 @@
 # $CYRUS_ADMIN/$CYRUS_ADMIN_PASS.
 #
 # Cyrus logs only through syslog(3). The master runs in a mount namespace of
-# its own whose /dev is an overlay of the host's with one more entry, /dev/log,
-# a link to the socket of lib/syslog_sink.py, which writes CYRUS_LOG. The
-# host's /dev is not changed; the overlay goes away with the namespace.
+# its own whose /dev is an overlay of the host's (its upper layer on a tmpfs of
+# the namespace) with one more entry, /dev/log, a link to the socket of
+# lib/syslog_sink.py, which writes CYRUS_LOG. The host's /dev is not changed;
+# both mounts go away with the namespace.
 
 CYRUS_LIB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 CYRUS_MK_ROOT=$(cd "$CYRUS_LIB_DIR/../../.." && pwd)
@@ -125,7 +126,7 @@ start_cyrus() {
 	CYRUS_LMTP_SOCKET=$d/config/socket/lmtp
 	CYRUS_LOG=$d/cyrus.log
 	mkdir -p "$d/config/socket" "$d/config/proc" "$d/config/db" "$d/config/log" \
-		"$d/spool" "$d/sieve" "$d/dev-upper" "$d/dev-work"
+		"$d/spool" "$d/sieve" "$d/dev-overlay"
 	: >"$CYRUS_LOG"
 	cyrus_write_conf "$d"
 	if ! cyrus_add_user "$d" "$MK_USER" "$MK_PASS" ||
@@ -145,7 +146,10 @@ start_cyrus() {
 	fi
 	# unshare without --fork execs sh, which execs master: $! is the master.
 	LD_LIBRARY_PATH=$CYRUS_LIBS unshare --mount --propagation private sh -c '
-		mount -t overlay overlay -o "lowerdir=/dev,upperdir=$1/dev-upper,workdir=$1/dev-work" /dev &&
+		mount -t tmpfs -o mode=0755,size=1m cyrus-dev "$1/dev-overlay" &&
+		mkdir "$1/dev-overlay/upper" "$1/dev-overlay/work" &&
+		mount -t overlay overlay \
+			-o "lowerdir=/dev,upperdir=$1/dev-overlay/upper,workdir=$1/dev-overlay/work" /dev &&
 		ln -s "$1/syslog.sock" /dev/log &&
 		exec "$2/master" -C "$1/imapd.conf" -M "$1/cyrus.conf" -p "$1/master.pid" -L "$1/master.out"
 	' cyrus-ns "$d" "$CYRUS_BIN" >>"$d/master.out" 2>&1 &

@@ -32,6 +32,7 @@ TIMEOUT = 10.0
 MAX_READ = 1 << 16	# no refusal probe reads more than this
 REFUSAL_IMAP = b"NO Login only available under a layer"
 REFUSAL_POP3 = b"-ERR [AUTH] USER command only available under a layer"
+REFUSAL_SASL = b"encryption needed to use mechanism"
 
 
 class Fail(Exception):
@@ -127,8 +128,8 @@ def cmd_plain_imap(args):
     c.send(b"a3 AUTHENTICATE PLAIN " + plain_b64(args) + b"\r\n",
            "a3 AUTHENTICATE PLAIN <credentials>")
     line = c.until_tagged(b"a3")
-    if not line.startswith(b"a3 NO "):
-        raise Fail(f"AUTHENTICATE PLAIN: want a3 NO, got {line!r}")
+    if line != b"a3 NO " + REFUSAL_SASL:
+        raise Fail(f"AUTHENTICATE PLAIN: want 'a3 NO {REFUSAL_SASL.decode()}', got {line!r}")
     c.send(b"a4 SELECT INBOX\r\n")
     line = c.until_tagged(b"a4")
     if not line.startswith(b"a4 BAD "):
@@ -160,8 +161,9 @@ def cmd_plain_pop3(args):
         raise Fail(f"USER: want '{REFUSAL_POP3.decode()}', got {line!r}")
     c.send(b"AUTH PLAIN " + plain_b64(args) + b"\r\n", "AUTH PLAIN <credentials>")
     line = c.line()
-    if not line.startswith(b"-ERR"):
-        raise Fail(f"AUTH PLAIN: want -ERR, got {line!r}")
+    if line != b"-ERR [AUTH] authenticating: " + REFUSAL_SASL:
+        raise Fail(f"AUTH PLAIN: want '-ERR [AUTH] authenticating: {REFUSAL_SASL.decode()}', "
+                   f"got {line!r}")
     c.send(b"STAT\r\n")
     line = c.line()
     if not line.startswith(b"-ERR"):

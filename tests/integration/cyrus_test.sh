@@ -36,8 +36,6 @@ MK_ROOT=$(cd "$here/../.." && pwd)
 MAILKTLSD=${MAILKTLSD:-$MK_ROOT/agent/mailktlsd}
 PLAN=24
 CYC=("$MK_PY" "$here/lib/cyrus_clients.py")
-MKC=("$MK_PY" "$here/lib/mkclients.py")
-STC=("$MK_PY" "$here/lib/starttls_clients.py")
 SRC=127.0.0.2
 SNI=mail.example.test
 AGENT_PID='' HOLD_PID=''
@@ -76,25 +74,12 @@ write_agent_conf() {
 }
 
 start_agent() {
-	local p
 	P_IMAPS=$(free_port) P_POP3S=$(free_port) P_IMAP=$(free_port) P_POP3=$(free_port)
 	QUERY_SOCK=$MK_TMP/query.sock
 	AGENT_LOG=$MK_TMP/agent.log
 	: >"$AGENT_LOG"
 	write_agent_conf
-	if [ ! -x "$MAILKTLSD" ]; then
-		echo "# $MAILKTLSD is missing or not executable (run make)" >&2
-		return 1
-	fi
-	"$MAILKTLSD" -c "$AGENT_CONF" >>"$AGENT_LOG" 2>&1 &
-	AGENT_PID=$!
-	for p in "$P_IMAPS" "$P_POP3S" "$P_IMAP" "$P_POP3"; do
-		if ! kill -0 "$AGENT_PID" 2>/dev/null || ! wait_port 127.0.0.1 "$p" 10; then
-			echo "# mailktlsd (pid $AGENT_PID) is not listening on $p; its log:" >&2
-			tail -n 40 "$AGENT_LOG" | sed 's/^/#   /' >&2
-			return 1
-		fi
-	done
+	mk_start_agent "$AGENT_CONF" "$AGENT_LOG" "$P_IMAPS" "$P_POP3S" "$P_IMAP" "$P_POP3"
 }
 
 # --- the checks ---------------------------------------------------------------
@@ -193,29 +178,15 @@ c_wrong_password() {
 		{ echo "no badlogin line:"; tail -n 5 "$CYRUS_LOG"; return 1; }
 }
 
-c_py_imaps() {
-	"${MKC[@]}" imap --port "$P_IMAPS" --src "$SRC" --cafile "$CERTS/ca.pem" \
-		--user "$MK_USER" --password "$MK_PASS" --out "$MK_TMP/py-imap.eml" &&
-		same_file "$MK_TMP/stored.eml" "$MK_TMP/py-imap.eml"
-}
-
-# poplib strips the line ends; the client writes CRLF back.
-c_py_pop3s() {
-	"${MKC[@]}" pop3 --port "$P_POP3S" --src "$SRC" --cafile "$CERTS/ca.pem" \
-		--user "$MK_USER" --password "$MK_PASS" --out "$MK_TMP/py-pop3.eml" &&
-		same_file "$MK_TMP/stored.eml" "$MK_TMP/py-pop3.eml"
-}
-
-c_py_imap_starttls() {
-	"${STC[@]}" py-imap --port "$P_IMAP" --src "$SRC" --cafile "$CERTS/ca.pem" \
-		--user "$MK_USER" --password "$MK_PASS" --out "$MK_TMP/py-imap-stls.eml" &&
-		same_file "$MK_TMP/stored.eml" "$MK_TMP/py-imap-stls.eml"
-}
-
-c_py_pop3_starttls() {
-	"${STC[@]}" py-pop3 --port "$P_POP3" --src "$SRC" --cafile "$CERTS/ca.pem" \
-		--user "$MK_USER" --password "$MK_PASS" --out "$MK_TMP/py-pop3-stls.eml" &&
-		same_file "$MK_TMP/stored.eml" "$MK_TMP/py-pop3-stls.eml"
+# c_py_fetch SCRIPT COMMAND PORT - a Python client of lib/ (mkclients.py
+# imap|pop3: Implicit TLS; starttls_clients.py py-imap|py-pop3: STARTTLS)
+# gets the stored message byte for byte (poplib strips the line ends; the
+# client writes CRLF back).
+c_py_fetch() {
+	local out=$MK_TMP/$2-$3.eml
+	"$MK_PY" "$here/lib/$1" "$2" --port "$3" --src "$SRC" --cafile "$CERTS/ca.pem" \
+		--user "$MK_USER" --password "$MK_PASS" --out "$out" &&
+		same_file "$MK_TMP/stored.eml" "$out"
 }
 
 # openssl s_client -starttls imap, then LOGIN and FETCH typed inside TLS; the
@@ -311,15 +282,7 @@ c_cyrus_gone() {
 # --- the run ------------------------------------------------------------------
 
 echo "1..$PLAN"
-mk_setup_tmp || { MK_TMP=/nonexistent; fatal="no temp dir"; }
-CERTS=$MK_TMP/certs
-if [ -z "$fatal" ]; then
-	if mk_gen_certs "$CERTS"; then
-		cat "$CERTS/rsa.crt" "$CERTS/ecdsa.crt" >"$CERTS/ca.pem"
-	else
-		fatal="openssl could not make test certificates"
-	fi
-fi
+mk_tmp_certs
 MK_TEST_MSG=$MK_TMP/test-message.eml
 [ -z "$fatal" ] && mk_write_test_message "$MK_TEST_MSG"
 [ -z "$fatal" ] && { cyrus_unpack || fatal="Cyrus packages could not be unpacked"; }
@@ -338,10 +301,12 @@ check "curl imaps through the agent fetches the stored message byte for byte" c_
 check "curl pop3s through the agent retrieves it byte for byte" c_curl_pop3s
 check "curl imap --ssl-reqd (STARTTLS) through the agent fetches it byte for byte" \
 	c_curl_imap_starttls
-check "python imaplib (imaps) fetches it byte for byte" c_py_imaps
-check "python poplib (pop3s) retrieves it byte for byte" c_py_pop3s
-check "python imaplib starttls() through the agent fetches it byte for byte" c_py_imap_starttls
-check "python poplib stls() through the agent retrieves it byte for byte" c_py_pop3_starttls
+check "python imaplib (imaps) fetches it byte for byte" c_py_fetch mkclients.py imap "$P_IMAPS"
+check "python poplib (pop3s) retrieves it byte for byte" c_py_fetch mkclients.py pop3 "$P_POP3S"
+check "python imaplib starttls() through the agent fetches it byte for byte" \
+	c_py_fetch starttls_clients.py py-imap "$P_IMAP"
+check "python poplib stls() through the agent retrieves it byte for byte" \
+	c_py_fetch starttls_clients.py py-pop3 "$P_POP3"
 check "openssl s_client -starttls imap: LOGIN and FETCH, byte for byte" c_s_client_starttls_imap
 check "a wrong password through the agent is refused, Cyrus logs badlogin" c_wrong_password
 check "Cyrus logs the IMAP logins through the agent, from 127.0.0.1 (the agent)" \

@@ -47,6 +47,7 @@ CYRUS_SSF=128	# the weakest cipher the agent negotiates: AES-128-GCM
 # $CYRUS_DEBS/root. Sets CYRUS_BIN and CYRUS_LIBS. Return: 0, or 1 with
 # the reason on stderr.
 cyrus_unpack() {
+	# shellcheck disable=SC2086 # one word per package
 	"$CYRUS_MK_ROOT/scripts/unpack-debs.sh" "$CYRUS_DEBS" $CYRUS_PACKAGES || return 1
 	CYRUS_BIN=$CYRUS_DEBS/root/usr/lib/cyrus/bin
 	CYRUS_LIBS=$CYRUS_DEBS/root/usr/lib/x86_64-linux-gnu
@@ -145,6 +146,7 @@ start_cyrus() {
 		return 1
 	fi
 	# unshare without --fork execs sh, which execs master: $! is the master.
+	# shellcheck disable=SC2016 # expanded by that sh, from its arguments
 	LD_LIBRARY_PATH=$CYRUS_LIBS unshare --mount --propagation private sh -c '
 		mount -t tmpfs -o mode=0755,size=1m cyrus-dev "$1/dev-overlay" &&
 		mkdir "$1/dev-overlay/upper" "$1/dev-overlay/work" &&

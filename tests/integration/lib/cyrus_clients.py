@@ -202,15 +202,9 @@ def main():
     p.add_argument("--port", type=int)
     p.add_argument("--src", default="127.0.0.2")
     p.add_argument("--sni", default="mail.example.test")
-    p.add_argument("--cafile")
-    p.add_argument("--user")
-    p.add_argument("--password")
-    p.add_argument("--mailbox")
-    p.add_argument("--socket")
-    p.add_argument("--rcpt")
-    p.add_argument("--msg")
-    p.add_argument("--ready")
-    p.add_argument("--release")
+    for opt in ("cafile", "user", "password", "mailbox", "socket", "rcpt", "msg", "ready",
+                "release"):
+        p.add_argument("--" + opt)
     args = p.parse_args()
     try:
         return cmds[args.cmd](args)

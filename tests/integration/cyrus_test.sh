@@ -38,7 +38,7 @@ PLAN=24
 CYC=("$MK_PY" "$here/lib/cyrus_clients.py")
 SRC=127.0.0.2
 SNI=mail.example.test
-AGENT_PID='' HOLD_PID=''
+AGENT_PID='' HOLD_PID='' P_IMAPS='' P_POP3S='' P_IMAP='' P_POP3=''
 
 cleanup() {
 	[ -n "$HOLD_PID" ] && stop_pid "$HOLD_PID" hold-client

@@ -29,10 +29,10 @@
 # $CYRUS_ADMIN/$CYRUS_ADMIN_PASS.
 #
 # Cyrus logs only through syslog(3). The master runs in a mount namespace of
-# its own whose /dev is an overlay of the host's (its upper layer on a tmpfs of
-# the namespace) with one more entry, /dev/log, a link to the socket of
-# lib/syslog_sink.py, which writes CYRUS_LOG. The host's /dev is not changed;
-# both mounts go away with the namespace.
+# its own whose /dev is an overlay of the host's (its upper layer in
+# $MK_TMP/cyrus/dev-overlay) with one more entry, /dev/log, a link to the
+# socket of lib/syslog_sink.py, which writes CYRUS_LOG. The host's /dev is
+# not changed; the overlay goes away with the namespace.
 
 CYRUS_LIB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 CYRUS_MK_ROOT=$(cd "$CYRUS_LIB_DIR/../../.." && pwd)
@@ -127,7 +127,7 @@ start_cyrus() {
 	CYRUS_LMTP_SOCKET=$d/config/socket/lmtp
 	CYRUS_LOG=$d/cyrus.log
 	mkdir -p "$d/config/socket" "$d/config/proc" "$d/config/db" "$d/config/log" \
-		"$d/spool" "$d/sieve" "$d/dev-overlay"
+		"$d/spool" "$d/sieve" "$d/dev-overlay/upper" "$d/dev-overlay/work"
 	: >"$CYRUS_LOG"
 	cyrus_write_conf "$d"
 	if ! cyrus_add_user "$d" "$MK_USER" "$MK_PASS" ||
@@ -146,10 +146,12 @@ start_cyrus() {
 		return 1
 	fi
 	# unshare without --fork execs sh, which execs master: $! is the master.
+	# Only /dev is made private (in a chroot "/" is no mount point, so
+	# --propagation private fails): the overlay mounted on it stays in the
+	# namespace.
 	# shellcheck disable=SC2016 # expanded by that sh, from its arguments
-	LD_LIBRARY_PATH=$CYRUS_LIBS unshare --mount --propagation private sh -c '
-		mount -t tmpfs -o mode=0755,size=1m cyrus-dev "$1/dev-overlay" &&
-		mkdir "$1/dev-overlay/upper" "$1/dev-overlay/work" &&
+	LD_LIBRARY_PATH=$CYRUS_LIBS unshare --mount --propagation unchanged sh -c '
+		mount --make-rprivate /dev &&
 		mount -t overlay overlay \
 			-o "lowerdir=/dev,upperdir=$1/dev-overlay/upper,workdir=$1/dev-overlay/work" /dev &&
 		ln -s "$1/syslog.sock" /dev/log &&

@@ -231,25 +231,9 @@ c_agent_lines() {	# LISTENER: a tls line and a close line naming the client
 		grep -qE "close listener=$1 client=127\\.0\\.0\\.2:[0-9]+ .*end=" "$AGENT_LOG"
 }
 
-# While a session lives: the imapd PID in Cyrus's login line -> its peer
-# address (ss) -> the query socket's QUERY PEER -> the real client, the one
-# the agent's tls line names.
-c_client_of_live_session() {
-	local ready=$MK_TMP/hold.ready release=$MK_TMP/hold.release client pid peer ans
-	"${CYC[@]}" hold --port "$P_IMAPS" --src "$SRC" --cafile "$CERTS/ca.pem" \
-		--user "$MK_USER" --password "$MK_PASS" --ready "$ready" \
-		--release "$release" >"$MK_TMP/hold.out" 2>&1 &
-	HOLD_PID=$!
-	wait_grep "$ready" . || { echo "the session did not start:"; cat "$MK_TMP/hold.out"; return 1; }
-	client=$(cat "$ready")
-	wait_grep "$CYRUS_LOG" "imapagent\\[[0-9]+\\]: login: .* $MK_USER " || return 1
-	pid=$(grep -E "imapagent\\[[0-9]+\\]: login: .* $MK_USER " "$CYRUS_LOG" | tail -n 1 |
-		sed -E 's/.*imapagent\[([0-9]+)\].*/\1/')
-	peer=$(ss -Htnp state established "( sport = :$CYRUS_IMAP_AGENT_PORT )" |
-		grep "pid=$pid," | awk '{print $4}' | head -n 1)
-	echo "client $client, imapd pid $pid, its peer $peer"
-	[ -n "$peer" ] || { ss -tnp | grep ":$CYRUS_IMAP_AGENT_PORT"; return 1; }
-	ans=$("$MK_PY" - "$QUERY_SOCK" "QUERY PEER $peer" <<'EOF'
+# query_socket LINE - the agent's answer to one line on its query socket.
+query_socket() {
+	"$MK_PY" - "$QUERY_SOCK" "$1" <<'EOF'
 import socket, sys
 s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
 s.settimeout(5)
@@ -260,7 +244,40 @@ while chunk := s.recv(4096):
     out += chunk
 print(out.decode(errors="replace"), end="")
 EOF
-)
+}
+
+LOGIN_RE="imapagent\\[[0-9]+\\]: login: .* $MK_USER "	# through the agent, IMAP
+
+# imapd_of_login N - the PID in the (N+1)th login line matching LOGIN_RE,
+# once Cyrus has logged it.
+imapd_of_login() {
+	local i
+	for ((i = 0; i < 100; i++)); do
+		[ "$(grep -cE -- "$LOGIN_RE" "$CYRUS_LOG")" -gt "$1" ] && break
+		sleep 0.05
+	done
+	grep -E -- "$LOGIN_RE" "$CYRUS_LOG" | sed -n "$(($1 + 1))s/.*imapagent\[\([0-9]*\)\].*/\1/p"
+}
+
+# While a session lives: the imapd PID in Cyrus's login line -> its peer
+# address (ss) -> the query socket's QUERY PEER -> the real client, the one
+# the agent's tls line names.
+c_client_of_live_session() {
+	local ready=$MK_TMP/hold.ready release=$MK_TMP/hold.release client pid peer ans logins
+	logins=$(grep -cE -- "$LOGIN_RE" "$CYRUS_LOG")
+	"${CYC[@]}" hold --port "$P_IMAPS" --src "$SRC" --cafile "$CERTS/ca.pem" \
+		--user "$MK_USER" --password "$MK_PASS" --ready "$ready" \
+		--release "$release" >"$MK_TMP/hold.out" 2>&1 &
+	HOLD_PID=$!
+	wait_grep "$ready" . || { echo "the session did not start:"; cat "$MK_TMP/hold.out"; return 1; }
+	client=$(cat "$ready")
+	pid=$(imapd_of_login "$logins")
+	[ -n "$pid" ] || { echo "no login line of this session in Cyrus's log"; return 1; }
+	peer=$(ss -Htnp state established "( sport = :$CYRUS_IMAP_AGENT_PORT )" |
+		grep "pid=$pid," | awk '{print $4}' | head -n 1)
+	echo "client $client, imapd pid $pid, its peer $peer"
+	[ -n "$peer" ] || { ss -tnp | grep ":$CYRUS_IMAP_AGENT_PORT"; return 1; }
+	ans=$(query_socket "QUERY PEER $peer")
 	echo "$ans"
 	touch "$release"
 	wait "$HOLD_PID"

@@ -26,7 +26,8 @@ import socket
 import sys
 import time
 
-from mkclients import SourcedIMAP
+sys.dont_write_bytecode = True	# no __pycache__ in the source tree
+from mkclients import SourcedIMAP  # noqa: E402 (after the line above)
 
 TIMEOUT = 10.0
 MAX_READ = 1 << 16	# no refusal probe reads more than this

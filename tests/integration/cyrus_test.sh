@@ -146,29 +146,18 @@ c_plain_refusals_logged() {
 		! grep -F -- "$MK_PASS" "$CYRUS_LOG"
 }
 
-curl_mail() {	# SCHEME PORT URL-PATH OUTFILE [PASSWORD]
-	timeout 20 curl -sS --max-time 10 --interface "$SRC" \
+# curl_mail SCHEME PORT URL-PATH OUTFILE [PASSWORD] - curl through the agent;
+# --ssl-reqd makes the plain imap:// scheme upgrade with STARTTLS or fail.
+curl_mail() {
+	timeout 20 curl -sS --max-time 10 --interface "$SRC" --ssl-reqd \
 		--resolve "$SNI:$2:127.0.0.1" --cacert "$CERTS/ca.pem" \
 		-u "$MK_USER:${5:-$MK_PASS}" -o "$4" "$1://$SNI:$2/$3"
 }
 
-c_curl_imaps() {
-	curl_mail imaps "$P_IMAPS" "INBOX;UID=1" "$MK_TMP/curl-imap.eml" &&
-		same_file "$MK_TMP/stored.eml" "$MK_TMP/curl-imap.eml"
-}
-
-c_curl_pop3s() {
-	curl_mail pop3s "$P_POP3S" 1 "$MK_TMP/curl-pop3.eml" &&
-		same_file "$MK_TMP/stored.eml" "$MK_TMP/curl-pop3.eml"
-}
-
-# imap STARTTLS with curl: --ssl-reqd makes it upgrade or fail.
-c_curl_imap_starttls() {
-	timeout 20 curl -sS --max-time 10 --interface "$SRC" --ssl-reqd \
-		--resolve "$SNI:$P_IMAP:127.0.0.1" --cacert "$CERTS/ca.pem" \
-		-u "$MK_USER:$MK_PASS" -o "$MK_TMP/curl-starttls.eml" \
-		"imap://$SNI:$P_IMAP/INBOX;UID=1" &&
-		same_file "$MK_TMP/stored.eml" "$MK_TMP/curl-starttls.eml"
+# c_curl_fetch SCHEME PORT URL-PATH - curl gets the stored message byte for byte.
+c_curl_fetch() {
+	local out=$MK_TMP/curl-$1-$2.eml
+	curl_mail "$1" "$2" "$3" "$out" && same_file "$MK_TMP/stored.eml" "$out"
 }
 
 # Cyrus checks the password behind -p: a wrong one is refused and logged.
@@ -327,10 +316,11 @@ check "Cyrus's plaintext IMAP port: LOGINDISABLED, LOGIN and AUTHENTICATE PLAIN 
 check "Cyrus's plaintext POP3 port: USER and AUTH PLAIN refused" c_plain_pop3_refused
 check "Cyrus logs badlogin for the SASL attempts, no login from a plaintext service" \
 	c_plain_refusals_logged
-check "curl imaps through the agent fetches the stored message byte for byte" c_curl_imaps
-check "curl pop3s through the agent retrieves it byte for byte" c_curl_pop3s
+check "curl imaps through the agent fetches the stored message byte for byte" \
+	c_curl_fetch imaps "$P_IMAPS" "INBOX;UID=1"
+check "curl pop3s through the agent retrieves it byte for byte" c_curl_fetch pop3s "$P_POP3S" 1
 check "curl imap --ssl-reqd (STARTTLS) through the agent fetches it byte for byte" \
-	c_curl_imap_starttls
+	c_curl_fetch imap "$P_IMAP" "INBOX;UID=1"
 check "python imaplib (imaps) fetches it byte for byte" c_py_fetch mkclients.py imap "$P_IMAPS"
 check "python poplib (pop3s) retrieves it byte for byte" c_py_fetch mkclients.py pop3 "$P_POP3S"
 check "python imaplib starttls() through the agent fetches it byte for byte" \

@@ -142,8 +142,8 @@ c_plain_refusals_logged() {
 		{ echo "no badlogin line from imapplain"; return 1; }
 	grep -qE "mk-it-cyrus/pop3plain\[[0-9]+\]: badlogin: $l \[encryption needed to use mechanism\]" \
 		"$CYRUS_LOG" || { echo "no badlogin line from pop3plain"; return 1; }
-	! grep -E 'mk-it-cyrus/(imap|pop3)plain\[[0-9]+\]: login: ' "$CYRUS_LOG" &&
-		! grep -F -- "$MK_PASS" "$CYRUS_LOG"
+	! grep -E "mk-it-cyrus/(imap|pop3)plain\\[[0-9]+\\]: (login: |.*plaintext|.*$MK_USER)" \
+		"$CYRUS_LOG" && ! grep -F -- "$MK_PASS" "$CYRUS_LOG"
 }
 
 # curl_mail SCHEME PORT URL-PATH OUTFILE [PASSWORD] - curl through the agent;

@@ -245,4 +245,4 @@ clean:
 # pattern rules only, so make would delete them as intermediates.
 .PRECIOUS: $(FUZZ_BUILD)/agent/%.o $(FUZZ_BUILD)/lib/%.o $(SAN_BUILD)/agent/%.o $(SAN_BUILD)/lib/%.o
 
--include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+-include $(shell find $(BUILD) -name '*.d' -type f 2>/dev/null)

@@ -14,11 +14,11 @@ import sys
 import tempfile
 import time
 
+sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
-from agentlib import (AGENT, CLIENT_IP, Agent, Backend, NotifySocket, check,  # noqa: E402
-                      free_port, gen_cert, listener, peer_cn, read_line, results,
-                      tls_connect)
-
+from agenttest import (AGENT, CLIENT_IP, Agent, Backend, NotifySocket, check,  # noqa: E402
+                       free_port, gen_cert, listener, peer_cn, read_line, results,
+                       tls_connect)
 
 def test_check_and_version(d):
     gen_cert(d, "cur", "first.test")

@@ -13,8 +13,9 @@ import sys
 import tempfile
 import time
 
+sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
-from agentlib import (AGENT, Agent, Backend, check, free_port, peer_cn,  # noqa: E402
+from agenttest import (AGENT, Agent, Backend, check, free_port, peer_cn,  # noqa: E402
                       read_line, results, tls_connect)
 
 

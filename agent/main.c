@@ -10,16 +10,11 @@
  * closed, every connection closed with close_notify), SIGHUP reloads the
  * configuration and certificates for new connections.
  *
- * Certificate and key files are watched (certwatch.c): when an ACME client
- * renews them, the main thread reloads as on SIGHUP.
- *
- * Under systemd (Type=notify) the service manager hears READY=1 once every
- * listener is bound, RELOADING=1 then READY=1 around a reload, STOPPING=1
- * when the stop begins. sd_notify() does nothing without NOTIFY_SOCKET.
+ * What the main thread does between signals, reloads and certificate
+ * renewals included, is in supervisor.c.
  */
 #include <errno.h>
 #include <getopt.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <dirent.h>
@@ -31,14 +26,13 @@
 #include <unistd.h>
 
 #include <openssl/opensslv.h>
-#include <systemd/sd-daemon.h>
 
-#include "certwatch.h"
 #include "fdbudget.h"
 #include "ktls.h"
 #include "log.h"
 #include "registry.h"
 #include "runtime.h"
+#include "supervisor.h"
 #include "tls_keys.h"
 #include "worker.h"
 
@@ -215,171 +209,6 @@ static int admission_init(struct mk_admission *adm, const struct mk_runtime *rt,
 	return 0;
 }
 
-/* Every listener is bound and every worker runs. A reload keeps the
- * listeners, so their number from the start holds. */
-static void notify_ready(size_t nlisteners, unsigned int nworkers)
-{
-	sd_notifyf(0, "READY=1\nSTATUS=%zu listener%s, %u worker%s", nlisteners,
-		   nlisteners == 1 ? "" : "s", nworkers, nworkers == 1 ? "" : "s");
-}
-
-/* Let a renewal write its whole certificate and key before loading them. */
-#define MK_CERT_SETTLE_MS 1000
-/* A pair that does not load is tried again, less and less often. */
-#define MK_CERT_RETRY_MS 5000
-#define MK_CERT_RETRY_MAX_MS (5 * 60 * 1000)
-
-/* What the main thread keeps between signals. */
-struct mk_supervisor {
-	const char *sv_path;
-	bool sv_ktls;
-	struct mk_worker *sv_workers;
-	unsigned int sv_nworkers;
-	size_t sv_nlisteners;
-	struct mk_certwatch sv_cw;
-	uint64_t sv_cert_due_ms;	/* 0: no certificate reload pending */
-	unsigned int sv_cert_retry_ms;
-	bool sv_cert_failing;		/* the last try failed, and said so */
-};
-
-/*
- * Build a new runtime from the file and publish it for new connections.
- * @err: receives why it failed (MK_ERR_MAX bytes)
- * Return: 0, or -1 when the running configuration stays.
- */
-static int reload(const char *path, bool ktls, const char *why, char *err)
-{
-	struct mk_runtime *cur = mk_runtime_current(), *rt;
-	int ret = -1;
-	size_t i;
-
-	rt = mk_runtime_build(path, err, MK_ERR_MAX);
-	if (!rt)
-		goto out;
-	/* Listening sockets stay as they are: a reload changes policies and
-	 * certificates, not addresses. */
-	if (rt->rt_cfg->cf_nlisteners != cur->rt_cfg->cf_nlisteners)
-		goto out_mismatch;
-	for (i = 0; i < rt->rt_cfg->cf_nlisteners; i++)
-		if (strcmp(rt->rt_cfg->cf_listeners[i].lc_name, cur->rt_cfg->cf_listeners[i].lc_name) ||
-		    strcmp(rt->rt_cfg->cf_listeners[i].lc_listen.sa_text,
-			   cur->rt_cfg->cf_listeners[i].lc_listen.sa_text))
-			goto out_mismatch;
-	rt->rt_ktls = ktls;
-	mk_runtime_publish(rt);
-	mk_log(LOG_INFO, "reloaded %s (%s): new connections use the new configuration", path, why);
-	ret = 0;
-	goto out;
-
-out_mismatch:
-	snprintf(err, MK_ERR_MAX, "listeners were added, removed or moved; restart instead");
-	mk_runtime_put(rt);
-out:
-	mk_runtime_put(cur);
-	return ret;
-}
-
-/* Watch the certificate files of the configuration now in force. */
-static void supervisor_watch(struct mk_supervisor *sv)
-{
-	struct mk_runtime *rt = mk_runtime_current();
-	int n;
-
-	if (!rt || sv->sv_cw.cw_fd < 0)
-		goto out;
-	n = mk_certwatch_set(&sv->sv_cw, rt->rt_cfg);
-	if (n < 0)
-		mk_log(LOG_WARNING, "cannot watch certificate files (%s): renewals need SIGHUP",
-		       strerror(-n));
-out:
-	mk_runtime_put(rt);
-}
-
-/*
- * A reload for the given reason, with systemd told around it.
- * @err: receives why it failed (MK_ERR_MAX bytes)
- */
-static int supervisor_reload(struct mk_supervisor *sv, const char *why, char *err)
-{
-	unsigned int i;
-	int ret;
-
-	sd_notify(0, "RELOADING=1");
-	ret = reload(sv->sv_path, sv->sv_ktls, why, err);
-	if (!ret) {
-		atomic_fetch_add(&mk_reload_generation, 1);
-		for (i = 0; i < sv->sv_nworkers; i++)
-			mk_worker_wake(&sv->sv_workers[i]);
-		supervisor_watch(sv);
-	}
-	notify_ready(sv->sv_nlisteners, sv->sv_nworkers);
-	return ret;
-}
-
-/*
- * Certificate files changed (or a failed try is due again): reload. A pair
- * caught half-written keeps the running certificates with one log line; the
- * next event, or the retry timer, tries again without another line until
- * one load works.
- */
-static void supervisor_cert_reload(struct mk_supervisor *sv)
-{
-	char err[MK_ERR_MAX];
-
-	if (!supervisor_reload(sv, "certificate files changed", err)) {
-		sv->sv_cert_failing = false;
-		sv->sv_cert_due_ms = 0;
-		sv->sv_cert_retry_ms = MK_CERT_RETRY_MS;
-		return;
-	}
-	if (!sv->sv_cert_failing)
-		mk_log(LOG_WARNING, "reload failed: certificate files changed but do not load, "
-		       "keeping the running ones; trying again when they change, at least every "
-		       "%u s: %s", MK_CERT_RETRY_MAX_MS / 1000, err);
-	sv->sv_cert_failing = true;
-	sv->sv_cert_due_ms = mk_now_ms() + sv->sv_cert_retry_ms;
-	if (sv->sv_cert_retry_ms < MK_CERT_RETRY_MAX_MS)
-		sv->sv_cert_retry_ms *= 2;
-}
-
-/*
- * Wait for a signal or a certificate change. Return: 0 to go on, 1 when a
- * stop was asked for.
- */
-static int supervisor_wait(struct mk_supervisor *sv, int sfd)
-{
-	struct pollfd pfd[2] = {
-		{ .fd = sfd, .events = POLLIN },
-		{ .fd = sv->sv_cw.cw_fd, .events = POLLIN },
-	};
-	struct signalfd_siginfo si;
-	uint64_t now = mk_now_ms();
-	char err[MK_ERR_MAX];
-	int timeout = -1;
-
-	if (sv->sv_cert_due_ms)
-		timeout = sv->sv_cert_due_ms > now ? (int)(sv->sv_cert_due_ms - now) : 0;
-	if (poll(pfd, sv->sv_cw.cw_fd >= 0 ? 2 : 1, timeout) < 0)
-		return 0;
-	if ((pfd[1].revents & POLLIN) && mk_certwatch_changed(&sv->sv_cw))
-		sv->sv_cert_due_ms = mk_now_ms() + MK_CERT_SETTLE_MS;
-	if (sv->sv_cert_due_ms && mk_now_ms() >= sv->sv_cert_due_ms)
-		supervisor_cert_reload(sv);
-	if (!(pfd[0].revents & POLLIN) || read(sfd, &si, sizeof(si)) != sizeof(si))
-		return 0;
-	if (si.ssi_signo == SIGHUP) {
-		if (supervisor_reload(sv, "SIGHUP", err))
-			mk_log(LOG_ERR, "reload failed, keeping the running configuration: %s", err);
-		return 0;
-	}
-	if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) {
-		sd_notify(0, "STOPPING=1");
-		mk_log(LOG_INFO, "stopping: closing every connection with close_notify");
-		return 1;
-	}
-	return 0;
-}
-
 /*
  * No transparent huge pages for this process. What a worker keeps is many
  * small long-lived objects among short-lived handshake buffers, and its
@@ -397,18 +226,11 @@ static void no_huge_pages(void)
 static int run(const char *path, struct mk_runtime *rt)
 {
 	unsigned int nworkers = worker_count(rt->rt_cfg), i, started = 0;
-	size_t nlisteners = rt->rt_cfg->cf_nlisteners;
-	struct mk_supervisor sv = {
-		.sv_path = path,
-		.sv_ktls = rt->rt_ktls,
-		.sv_nlisteners = nlisteners,
-		.sv_cw = { .cw_fd = -1 },
-		.sv_cert_retry_ms = MK_CERT_RETRY_MS,
-	};
+	struct mk_supervisor sv;
 	static struct mk_admission adm;
 	struct mk_worker *workers;
 	sigset_t set;
-	int sfd, err, rc = 0;
+	int sfd, rc = 0;
 
 	sigemptyset(&set);
 	sigaddset(&set, SIGTERM);
@@ -422,6 +244,7 @@ static int run(const char *path, struct mk_runtime *rt)
 		mk_log(LOG_ERR, "signalfd: %s", strerror(errno));
 		return 1;
 	}
+	mk_supervisor_init(&sv, path, rt->rt_ktls, rt->rt_cfg->cf_nlisteners);
 	if (admission_init(&adm, rt, nworkers))
 		return 1;
 	mk_registry_set_listeners(rt->rt_cfg);
@@ -442,16 +265,9 @@ static int run(const char *path, struct mk_runtime *rt)
 	}
 	if (!rc) {
 		log_listeners(rt->rt_cfg, nworkers);
-		sv.sv_workers = workers;
-		sv.sv_nworkers = started;
-		err = mk_certwatch_init(&sv.sv_cw);
-		if (err)
-			mk_log(LOG_WARNING, "no inotify (%s): certificate renewals need SIGHUP",
-			       strerror(-err));
-		supervisor_watch(&sv);
-		notify_ready(nlisteners, nworkers);
+		mk_supervisor_ready(&sv, workers, started);
 	}
-	while (!rc && !supervisor_wait(&sv, sfd))
+	while (!rc && !mk_supervisor_wait(&sv, sfd))
 		;
 	atomic_store(&mk_stop_requested, true);
 	for (i = 0; i < started; i++)
@@ -460,7 +276,7 @@ static int run(const char *path, struct mk_runtime *rt)
 		mk_worker_join(&workers[i]);
 		rc |= workers[i].w_exit_code;
 	}
-	mk_certwatch_free(&sv.sv_cw);
+	mk_supervisor_free(&sv);
 	mk_query_server_stop();
 	mk_runtime_publish(NULL);
 	free(workers);

@@ -15,6 +15,7 @@ BINDIR ?= $(PREFIX)/sbin
 LIBDIR ?= $(PREFIX)/lib
 INCDIR ?= $(PREFIX)/include
 PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
 DESTDIR ?=
 
 CC ?= gcc
@@ -52,6 +53,12 @@ LIB_SRCS := $(wildcard agent/lib/*.c)
 LIB_OBJS := $(patsubst agent/lib/%.c,$(BUILD)/lib/%.o,$(LIB_SRCS))
 CTL_SRCS := $(wildcard agent/ctl/*.c)
 CTL_OBJS := $(patsubst agent/ctl/%.c,$(BUILD)/ctl/%.o,$(CTL_SRCS))
+# mailktls-milter: main.c (CLI, libmilter callbacks) only for the binary,
+# the rest also links into the unit tests; it logs through the agent's log.c.
+MILTER_SRCS := $(wildcard agent/milter/*.c)
+MILTER_CORE_OBJS := $(patsubst agent/milter/%.c,$(BUILD)/milter/%.o,$(filter-out agent/milter/main.c,$(MILTER_SRCS)))
+MILTER_AGENT_OBJS := $(BUILD)/agent/log.o $(BUILD)/agent/session.o
+MILTER_LIBS := -lmilter -lmnl -lpthread
 
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/unit/%,$(UNIT_SRCS))
@@ -68,7 +75,7 @@ KSFT_HDR := $(KSFT_DIR)/kselftest_harness.h
 LINUX_SOURCE_TAR ?= $(firstword $(wildcard /usr/src/linux-source-6.1.tar.xz /usr/src/linux-source-*.tar.xz))
 
 BINS := agent/mailktlsd agent/mailktlsctl agent/libmailktls.a agent/libmailktls.so.1 \
-	agent/libmailktls.pc
+	agent/libmailktls.pc agent/mailktls-milter
 
 
 .PHONY: sanitize-tests all deps check check-unit check-sanitize check-fuzz check-integration check-vm \
@@ -113,6 +120,15 @@ agent/libmailktls.pc: agent/lib/libmailktls.pc.in Makefile
 	$(call say,GEN,$@)
 	$(Q)sed -e 's|@PREFIX@|$(PREFIX)|;s|@LIBDIR@|$(LIBDIR)|;s|@INCDIR@|$(INCDIR)|;s|@VERSION@|$(VERSION)|' $< > $@
 
+$(BUILD)/milter/%.o: agent/milter/%.c
+	$(call say,CC,$@)
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+agent/mailktls-milter: $(BUILD)/milter/main.o $(MILTER_CORE_OBJS) $(MILTER_AGENT_OBJS) agent/libmailktls.a
+	$(call say,LD,$@)
+	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(MILTER_LIBS)
+
 agent/mailktlsctl: $(CTL_OBJS) agent/libmailktls.a
 	$(call say,LD,$@)
 	$(Q)$(CC) $(CFLAGS) -o $@ $(CTL_OBJS) agent/libmailktls.a -lmnl
@@ -131,16 +147,18 @@ KSFT_CFLAGS := -I$(KSFT_DIR) -Wno-sign-compare -Wno-unused-function -Wno-shadow
 
 # --- unit tests -------------------------------------------------------------
 
-$(BUILD)/tests/unit/%: tests/unit/%.c $(AGENT_CORE_OBJS) $(LIB_OBJS) | $(KSFT_HDR)
+$(BUILD)/tests/unit/%: tests/unit/%.c $(AGENT_CORE_OBJS) $(LIB_OBJS) $(MILTER_CORE_OBJS) | $(KSFT_HDR)
 	$(call say,CC,$@)
 	@mkdir -p $(@D)
-	$(Q)$(CC) $(ALL_CFLAGS) $(KSFT_CFLAGS) -o $@ $< $(AGENT_CORE_OBJS) $(LIB_OBJS) $(AGENT_LIBS)
+	$(Q)$(CC) $(ALL_CFLAGS) $(KSFT_CFLAGS) -o $@ $< $(AGENT_CORE_OBJS) $(LIB_OBJS) \
+		$(MILTER_CORE_OBJS) $(AGENT_LIBS)
 
 # Sanitizer build of the same unit tests: separate object tree, same sources.
 SAN_BUILD := $(BUILD)/san
 SAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 SAN_AGENT_OBJS := $(patsubst $(BUILD)/agent/%,$(SAN_BUILD)/agent/%,$(AGENT_CORE_OBJS))
 SAN_LIB_OBJS := $(patsubst $(BUILD)/lib/%,$(SAN_BUILD)/lib/%,$(LIB_OBJS))
+SAN_MILTER_OBJS := $(patsubst $(BUILD)/milter/%,$(SAN_BUILD)/milter/%,$(MILTER_CORE_OBJS))
 SAN_UNIT_BINS := $(patsubst $(BUILD)/tests/unit/%,$(SAN_BUILD)/tests/unit/%,$(UNIT_BINS))
 
 $(SAN_BUILD)/agent/%.o: agent/%.c
@@ -153,11 +171,16 @@ $(SAN_BUILD)/lib/%.o: agent/lib/%.c
 	@mkdir -p $(@D)
 	$(Q)$(CC) $(BASE_CFLAGS) -U_FORTIFY_SOURCE $(SAN_FLAGS) -MMD -MP -c -o $@ $<
 
-$(SAN_BUILD)/tests/unit/%: tests/unit/%.c $(SAN_AGENT_OBJS) $(SAN_LIB_OBJS) | $(KSFT_HDR)
+$(SAN_BUILD)/milter/%.o: agent/milter/%.c
+	$(call say,CC-SAN,$@)
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(BASE_CFLAGS) -U_FORTIFY_SOURCE $(SAN_FLAGS) -MMD -MP -c -o $@ $<
+
+$(SAN_BUILD)/tests/unit/%: tests/unit/%.c $(SAN_AGENT_OBJS) $(SAN_LIB_OBJS) $(SAN_MILTER_OBJS) | $(KSFT_HDR)
 	$(call say,CC-SAN,$@)
 	@mkdir -p $(@D)
 	$(Q)$(CC) $(BASE_CFLAGS) -U_FORTIFY_SOURCE $(SAN_FLAGS) $(KSFT_CFLAGS) -o $@ $< \
-		$(SAN_AGENT_OBJS) $(SAN_LIB_OBJS) $(AGENT_LIBS)
+		$(SAN_AGENT_OBJS) $(SAN_LIB_OBJS) $(SAN_MILTER_OBJS) $(AGENT_LIBS)
 
 sanitize-tests: $(SAN_UNIT_BINS)
 
@@ -222,6 +245,8 @@ style:
 install: all
 	install -D -m 0755 agent/mailktlsd $(DESTDIR)$(BINDIR)/mailktlsd
 	install -D -m 0755 agent/mailktlsctl $(DESTDIR)$(BINDIR)/mailktlsctl
+	install -D -m 0755 agent/mailktls-milter $(DESTDIR)$(BINDIR)/mailktls-milter
+	install -D -m 0644 etc/mailktls-milter.service $(DESTDIR)$(SYSTEMDUNITDIR)/mailktls-milter.service
 	install -D -m 0644 agent/libmailktls.a $(DESTDIR)$(LIBDIR)/libmailktls.a
 	install -D -m 0755 agent/libmailktls.so.1 $(DESTDIR)$(LIBDIR)/libmailktls.so.1
 	ln -sf libmailktls.so.1 $(DESTDIR)$(LIBDIR)/libmailktls.so
@@ -235,6 +260,7 @@ clean:
 
 # Keep instrumented objects between builds: they are prerequisites of
 # pattern rules only, so make would delete them as intermediates.
-.PRECIOUS: $(FUZZ_BUILD)/agent/%.o $(SAN_BUILD)/agent/%.o $(SAN_BUILD)/lib/%.o
+.PRECIOUS: $(FUZZ_BUILD)/agent/%.o $(SAN_BUILD)/agent/%.o $(SAN_BUILD)/lib/%.o \
+	$(SAN_BUILD)/milter/%.o
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -57,11 +57,13 @@ int mk_lookup_client(const char *addr, const char *port, struct sockaddr_storage
  * @ss:     from mk_lookup_client()
  * @clause: receives "tls TLS_AES_256_GCM_SHA384" (or "tls 0x1302")
  * @len:    its size, MK_LOOKUP_CLAUSE_MAX is enough
+ * @source: receives who answered, for the log
  *
  * Return: the clause's length; -ENOENT when no one knows the connection;
  * -ETIMEDOUT when the agent did not answer in time; another negative errno.
  */
-int mk_lookup_clause(const struct sockaddr_storage *ss, char *clause, size_t len)
+int mk_lookup_clause(const struct sockaddr_storage *ss, char *clause, size_t len,
+		     const char **source)
 {
 	struct mailktls_info info;
 	socklen_t sl;
@@ -71,5 +73,6 @@ int mk_lookup_clause(const struct sockaddr_storage *ss, char *clause, size_t len
 	err = mailktls_query_addr((const struct sockaddr *)ss, sl, &info);
 	if (err)
 		return err;
+	*source = info.mi_source == MAILKTLS_FROM_MODULE ? "module" : "query_socket";
 	return mailktls_received_clause(&info, clause, len);
 }

@@ -13,6 +13,7 @@
 #define MK_LOOKUP_CLAUSE_MAX 96
 
 int mk_lookup_client(const char *addr, const char *port, struct sockaddr_storage *ss);
-int mk_lookup_clause(const struct sockaddr_storage *ss, char *clause, size_t len);
+int mk_lookup_clause(const struct sockaddr_storage *ss, char *clause, size_t len,
+		     const char **source);
 
 #endif

@@ -64,6 +64,7 @@ static const char *mk_err_name(int err)
 static void mk_mconn_lookup(SMFICTX *ctx, struct mk_mconn *mc)
 {
 	char client[INET6_ADDRSTRLEN + 16];
+	const char *source = "-";
 	int err;
 
 	err = mk_lookup_client(smfi_getsymval(ctx, "{client_addr}"),
@@ -77,14 +78,14 @@ static void mk_mconn_lookup(SMFICTX *ctx, struct mk_mconn *mc)
 		return;
 	}
 	mk_sockaddr_str(&mc->mc_client, client, sizeof(client));
-	err = mk_lookup_clause(&mc->mc_client, mc->mc_clause, sizeof(mc->mc_clause));
+	err = mk_lookup_clause(&mc->mc_client, mc->mc_clause, sizeof(mc->mc_clause), &source);
 	if (err < 0) {
 		mc->mc_clause[0] = '\0';
 		mk_log(LOG_INFO, "notls client=%s reason=%s: no Received header", client,
 		       mk_err_name(err));
 		return;
 	}
-	mk_log(LOG_INFO, "found client=%s %s", client, mc->mc_clause);
+	mk_log(LOG_INFO, "found client=%s %s source=%s", client, mc->mc_clause, source);
 }
 
 static sfsistat mk_cb_connect(SMFICTX *ctx, char *hostname, _SOCK_ADDR *hostaddr)

@@ -106,6 +106,7 @@ virtual_uid_maps = static:65534
 virtual_gid_maps = static:65534
 virtual_minimum_uid = 100
 maillog_file = $D/maillog
+maillog_file_prefixes = $D
 syslog_name = mk-vm-postfix
 smtpd_tls_security_level = none
 smtp_tls_security_level = none
@@ -224,11 +225,18 @@ c_header() {
 }
 
 c_from_module() {	# token iana
-	port=$(sed -n 's/^tls listener=submissions client=127\.0\.0\.1:\([0-9]*\) .*cipher='"$2"' .*ktls=tx,rx$/\1/p' "$D/agent.log" | head -n 1)
+	port=$(sed -n 's/^mailktlsd: tls listener=submissions client=127\.0\.0\.1:\([0-9]*\) .*cipher='"$2"' .*ktls=tx,rx$/\1/p' "$D/agent.log" | head -n 1)
 	grep "cipher=$2" "$D/agent.log"
 	[ -n "$port" ] || { echo "the agent did not log kTLS for $2"; return 1; }
 	grep "client=127.0.0.1:$port " "$D/milter.log"
 	grep -q "^mailktls-milter: found client=127.0.0.1:$port tls $2 source=module\$" "$D/milter.log"
+}
+
+# Both TLS sessions were up before either ended: they overlapped.
+c_overlap() {
+	grep -E '^mailktlsd: (tls|close) listener=submissions' "$D/agent.log"
+	awk '/^mailktlsd: close listener=submissions/ { exit } /^mailktlsd: tls listener=submissions/ { n++ }
+		END { exit n >= 2 ? 0 : 1 }' "$D/agent.log"
 }
 
 stop() {	# pid
@@ -258,6 +266,7 @@ check "client 1 (TLS 1.3 ChaCha20): Postfix queued the message" c_accepted chach
 check "client 1 negotiated TLS_CHACHA20_POLY1305_SHA256" c_negotiated chacha TLS_CHACHA20_POLY1305_SHA256
 check "client 2 (TLS 1.2 ECDSA AES128-GCM), at the same time: queued" c_accepted aes128
 check "client 2 negotiated ECDHE-ECDSA-AES128-GCM-SHA256" c_negotiated aes128 ECDHE-ECDSA-AES128-GCM-SHA256
+check "the two TLS sessions were open at the same time" c_overlap
 check "both connections ran on kTLS and the module answered the milter (1)" \
 	c_from_module chacha TLS_CHACHA20_POLY1305_SHA256
 check "both connections ran on kTLS and the module answered the milter (2)" \
@@ -274,6 +283,7 @@ if [ "$failed" -ne 0 ]; then
 	echo "# agent log:"; sed 's/^/#   /' "$D/agent.log" | tail -n 15
 	echo "# milter log:"; sed 's/^/#   /' "$D/milter.log" | tail -n 15
 	echo "# postfix log:"; sed 's/^/#   /' "$D/maillog" 2>/dev/null | tail -n 25
+	echo "# postfix master's output:"; sed 's/^/#   /' "$D/master.out" | tail -n 10
 fi
 echo "1..$n"
 exit "$failed"

@@ -236,13 +236,12 @@ check "the header's from is the address literal, grammar intact" \
 	--cipher TLS_AES_256_GCM_SHA384 --proto ESMTPS --helo "[$SRC]" --addr "$SRC"
 
 # Straight to Postfix, no agent: no clause, one log line.
-DIRECT_PORT=$(free_port)
-check "swaks straight to Postfix (no TLS, no agent): accepted" \
-	c_swaks direct "$POSTFIX_RELAY_PORT" --no-tls --local-port "$DIRECT_PORT"
+check "smtplib straight to Postfix (no TLS, no agent): accepted" \
+	c_py direct "mode=plain,port=$POSTFIX_RELAY_PORT,token=$TOK-direct,helo=direct.example.test"
 check "mail straight to Postfix has no tls clause" \
 	"${MC[@]}" check --maildir "$POSTFIX_MAILDIR" --token "$TOK-direct" --no-clause
 check "the milter logged one line for that connection, and no more" \
-	c_log_lines "client=$SRC:$DIRECT_PORT " 1
+	c_log_lines "client=$SRC:$(py_field direct "$TOK-direct" port) " 1
 
 # Dovecot submission behind mailktlsd, relaying with XCLIENT.
 check "smtplib to Dovecot submission through mailktlsd, AUTH: accepted" \

@@ -56,8 +56,8 @@ setup_users() {
 	printf 'postfix:x:101:\npostdrop:x:102:\nnogroup:x:65534:\n' >>/etc/group
 }
 
-# The same instance as tests/integration/lib/daemons.sh's start_postfix,
-# with the README's milter recipe.
+# The same instance as tests/integration/lib/daemons.sh's start_postfix
+# (tests/vm/postfix-loopback.cf), with the README's milter recipe.
 setup_postfix() {
 	q=$D/queue
 	mkdir -p "$D/etc" "$D/data" "$D/vmail"
@@ -74,48 +74,26 @@ setup_postfix() {
 	chown 65534:65534 "$D/vmail"
 	cp /etc/postfix/master.cf.proto "$D/etc/master.cf"
 	echo 'rcpt@example.test rcpt/' >"$D/etc/vmailbox"
-	cat >"$D/etc/main.cf" <<EOC
-compatibility_level = 3.6
+	{
+		cat /mk/tests/vm/postfix-loopback.cf
+		cat <<EOC
 config_directory = $D/etc
 queue_directory = $q
 data_directory = $D/data
-mail_owner = postfix
-setgid_group = postdrop
-myhostname = mail.example.test
-mydomain = example.test
-myorigin = example.test
-mydestination =
-inet_interfaces = 127.0.0.1
-inet_protocols = ipv4
-mynetworks = 127.0.0.0/8
-relayhost =
-default_transport = error:no relaying
-relay_transport = error:no relaying
-smtp_dns_support_level = disabled
-smtpd_peername_lookup = no
-biff = no
-alias_maps =
-alias_database =
-local_recipient_maps =
-smtpd_relay_restrictions = permit_mynetworks, reject
-smtpd_recipient_restrictions = permit_mynetworks, reject
-virtual_mailbox_domains = example.test
 virtual_mailbox_maps = texthash:$D/etc/vmailbox
 virtual_mailbox_base = $D/vmail
 virtual_uid_maps = static:65534
 virtual_gid_maps = static:65534
-virtual_minimum_uid = 100
 maillog_file = $D/maillog
 maillog_file_prefixes = $D
 syslog_name = mk-vm-postfix
-smtpd_tls_security_level = none
-smtp_tls_security_level = none
 smtpd_milters = inet:127.0.0.1:$MILTER_PORT
 milter_connect_macros = $MACROS
 milter_default_action = accept
 milter_connect_timeout = 5s
 milter_command_timeout = 10s
 EOC
+	} >"$D/etc/main.cf"
 	postconf -c "$D/etc" -MX smtp/inet &&
 		postconf -c "$D/etc" -M "127.0.0.1:$SMTPD_PORT/inet=127.0.0.1:$SMTPD_PORT inet n - n - - smtpd -o smtpd_upstream_proxy_protocol=haproxy -o smtpd_upstream_proxy_timeout=10s" &&
 		postconf -c "$D/etc" -M "postlog/unix-dgram=postlog unix-dgram n - n - 1 postlogd" &&

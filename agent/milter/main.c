@@ -48,6 +48,11 @@ static void mk_copy_name(char *dst, size_t len, const char *src)
 	strcpy(dst, src);
 }
 
+static const char *mk_macro_state(const char *v)
+{
+	return v && *v ? "set" : "missing";
+}
+
 static const char *mk_err_name(int err)
 {
 	switch (err) {
@@ -63,17 +68,19 @@ static const char *mk_err_name(int err)
 /* Find the connection once; every message on it reuses the answer. */
 static void mk_mconn_lookup(SMFICTX *ctx, struct mk_mconn *mc)
 {
+	const char *addr = smfi_getsymval(ctx, "{client_addr}");
+	const char *port = smfi_getsymval(ctx, "{client_port}");
 	char client[INET6_ADDRSTRLEN + 16];
 	const char *source = "-";
 	int err;
 
-	err = mk_lookup_client(smfi_getsymval(ctx, "{client_addr}"),
-			       smfi_getsymval(ctx, "{client_port}"), &mc->mc_client);
+	err = mk_lookup_client(addr, port, &mc->mc_client);
 	if (err) {
+		/* Values from the MTA, but they end up in our log: not echoed. */
 		mc->mc_client.ss_family = AF_UNSPEC;
-		mk_log(LOG_NOTICE, "nomacros client_addr=%s client_port=%s: add {client_addr} "
-		       "{client_port} to milter_connect_macros; no Received header",
-		       err == -ENOENT ? "missing" : "malformed",
+		mk_log(LOG_NOTICE,
+		       "nomacros client_addr=%s client_port=%s reason=%s: no Received header (milter_connect_macros needs {client_addr} {client_port})",
+		       mk_macro_state(addr), mk_macro_state(port),
 		       err == -ENOENT ? "missing" : "malformed");
 		return;
 	}

@@ -10,8 +10,8 @@
  * We write
  *
  *   from HELO (NAME [ADDR])
- *   	by HOST (mailktls) with ESMTPS[A] tls CIPHER;
- *   	Tue, 01 Dec 2026 08:00:00 +0000
+ *           by HOST (mailktls) with ESMTPS[A] tls CIPHER;
+ *           Tue, 01 Dec 2026 08:00:00 +0000
  *
  * "with" comes before the additional registered clause "tls", as Opt-info
  * orders them; "(mailktls)" is a comment (CFWS). Folded lines end in "\n"

@@ -180,6 +180,36 @@ c_py_within() {
 	[ -n "$s" ] && "$MK_PY" -c "import sys; sys.exit(0 if $s < $3 else 1)"
 }
 
+c_multi_headers() {	# the three messages of one connection
+	local i
+	for i in "" -1 -2; do
+		c_py_header multi "$TOK-m" TLS_AES_256_GCM_SHA384 ESMTPSA client.example.test "$i" ||
+			return 1
+	done
+}
+
+c_dovecot_relayed() {	# Postfix's relay smtpd saw the client after XCLIENT
+	grep -E "mk-it-postfix/relay/smtpd.*client=" "$POSTFIX_LOG" | tail -n 3
+	wait_grep "$POSTFIX_LOG" "mk-it-postfix/relay/smtpd.*client=[^,]*\[$SRC\]"
+}
+
+c_dovecot_header() {
+	c_py_header dove "$TOK-dove" TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384 ESMTPSA \
+		mail.example.test &&
+		"${MC[@]}" check --maildir "$POSTFIX_MAILDIR" --token "$TOK-dove" \
+			--cipher TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384 --below-dovecot
+}
+
+# c_fail_open NAME TOKEN REASON - delivered without a clause; one log line.
+c_fail_open() {
+	"${MC[@]}" check --maildir "$POSTFIX_MAILDIR" --token "$2" --no-clause &&
+		c_log_lines "notls client=$SRC:$(py_field "$1" "$2" port) reason=$3" 1
+}
+
+c_silent_milter() {
+	silent_socket "$MK_TMP/silent.sock" && restart_milter "$MK_TMP/silent.sock" 300
+}
+
 # --- checks -----------------------------------------------------------------
 
 echo "1..$PLAN"
@@ -223,8 +253,7 @@ check "smtplib c (STARTTLS TLS 1.2 RSA ChaCha20): its own cipher in its own mess
 # Several messages on one connection: one query, a header on each.
 check "smtplib: three messages on one connection accepted" \
 	c_py multi "mode=implicit,port=$FRONT_SUBMISSIONS_PORT,token=$TOK-m,messages=3,auth=1"
-check "each of the three messages has the milter's header" \
-	eval 'for i in "" -1 -2; do c_py_header multi "$TOK-m" TLS_AES_256_GCM_SHA384 ESMTPSA client.example.test "$i" || exit 1; done'
+check "each of the three messages has the milter's header" c_multi_headers
 check "the milter asked once for that connection" \
 	c_log_lines "found client=$SRC:$(py_field multi "$TOK-m" port) " 1
 
@@ -246,16 +275,13 @@ check "the milter logged one line for that connection, and no more" \
 # Dovecot submission behind mailktlsd, relaying with XCLIENT.
 check "smtplib to Dovecot submission through mailktlsd, AUTH: accepted" \
 	c_py dove "mode=implicit,port=$FRONT_DSUBMISSIONS_PORT,token=$TOK-dove,auth=1,tls12=ECDHE-ECDSA-AES256-GCM-SHA384,helo=d.example.test"
-check "Dovecot relayed it with XCLIENT; Postfix saw the client as $SRC" \
-	eval 'grep -E "relay.*connect from .*\[$SRC\]|client=.*\[$SRC\]" "$POSTFIX_LOG" | tail -n 3; wait_grep "$POSTFIX_LOG" "mk-it-postfix/relay/smtpd.*client=[^,]*\[$SRC\]"'
+check "Dovecot relayed it with XCLIENT; Postfix saw the client as $SRC" c_dovecot_relayed
 # Dovecot 2.3.19's XCLIENT has ADDR and PORT (so the milter finds the
 # connection) but not the client's HELO: Postfix and the milter see
 # Dovecot's own EHLO name. Dovecot's Received (the client's HELO, no
 # cipher) stays right below the milter's.
 check "Dovecot submission: the milter's clause has the client's cipher, Dovecot's Received below" \
-	eval 'c_py_header dove "$TOK-dove" TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384 ESMTPSA \
-		mail.example.test && "${MC[@]}" check --maildir "$POSTFIX_MAILDIR" \
-		--token "$TOK-dove" --cipher TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384 --below-dovecot'
+	c_dovecot_header
 
 # Fail open: no query socket at all.
 check "milter restarted with a query socket that does not exist" \
@@ -263,18 +289,15 @@ check "milter restarted with a query socket that does not exist" \
 check "with no agent to ask, mail through mailktlsd is still accepted" \
 	c_py nowhere "mode=implicit,port=$FRONT_SUBMISSIONS_PORT,token=$TOK-n"
 check "...delivered without a tls clause, one log line" \
-	eval '"${MC[@]}" check --maildir "$POSTFIX_MAILDIR" --token "$TOK-n" --no-clause &&
-	c_log_lines "notls client=$SRC:$(py_field nowhere "$TOK-n" port) reason=" 1'
+	c_fail_open nowhere "$TOK-n" notfound
 
 # Fail open: an agent that accepts but never answers costs the bound only.
-check "milter restarted with a silent query socket and -t 300" \
-	eval 'silent_socket "$MK_TMP/silent.sock" && restart_milter "$MK_TMP/silent.sock" 300'
+check "milter restarted with a silent query socket and -t 300" c_silent_milter
 check "with a silent agent, mail through mailktlsd is accepted" \
 	c_py silent "mode=implicit,port=$FRONT_SUBMISSIONS_PORT,token=$TOK-s"
 check "...in less than 2 s (the library's default alone would be 2 s)" \
 	c_py_within silent "$TOK-s" 2
 check "...delivered without a tls clause, logged reason=timeout once" \
-	eval '"${MC[@]}" check --maildir "$POSTFIX_MAILDIR" --token "$TOK-s" --no-clause &&
-	c_log_lines "notls client=$SRC:$(py_field silent "$TOK-s" port) reason=timeout" 1'
+	c_fail_open silent "$TOK-s" timeout
 
 check_done "$PLAN" "$MILTER_LOG" "mailktls-milter"

@@ -108,7 +108,7 @@ TEST_F(rcv, helo_that_is_no_domain_becomes_the_address_literal)
 	static const char want[] = "from [203.0.113.9] ([203.0.113.9])\n\tby ";
 	size_t i;
 
-	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+	for (i = 0; i < ARRAY_SIZE(bad); i++) {
 		self->rv.rv_helo = bad[i];
 		self->rv.rv_client_name = bad[i];
 		ASSERT_GT(mk_rcv_build(&self->rv, self->buf, sizeof(self->buf)), 0);
@@ -149,7 +149,7 @@ TEST_F(rcv, clause_must_have_rfc8314_grammar)
 	};
 	size_t i;
 
-	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+	for (i = 0; i < ARRAY_SIZE(bad); i++) {
 		self->rv.rv_clause = bad[i];
 		EXPECT_EQ(-EINVAL, mk_rcv_build(&self->rv, self->buf, sizeof(self->buf)))
 			TH_LOG("clause %zu accepted", i);

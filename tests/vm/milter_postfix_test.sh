@@ -10,6 +10,8 @@
 #
 # busybox sh, in the VM (scripts/vm-run.sh). Postfix comes from
 # tests/vm/extra-files; its users are added to the VM's /etc/passwd here.
+# Checks are called through check(), which shellcheck cannot see.
+# shellcheck disable=SC2317
 set -u
 n=0
 failed=0
@@ -228,7 +230,9 @@ stop() {	# pid
 	kill -9 "$1" 2>/dev/null
 }
 
-PF_PID= AGENT_PID= MILTER_PID=
+PF_PID=''
+AGENT_PID=''
+MILTER_PID=''
 check "mailktls.ko is loaded" test -r /proc/net/mailktls
 check "Postfix master and smtpd start in the VM" start_postfix
 check "mailktls-milter starts, without a usable query socket" start_milter

@@ -31,6 +31,7 @@ milter_ports() {
 
 # milter_dovecot_submission - Dovecot submission behind mailktlsd (PROXY v2),
 # relaying to Postfix with XCLIENT; and the auth socket Postfix's SASL uses.
+# shellcheck disable=SC2034 # both are read by start_dovecot
 milter_dovecot_submission() {
 	DOVECOT_PROTOCOLS="imap pop3 submission"
 	DOVECOT_CONF_EXTRA="

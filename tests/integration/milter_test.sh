@@ -26,7 +26,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=lib/milter.sh
 . "$here/lib/milter.sh"
 
-PLAN=30
+PLAN=32
 MC=("$MK_PY" "$here/lib/milter_clients.py")
 SRC=127.0.0.2
 SNI=mail.example.test
@@ -210,6 +210,11 @@ c_silent_milter() {
 	silent_socket "$MK_TMP/silent.sock" && restart_milter "$MK_TMP/silent.sock" 300
 }
 
+c_milter_down() {
+	stop_milter
+	c_py down "mode=implicit,port=$FRONT_SUBMISSIONS_PORT,token=$TOK-down"
+}
+
 # --- checks -----------------------------------------------------------------
 
 echo "1..$PLAN"
@@ -299,5 +304,11 @@ check "...in less than 2 s (the library's default alone would be 2 s)" \
 	c_py_within silent "$TOK-s" 2
 check "...delivered without a tls clause, logged reason=timeout once" \
 	c_fail_open silent "$TOK-s" timeout
+
+# Fail open: no milter at all (milter_default_action = accept).
+check "milter stopped: mail through mailktlsd is still accepted" \
+	c_milter_down
+check "...and delivered, without a tls clause" \
+	"${MC[@]}" check --maildir "$POSTFIX_MAILDIR" --token "$TOK-down" --no-clause
 
 check_done "$PLAN" "$MILTER_LOG" "mailktls-milter"

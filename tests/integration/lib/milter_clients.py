@@ -25,7 +25,6 @@ import email.utils
 import glob
 import re
 import smtplib
-import socket
 import ssl
 import sys
 import time

@@ -27,6 +27,13 @@
 
 #define MK_MILTER_NAME "mailktls-milter"
 #define MK_MILTER_TIMEOUT_MS_DEFAULT "500"
+#define MK_MILTER_INDEX_MAX 16
+
+/*
+ * Where the header goes, counted as smfi_insheader() counts: 1 is right
+ * below the MTA's own Received header. Set once in main(), read-only after.
+ */
+static int mk_insert_index = 1;
 
 /*
  * One per SMTP connection, from connect to close. libmilter runs the
@@ -158,7 +165,7 @@ static sfsistat mk_cb_eom(SMFICTX *ctx)
 		       n == -EINVAL ? "no_valid_hostname" : "too_long");
 		return SMFIS_CONTINUE;
 	}
-	if (smfi_insheader(ctx, 1, "Received", value) != MI_SUCCESS)
+	if (smfi_insheader(ctx, mk_insert_index, "Received", value) != MI_SUCCESS)
 		mk_log(LOG_WARNING, "insheader failed: message passed without the header");
 	return SMFIS_CONTINUE;
 }
@@ -203,12 +210,14 @@ static void mk_usage(FILE *f)
 {
 	fprintf(f,
 		"usage: " MK_MILTER_NAME " -l inet:PORT@ADDR|unix:/path [-q QUERY_SOCKET]\n"
-		"       [-t QUERY_TIMEOUT_MS] [-L stderr|syslog]\n"
+		"       [-t QUERY_TIMEOUT_MS] [-i INDEX] [-L stderr|syslog]\n"
 		"  -l  where the MTA connects (libmilter syntax)\n"
 		"  -q  mailktlsd's query socket (default $" MAILKTLS_QUERY_ENV " or "
 		MAILKTLS_QUERY_SOCKET ")\n"
 		"  -t  longest wait for the agent's answer, 1..2000 ms (default "
 		MK_MILTER_TIMEOUT_MS_DEFAULT ")\n"
+		"  -i  insert the header below this many trace headers (default 1: the MTA's;\n"
+		"      2 behind a relay that adds its own, e.g. Dovecot submission)\n"
 		"  -L  log to stderr (default) or syslog (facility mail)\n");
 }
 
@@ -220,7 +229,7 @@ int main(int argc, char **argv)
 	long ms;
 	int opt;
 
-	while ((opt = getopt(argc, argv, "l:q:t:L:hV")) != -1) {
+	while ((opt = getopt(argc, argv, "l:q:t:i:L:hV")) != -1) {
 		switch (opt) {
 		case 'l':
 			conn = optarg;
@@ -230,6 +239,11 @@ int main(int argc, char **argv)
 			break;
 		case 't':
 			timeout = optarg;
+			break;
+		case 'i':
+			mk_insert_index = (int)strtol(optarg, &end, 10);
+			if (*end || mk_insert_index < 1 || mk_insert_index > MK_MILTER_INDEX_MAX)
+				goto usage;
 			break;
 		case 'L':
 			if (!strcmp(optarg, "syslog"))
@@ -262,8 +276,9 @@ int main(int argc, char **argv)
 		mk_log(LOG_ERR, "cannot listen on %s", conn);
 		return 1;
 	}
-	mk_log(LOG_INFO, "listening on %s, query socket %s, query timeout %ld ms", conn,
-	       getenv(MAILKTLS_QUERY_ENV) ? getenv(MAILKTLS_QUERY_ENV) : MAILKTLS_QUERY_SOCKET, ms);
+	mk_log(LOG_INFO, "listening on %s, query socket %s, query timeout %ld ms, header index %d",
+	       conn, getenv(MAILKTLS_QUERY_ENV) ? getenv(MAILKTLS_QUERY_ENV) : MAILKTLS_QUERY_SOCKET,
+	       ms, mk_insert_index);
 	if (smfi_main() != MI_SUCCESS) {
 		mk_log(LOG_ERR, "milter loop failed");
 		return 1;

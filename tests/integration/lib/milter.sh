@@ -9,24 +9,28 @@
 #   milter_dovecot_submission	# DOVECOT_PROTOCOLS/DOVECOT_CONF_EXTRA for start_dovecot
 #   POSTFIX_SETUP=milter_postfix_setup start_postfix
 #   start_milter [QUERY_SOCKET] [TIMEOUT_MS]	# MILTER_PID MILTER_LOG
+#   start_relay_milter		# -i 2 for the relay smtpd: MILTER_RELAY_LOG
 #   start_milter_agent CERTDIR	# FRONT_SUBMISSIONS_PORT FRONT_SUBMISSION_PORT
 #				# FRONT_DSUBMISSIONS_PORT FRONT_LOG FRONT_PID
 #
 # Postfix gets a second smtpd, POSTFIX_RELAY_PORT, without PROXY: mail sent
 # straight to Postfix, and Dovecot submission's relay (XCLIENT allowed from
-# loopback). Both smtpds have the milter; the PROXY one offers SASL through
-# Dovecot's auth socket.
+# loopback), with its own milter that inserts below Dovecot's Received
+# header (-i 2). The PROXY smtpd offers SASL through Dovecot's auth socket.
 
 MILTER=${MILTER:-$MK_ROOT/agent/mailktls-milter}
 MILTER_MACROS='j {daemon_name} {daemon_addr} {daemon_port} {client_addr} {client_port} {client_name} v _'
 
 milter_ports() {
 	MILTER_PORT=$(free_port)
+	MILTER_RELAY_PORT=$(free_port)	# the relay smtpd's milter, -i 2
 	POSTFIX_RELAY_PORT=$(free_port)
 	DOVECOT_SUBMIT_PORT=$(free_port)
 	DOVECOT_AUTH_SOCKET=$MK_TMP/dovecot-auth
 	MILTER_LOG=$MK_TMP/milter.log
+	MILTER_RELAY_LOG=$MK_TMP/milter-relay.log
 	: >"$MILTER_LOG"
+	: >"$MILTER_RELAY_LOG"
 }
 
 # milter_dovecot_submission - Dovecot submission behind mailktlsd (PROXY v2),
@@ -68,7 +72,7 @@ milter_postfix_setup() {
 		"milter_command_timeout = 5s" || return 1
 	postconf -c "$etc" -P "$svc/smtpd_sasl_auth_enable=yes" "$svc/smtpd_sasl_type=dovecot" \
 		"$svc/smtpd_sasl_path=$DOVECOT_AUTH_SOCKET" || return 1
-	postconf -c "$etc" -M "127.0.0.1:$POSTFIX_RELAY_PORT/inet=127.0.0.1:$POSTFIX_RELAY_PORT inet n - n - - smtpd -o smtpd_authorized_xclient_hosts=127.0.0.0/8 -o syslog_name=mk-it-postfix/relay"
+	postconf -c "$etc" -M "127.0.0.1:$POSTFIX_RELAY_PORT/inet=127.0.0.1:$POSTFIX_RELAY_PORT inet n - n - - smtpd -o smtpd_authorized_xclient_hosts=127.0.0.0/8 -o smtpd_milters=inet:127.0.0.1:$MILTER_RELAY_PORT -o syslog_name=mk-it-postfix/relay"
 }
 
 # start_milter [QUERY_SOCKET] [TIMEOUT_MS] - the milter on MILTER_PORT.
@@ -90,6 +94,23 @@ start_milter() {
 stop_milter() {
 	stop_pid "${MILTER_PID:-}" mailktls-milter
 	MILTER_PID=
+}
+
+# start_relay_milter - the milter of the relay smtpd behind Dovecot
+# submission: Dovecot's Received is the first the milter sees, so -i 2.
+start_relay_milter() {
+	"$MILTER" -l "inet:$MILTER_RELAY_PORT@127.0.0.1" -q "$MK_TMP/query.sock" -i 2 \
+		>>"$MILTER_RELAY_LOG" 2>&1 &
+	MILTER_RELAY_PID=$!
+	if ! wait_port 127.0.0.1 "$MILTER_RELAY_PORT" 10 || ! kill -0 "$MILTER_RELAY_PID" 2>/dev/null; then
+		sed 's/^/#   /' "$MILTER_RELAY_LOG" >&2
+		return 1
+	fi
+}
+
+stop_relay_milter() {
+	stop_pid "${MILTER_RELAY_PID:-}" mailktls-milter
+	MILTER_RELAY_PID=
 }
 
 mk_milter_submission_listener() {	# NAME PORT TLS BACKEND_PORT CERTDIR

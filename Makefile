@@ -57,7 +57,7 @@ CTL_OBJS := $(patsubst agent/ctl/%.c,$(BUILD)/ctl/%.o,$(CTL_SRCS))
 # the rest also links into the unit tests; it logs through the agent's log.c.
 MILTER_SRCS := $(wildcard agent/milter/*.c)
 MILTER_CORE_OBJS := $(patsubst agent/milter/%.c,$(BUILD)/milter/%.o,$(filter-out agent/milter/main.c,$(MILTER_SRCS)))
-MILTER_AGENT_OBJS := $(BUILD)/agent/log.o $(BUILD)/agent/session.o
+MILTER_AGENT_OBJS := $(BUILD)/agent/log.o $(BUILD)/agent/ratelimit.o $(BUILD)/agent/session.o
 MILTER_LIBS := -lmilter -lmnl -lpthread
 
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
@@ -206,7 +206,7 @@ $(FUZZ_BUILD)/lib/%.o: agent/lib/%.c
 	$(call say,CC-FUZZ,$@)
 	@mkdir -p $(@D)
 	$(Q)$(CLANG) $(BASE_CFLAGS) -U_FORTIFY_SOURCE -Wno-unused-command-line-argument \
-		-O1 -g -fsanitize=fuzzer-no-link,address,undefined -fvisibility=hidden -c -o $@ $<
+		-O1 -g -fsanitize=fuzzer-no-link,address,undefined -c -o $@ $<
 
 $(FUZZ_BUILD)/milter/%.o: agent/milter/%.c
 	$(call say,CC-FUZZ,$@)
@@ -214,7 +214,6 @@ $(FUZZ_BUILD)/milter/%.o: agent/milter/%.c
 	$(Q)$(CLANG) $(BASE_CFLAGS) -U_FORTIFY_SOURCE -Wno-unused-command-line-argument \
 		-O1 -g -fsanitize=fuzzer-no-link,address,undefined -c -o $@ $<
 
-# registry.c answers CLAUSE with libmailktls's clause, so the library links too.
 $(BUILD)/fuzz/%: tests/fuzz/%.c $(FUZZ_AGENT_OBJS) $(FUZZ_LIB_OBJS) $(FUZZ_MILTER_OBJS)
 	$(call say,CC-FUZZ,$@)
 	@mkdir -p $(@D)
@@ -276,7 +275,7 @@ clean:
 
 # Keep instrumented objects between builds: they are prerequisites of
 # pattern rules only, so make would delete them as intermediates.
-.PRECIOUS: $(FUZZ_BUILD)/agent/%.o $(SAN_BUILD)/agent/%.o $(SAN_BUILD)/lib/%.o \
-	$(SAN_BUILD)/milter/%.o $(FUZZ_BUILD)/milter/%.o $(FUZZ_BUILD)/lib/%.o
+.PRECIOUS: $(FUZZ_BUILD)/agent/%.o $(FUZZ_BUILD)/lib/%.o $(SAN_BUILD)/agent/%.o $(SAN_BUILD)/lib/%.o \
+	$(FUZZ_BUILD)/milter/%.o $(SAN_BUILD)/milter/%.o
 
--include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+-include $(shell find $(BUILD) -name '*.d' -type f 2>/dev/null)

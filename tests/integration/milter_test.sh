@@ -166,12 +166,7 @@ s.bind(sys.argv[1])
 s.listen(16)
 time.sleep(120)' "$1" &
 	SILENT_PID=$!
-	local i
-	for ((i = 0; i < 100; i++)); do
-		[ -S "$1" ] && return 0
-		sleep 0.05
-	done
-	return 1
+	wait_socket "$1"
 }
 
 # c_py_within NAME TOKEN SECONDS - that client's whole session took less.

@@ -78,6 +78,16 @@ sys.exit(1)
 EOF
 }
 
+# wait_socket PATH - until a unix socket exists at PATH (5 s at most).
+wait_socket() {
+	local i
+	for ((i = 0; i < 100; i++)); do
+		[ -S "$1" ] && return 0
+		sleep 0.05
+	done
+	return 1
+}
+
 # wait_grep FILE REGEX [SECONDS] - until FILE has a line matching REGEX (ERE).
 wait_grep() {
 	local file=$1 re=$2 i n=$(( ${3:-$MK_WAIT_SECONDS} * 20 ))

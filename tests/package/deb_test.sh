@@ -78,7 +78,8 @@ c_install() {
 }
 c_files() {
 	local f
-	for f in /usr/sbin/mailktlsd /usr/sbin/mailktlsctl /usr/share/man/man5/mailktlsd.conf.5.gz \
+	for f in /usr/sbin/mailktlsd /usr/sbin/mailktlsctl /usr/sbin/mailktls-milter \
+		/lib/systemd/system/mailktls-milter.service /usr/share/man/man5/mailktlsd.conf.5.gz \
 		/usr/share/man/man8/mailktlsd.8.gz /lib/systemd/system/mailktls.service \
 		/usr/include/mailktls.h /usr/src/mailktls-0.1.0/dkms.conf; do
 		[ -e "$root$f" ] || { echo "missing $f"; return 1; }

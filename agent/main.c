@@ -30,6 +30,7 @@
 #include "fdbudget.h"
 #include "ktls.h"
 #include "log.h"
+#include "metrics.h"
 #include "registry.h"
 #include "runtime.h"
 #include "supervisor.h"
@@ -209,6 +210,17 @@ static int admission_init(struct mk_admission *adm, const struct mk_runtime *rt,
 	return 0;
 }
 
+/* The metrics endpoint is for monitoring: the agent runs without it. */
+static void metrics_start(const struct mk_sockaddr *addr)
+{
+	int err = mk_metrics_server_start(addr);
+
+	if (err)
+		mk_log(LOG_WARNING, "metrics on %s unavailable: %s", addr->sa_text, strerror(-err));
+	else
+		mk_log(LOG_INFO, "metrics on %s (GET /metrics)", addr->sa_text);
+}
+
 /*
  * No transparent huge pages for this process. What a worker keeps is many
  * small long-lived objects among short-lived handshake buffers, and its
@@ -248,6 +260,9 @@ static int run(const char *path, struct mk_runtime *rt)
 	if (admission_init(&adm, rt, nworkers))
 		return 1;
 	mk_registry_set_listeners(rt->rt_cfg);
+	mk_metrics_set_listeners(rt->rt_cfg);
+	if (rt->rt_cfg->cf_metrics_listen.sa_len)
+		metrics_start(&rt->rt_cfg->cf_metrics_listen);
 	if (rt->rt_cfg->cf_query_socket[0] && mk_query_server_start(rt->rt_cfg->cf_query_socket))
 		mk_log(LOG_WARNING, "query socket %s unavailable; daemons can use the module only",
 		       rt->rt_cfg->cf_query_socket);
@@ -277,6 +292,7 @@ static int run(const char *path, struct mk_runtime *rt)
 		rc |= workers[i].w_exit_code;
 	}
 	mk_supervisor_free(&sv);
+	mk_metrics_server_stop();
 	mk_query_server_stop();
 	mk_runtime_publish(NULL);
 	free(workers);

@@ -6,8 +6,10 @@
 #
 #   scripts/bench.sh              full run (a few minutes)
 #   QUICK=1 scripts/bench.sh      smaller counts (about a minute)
+#   HANDSHAKE_ONLY=1 scripts/bench.sh   only the handshake CPU table
 #
-# Knobs (environment): QUICK=1, KEY=ecdsa|rsa (server key: ECDSA P-256, the
+# Knobs (environment): QUICK=1, HANDSHAKE_ONLY=1, HS_CPU_COUNT (handshakes
+# per measurement of the handshake CPU table), KEY=ecdsa|rsa (server key: ECDSA P-256, the
 # default, or RSA 2048), PROXIES="mailktlsd stunnel haproxy hitch",
 # MK_KTLS=auto|off|require (mailktlsd's ktls key), BENCH_PORT (first of a
 # few consecutive ports), BUILD (build dir, default build-bench).
@@ -29,6 +31,15 @@
 #                  with IDLE_CONNS established connections, divided by them;
 #   CPU s/GiB      utime+stime of the proxy's processes during the two bulk
 #                  transfers, per GiB relayed.
+# Then a second table, the handshake CPU:
+#   CPU s/1k hs    utime+stime of the proxy's processes (/proc/PID/stat)
+#                  over HS_CPU_COUNT full TLS 1.3 handshakes (X25519, the
+#                  KEY certificate; each with the one-byte echo above) from
+#                  8 client processes, per 1,000 handshakes; every proxy
+#                  runs with one worker/thread (stunnel: a thread per
+#                  connection, it has no such knob), freshly started and
+#                  warmed up with 50 handshakes; measured 3 times, the
+#                  proxies taking turns, and printed as the range min-max.
 # mailktlsd runs with protocol = imap, so its capability filter sees the
 # backend's first bytes; the backend greets like an IMAP server
 # (scripts/bench/bench_proto.h) so that the filter is done before the
@@ -48,6 +59,9 @@ if [ "${QUICK:-0}" = 1 ]; then
 else
 	BULK_MIB=256 HS_COUNT=2000 IDLE_CONNS=1000
 fi
+HS_CPU_COUNT=${HS_CPU_COUNT:-$([ "${QUICK:-0}" = 1 ] && echo 800 || echo 4000)}
+HS_CPU_PROCS=8
+HS_CPU_REPEAT=3
 HS_PROCS=2
 TICK=$(getconf CLK_TCK)
 BACKEND_PORT=$BASE_PORT
@@ -173,7 +187,7 @@ start_hitch() {
 	[ "$(id -u)" = 0 ] && hitch_user=(--user=nobody --group=nogroup)
 	mkdir -p "$TMP/ocsp"
 	hitch --frontend="[127.0.0.1]:$1" --backend="[127.0.0.1]:$BACKEND_PORT" \
-		--workers=2 --ocsp-dir="$TMP/ocsp" --log-level=1 "${hitch_user[@]}" \
+		--workers="${BENCH_WORKERS:-2}" --ocsp-dir="$TMP/ocsp" --log-level=1 "${hitch_user[@]}" \
 		"$TMP/combined.pem" >"$TMP/hitch.log" 2>&1 &
 }
 
@@ -235,24 +249,75 @@ bench_proxy() {	# name port
 	stop_pid "$pid"
 }
 
+# One measurement of the handshake CPU table: appends "CPU s per 1,000
+# handshakes" (or "fail") to $TMP/hscpu.NAME.
+hs_cpu_once() {	# name port
+	local name=$1 port=$2 pid t0 t1 v=fail
+	BENCH_WORKERS=1 "start_$name" "$port"
+	pid=$!
+	PIDS+=("$pid")
+	if wait_listen "$port" && client 60 hs "$port" 50 2 >/dev/null; then
+		t0=$(cpu_ticks "$pid")
+		if client 600 hs "$port" "$HS_CPU_COUNT" "$HS_CPU_PROCS" >/dev/null; then
+			t1=$(cpu_ticks "$pid")
+			v=$(awk -v d=$((t1 - t0)) -v t="$TICK" -v n="$HS_CPU_COUNT" \
+				'BEGIN {printf "%.3f", d / t / n * 1000}')
+		fi
+	else
+		echo "bench: $name did not start or failed the warm-up; its log:" >&2
+		cat "$TMP/$name.log" >&2 || true
+	fi
+	echo "$v" >>"$TMP/hscpu.$name"
+	stop_pid "$pid"
+}
+
+bench_hs_cpu() {
+	local r p port v
+	for r in $(seq "$HS_CPU_REPEAT"); do
+		port=$((BASE_PORT + 1))
+		for p in $PROXIES; do
+			echo "bench: handshake CPU, $p, round $r of $HS_CPU_REPEAT" >&2
+			hs_cpu_once "$p" "$port"
+			port=$((port + 1))
+		done
+	done
+	printf '%-10s | %17s | %s\n' proxy "CPU s/1k hs" "each measurement" >"$TMP/hstable"
+	for p in $PROXIES; do
+		v=$(tr '\n' ' ' <"$TMP/hscpu.$p")
+		printf '%-10s | %17s | %s\n' "$p" "$(echo "$v" | awk '
+			{ for (i = 1; i <= NF; i++) { if ($i == "fail") { print "fail"; exit }
+			  if (min == "" || $i < min) min = $i; if ($i > max) max = $i } }
+			END { if (min != "") printf "%s-%s", min, max }')" "$v" >>"$TMP/hstable"
+	done
+}
+
 "$OUT/bench_backend" "$BACKEND_PORT" &
 PIDS+=("$!")
 wait_listen "$BACKEND_PORT" || die "backend did not start"
 
-start=$(date +%s)
-echo "bench: KEY=$KEY BULK_MIB=$BULK_MIB HS_COUNT=$HS_COUNT HS_PROCS=$HS_PROCS" \
-	"IDLE_CONNS=$IDLE_CONNS, $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
-printf '%-10s | %9s | %9s | %12s | %8s | %9s\n' proxy "up MB/s" "down MB/s" \
-	handshakes/s KiB/conn "CPU s/GiB" >"$TMP/table"
-port=$((BASE_PORT + 1))
 for p in $PROXIES; do
 	declare -F "start_$p" >/dev/null || die "unknown proxy $p"
-	bench_proxy "$p" "$port"
-	port=$((port + 1))
 done
-grep -m1 'TLS records' "$TMP/mailktlsd.log" >&2 2>/dev/null || true
+start=$(date +%s)
+if [ "${HANDSHAKE_ONLY:-0}" != 1 ]; then
+	echo "bench: KEY=$KEY BULK_MIB=$BULK_MIB HS_COUNT=$HS_COUNT HS_PROCS=$HS_PROCS" \
+		"IDLE_CONNS=$IDLE_CONNS, $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+	printf '%-10s | %9s | %9s | %12s | %8s | %9s\n' proxy "up MB/s" "down MB/s" \
+		handshakes/s KiB/conn "CPU s/GiB" >"$TMP/table"
+	port=$((BASE_PORT + 1))
+	for p in $PROXIES; do
+		bench_proxy "$p" "$port"
+		port=$((port + 1))
+	done
+	grep -m1 'TLS records' "$TMP/mailktlsd.log" >&2 2>/dev/null || true
+	echo
+	cat "$TMP/table"
+fi
+echo "bench: handshake CPU: HS_CPU_COUNT=$HS_CPU_COUNT HS_CPU_PROCS=$HS_CPU_PROCS," \
+	"$HS_CPU_REPEAT rounds, load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+bench_hs_cpu
 echo
-cat "$TMP/table"
+cat "$TMP/hstable"
 echo
-echo "TLS 1.3 TLS_AES_128_GCM_SHA256, $KEY certificate, $(nproc) CPUs shared by client," \
+echo "TLS 1.3 TLS_AES_128_GCM_SHA256, X25519, $KEY certificate, $(nproc) CPUs shared by client," \
 	"backend and proxy; $(($(date +%s) - start)) s; load after: $(cut -d' ' -f1-3 /proc/loadavg)"

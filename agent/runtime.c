@@ -97,7 +97,12 @@ struct mk_runtime *mk_runtime_current(void)
 void mk_runtime_publish(struct mk_runtime *rt)
 {
 	struct mk_runtime *old;
+	size_t i;
 
+	/* Only the kernel needs the TLS 1.3 secrets: without kTLS their capture
+	 * is pure cost on every handshake. */
+	for (i = 0; rt && i < rt->rt_cfg->cf_nlisteners; i++)
+		mk_tls_policy_capture_secrets(rt->rt_policies[i], rt->rt_ktls);
 	pthread_mutex_lock(&current_lock);
 	old = current;
 	current = rt;

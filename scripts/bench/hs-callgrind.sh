@@ -1,0 +1,86 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# scripts/bench/hs-callgrind.sh - the agent's own cost of one full TLS 1.3
+# handshake, in instructions (valgrind's callgrind counts them, so the
+# figure is repeatable on a loaded machine, unlike CPU time).
+#
+#   scripts/bench/hs-callgrind.sh [COUNT]     (default 300)
+#
+# mailktlsd (one worker, the benchmark config of scripts/bench/peers.sh,
+# ECDSA P-256 certificate, ktls off as on a host without kernel TLS, or
+# MK_KTLS=auto|require) runs under callgrind in front of
+# scripts/bench/bench_backend.c; after 20 warm-up handshakes the counters
+# are zeroed, COUNT handshakes of scripts/bench/bench_client.c follow (TLS
+# 1.3, X25519, each with a one-byte echo and close_notify, as the handshake
+# CPU table of scripts/bench.sh), and the counters are dumped. Printed:
+# instructions per handshake, in all and inside OpenSSL (libssl and
+# libcrypto). The dump stays in $OUT for callgrind_annotate.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+COUNT=${1:-300}
+BUILD=${BUILD:-build-bench}
+OUT=$BUILD/callgrind
+MK_KTLS=${MK_KTLS:-off}
+BASE_PORT=${BENCH_PORT:-25700}
+BACKEND_PORT=$BASE_PORT
+PORT=$((BASE_PORT + 1))
+
+mkdir -p "$OUT"
+make --no-print-directory BUILD="$BUILD" agent/mailktlsd >/dev/null
+cp agent/mailktlsd "$OUT/mailktlsd"
+for prog in bench_backend bench_client; do
+	gcc -std=gnu11 -O2 -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
+		-o "$OUT/$prog" "scripts/bench/$prog.c" -lssl -lcrypto
+done
+
+TMP=$(mktemp -d /tmp/mailktls-callgrind.XXXXXX)
+PIDS=()
+cleanup() {
+	local pid
+	for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+	for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+	rm -rf "$TMP"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+wait_listen() {
+	local i
+	for i in $(seq 600); do
+		ss -Hltn "sport = :$1" | grep -q . && return 0
+		sleep 0.1
+	done
+	return 1
+}
+
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+	-subj /CN=localhost -keyout "$TMP/key.pem" -out "$TMP/cert.pem" 2>/dev/null
+# shellcheck source=scripts/bench/peers.sh
+. scripts/bench/peers.sh
+BENCH_WORKERS=1 mailktlsd_conf "$PORT" "$MK_KTLS" >"$TMP/mailktlsd.conf"
+
+"$OUT/bench_backend" "$BACKEND_PORT" &
+PIDS+=("$!")
+wait_listen "$BACKEND_PORT" || { echo "backend did not start" >&2; exit 1; }
+rm -f "$OUT"/callgrind.out.*
+valgrind --tool=callgrind --callgrind-out-file="$OUT/callgrind.out.%p" \
+	"$OUT/mailktlsd" -c "$TMP/mailktlsd.conf" 2>"$TMP/agent.log" &
+agent=$!
+PIDS+=("$agent")
+wait_listen "$PORT" || { cat "$TMP/agent.log" >&2; exit 1; }
+timeout 300 "$OUT/bench_client" hs "$PORT" 20 1 >/dev/null
+callgrind_control -z "$agent" >/dev/null
+timeout 1200 "$OUT/bench_client" hs "$PORT" "$COUNT" 8 >/dev/null
+callgrind_control -d "$agent" >/dev/null
+dump=$(ls -t "$OUT"/callgrind.out."$agent".* | head -n1)
+total=$(sed -n 's/^summary: //p' "$dump" | awk '{print $1}')
+ossl=$(callgrind_annotate --threshold=100 "$dump" 2>/dev/null |
+	awk '/libssl\.so|libcrypto\.so/ { gsub(",", "", $1); s += $1 } END { print s + 0 }')
+kill "$agent"
+wait "$agent" 2>/dev/null || true
+awk -v t="$total" -v o="$ossl" -v n="$COUNT" 'BEGIN {
+	printf "instructions per handshake: %.0f (OpenSSL %.0f, the rest %.0f)\n",
+		t / n, o / n, (t - o) / n }'
+echo "dump: $dump"

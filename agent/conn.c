@@ -393,6 +393,9 @@ void mk_conn_recv_backend(struct mk_conn *c)
 static void conn_client_recv_done(struct mk_conn *c, int res)
 {
 	c->c_crecv_busy = false;
+	/* Counted even when closing: the buffer's wipe covers what it holds. */
+	if (res > 0)
+		c->c_cin.b_len += (size_t)res;
 	if (c->c_state == MK_CS_CLOSING)
 		return;
 	if (res < 0) {
@@ -406,7 +409,6 @@ static void conn_client_recv_done(struct mk_conn *c, int res)
 			mk_conn_end(c, c->c_handshake_done ? "eof" : "error:eof_before_tls");
 		return;
 	}
-	c->c_cin.b_len += (size_t)res;
 	c->c_last_ms = mk_now_ms();
 	switch (c->c_state) {
 	case MK_CS_PRETLS:
@@ -475,6 +477,9 @@ static void conn_backend_send_done(struct mk_conn *c, int res)
 static void conn_backend_recv_done(struct mk_conn *c, int res)
 {
 	c->c_brecv_busy = false;
+	/* Counted even when closing: the buffer's wipe covers what it holds. */
+	if (res > 0)
+		c->c_bin.b_len += (size_t)res;
 	if (c->c_state == MK_CS_CLOSING)
 		return;
 	if (res < 0) {
@@ -482,7 +487,6 @@ static void conn_backend_recv_done(struct mk_conn *c, int res)
 		return;
 	}
 	if (res > 0) {
-		c->c_bin.b_len += (size_t)res;
 		c->c_last_ms = mk_now_ms();
 	} else {
 		c->c_b2c.d_eof = true;

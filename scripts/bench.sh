@@ -8,7 +8,9 @@
 #   QUICK=1 scripts/bench.sh      smaller counts (about a minute)
 #   HANDSHAKE_ONLY=1 scripts/bench.sh   only the handshake CPU table
 #
-# Knobs (environment): QUICK=1, HANDSHAKE_ONLY=1, HS_CPU_COUNT (handshakes
+# Knobs (environment): QUICK=1, HANDSHAKE_ONLY=1, MAILKTLSD_BASE=PATH (a
+# second mailktlsd binary, e.g. built from the base branch, measured as the
+# proxy "mk_base" when PROXIES names it, to compare two builds in one run), HS_CPU_COUNT (handshakes
 # per measurement of the handshake CPU table), KEY=ecdsa|rsa (server key: ECDSA P-256, the
 # default, or RSA 2048), PROXIES="mailktlsd stunnel haproxy hitch",
 # MK_KTLS=auto|off|require (mailktlsd's ktls key), BENCH_PORT (first of a
@@ -175,6 +177,12 @@ chmod 600 "$TMP"/*.pem
 start_mailktlsd() {	# port
 	mailktlsd_conf "$1" "$MK_KTLS" >"$TMP/mailktlsd.conf"
 	"$OUT/mailktlsd" -c "$TMP/mailktlsd.conf" 2>"$TMP/mailktlsd.log" &
+}
+
+start_mk_base() {	# port
+	[ -n "${MAILKTLSD_BASE:-}" ] || die "mk_base needs MAILKTLSD_BASE"
+	mailktlsd_conf "$1" "$MK_KTLS" >"$TMP/mk_base.conf"
+	"$MAILKTLSD_BASE" -c "$TMP/mk_base.conf" 2>"$TMP/mk_base.log" &
 }
 
 # mailktlsd_conf, start_stunnel, start_haproxy: the same set-ups on the host and in the VM

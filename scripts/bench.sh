@@ -8,13 +8,14 @@
 #   QUICK=1 scripts/bench.sh      smaller counts (about a minute)
 #   HANDSHAKE_ONLY=1 scripts/bench.sh   only the handshake CPU table
 #
-# Knobs (environment): QUICK=1, HANDSHAKE_ONLY=1, MAILKTLSD_BASE=PATH (a
-# second mailktlsd binary, e.g. built from the base branch, measured as the
-# proxy "mk_base" when PROXIES names it, to compare two builds in one run), HS_CPU_COUNT (handshakes
-# per measurement of the handshake CPU table), KEY=ecdsa|rsa (server key: ECDSA P-256, the
-# default, or RSA 2048), PROXIES="mailktlsd stunnel haproxy hitch",
-# MK_KTLS=auto|off|require (mailktlsd's ktls key), BENCH_PORT (first of a
-# few consecutive ports), BUILD (build dir, default build-bench).
+# Knobs (environment): QUICK=1, HANDSHAKE_ONLY=1, KEY=ecdsa|rsa (server
+# key: ECDSA P-256, the default, or RSA 2048), PROXIES="mailktlsd stunnel
+# haproxy hitch", MK_KTLS=auto|off|require (mailktlsd's ktls key),
+# BENCH_PORT (first of a few consecutive ports), BUILD (build dir, default
+# build-bench), HS_CPU_COUNT and HS_CPU_REPEAT (handshakes per measurement
+# and rounds of the handshake CPU table), MAILKTLSD_BASE=PATH (a second
+# mailktlsd binary, e.g. built from the base branch, measured as the proxy
+# "mk_base" when PROXIES names it: two builds compared in one run).
 #
 # stunnel4, haproxy and hitch are benchmark-only dependencies: this script
 # installs the missing ones with apt-get; they are not in
@@ -63,7 +64,7 @@ else
 fi
 HS_CPU_COUNT=${HS_CPU_COUNT:-$([ "${QUICK:-0}" = 1 ] && echo 800 || echo 4000)}
 HS_CPU_PROCS=8
-HS_CPU_REPEAT=3
+HS_CPU_REPEAT=${HS_CPU_REPEAT:-3}
 HS_PROCS=2
 TICK=$(getconf CLK_TCK)
 BACKEND_PORT=$BASE_PORT

@@ -83,31 +83,13 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 export PATH=$PATH:/usr/sbin:/sbin
 
-mkdir -p "$OUT"
-make --no-print-directory BUILD="$BUILD" agent/mailktlsd >/dev/null
-# A private copy: other builds may relink agent/mailktlsd during the run.
-cp agent/mailktlsd "$OUT/mailktlsd"
-for prog in bench_backend bench_client; do
-	gcc -std=gnu11 -O2 -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
-		-o "$OUT/$prog" "scripts/bench/$prog.c" -lssl -lcrypto
-done
+# shellcheck source=scripts/bench/common.sh
+. scripts/bench/common.sh
+bench_build "$OUT" "$BUILD"
 
 # --- processes: everything started here is stopped by PID --------------------
 
-TMP=$(mktemp -d /tmp/mailktls-bench.XXXXXX)
-PIDS=()
-cleanup() {
-	local pid
-	for pid in "${PIDS[@]}"; do
-		kill "$pid" 2>/dev/null || true
-	done
-	for pid in "${PIDS[@]}"; do
-		wait "$pid" 2>/dev/null || true
-	done
-	rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+bench_tmp mailktls-bench
 
 # The process and its children (haproxy, hitch fork workers), two levels.
 proc_tree() {
@@ -135,15 +117,6 @@ cpu_ticks() {	# sum of utime+stime over the tree
 		sum=$((sum + ${v:-0}))
 	done
 	echo "$sum"
-}
-
-wait_listen() {	# port: bounded wait until something listens there
-	local i
-	for i in $(seq 100); do
-		ss -Hltn "sport = :$1" | grep -q . && return 0
-		sleep 0.1
-	done
-	return 1
 }
 
 stop_pid() {	# pid: SIGTERM, bounded wait, then SIGKILL (children too)

@@ -32,37 +32,10 @@ BASE_PORT=${BENCH_PORT:-25700}
 BACKEND_PORT=$BASE_PORT
 PORT=$((BASE_PORT + 1))
 
-mkdir -p "$OUT"
-if [ -n "${MAILKTLSD:-}" ]; then	# another build, e.g. of the base branch
-	cp "$MAILKTLSD" "$OUT/mailktlsd"
-else
-	make --no-print-directory BUILD="$BUILD" agent/mailktlsd >/dev/null
-	cp agent/mailktlsd "$OUT/mailktlsd"
-fi
-for prog in bench_backend bench_client; do
-	gcc -std=gnu11 -O2 -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
-		-o "$OUT/$prog" "scripts/bench/$prog.c" -lssl -lcrypto
-done
-
-TMP=$(mktemp -d /tmp/mailktls-callgrind.XXXXXX)
-PIDS=()
-cleanup() {
-	local pid
-	for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-	for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-	rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-wait_listen() {
-	local i
-	for i in $(seq 600); do
-		ss -Hltn "sport = :$1" | grep -q . && return 0
-		sleep 0.1
-	done
-	return 1
-}
+# shellcheck source=scripts/bench/common.sh
+. scripts/bench/common.sh
+bench_build "$OUT" "$BUILD" "${MAILKTLSD:-}"
+bench_tmp mailktls-callgrind
 
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
 	-subj /CN=localhost -keyout "$TMP/key.pem" -out "$TMP/cert.pem" 2>/dev/null
@@ -72,13 +45,13 @@ BENCH_WORKERS=1 mailktlsd_conf "$PORT" "$MK_KTLS" >"$TMP/mailktlsd.conf"
 
 "$OUT/bench_backend" "$BACKEND_PORT" &
 PIDS+=("$!")
-wait_listen "$BACKEND_PORT" || { echo "backend did not start" >&2; exit 1; }
+wait_listen "$BACKEND_PORT" 600 || { echo "backend did not start" >&2; exit 1; }
 rm -f "$OUT"/callgrind.out.*
 valgrind --tool=callgrind --callgrind-out-file="$OUT/callgrind.out.%p" \
 	"$OUT/mailktlsd" -c "$TMP/mailktlsd.conf" 2>"$TMP/agent.log" &
 agent=$!
 PIDS+=("$agent")
-wait_listen "$PORT" || { cat "$TMP/agent.log" >&2; exit 1; }
+wait_listen "$PORT" 600 || { cat "$TMP/agent.log" >&2; exit 1; }
 timeout 300 "$OUT/bench_client" hs "$PORT" 20 1 >/dev/null
 callgrind_control -z "$agent" >/dev/null
 timeout 1200 "$OUT/bench_client" hs "$PORT" "$COUNT" 8 >/dev/null

@@ -9,6 +9,17 @@
 #include "kselftest_harness.h"
 #include "buf.h"
 
+#define BUF_MAX (64 * 1024)
+
+static const char data[4000];	/* what the bytes are does not matter here */
+
+/* @b, empty with room for BUF_MAX, after @n bytes were appended. */
+static int buf_with(struct mk_buf *b, size_t n)
+{
+	mk_buf_init(b, BUF_MAX);
+	return mk_buf_append(b, data, n);
+}
+
 TEST(limit_holds)
 {
 	struct mk_buf b;
@@ -24,19 +35,16 @@ TEST(limit_holds)
 /* Data consumed or reset is gone from b_len, not from the wipe's reach. */
 TEST(wipe_covers_consumed_data)
 {
-	char line[300];
 	struct mk_buf b;
 
-	memset(line, 'a', sizeof(line));
-	mk_buf_init(&b, 64 * 1024);
-	ASSERT_EQ(0, mk_buf_append(&b, line, 200));
+	ASSERT_EQ(0, buf_with(&b, 200));
 	mk_buf_consume(&b, 200);
 	EXPECT_EQ(0, mk_buf_used(&b));
 	EXPECT_EQ(200, b.b_dirty);
-	ASSERT_EQ(0, mk_buf_append(&b, line, 50));
+	ASSERT_EQ(0, mk_buf_append(&b, data, 50));
 	mk_buf_reset(&b);
 	EXPECT_EQ(200, b.b_dirty);
-	ASSERT_EQ(0, mk_buf_append(&b, line, 300));
+	ASSERT_EQ(0, mk_buf_append(&b, data, 300));
 	mk_buf_reset(&b);
 	EXPECT_EQ(300, b.b_dirty);
 	mk_buf_free(&b);
@@ -51,7 +59,7 @@ TEST(wipe_skips_unwritten_room)
 	struct mk_buf b;
 	uint8_t *p;
 
-	mk_buf_init(&b, 64 * 1024);
+	mk_buf_init(&b, BUF_MAX);
 	p = mk_buf_reserve(&b, 16 * 1024 + 512);
 	ASSERT_NE(NULL, p);
 	EXPECT_LE(16 * 1024 + 512, b.b_cap);
@@ -65,22 +73,19 @@ TEST(wipe_skips_unwritten_room)
 /* Moving data to the front or to a larger allocation keeps the mark. */
 TEST(mark_survives_move_and_growth)
 {
-	char big[4000];
 	struct mk_buf b;
 
-	memset(big, 'b', sizeof(big));
-	mk_buf_init(&b, 64 * 1024);
-	ASSERT_EQ(0, mk_buf_append(&b, big, 200));
+	ASSERT_EQ(0, buf_with(&b, 200));
 	mk_buf_consume(&b, 100);
 	/* No room at the end: the 100 unread bytes move to the front. */
 	ASSERT_NE(NULL, mk_buf_reserve(&b, b.b_cap - 150));
 	EXPECT_EQ(0, b.b_off);
 	EXPECT_EQ(200, b.b_dirty);
 	/* Growth: the old allocation was wiped, the new one holds 100. */
-	ASSERT_EQ(0, mk_buf_append(&b, big, sizeof(big)));
-	EXPECT_EQ(100 + sizeof(big), mk_buf_used(&b));
+	ASSERT_EQ(0, mk_buf_append(&b, data, sizeof(data)));
+	EXPECT_EQ(100 + sizeof(data), mk_buf_used(&b));
 	mk_buf_reset(&b);
-	EXPECT_EQ(100 + sizeof(big), b.b_dirty);
+	EXPECT_EQ(100 + sizeof(data), b.b_dirty);
 	mk_buf_free(&b);
 }
 

@@ -90,9 +90,10 @@ struct mk_runtime *mk_runtime_current(void)
 }
 
 /**
- * mk_runtime_publish() - make @rt the runtime for new connections
- * @rt: the new runtime, taking over the caller's reference; NULL at exit
- *      drops the last one
+ * mk_runtime_publish() - make @rt the runtime for new connections; its
+ * policies capture TLS 1.3 secrets only if @rt->rt_ktls
+ * @rt: the new runtime, rt_ktls decided, taking over the caller's
+ *      reference; NULL at exit drops the last one
  */
 void mk_runtime_publish(struct mk_runtime *rt)
 {

@@ -32,6 +32,11 @@ BASE_PORT=${BENCH_PORT:-25700}
 BACKEND_PORT=$BASE_PORT
 PORT=$((BASE_PORT + 1))
 
+# valgrind is a benchmark-only dependency, like the peers of bench.sh.
+if ! command -v valgrind >/dev/null; then
+	echo "hs-callgrind: installing valgrind (benchmark-only package)"
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q valgrind >/dev/null
+fi
 # shellcheck source=scripts/bench/common.sh
 . scripts/bench/common.sh
 bench_build "$OUT" "$BUILD" "${MAILKTLSD:-}"

@@ -94,7 +94,7 @@ void mk_backend_connect(struct mk_conn *c)
 	struct io_uring_sqe *sqe;
 	int err, one = 1;
 
-	c->c_state = MK_CS_CONNECTING;
+	mk_conn_set_state(c, MK_CS_CONNECTING);
 	c->c_deadline_ms = mk_now_ms() + c->c_cfg->lc_handshake_timeout_ms;
 	if (c->c_cfg->lc_proxy_v2) {
 		err = backend_proxy_header(c);
@@ -153,7 +153,7 @@ void mk_backend_connected(struct mk_conn *c, int res)
 		return;
 	}
 	backend_register(c);
-	c->c_state = MK_CS_RELAY;
+	mk_conn_set_state(c, MK_CS_RELAY);
 	c->c_deadline_ms = 0;
 	c->c_last_ms = mk_now_ms();
 	mk_relay_start(c);

@@ -41,6 +41,7 @@ enum key_type {
 	T_BACKEND,	/* TCP address or unix:/path */
 	T_HOSTNAME,
 	T_SOCKPATH,	/* absolute unix socket path, or empty */
+	T_LOCALADDR,	/* loopback TCP address or unix:/path, or empty */
 	T_CERT,		/* certificate and private_key: repeatable pairs */
 	T_KEY,
 	T_TLVS,		/* PROXY v2 TLV names, or none */
@@ -117,6 +118,8 @@ static const struct key_desc mk_keys[] = {
 	{ "query_socket", T_SOCKPATH, G(cf_query_socket), 0, 0, NULL,
 	  "an absolute path shorter than 108 bytes, or nothing" },
 	{ "ktls", T_WORD, G(cf_ktls), 0, 0, w_ktls, "auto, require or off" },
+	{ "metrics_listen", T_LOCALADDR, G(cf_metrics_listen), 0, 0, NULL,
+	  "a loopback IPv4:port or [IPv6]:port, unix:/absolute/path, or nothing" },
 };
 
 #undef G
@@ -168,6 +171,18 @@ static int perr(struct parser *p, int line, const char *fmt, ...)
 	else
 		snprintf(p->p_err, p->p_errlen, "%s: %s", p->p_name, msg);
 	return -EINVAL;
+}
+
+/**
+ * mk_config_key_name() - the name of a key the parser knows, for the test
+ * that keeps mailktlsd.conf(5) and the parser in step
+ * @i: 0 for the first key, then 1, 2, ...
+ *
+ * Return: the key's name, or NULL past the last key.
+ */
+const char *mk_config_key_name(size_t i)
+{
+	return i < NKEYS ? mk_keys[i].kd_name : NULL;
 }
 
 /**
@@ -381,6 +396,29 @@ static bool parse_sockpath(const struct key_desc *kd, const char *v, void *dst)
 	return true;
 }
 
+/* Unauthenticated endpoints stay on the host: loopback or a unix socket. */
+static bool parse_localaddr(const struct key_desc *kd, const char *v, void *dst)
+{
+	struct mk_sockaddr *a = dst;
+	const struct sockaddr_in *s4 = (const struct sockaddr_in *)&a->sa_storage;
+	const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)&a->sa_storage;
+
+	if (!v[0]) {
+		memset(a, 0, sizeof(*a));
+		return true;
+	}
+	if (!parse_addr(kd, v, dst))
+		return false;
+	switch (a->sa_storage.ss_family) {
+	case AF_INET:
+		return (ntohl(s4->sin_addr.s_addr) >> 24) == 127;
+	case AF_INET6:
+		return IN6_IS_ADDR_LOOPBACK(&s6->sin6_addr);
+	default:
+		return true;
+	}
+}
+
 static bool parse_value(const struct key_desc *kd, const char *v, void *dst)
 {
 	switch (kd->kd_type) {
@@ -397,6 +435,8 @@ static bool parse_value(const struct key_desc *kd, const char *v, void *dst)
 		return parse_hostname(kd, v, dst);
 	case T_SOCKPATH:
 		return parse_sockpath(kd, v, dst);
+	case T_LOCALADDR:
+		return parse_localaddr(kd, v, dst);
 	default:
 		return false;
 	}

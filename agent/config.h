@@ -68,6 +68,7 @@ struct mk_config {
 	enum mk_log_target cf_log;
 	char cf_query_socket[PATH_MAX];	/* "" disables the query socket */
 	enum mk_ktls_mode cf_ktls;
+	struct mk_sockaddr cf_metrics_listen;	/* sa_len 0: no metrics endpoint */
 	struct mk_listener_cfg *cf_listeners;
 	size_t cf_nlisteners;
 };
@@ -101,5 +102,6 @@ int mk_config_parse_buffer(const char *name, const char *text, size_t len,
 void mk_config_free(struct mk_config *cfg);
 
 const char *mk_protocol_name(enum mk_protocol p);
+const char *mk_config_key_name(size_t i);
 
 #endif

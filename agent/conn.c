@@ -19,6 +19,7 @@
 #include "conn.h"
 #include "ktls.h"
 #include "log.h"
+#include "metrics.h"
 #include "registry.h"
 
 /* Enough for a TLS record plus headroom; a client cannot make it grow past. */
@@ -70,6 +71,10 @@ static void conn_refuse(struct mk_listener *l, int fd, const char *why)
 		mk_sockaddr_str(&ss, addr, sizeof(addr));
 	mk_log_limited(MK_LOG_REFUSED, LOG_WARNING, "refused listener=%s client=%s reason=%s",
 		       l->l_name, addr, why);
+	if (!strcmp(why, "max_connections"))
+		mk_metrics_add(l->l_index, MK_M_REFUSED_MAX, 1);
+	else if (!strcmp(why, "connection_ceiling"))
+		mk_metrics_add(l->l_index, MK_M_REFUSED_CEILING, 1);
 	close(fd);
 }
 
@@ -107,6 +112,8 @@ void mk_conn_accepted(struct mk_worker *w, struct mk_listener *l, int fd)
 	c->c_slot = (uint32_t)slot;
 	c->c_gen = ++w->w_gens[slot] & 0xffffff;
 	c->c_listener = l;
+	mk_metrics_add(l->l_index, MK_M_ACCEPTED, 1);
+	mk_metrics_state(l->l_index, -1, (int)c->c_state);
 	mk_runtime_get(rt);
 	c->c_rt = rt;
 	c->c_cfg = lc;
@@ -188,6 +195,11 @@ static void conn_free(struct mk_conn *c)
 
 	if (c->c_registry_id)
 		mk_registry_remove(c->c_registry_id);
+	mk_metrics_state(c->c_listener->l_index, (int)c->c_state, -1);
+	mk_metrics_add(c->c_listener->l_index, MK_M_BYTES_IN, c->c_c2b.d_bytes);
+	mk_metrics_add(c->c_listener->l_index, MK_M_BYTES_OUT, c->c_b2c.d_bytes);
+	if (c->c_tls_counted)
+		mk_metrics_tls_down(c->c_ktls);
 	mk_log_close(c->c_cfg->lc_name, &c->c_client, c->c_c2b.d_bytes, c->c_b2c.d_bytes,
 		     mk_now_ms() - c->c_start_ms, c->c_end[0] ? c->c_end : "close");
 	if (c->c_fd >= 0)
@@ -217,6 +229,32 @@ static void conn_free(struct mk_conn *c)
 }
 
 /**
+ * mk_conn_set_state() - move @c to another stage, counted for the metrics
+ * @c:     the connection
+ * @state: its new state
+ */
+void mk_conn_set_state(struct mk_conn *c, enum mk_conn_state state)
+{
+	mk_metrics_state(c->c_listener->l_index, (int)c->c_state, (int)state);
+	c->c_state = state;
+}
+
+/* A handshake ended without TLS, and handshake.c did not say why. */
+static void conn_count_handshake_failure(struct mk_conn *c)
+{
+	const char *why = c->c_end;
+
+	if (c->c_handshake_failure_counted)
+		return;
+	c->c_handshake_failure_counted = true;
+	if (!strncmp(why, "error:", 6))
+		why += 6;
+	if (!strcmp(why, "eof_before_tls"))
+		why = "eof";
+	mk_metrics_handshake_failed(c->c_listener->l_index, why[0] ? why : "close");
+}
+
+/**
  * mk_conn_end() - end the connection for the reason given
  * @c:   the connection
  * @why: the `end=` value of the close log line (printf format)
@@ -234,7 +272,9 @@ void mk_conn_end(struct mk_conn *c, const char *why, ...)
 		va_end(ap);
 	}
 	if (c->c_state != MK_CS_CLOSING) {
-		c->c_state = MK_CS_CLOSING;
+		if (c->c_state == MK_CS_HANDSHAKE && !c->c_handshake_done)
+			conn_count_handshake_failure(c);
+		mk_conn_set_state(c, MK_CS_CLOSING);
 		conn_close_notify(c);
 		shutdown(c->c_fd, SHUT_RDWR);
 		if (c->c_bfd >= 0)

@@ -25,6 +25,7 @@
 #include "conn.h"
 #include "ktls.h"
 #include "log.h"
+#include "metrics.h"
 #include "registry.h"
 #include "tls_keys.h"
 
@@ -184,6 +185,8 @@ void mk_handover(struct mk_conn *c)
 	}
 	s->ss_ktls_tx = s->ss_ktls_rx = c->c_ktls;
 	mk_log_tls(s);
+	mk_metrics_tls_up(c->c_listener->l_index, s->ss_version_name, s->ss_cipher, c->c_ktls);
+	c->c_tls_counted = true;
 	if (c->c_ktls) {
 		/* Nothing of the handshake is needed any more. */
 		mk_buf_free(&c->c_cin);

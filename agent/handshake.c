@@ -7,6 +7,7 @@
  * handshake ends in both directions: that is what lets the kernel take
  * over at the right record sequence numbers (handover.c).
  */
+#include <ctype.h>
 #include <errno.h>
 #include <string.h>
 
@@ -14,6 +15,7 @@
 
 #include "conn.h"
 #include "log.h"
+#include "metrics.h"
 #include "tls_keys.h"
 
 #define MK_TLS_RECORD_HEADER 5
@@ -50,6 +52,20 @@ unsigned int mk_tls_count_records(const uint8_t *buf, size_t len, size_t *partia
 	return n;
 }
 
+/* By OpenSSL's reason, as a label: "unsupported protocol" -> unsupported_protocol. */
+static void handshake_count_failure(struct mk_conn *c, unsigned long e)
+{
+	const char *r = e ? ERR_reason_error_string(e) : NULL;
+	char token[48];
+	size_t i;
+
+	for (i = 0; r && r[i] && i + 1 < sizeof(token); i++)
+		token[i] = isalnum((unsigned char)r[i]) ? (char)tolower((unsigned char)r[i]) : '_';
+	token[i] = '\0';
+	c->c_handshake_failure_counted = true;
+	mk_metrics_handshake_failed(c->c_listener->l_index, token[0] ? token : "unknown");
+}
+
 static void handshake_failed(struct mk_conn *c)
 {
 	unsigned long e = ERR_peek_last_error();
@@ -57,6 +73,7 @@ static void handshake_failed(struct mk_conn *c)
 
 	if (e)
 		ERR_error_string_n(e, reason, sizeof(reason));
+	handshake_count_failure(c, e);
 	ERR_clear_error();
 	mk_log_limited(MK_LOG_HANDSHAKE, LOG_NOTICE,
 		       "handshake failed listener=%s client=%s reason=\"%s\"", c->c_cfg->lc_name,
@@ -97,7 +114,7 @@ int mk_handshake_start(struct mk_conn *c)
 	BIO_set_mem_eof_return(c->c_rbio, -1);
 	SSL_set_bio(c->c_ssl, c->c_rbio, c->c_wbio);
 	SSL_set_accept_state(c->c_ssl);
-	c->c_state = MK_CS_HANDSHAKE;
+	mk_conn_set_state(c, MK_CS_HANDSHAKE);
 	c->c_deadline_ms = mk_now_ms() + c->c_cfg->lc_handshake_timeout_ms;
 	mk_buf_reset(&c->c_cin);
 	mk_conn_recv_client(c);

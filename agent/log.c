@@ -13,6 +13,17 @@
 #include "ratelimit.h"
 
 static enum mk_log_target log_target = MK_LOG_STDERR;
+static const char *log_ident = "mailktlsd";
+
+/**
+ * mk_log_ident() - the program name that starts every line (and the syslog
+ * ident); call before mk_log_open()
+ * @name: a static string, e.g. "mailktls-milter"
+ */
+void mk_log_ident(const char *name)
+{
+	log_ident = name;
+}
 
 static const char *const log_kind_name[MK_LOG_NKINDS] = {
 	[MK_LOG_ACCEPT] = "accept_error",
@@ -34,7 +45,7 @@ void mk_log_open(enum mk_log_target target)
 {
 	log_target = target;
 	if (target == MK_LOG_SYSLOG)
-		openlog("mailktlsd", LOG_PID | LOG_NDELAY, LOG_MAIL);
+		openlog(log_ident, LOG_PID | LOG_NDELAY, LOG_MAIL);
 }
 
 static void log_line(int prio, const char *line)
@@ -46,7 +57,7 @@ static void log_line(int prio, const char *line)
 		syslog(prio, "%s", line);
 		return;
 	}
-	n = snprintf(buf, sizeof(buf), "mailktlsd: %s\n", line);
+	n = snprintf(buf, sizeof(buf), "%s: %s\n", log_ident, line);
 	if (n > (int)sizeof(buf) - 1) {
 		n = sizeof(buf) - 1;
 		buf[n - 1] = '\n';

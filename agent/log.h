@@ -12,6 +12,7 @@
 #include "config.h"
 #include "session.h"
 
+void mk_log_ident(const char *name);
 void mk_log_open(enum mk_log_target target);
 void mk_log(int prio, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

@@ -9,6 +9,9 @@
  * The main thread only waits for signals: SIGTERM/SIGINT stop (listeners
  * closed, every connection closed with close_notify), SIGHUP reloads the
  * configuration and certificates for new connections.
+ *
+ * What the main thread does between signals, reloads and certificate
+ * renewals included, is in supervisor.c.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -27,8 +30,10 @@
 #include "fdbudget.h"
 #include "ktls.h"
 #include "log.h"
+#include "metrics.h"
 #include "registry.h"
 #include "runtime.h"
+#include "supervisor.h"
 #include "tls_keys.h"
 #include "worker.h"
 
@@ -205,36 +210,15 @@ static int admission_init(struct mk_admission *adm, const struct mk_runtime *rt,
 	return 0;
 }
 
-static void reload(const char *path, bool ktls)
+/* The metrics endpoint is for monitoring: the agent runs without it. */
+static void metrics_start(const struct mk_sockaddr *addr)
 {
-	struct mk_runtime *cur = mk_runtime_current(), *rt;
-	char err[MK_ERR_MAX];
-	size_t i;
+	int err = mk_metrics_server_start(addr);
 
-	rt = mk_runtime_build(path, err, sizeof(err));
-	if (!rt) {
-		mk_log(LOG_ERR, "reload failed, keeping the running configuration: %s", err);
-		goto out;
-	}
-	/* Listening sockets stay as they are: a reload changes policies and
-	 * certificates, not addresses. */
-	if (rt->rt_cfg->cf_nlisteners != cur->rt_cfg->cf_nlisteners)
-		goto out_mismatch;
-	for (i = 0; i < rt->rt_cfg->cf_nlisteners; i++)
-		if (strcmp(rt->rt_cfg->cf_listeners[i].lc_name, cur->rt_cfg->cf_listeners[i].lc_name) ||
-		    strcmp(rt->rt_cfg->cf_listeners[i].lc_listen.sa_text,
-			   cur->rt_cfg->cf_listeners[i].lc_listen.sa_text))
-			goto out_mismatch;
-	rt->rt_ktls = ktls;
-	mk_runtime_publish(rt);
-	mk_log(LOG_INFO, "reloaded %s: new connections use the new configuration", path);
-	goto out;
-
-out_mismatch:
-	mk_log(LOG_ERR, "reload refused: listeners were added, removed or moved; restart instead");
-	mk_runtime_put(rt);
-out:
-	mk_runtime_put(cur);
+	if (err)
+		mk_log(LOG_WARNING, "metrics on %s unavailable: %s", addr->sa_text, strerror(-err));
+	else
+		mk_log(LOG_INFO, "metrics on %s (GET /metrics)", addr->sa_text);
 }
 
 /*
@@ -254,11 +238,10 @@ static void no_huge_pages(void)
 static int run(const char *path, struct mk_runtime *rt)
 {
 	unsigned int nworkers = worker_count(rt->rt_cfg), i, started = 0;
+	struct mk_supervisor sv;
 	static struct mk_admission adm;
 	struct mk_worker *workers;
-	struct signalfd_siginfo si;
 	sigset_t set;
-	bool ktls = rt->rt_ktls;
 	int sfd, rc = 0;
 
 	sigemptyset(&set);
@@ -273,9 +256,13 @@ static int run(const char *path, struct mk_runtime *rt)
 		mk_log(LOG_ERR, "signalfd: %s", strerror(errno));
 		return 1;
 	}
+	mk_supervisor_init(&sv, path, rt->rt_ktls, rt->rt_cfg->cf_nlisteners);
 	if (admission_init(&adm, rt, nworkers))
 		return 1;
 	mk_registry_set_listeners(rt->rt_cfg);
+	mk_metrics_set_listeners(rt->rt_cfg);
+	if (rt->rt_cfg->cf_metrics_listen.sa_len)
+		metrics_start(&rt->rt_cfg->cf_metrics_listen);
 	if (rt->rt_cfg->cf_query_socket[0] && mk_query_server_start(rt->rt_cfg->cf_query_socket))
 		mk_log(LOG_WARNING, "query socket %s unavailable; daemons can use the module only",
 		       rt->rt_cfg->cf_query_socket);
@@ -291,23 +278,12 @@ static int run(const char *path, struct mk_runtime *rt)
 		}
 		started++;
 	}
-	if (!rc)
+	if (!rc) {
 		log_listeners(rt->rt_cfg, nworkers);
-	while (!rc) {
-		if (read(sfd, &si, sizeof(si)) != sizeof(si))
-			continue;
-		if (si.ssi_signo == SIGHUP) {
-			reload(path, ktls);
-			atomic_fetch_add(&mk_reload_generation, 1);
-		} else if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) {
-			mk_log(LOG_INFO, "stopping: closing every connection with close_notify");
-			break;
-		} else {
-			continue;
-		}
-		for (i = 0; i < started; i++)
-			mk_worker_wake(&workers[i]);
+		mk_supervisor_ready(&sv, workers, started);
 	}
+	while (!rc && !mk_supervisor_wait(&sv, sfd))
+		;
 	atomic_store(&mk_stop_requested, true);
 	for (i = 0; i < started; i++)
 		mk_worker_wake(&workers[i]);
@@ -315,6 +291,8 @@ static int run(const char *path, struct mk_runtime *rt)
 		mk_worker_join(&workers[i]);
 		rc |= workers[i].w_exit_code;
 	}
+	mk_supervisor_free(&sv);
+	mk_metrics_server_stop();
 	mk_query_server_stop();
 	mk_runtime_publish(NULL);
 	free(workers);

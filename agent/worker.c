@@ -46,6 +46,7 @@
 
 #include "conn.h"
 #include "log.h"
+#include "metrics.h"
 #include "worker.h"
 
 #define MK_RING_ENTRIES 4096
@@ -253,6 +254,7 @@ static void worker_pause_accept(struct mk_worker *w, struct mk_listener *l, int 
 		l->l_backoff_ms = MK_ACCEPT_BACKOFF_MAX_MS;
 	mk_log_limited(MK_LOG_ACCEPT, LOG_WARNING, "listener %s: accept: %s (paused %u ms)",
 		       l->l_name, strerror(-res), l->l_backoff_ms);
+	mk_metrics_add(l->l_index, MK_M_ACCEPT_PAUSES, 1);
 	sqe = mk_worker_sqe(w);
 	if (!sqe)
 		return;

@@ -11,7 +11,7 @@ set -u
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 suites=("$@")
-[ ${#suites[@]} -eq 0 ] && suites=(unit sanitize fuzz integration vm)
+[ ${#suites[@]} -eq 0 ] && suites=(unit sanitize fuzz integration package vm)
 pass=0 fail=0 skip=0
 failed_names=()
 log_dir=$BUILD/test-logs
@@ -67,6 +67,9 @@ for suite in "${suites[@]}"; do
 		for t in tests/integration/*_test.sh tests/integration/*_test.py; do
 			[ -x "$t" ] && run_one "integration/${t##*/}" "$t"
 		done ;;
+	package)
+		# The Debian packages installed, upgraded and purged in a fresh root.
+		run_one package/deb_test.sh tests/package/deb_test.sh ;;
 	vm)
 		# The full suite (64 MiB each way per variant, 100,000 tag cycles)
 		# needs more than the runner's interactive defaults under TCG.

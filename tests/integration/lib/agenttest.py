@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: GPL-2.0
 """What the Python integration tests of the agent share: TAP lines, ports,
-test certificates, TLS client contexts and the agent as a child process
-whose log goes to a file.
+test certificates, TLS client contexts, the agent as a child process
+whose log goes to a file, small backends and the systemd notify socket.
 
     sys.dont_write_bytecode = True
     sys.path.insert(0, os.path.join(os.path.dirname(__file__), "lib"))
@@ -15,6 +15,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import threading
 import time
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
@@ -63,7 +64,7 @@ class Agent:
     """mailktlsd -c tmp/agent.conf, stdout and stderr into tmp/agent.log;
     with @nofile, started under that RLIMIT_NOFILE (soft and hard)."""
 
-    def __init__(self, tmp, conf_text, nofile=None):
+    def __init__(self, tmp, conf_text, nofile=None, env=None):
         self.conf = os.path.join(tmp, "agent.conf")
         self.log = os.path.join(tmp, "agent.log")
         with open(self.conf, "w") as f:
@@ -73,7 +74,8 @@ class Agent:
         if nofile:
             pre = lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
         self.proc = subprocess.Popen([AGENT, "-c", self.conf], stdout=self.logf,
-                                     stderr=subprocess.STDOUT, preexec_fn=pre)
+                                     stderr=subprocess.STDOUT, preexec_fn=pre,
+                                     env=dict(os.environ, **(env or {})))
 
     def wait_listen(self, port, secs=10):
         end = time.time() + secs
@@ -111,3 +113,105 @@ class Agent:
                 self.proc.wait()
         self.logf.close()
         return self.proc.returncode
+
+
+CLIENT_IP = "127.0.0.2"
+
+
+class Backend:
+    """Echo backend with a greeting; mode 'echo', 'stall' (accept, never
+    read or write) or 'reset' (greet, then reset on the first bytes)."""
+
+    def __init__(self, mode="echo"):
+        self.mode = mode
+        self.port = free_port()
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", self.port))
+        self.sock.listen(200)
+        self.conns = []
+        self.eof_seen = threading.Event()
+        threading.Thread(target=self.loop, daemon=True).start()
+
+    def loop(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            self.conns.append(c)
+            threading.Thread(target=self.serve, args=(c,), daemon=True).start()
+
+    def serve(self, c):
+        if self.mode == "stall":
+            return
+        try:
+            c.sendall(b"* OK ready\r\n")
+            while True:
+                d = c.recv(65536)
+                if not d:
+                    self.eof_seen.set()
+                    # Half-close: the client finished sending; we may still talk.
+                    c.sendall(b"* BYE after your EOF\r\n")
+                    c.close()
+                    return
+                if self.mode == "reset":
+                    c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\0\0\0\0\0\0\0")
+                    c.close()
+                    return
+                c.sendall(d)
+        except OSError:
+            pass
+
+
+def tls_connect(port, timeout=5):
+    raw = socket.socket()
+    raw.settimeout(timeout)
+    raw.bind((CLIENT_IP, 0))
+    raw.connect(("127.0.0.1", port))
+    return client_ctx().wrap_socket(raw, server_hostname="localhost")
+
+
+def read_line(s):
+    buf = b""
+    while not buf.endswith(b"\n"):
+        d = s.recv(4096)
+        if not d:
+            break
+        buf += d
+    return buf
+
+
+def peer_cn(s):
+    der = s.getpeercert(binary_form=True)
+    out = subprocess.run(["openssl", "x509", "-inform", "DER", "-noout", "-subject"],
+                         input=der, capture_output=True).stdout.decode()
+    return out.strip().split("CN")[-1].strip(" =")
+
+
+def listener(name, port, backend_port, d, extra=""):
+    return ("\n[listener %s]\nlisten = 127.0.0.1:%d\nprotocol = imap\ntls = implicit\n"
+            "backend = 127.0.0.1:%d\nproxy_protocol = none\ncertificate = %s/cur.crt\n"
+            "private_key = %s/cur.key\nalpn = off\n%s" % (name, port, backend_port, d, d, extra))
+
+
+class NotifySocket:
+    """What systemd does for Type=notify: a datagram socket in
+    NOTIFY_SOCKET that collects the service's state messages."""
+
+    def __init__(self, d):
+        self.path = os.path.join(d, "notify.sock")
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(self.path)
+
+    def next(self, secs=10):
+        """The next message as a dict of its KEY=VALUE lines, or None."""
+        self.sock.settimeout(secs)
+        try:
+            msg = self.sock.recv(4096).decode()
+        except socket.timeout:
+            return None
+        return dict(ln.split("=", 1) for ln in msg.splitlines() if "=" in ln)
+
+    def close(self):
+        self.sock.close()

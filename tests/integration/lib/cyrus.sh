@@ -106,16 +106,6 @@ cyrus_add_user() {
 	printf '%s' "$3" | saslpasswd2 -p -c -f "$1/sasldb2" -u "$CYRUS_SERVERNAME" "$2"
 }
 
-# wait_socket PATH - until a unix socket exists at PATH (5 s at most).
-wait_socket() {
-	local i
-	for ((i = 0; i < 100; i++)); do
-		[ -S "$1" ] && return 0
-		sleep 0.05
-	done
-	return 1
-}
-
 # start_cyrus - the instance, after cyrus_unpack. Sets CYRUS_DIR
 # CYRUS_*_PORT CYRUS_LMTP_SOCKET CYRUS_LOG CYRUS_PID CYRUS_SINK_PID.
 # Return: 0 when all four ports and the LMTP socket accept.

@@ -204,7 +204,7 @@ def main():
     p.add_argument("--src", default="127.0.0.2")
     p.add_argument("--sni", default="mail.example.test")
     for opt in ("cafile", "user", "password", "mailbox", "socket", "rcpt", "msg", "ready",
-                "release"):
+                "release", "alpn"):
         p.add_argument("--" + opt)
     args = p.parse_args()
     try:

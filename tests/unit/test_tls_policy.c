@@ -667,4 +667,77 @@ TEST_F(pol, keys_derivable)
 	}
 }
 
+/*
+ * With the records in user space no secret is kept, on every context of
+ * the listener (the SNI one too), and switching capture back on restores
+ * the kTLS keys.
+ */
+TEST_F(pol, secrets_captured_only_when_asked)
+{
+	static const char *const snis[] = { NULL, "other.example.net" };
+	struct mk_tls_dir_keys tx, rx;
+	SSL *c, *s = NULL;
+	size_t i;
+
+	ASSERT_EQ(0, build(self, "imap", PAIRS OTHER)) TH_LOG("%s", self->err);
+	for (i = 0; i < 2; i++) {
+		mk_tls_policy_capture_secrets(self->p, false);
+		c = client_new(self->cctx, TLS1_3_VERSION, TLS1_3_VERSION, snis[i]);
+		ASSERT_EQ(0, handshake(self->p, c, &s));
+		EXPECT_EQ(NULL, mk_tls_keys_get(s));
+		EXPECT_EQ(-EINVAL, mk_tls_keys_derive(s, &tx, &rx));
+		SSL_free(s);
+		SSL_free(c);
+
+		mk_tls_policy_capture_secrets(self->p, true);
+		c = client_new(self->cctx, TLS1_3_VERSION, TLS1_3_VERSION, snis[i]);
+		ASSERT_EQ(0, handshake(self->p, c, &s));
+		ASSERT_NE(NULL, mk_tls_keys_get(s));
+		EXPECT_EQ(0, mk_tls_keys_derive(s, &tx, &rx));
+		mk_tls_dir_keys_wipe(&tx);
+		mk_tls_dir_keys_wipe(&rx);
+		SSL_free(s);
+		SSL_free(c);
+	}
+}
+
+static int tickets_seen;
+
+static int count_ticket(SSL *ssl, SSL_SESSION *sess)
+{
+	tickets_seen++;
+	return 0;	/* not kept */
+}
+
+/* One TLS 1.3 ticket per handshake, full or resumed. */
+TEST_F(pol, one_ticket_per_handshake)
+{
+	SSL_SESSION *sess = NULL;
+	SSL *c, *s = NULL;
+	char buf[1];
+	int i;
+
+	ASSERT_EQ(0, build(self, "imap", PAIRS)) TH_LOG("%s", self->err);
+	SSL_CTX_set_session_cache_mode(self->cctx, SSL_SESS_CACHE_CLIENT |
+				       SSL_SESS_CACHE_NO_INTERNAL_STORE);
+	SSL_CTX_sess_set_new_cb(self->cctx, count_ticket);
+	for (i = 0; i < 2; i++) {
+		tickets_seen = 0;
+		c = client_new(self->cctx, TLS1_3_VERSION, TLS1_3_VERSION, NULL);
+		if (sess)
+			SSL_set_session(c, sess);
+		ASSERT_EQ(0, handshake(self->p, c, &s));
+		EXPECT_EQ(-1, SSL_read(c, buf, sizeof(buf)));
+		EXPECT_EQ(1, tickets_seen);
+		EXPECT_EQ(i, SSL_session_reused(c));
+		SSL_SESSION_free(sess);
+		sess = SSL_get1_session(c);
+		SSL_set_shutdown(s, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
+		SSL_set_shutdown(c, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
+		SSL_free(s);
+		SSL_free(c);
+	}
+	SSL_SESSION_free(sess);
+}
+
 TEST_HARNESS_MAIN

@@ -374,6 +374,26 @@ int mk_ktls_send_alert(int fd, uint8_t level, uint8_t description)
 }
 
 /**
+ * mk_ktls_rx_version() - the TLS version of @fd's receive direction
+ * @fd: a kTLS socket
+ *
+ * Asks for the bare tls_crypto_info, so the kernel copies no key.
+ *
+ * Return: TLS1_2_VERSION or TLS1_3_VERSION, or negative errno.
+ */
+int mk_ktls_rx_version(int fd)
+{
+	struct tls_crypto_info ci;
+	socklen_t len = sizeof(ci);
+
+	if (getsockopt(fd, SOL_TLS, TLS_RX, &ci, &len))
+		return -errno;
+	if (len != sizeof(ci))
+		return -EPROTO;
+	return ci.version == TLS_1_3_VERSION ? TLS1_3_VERSION : TLS1_2_VERSION;
+}
+
+/**
  * mk_ktls_recv_record() - read one record with its content type
  * @fd:   the kTLS socket
  * @buf:  payload out

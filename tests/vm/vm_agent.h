@@ -129,11 +129,13 @@ static inline int vm_write_config(const struct vm_env *e, bool qsock)
 		snprintf(backend, sizeof(backend), "unix:%s", e->e_bsock);
 	else
 		snprintf(backend, sizeof(backend), "127.0.0.1:%d", e->e_bport);
-	fprintf(f, "[global]\nworkers = 1\nlog = stderr\nquery_socket = %s\nktls = require\n"
+	/* MK_KTLS=off runs the same test on the user-space record path (host) */
+	fprintf(f, "[global]\nworkers = 1\nlog = stderr\nquery_socket = %s\nktls = %s\n"
 		   "[listener t]\nlisten = 127.0.0.1:%d\nprotocol = imap\ntls = implicit\n"
 		   "backend = %s\nproxy_protocol = none\n"
 		   "certificate = %s/cert.pem\nprivate_key = %s/key.pem\nalpn = off\n",
-		   qsock ? e->e_qsock : "", e->e_port, backend, e->e_dir, e->e_dir);
+		   qsock ? e->e_qsock : "", getenv("MK_KTLS") ?: "require", e->e_port, backend,
+		   e->e_dir, e->e_dir);
 	return fclose(f) ? -1 : 0;
 }
 

@@ -403,7 +403,8 @@ int mk_ktls_rx_version(int fd)
  * The kernel returns one record type per call; a record larger than @len
  * is returned over several calls.
  *
- * Return: bytes of payload read (0 at end of stream), or negative errno:
+ * Return: bytes of payload read (0 at end of stream, *@type 0; or for an
+ * empty record, *@type set), or negative errno:
  * -EBADMSG for a record that fails to decrypt, -EMSGSIZE for an oversized
  * record, -EINVAL for a malformed one, -EAGAIN on an empty non-blocking
  * socket, -EPROTO if @fd returned data without a record type (not kTLS).
@@ -431,13 +432,12 @@ ssize_t mk_ktls_recv_record(int fd, uint8_t *buf, size_t len, uint8_t *type)
 	}
 	if (n < 0)
 		return -errno;
-	if (n == 0)
-		return 0;
+	/* A record of length 0 (an empty alert) comes with its type too. */
 	for (cmsg = CMSG_FIRSTHDR(&msg); cmsg; cmsg = CMSG_NXTHDR(&msg, cmsg)) {
 		if (cmsg->cmsg_level == SOL_TLS && cmsg->cmsg_type == TLS_GET_RECORD_TYPE) {
 			*type = *CMSG_DATA(cmsg);
 			return n;
 		}
 	}
-	return -EPROTO;
+	return n == 0 ? 0 : -EPROTO;
 }

@@ -170,7 +170,8 @@ static bool splice_client_at_eof(struct mk_conn *c)
 		.msg_controllen = sizeof(cu.cu_buf),
 	};
 
-	return recvmsg(c->c_fd, &msg, MSG_PEEK | MSG_DONTWAIT) == 0;
+	/* an empty record (its type in a cmsg) is not the end either */
+	return recvmsg(c->c_fd, &msg, MSG_PEEK | MSG_DONTWAIT) == 0 && !msg.msg_controllen;
 }
 
 static void splice_end_c2b(struct mk_conn *c, const char *how)

@@ -334,6 +334,38 @@ TEST_F(rec, key_update_interleaved_with_data)
 	EXPECT_ALERT(A_UNEXPECTED_MESSAGE, rec_answer(_metadata, self));
 }
 
+/*
+ * A TLS 1.2 client offering only the AES-256-GCM ECDHE and DHE suites with
+ * the groups secp256r1 and ffdhe2048 gets a ServerHello and ECDHE over
+ * P-256, as from `openssl s_server`.
+ */
+TEST(tls12_p256_ffdhe2048_offer)
+{
+	char why[256] = "", cmd[512], out[8192];
+	struct vm_env env;
+	size_t n = 0;
+	FILE *f;
+
+	ASSERT_EQ(0, vm_env_start(&env, &rec_agent_opts, why, sizeof(why))) {
+		TH_LOG("%s", why);
+	}
+	snprintf(cmd, sizeof(cmd), "timeout 20 openssl s_client -connect 127.0.0.1:%d -tls1_2 "
+		 "-cipher ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+		 "DHE-RSA-AES256-GCM-SHA384 -groups P-256:ffdhe2048 </dev/null 2>&1",
+		 env.e_port);
+	f = popen(cmd, "r");
+	ASSERT_NE(NULL, f);
+	while (n < sizeof(out) - 1 && fgets(out + n, (int)(sizeof(out) - n), f))
+		n += strlen(out + n);
+	pclose(f);
+	EXPECT_NE(NULL, strstr(out, "Cipher is ECDHE-ECDSA-AES256-GCM-SHA384")) {
+		TH_LOG("s_client said:\n%s", out);
+	}
+	EXPECT_NE(NULL, strstr(out, "Server Temp Key: ECDH, prime256v1"));
+	vm_env_check_stop(_metadata, &env);
+	vm_env_cleanup(&env);
+}
+
 /* The kselftest harness of 6.1 takes no arguments: NAME=VALUE become env. */
 int main(int argc, char **argv)
 {

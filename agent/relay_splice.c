@@ -191,11 +191,7 @@ static void splice_control_record(struct mk_conn *c)
 	ssize_t n;
 
 	n = mk_ktls_recv_record(c->c_fd, buf, sizeof(buf), &type);
-	if (n == -EAGAIN) {
-		splice_arm_poll(c, &c->c_c2b, c->c_fd, &c2b_ops);
-		return;
-	}
-	if (n < 0) {
+	if (n < 0 && n != -EAGAIN) {
 		if (!splice_record_error(c, (int)n))
 			mk_conn_end(c, "error:tls_recv:%s", strerror((int)-n));
 		return;
@@ -207,6 +203,15 @@ static void splice_control_record(struct mk_conn *c)
 	version = mk_ktls_rx_version(c->c_fd);
 	if (version < 0) {
 		mk_conn_end(c, "error:tls_version:%s", strerror(-version));
+		return;
+	}
+	/*
+	 * splice refused a record at the head, yet none is there: the
+	 * kernel's record parser stopped at a header it refused (EINVAL,
+	 * consumed by the splice: a version other than 0x0303).
+	 */
+	if (n == -EAGAIN) {
+		splice_fatal(c, mk_tls_header_alert((uint16_t)version), "bad_record_header");
 		return;
 	}
 	switch (mk_tls_control_record(&c->c_tls_rx, (uint16_t)version, type, buf, (size_t)n,

@@ -129,6 +129,19 @@ int mk_tls_errno_alert(int err)
 }
 
 /**
+ * mk_tls_header_alert() - the alert for a record header whose version is
+ * not 0x0303
+ * @version: TLS1_2_VERSION or TLS1_3_VERSION
+ *
+ * Return: the alert description.
+ */
+uint8_t mk_tls_header_alert(uint16_t version)
+{
+	return version == TLS1_3_VERSION ? MK_TLS_ALERT_DECODE_ERROR :
+					   MK_TLS_ALERT_PROTOCOL_VERSION;
+}
+
+/**
  * mk_tls_min_ciphertext() - the shortest record OpenSSL must see on the
  * user-space path
  * @version:   TLS1_2_VERSION or TLS1_3_VERSION

@@ -16,6 +16,7 @@
 #define MK_TLS_ALERT_RECORD_OVERFLOW 22
 #define MK_TLS_ALERT_ILLEGAL_PARAMETER 47
 #define MK_TLS_ALERT_DECODE_ERROR 50
+#define MK_TLS_ALERT_PROTOCOL_VERSION 70
 #define MK_TLS_ALERT_INTERNAL_ERROR 80
 
 /*
@@ -82,6 +83,17 @@ static inline bool mk_tls_rx_pending(const struct mk_tls_rx *rx)
  * Return: the alert description, or -1 if @err names no record error.
  */
 int mk_tls_errno_alert(int err);
+
+/**
+ * mk_tls_header_alert() - the alert for a record header whose version is
+ * not 0x0303
+ * @version: TLS1_2_VERSION or TLS1_3_VERSION
+ *
+ * What OpenSSL sends: TLS 1.3 decode_error, TLS 1.2 protocol_version.
+ *
+ * Return: the alert description.
+ */
+uint8_t mk_tls_header_alert(uint16_t version);
 
 /**
  * mk_tls_min_ciphertext() - the shortest record OpenSSL must see on the

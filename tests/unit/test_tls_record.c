@@ -136,6 +136,12 @@ TEST(errno_alerts)
 	EXPECT_EQ(-1, mk_tls_errno_alert(0));
 }
 
+TEST(header_alert)
+{
+	EXPECT_EQ(50, mk_tls_header_alert(TLS1_3_VERSION));
+	EXPECT_EQ(70, mk_tls_header_alert(TLS1_2_VERSION));
+}
+
 TEST(min_ciphertext)
 {
 	EXPECT_EQ(24, mk_tls_min_ciphertext(TLS1_2_VERSION, 0xc02b));

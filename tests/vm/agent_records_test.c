@@ -39,6 +39,7 @@
 #define A_RECORD_OVERFLOW 22
 #define A_ILLEGAL_PARAMETER 47
 #define A_DECODE_ERROR 50
+#define A_PROTOCOL_VERSION 70
 #define A_INTERNAL_ERROR 80
 
 #define CT_ALERT 21
@@ -223,6 +224,27 @@ TEST_F(rec, ciphertext_shorter_than_tag)
 	memset(rec + 5, 0x5a, 15);
 	ASSERT_TRUE(vm_send_all(self->mc.mc_fd, rec, sizeof(rec)));
 	EXPECT_ALERT(A_BAD_RECORD_MAC, rec_answer(_metadata, self));
+}
+
+/*
+ * A record header with another version than 0x0303. OpenSSL refuses it
+ * before decrypting (TLS 1.3: decode_error; TLS 1.2: protocol_version,
+ * RFC 5246 §6.2.1); Linux 6.1 stops its record parser with EINVAL
+ * (tls_rx_msg_size()), which the agent answers the same way.
+ */
+TEST_F(rec, wrong_record_version)
+{
+	static const char cmd[] = "a2 NOOP\r\n";
+	uint8_t rec[256];
+	int n;
+
+	n = mk_seal_record(&self->tx, CT_APPLICATION_DATA, (const uint8_t *)cmd, sizeof(cmd) - 1,
+			   0, rec, sizeof(rec));
+	ASSERT_LT(0, n);
+	rec[2] = 1;	/* 3.1 */
+	ASSERT_TRUE(vm_send_all(self->mc.mc_fd, rec, (size_t)n));
+	EXPECT_ALERT(variant->version == TLS1_3_VERSION ? A_DECODE_ERROR : A_PROTOCOL_VERSION,
+		     rec_answer(_metadata, self));
 }
 
 /*

@@ -248,6 +248,29 @@ TEST_F(rec, wrong_record_version)
 }
 
 /*
+ * RFC 8446 §5.2: a TLS 1.3 record's outer type is application_data; OpenSSL
+ * refuses another with unexpected_message. Linux 6.1 does not look at it:
+ * it authenticates the record as if the type were application_data
+ * (tls_make_aad()), so a record sealed over its real header fails to
+ * decrypt and the kTLS path answers bad_record_mac.
+ */
+TEST_F(rec, tls13_outer_type_not_data)
+{
+	static const char cmd[] = "a2 NOOP\r\n";
+	uint8_t rec[256];
+	int n;
+
+	if (variant->version != TLS1_3_VERSION)
+		SKIP(return, "the outer content type is TLS 1.3 only");
+	n = mk_seal_record_outer(&self->tx, CT_HANDSHAKE, CT_APPLICATION_DATA,
+				 (const uint8_t *)cmd, sizeof(cmd) - 1, 0, rec, sizeof(rec));
+	ASSERT_LT(0, n);
+	ASSERT_TRUE(vm_send_all(self->mc.mc_fd, rec, (size_t)n));
+	EXPECT_ALERT(rec_ktls() ? A_BAD_RECORD_MAC : A_UNEXPECTED_MESSAGE,
+		     rec_answer(_metadata, self));
+}
+
+/*
  * RFC 8446 §5.4: a plaintext of zeros only has no content type:
  * unexpected_message. Linux 6.1 (tls_padding_length()) fails such a record
  * with EBADMSG, the errno of a record that fails to decrypt, so on kTLS the

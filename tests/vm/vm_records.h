@@ -73,8 +73,9 @@ static const EVP_CIPHER *mk_aead(const struct mk_tls_dir_keys *k)
 	}
 }
 
-static int mk_seal_record(const struct mk_tls_dir_keys *k, uint8_t type, const uint8_t *pt,
-			  size_t ptlen, size_t padding, uint8_t *out, size_t outlen)
+static int mk_seal_record_outer(const struct mk_tls_dir_keys *k, uint8_t outer, uint8_t type,
+				const uint8_t *pt, size_t ptlen, size_t padding, uint8_t *out,
+				size_t outlen)
 {
 	bool tls13 = k->dk_version == TLS1_3_VERSION;
 	bool explicit = !tls13 && k->dk_iv_len == 4;	/* TLS 1.2 GCM */
@@ -104,7 +105,7 @@ static int mk_seal_record(const struct mk_tls_dir_keys *k, uint8_t type, const u
 		for (i = 0; i < 8; i++)
 			nonce[4 + i] ^= aad[i];
 	}
-	out[0] = tls13 ? 23 : type;
+	out[0] = tls13 ? outer : type;
 	out[1] = 3;
 	out[2] = 3;
 	out[3] = (uint8_t)((reclen - 5) >> 8);
@@ -134,6 +135,13 @@ out:
 	EVP_CIPHER_CTX_free(ctx);
 	OPENSSL_cleanse(inner, sizeof(inner));
 	return ok ? (int)reclen : -1;
+}
+
+/* The same with the outer type TLS 1.3 requires (application_data). */
+static int mk_seal_record(const struct mk_tls_dir_keys *k, uint8_t type, const uint8_t *pt,
+			  size_t ptlen, size_t padding, uint8_t *out, size_t outlen)
+{
+	return mk_seal_record_outer(k, 23, type, pt, ptlen, padding, out, outlen);
 }
 
 /* ------------------------------------------------------------------------ */

@@ -966,15 +966,6 @@ TEST_F_TIMEOUT(idle, thousand_idle_connections, 280)
  */
 int main(int argc, char **argv)
 {
-	char *eq;
-	int i;
-
-	for (i = 1; i < argc; i++) {
-		eq = strchr(argv[i], '=');
-		if (!strncmp(argv[i], "MK_", 3) && eq) {
-			*eq = '\0';
-			setenv(argv[i], eq + 1, 1);
-		}
-	}
+	vm_args_to_env(argc, argv);
 	return test_harness_run(argc, argv);
 }

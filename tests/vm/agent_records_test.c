@@ -414,15 +414,6 @@ TEST(tls12_p256_ffdhe2048_offer)
 /* The kselftest harness of 6.1 takes no arguments: NAME=VALUE become env. */
 int main(int argc, char **argv)
 {
-	char *eq;
-	int i;
-
-	for (i = 1; i < argc; i++) {
-		eq = strchr(argv[i], '=');
-		if (!strncmp(argv[i], "MK_", 3) && eq) {
-			*eq = '\0';
-			setenv(argv[i], eq + 1, 1);
-		}
-	}
+	vm_args_to_env(argc, argv);
 	return test_harness_run(argc, argv);
 }

@@ -89,6 +89,25 @@ static inline int vm_free_port(void)
 	return port;
 }
 
+/*
+ * The 6.1 harness takes no arguments; scripts/vm-run.sh passes VM_TEST_ARGS
+ * to the program, so knobs come as MK_NAME=VALUE arguments: into the
+ * environment with them.
+ */
+static inline void vm_args_to_env(int argc, char **argv)
+{
+	char *eq;
+	int i;
+
+	for (i = 1; i < argc; i++) {
+		eq = strchr(argv[i], '=');
+		if (!strncmp(argv[i], "MK_", 3) && eq) {
+			*eq = '\0';
+			setenv(argv[i], eq + 1, 1);
+		}
+	}
+}
+
 /* ------------------------------------------------------------------------ */
 /* The agent, its directory, config, log and backend listener. */
 

@@ -177,12 +177,10 @@ $(FUZZ_BUILD)/agent/%.o: agent/%.c
 	$(Q)$(CLANG) $(BASE_CFLAGS) -U_FORTIFY_SOURCE -Wno-unused-command-line-argument \
 		-O1 -g -fsanitize=fuzzer-no-link,address,undefined -c -o $@ $<
 
-# registry.c uses the library's clause text: link it as the VM tests do.
-$(BUILD)/fuzz/%: tests/fuzz/%.c $(FUZZ_AGENT_OBJS) agent/libmailktls.a
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(FUZZ_AGENT_OBJS)
 	$(call say,CC-FUZZ,$@)
 	@mkdir -p $(@D)
-	$(Q)$(CLANG) $(BASE_CFLAGS) -U_FORTIFY_SOURCE $(FUZZ_FLAGS) -o $@ $< $(FUZZ_AGENT_OBJS) \
-		agent/libmailktls.a $(AGENT_LIBS)
+	$(Q)$(CLANG) $(BASE_CFLAGS) -U_FORTIFY_SOURCE $(FUZZ_FLAGS) -o $@ $< $(FUZZ_AGENT_OBJS) $(AGENT_LIBS)
 
 fuzz: $(FUZZ_BINS)
 	$(Q)scripts/run-fuzz.sh $(FUZZ_SECONDS) $(FUZZ_BINS)

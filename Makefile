@@ -170,6 +170,7 @@ $(SAN_BUILD)/agent/mailktlsd: $(SAN_BUILD)/agent/main.o $(SAN_AGENT_OBJS) $(SAN_
 FUZZ_FLAGS := -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
 FUZZ_BUILD := $(BUILD)/fuzzobj
 FUZZ_AGENT_OBJS := $(patsubst $(BUILD)/agent/%,$(FUZZ_BUILD)/agent/%,$(AGENT_CORE_OBJS))
+FUZZ_LIB_OBJS := $(patsubst $(BUILD)/lib/%,$(FUZZ_BUILD)/lib/%,$(LIB_OBJS))
 
 $(FUZZ_BUILD)/agent/%.o: agent/%.c
 	$(call say,CC-FUZZ,$@)
@@ -177,10 +178,17 @@ $(FUZZ_BUILD)/agent/%.o: agent/%.c
 	$(Q)$(CLANG) $(BASE_CFLAGS) -U_FORTIFY_SOURCE -Wno-unused-command-line-argument \
 		-O1 -g -fsanitize=fuzzer-no-link,address,undefined -c -o $@ $<
 
-$(BUILD)/fuzz/%: tests/fuzz/%.c $(FUZZ_AGENT_OBJS)
+$(FUZZ_BUILD)/lib/%.o: agent/lib/%.c
 	$(call say,CC-FUZZ,$@)
 	@mkdir -p $(@D)
-	$(Q)$(CLANG) $(BASE_CFLAGS) -U_FORTIFY_SOURCE $(FUZZ_FLAGS) -o $@ $< $(FUZZ_AGENT_OBJS) $(AGENT_LIBS)
+	$(Q)$(CLANG) $(BASE_CFLAGS) -U_FORTIFY_SOURCE -Wno-unused-command-line-argument \
+		-O1 -g -fsanitize=fuzzer-no-link,address,undefined -c -o $@ $<
+
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(FUZZ_AGENT_OBJS) $(FUZZ_LIB_OBJS)
+	$(call say,CC-FUZZ,$@)
+	@mkdir -p $(@D)
+	$(Q)$(CLANG) $(BASE_CFLAGS) -U_FORTIFY_SOURCE $(FUZZ_FLAGS) -o $@ $< $(FUZZ_AGENT_OBJS) \
+		$(FUZZ_LIB_OBJS) $(AGENT_LIBS)
 
 fuzz: $(FUZZ_BINS)
 	$(Q)scripts/run-fuzz.sh $(FUZZ_SECONDS) $(FUZZ_BINS)
@@ -235,6 +243,6 @@ clean:
 
 # Keep instrumented objects between builds: they are prerequisites of
 # pattern rules only, so make would delete them as intermediates.
-.PRECIOUS: $(FUZZ_BUILD)/agent/%.o $(SAN_BUILD)/agent/%.o $(SAN_BUILD)/lib/%.o
+.PRECIOUS: $(FUZZ_BUILD)/agent/%.o $(FUZZ_BUILD)/lib/%.o $(SAN_BUILD)/agent/%.o $(SAN_BUILD)/lib/%.o
 
--include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+-include $(shell find $(BUILD) -name '*.d' -type f 2>/dev/null)

@@ -46,6 +46,8 @@ struct mk_listener_cfg {
 	enum mk_tls_mode lc_tls;
 	struct mk_sockaddr lc_backend;
 	bool lc_proxy_v2;
+	unsigned int lc_proxy_tlvs;		/* PP2_SEND_* the header may carry */
+	unsigned int lc_proxy_header_max;	/* bytes; TLVs are left out to fit */
 	struct mk_certpair lc_certs[MK_MAX_CERTS];
 	int lc_ncerts;
 	int lc_min_version;		/* TLS1_2_VERSION or TLS1_3_VERSION */

@@ -68,13 +68,15 @@ static void conn_refuse(struct mk_listener *l, int fd, const char *why)
 
 	if (!getpeername(fd, (struct sockaddr *)&ss, &len))
 		mk_sockaddr_str(&ss, addr, sizeof(addr));
-	mk_log(LOG_WARNING, "refused listener=%s client=%s reason=%s", l->l_name, addr, why);
+	mk_log_limited(MK_LOG_REFUSED, LOG_WARNING, "refused listener=%s client=%s reason=%s",
+		       l->l_name, addr, why);
 	close(fd);
 }
 
 /**
- * mk_conn_accepted() - a client connected: enforce max_connections, set
- * up the connection and start its first stage (greeting or handshake)
+ * mk_conn_accepted() - a client connected: enforce max_connections and the
+ * connection ceiling before any TLS, set up the connection and start its
+ * first stage (greeting or handshake)
  * @w:  the worker that accepted it
  * @l:  the listener
  * @fd: the accepted socket; owned by this function from now on
@@ -83,20 +85,21 @@ void mk_conn_accepted(struct mk_worker *w, struct mk_listener *l, int fd)
 {
 	struct mk_runtime *rt = w->w_rt;
 	const struct mk_listener_cfg *lc;
+	const char *refusal;
 	struct mk_conn *c;
 	socklen_t len;
 	int slot, err, one = 1;
 
 	lc = &rt->rt_cfg->cf_listeners[l->l_index];
-	if (atomic_fetch_add(l->l_active, 1) >= lc->lc_max_connections) {
-		atomic_fetch_sub(l->l_active, 1);
-		conn_refuse(l, fd, "max_connections");
+	refusal = mk_worker_admit(w, l, lc->lc_max_connections);
+	if (refusal) {
+		conn_refuse(l, fd, refusal);
 		return;
 	}
 	slot = conn_slot_alloc(w);
 	c = slot < 0 ? NULL : calloc(1, sizeof(*c));
 	if (!c) {
-		atomic_fetch_sub(l->l_active, 1);
+		mk_worker_release(w, l);
 		conn_refuse(l, fd, "out_of_memory");
 		return;
 	}
@@ -206,7 +209,7 @@ static void conn_free(struct mk_conn *c)
 	mk_buf_free(&c->c_cout);
 	mk_buf_free(&c->c_bout);
 	mk_buf_free(&c->c_bin);
-	atomic_fetch_sub(c->c_listener->l_active, 1);
+	mk_worker_release(w, c->c_listener);
 	mk_runtime_put(c->c_rt);
 	w->w_conns[c->c_slot] = NULL;
 	w->w_nconns--;

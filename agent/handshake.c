@@ -58,8 +58,9 @@ static void handshake_failed(struct mk_conn *c)
 	if (e)
 		ERR_error_string_n(e, reason, sizeof(reason));
 	ERR_clear_error();
-	mk_log(LOG_NOTICE, "handshake failed listener=%s client=%s reason=\"%s\"",
-	       c->c_cfg->lc_name, mk_sockaddr_str(&c->c_client, addr, sizeof(addr)), reason);
+	mk_log_limited(MK_LOG_HANDSHAKE, LOG_NOTICE,
+		       "handshake failed listener=%s client=%s reason=\"%s\"", c->c_cfg->lc_name,
+		       mk_sockaddr_str(&c->c_client, addr, sizeof(addr)), reason);
 	snprintf(c->c_end, sizeof(c->c_end), "error:handshake");
 	/* The alert OpenSSL wrote (protocol_version, no_application_protocol,
 	 * ...) is owed to the client before we close. */

@@ -96,37 +96,17 @@ write_agent_conf() {
 }
 
 start_agent() {
-	local p
 	P_IMAP=$(free_port) P_POP3=$(free_port) P_SUBM=$(free_port) P_QUICK=$(free_port)
 	P_CAPIMAP=$(free_port) P_CAPPOP3=$(free_port) P_CAPSMTP=$(free_port)
 	B_CAPIMAP=$(free_port) B_CAPPOP3=$(free_port) B_CAPSMTP=$(free_port)
 	AGENT_LOG=$MK_TMP/agent.log
 	: >"$AGENT_LOG"
 	write_agent_conf
-	if [ ! -x "$MAILKTLSD" ]; then
-		echo "# $MAILKTLSD is missing or not executable (run make)" >&2
-		return 1
-	fi
-	"$MAILKTLSD" -c "$AGENT_CONF" >>"$AGENT_LOG" 2>&1 &
-	AGENT_PID=$!
-	for p in "$P_IMAP" "$P_POP3" "$P_SUBM" "$P_QUICK" "$P_CAPIMAP" "$P_CAPPOP3" \
-		"$P_CAPSMTP"; do
-		if ! kill -0 "$AGENT_PID" 2>/dev/null || ! wait_port 127.0.0.1 "$p" 10; then
-			echo "# mailktlsd (pid $AGENT_PID) is not listening on $p; its log:" >&2
-			tail -n 40 "$AGENT_LOG" | sed 's/^/#   /' >&2
-			return 1
-		fi
-	done
+	mk_start_agent "$AGENT_CONF" "$AGENT_LOG" "$P_IMAP" "$P_POP3" "$P_SUBM" "$P_QUICK" \
+		"$P_CAPIMAP" "$P_CAPPOP3" "$P_CAPSMTP"
 }
 
 # --- helpers used by the checks ---------------------------------------------
-
-agent_alive() {
-	[ -n "$AGENT_PID" ] && kill -0 "$AGENT_PID" 2>/dev/null && return 0
-	echo "mailktlsd is not running; its log:"
-	tail -n 20 "$AGENT_LOG" 2>/dev/null
-	return 1
-}
 
 c_config_ok() {
 	[ -x "$MAILKTLSD" ] || { echo "$MAILKTLSD missing"; return 1; }

@@ -32,6 +32,8 @@ TIMEOUT = 10.0
 def tls_context(args):
     """Verify against our own test certificates when given, else accept any."""
     ctx = ssl.create_default_context()
+    if args.alpn:
+        ctx.set_alpn_protocols([args.alpn])
     if args.cafile:
         ctx.load_verify_locations(args.cafile)
         ctx.check_hostname = True
@@ -327,6 +329,7 @@ def main():
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--src", default="127.0.0.2")
     p.add_argument("--sni", default="mail.example.test")
+    p.add_argument("--alpn", help="offer this one ALPN protocol")
     p.add_argument("--cafile")
     p.add_argument("--user")
     p.add_argument("--password")

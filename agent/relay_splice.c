@@ -41,6 +41,7 @@
 #include "tls_record.h"
 
 #define MK_SPLICE_LEN (256 * 1024)
+#define MK_TLS_MAX_PLAINTEXT 16384	/* a whole record: never half of one */
 
 struct splice_ops {
 	enum mk_op so_poll, so_in, so_out, so_wpoll;
@@ -185,7 +186,7 @@ static void splice_end_c2b(struct mk_conn *c, const char *how)
 /* A record splice could not take: read it with its type and act on it. */
 static void splice_control_record(struct mk_conn *c)
 {
-	uint8_t buf[512], type = 0, alert = 0;
+	uint8_t buf[MK_TLS_MAX_PLAINTEXT], type = 0, alert = 0;
 	char why[64];
 	int version;
 	ssize_t n;
@@ -226,6 +227,10 @@ static void splice_control_record(struct mk_conn *c)
 	case MK_TLS_CTL_PEER_ALERT:
 		c->c_b2c.d_done = true;
 		mk_conn_end(c, "error:alert:%u", alert);
+		break;
+	case MK_TLS_CTL_WARNING:
+		mk_ktls_send_alert(c->c_fd, 1, alert);
+		splice_arm_poll(c, &c->c_c2b, c->c_fd, &c2b_ops);
 		break;
 	case MK_TLS_CTL_KEY_UPDATE:
 		splice_fatal(c, MK_TLS_ALERT_INTERNAL_ERROR, "key_update_unsupported");

@@ -21,6 +21,7 @@
 
 #define MK_TLS_CT_ALERT 21
 #define MK_TLS_CT_HANDSHAKE 22
+#define MK_TLS_HS_CLIENT_HELLO 1
 #define MK_TLS_HS_KEY_UPDATE 24
 #define MK_TLS_HS_HEADER 4		/* type, 24-bit length */
 #define MK_TLS_RECORD_HEADER 5		/* type, version, 16-bit length */
@@ -35,6 +36,26 @@ static enum mk_tls_control fatal(struct mk_tls_rx *rx, uint8_t *alert, uint8_t d
 }
 
 /*
+ * TLS 1.2: a ClientHello asks for a renegotiation, which this agent never
+ * does: a no_renegotiation warning and the connection goes on (RFC 5246
+ * §7.2.2), as from OpenSSL. Anything else, or a ClientHello not whole in
+ * its record, is unexpected.
+ */
+static enum mk_tls_control renegotiation(struct mk_tls_rx *rx, const uint8_t *p, size_t len,
+					 uint8_t *alert)
+{
+	uint32_t mlen;
+
+	if (len < MK_TLS_HS_HEADER || p[0] != MK_TLS_HS_CLIENT_HELLO)
+		return fatal(rx, alert, MK_TLS_ALERT_UNEXPECTED_MESSAGE);
+	mlen = (uint32_t)p[1] << 16 | p[2] << 8 | p[3];
+	if (len - MK_TLS_HS_HEADER != mlen)
+		return fatal(rx, alert, MK_TLS_ALERT_UNEXPECTED_MESSAGE);
+	*alert = MK_TLS_ALERT_NO_RENEGOTIATION;
+	return MK_TLS_CTL_WARNING;
+}
+
+/*
  * After the handshake a client may send a server only KeyUpdate (RFC 8446
  * §4.6.3; this server never asks for post-handshake authentication), and
  * that message is five bytes: it is decided as soon as its bytes say so,
@@ -45,9 +66,10 @@ static enum mk_tls_control handshake_record(struct mk_tls_rx *rx, uint16_t versi
 {
 	uint32_t mlen;
 
-	/* TLS 1.2: renegotiation, which this agent never does. RFC 8446 §5.1:
-	 * no zero-length handshake fragment. */
-	if (version != TLS1_3_VERSION || !len)
+	if (version != TLS1_3_VERSION)
+		return renegotiation(rx, p, len, alert);
+	/* RFC 8446 §5.1: no zero-length handshake fragment */
+	if (!len)
 		return fatal(rx, alert, MK_TLS_ALERT_UNEXPECTED_MESSAGE);
 	while (len) {
 		rx->rx_part[rx->rx_part_len++] = *p++;
@@ -82,8 +104,8 @@ static enum mk_tls_control handshake_record(struct mk_tls_rx *rx, uint16_t versi
  * @type:    the record's (TLS 1.3: inner) content type
  * @p:       its plaintext
  * @len:     its length
- * @alert:   out: the alert to send (MK_TLS_CTL_FATAL) or received
- *           (MK_TLS_CTL_PEER_ALERT)
+ * @alert:   out: the alert to send (MK_TLS_CTL_FATAL, MK_TLS_CTL_WARNING)
+ *           or received (MK_TLS_CTL_PEER_ALERT)
  *
  * Return: what to do; MK_TLS_CTL_MORE while a message is incomplete.
  */

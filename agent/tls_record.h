@@ -18,6 +18,7 @@
 #define MK_TLS_ALERT_DECODE_ERROR 50
 #define MK_TLS_ALERT_PROTOCOL_VERSION 70
 #define MK_TLS_ALERT_INTERNAL_ERROR 80
+#define MK_TLS_ALERT_NO_RENEGOTIATION 100
 
 /*
  * What is left over from the client's last record: a handshake message
@@ -37,6 +38,7 @@ enum mk_tls_control {
 	MK_TLS_CTL_CLOSE_NOTIFY,	/* the client is done sending */
 	MK_TLS_CTL_PEER_ALERT,		/* the client's alert ends it: no answer */
 	MK_TLS_CTL_KEY_UPDATE,		/* a well-formed KeyUpdate */
+	MK_TLS_CTL_WARNING,		/* answer with the warning alert given, go on */
 	MK_TLS_CTL_FATAL,		/* answer with the fatal alert given */
 };
 
@@ -48,12 +50,13 @@ enum mk_tls_control {
  * @type:    the record's (TLS 1.3: inner) content type
  * @p:       its plaintext
  * @len:     its length
- * @alert:   out: the alert to send (MK_TLS_CTL_FATAL) or received
- *           (MK_TLS_CTL_PEER_ALERT)
+ * @alert:   out: the alert to send (MK_TLS_CTL_FATAL, MK_TLS_CTL_WARNING)
+ *           or received (MK_TLS_CTL_PEER_ALERT)
  *
  * The answers are OpenSSL's on the user-space path, where RFC 8446 leaves
  * a choice: a malformed alert record is unexpected_message, a KeyUpdate
- * longer than one byte illegal_parameter.
+ * longer than one byte illegal_parameter, a TLS 1.2 ClientHello (whole in
+ * its record) a no_renegotiation warning.
  *
  * Return: what to do; MK_TLS_CTL_MORE while a message is incomplete.
  */

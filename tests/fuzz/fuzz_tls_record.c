@@ -36,7 +36,7 @@ static void control(uint16_t version, const uint8_t *p, size_t len)
 		if (v == MK_TLS_CTL_FATAL && (alert == 0xff || mk_tls_rx_pending(&rx)))
 			abort();
 		off += 2 + n;
-		if (v != MK_TLS_CTL_MORE)
+		if (v != MK_TLS_CTL_MORE && v != MK_TLS_CTL_WARNING)
 			return;
 	}
 }

@@ -53,7 +53,13 @@ static const struct control_case control_cases[] = {
 	{ "unknown message", TLS1_3_VERSION, CT_HANDSHAKE, 1, { 0xfe }, MK_TLS_CTL_FATAL, 10 },
 	{ "empty handshake", TLS1_3_VERSION, CT_HANDSHAKE, 0, { 0 }, MK_TLS_CTL_FATAL, 10 },
 	{ "fragment", TLS1_3_VERSION, CT_HANDSHAKE, 3, { 24, 0, 0 }, MK_TLS_CTL_MORE, 0 },
-	{ "TLS 1.2 ClientHello", TLS1_2_VERSION, CT_HANDSHAKE, 4, { 1, 0, 0, 0 },
+	{ "TLS 1.2 ClientHello", TLS1_2_VERSION, CT_HANDSHAKE, 6, { 1, 0, 0, 2, 3, 3 },
+	  MK_TLS_CTL_WARNING, 100 },
+	{ "TLS 1.2 ClientHello part", TLS1_2_VERSION, CT_HANDSHAKE, 6, { 1, 0, 0, 9, 3, 3 },
+	  MK_TLS_CTL_FATAL, 10 },
+	{ "TLS 1.2 ClientHello header part", TLS1_2_VERSION, CT_HANDSHAKE, 2, { 1, 0 },
+	  MK_TLS_CTL_FATAL, 10 },
+	{ "TLS 1.2 Finished", TLS1_2_VERSION, CT_HANDSHAKE, 4, { 20, 0, 0, 0 },
 	  MK_TLS_CTL_FATAL, 10 },
 	{ "change_cipher_spec", TLS1_3_VERSION, CT_CCS, 1, { 1 }, MK_TLS_CTL_FATAL, 10 },
 	{ "unknown type", TLS1_3_VERSION, 24, 1, { 1 }, MK_TLS_CTL_FATAL, 10 },
@@ -74,7 +80,8 @@ TEST(control_records)
 		got = mk_tls_control_record(&rx, cc->cc_version, cc->cc_type, cc->cc_bytes,
 					    cc->cc_len, &alert);
 		EXPECT_EQ(cc->cc_want, got) TH_LOG("%s", cc->cc_name);
-		if (got == MK_TLS_CTL_FATAL || got == MK_TLS_CTL_PEER_ALERT)
+		if (got == MK_TLS_CTL_FATAL || got == MK_TLS_CTL_PEER_ALERT ||
+		    got == MK_TLS_CTL_WARNING)
 			EXPECT_EQ(cc->cc_alert, alert) TH_LOG("%s", cc->cc_name);
 		EXPECT_EQ(got == MK_TLS_CTL_MORE, mk_tls_rx_pending(&rx)) TH_LOG("%s", cc->cc_name);
 	}

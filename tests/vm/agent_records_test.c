@@ -41,6 +41,7 @@
 #define A_DECODE_ERROR 50
 #define A_PROTOCOL_VERSION 70
 #define A_INTERNAL_ERROR 80
+#define A_NO_RENEGOTIATION 100
 
 #define CT_ALERT 21
 #define CT_HANDSHAKE 22
@@ -409,6 +410,33 @@ TEST(tls12_p256_ffdhe2048_offer)
 	EXPECT_NE(NULL, strstr(out, "Server Temp Key: ECDH, prime256v1"));
 	vm_env_check_stop(_metadata, &env);
 	vm_env_cleanup(&env);
+}
+
+/*
+ * TLS 1.2 renegotiation (a ClientHello after the handshake), which the
+ * agent never does: a no_renegotiation warning (RFC 5246 §7.2.2), as
+ * OpenSSL answers, and the connection goes on.
+ */
+TEST_F(rec, tls12_renegotiation)
+{
+	static const uint8_t hello[] = { 1, 0, 0, 2, 3, 3 };
+	static const char cmd[] = "a2 NOOP\r\n";
+	uint64_t end = vm_ms() + 10000;
+	uint8_t buf[sizeof(cmd)];
+
+	if (variant->version != TLS1_2_VERSION)
+		SKIP(return, "renegotiation is TLS 1.2 only");
+	ASSERT_TRUE(rec_send(self, CT_HANDSHAKE, hello, sizeof(hello), 0));
+	/* the warning comes first, then the backend's line */
+	while (self->mc.mc_alert == MK_ALERT_NONE && vm_ms() < end &&
+	       mk_mc_fill(&self->mc, 1000) >= 0)
+		SSL_peek(self->mc.mc_ssl, (char[1]){ 0 }, 1);
+	EXPECT_ALERT(A_NO_RENEGOTIATION, self->mc.mc_alert);
+	/* OpenSSL's client takes that warning as fatal, as it never asked:
+	 * the test's own record shows the agent goes on */
+	ASSERT_TRUE(rec_send(self, CT_APPLICATION_DATA, cmd, sizeof(cmd) - 1, 0));
+	ASSERT_TRUE(vm_recv_all(self->bfd, buf, sizeof(cmd) - 1));
+	EXPECT_EQ(0, memcmp(buf, cmd, sizeof(cmd) - 1));
 }
 
 /* The kselftest harness of 6.1 takes no arguments: NAME=VALUE become env. */

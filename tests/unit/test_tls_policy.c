@@ -372,6 +372,36 @@ TEST_F(pol, tls12_suites)
 	SSL_free(c);
 }
 
+/*
+ * A TLS 1.2 client offering only the AES-256-GCM ECDHE and DHE suites with
+ * the groups secp256r1 and ffdhe2048 (as `openssl s_client -tls1_2 -cipher
+ * ... -groups P-256:ffdhe2048` does) gets ECDHE over P-256, with either
+ * certificate, as from `openssl s_server`.
+ */
+TEST_F(pol, tls12_p256_and_ffdhe2048_offered)
+{
+	static const char *const certs[] = { PAIRS, "certificate = @/ec.pem\nprivate_key = @/ec.key\n",
+					     "certificate = @/rsa.pem\nprivate_key = @/rsa.key\n" };
+	char ver[32], cipher[64];
+	size_t i;
+	SSL *c;
+
+	ASSERT_EQ(1, SSL_CTX_set_cipher_list(self->cctx, "ECDHE-ECDSA-AES256-GCM-SHA384:"
+				"ECDHE-RSA-AES256-GCM-SHA384:DHE-RSA-AES256-GCM-SHA384"));
+	ASSERT_EQ(1, SSL_CTX_set1_groups_list(self->cctx, "P-256:ffdhe2048"));
+	for (i = 0; i < sizeof(certs) / sizeof(certs[0]); i++) {
+		ASSERT_EQ(0, build(self, "imap", certs[i])) TH_LOG("%s", self->err);
+		c = client_new(self->cctx, TLS1_2_VERSION, TLS1_2_VERSION, NULL);
+		EXPECT_EQ(0, run(self, c, ver, cipher)) TH_LOG("alert %d", last_alert);
+		EXPECT_STREQ("TLSv1.2", ver);
+		EXPECT_EQ(NID_X9_62_prime256v1, SSL_get_negotiated_group(c));
+		EXPECT_NE(NULL, strstr(cipher, "ECDHE_")) TH_LOG("%s", cipher);
+		SSL_free(c);
+		mk_tls_policy_put(self->p);
+		self->p = NULL;
+	}
+}
+
 TEST_F(pol, tls13_suites)
 {
 	static const char *const suites[] = {

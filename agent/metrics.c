@@ -213,6 +213,23 @@ static void family(struct mk_text *t, const char *name, const char *type, const 
 	text_printf(t, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
+/* A counter family whose samples split each listener's count in two. */
+static void render_pair(struct mk_text *t, size_t nl, const char *name, const char *help,
+			const char *label, const char *v1, enum mk_metric m1, const char *v2,
+			enum mk_metric m2)
+{
+	char ln[2 * MK_NAME_MAX];
+	size_t i;
+
+	family(t, name, "counter", help);
+	for (i = 0; i < nl; i++) {
+		label_value(mk_m.m_listener[i], ln, sizeof(ln));
+		text_printf(t, "%s{listener=\"%s\",%s=\"%s\"} %llu\n%s{listener=\"%s\",%s=\"%s\"} %llu\n",
+			    name, ln, label, v1, (unsigned long long)atomic_load(&mk_m.m_count[i][m1]),
+			    name, ln, label, v2, (unsigned long long)atomic_load(&mk_m.m_count[i][m2]));
+	}
+}
+
 /* The per-listener counters, one family each. */
 static void render_counters(struct mk_text *t, size_t nl)
 {
@@ -241,24 +258,12 @@ static void render_counters(struct mk_text *t, size_t nl)
 				    label_value(mk_m.m_listener[i], ln, sizeof(ln)),
 				    (unsigned long long)atomic_load(&mk_m.m_count[i][counters[j].c_m]));
 	}
-	family(t, "mailktls_refused_total", "counter",
-	       "Connections refused before TLS, by reason.");
-	for (i = 0; i < nl; i++) {
-		label_value(mk_m.m_listener[i], ln, sizeof(ln));
-		text_printf(t, "mailktls_refused_total{listener=\"%s\",reason=\"max_connections\"} %llu\n"
-			    "mailktls_refused_total{listener=\"%s\",reason=\"connection_ceiling\"} %llu\n",
-			    ln, (unsigned long long)atomic_load(&mk_m.m_count[i][MK_M_REFUSED_MAX]),
-			    ln, (unsigned long long)atomic_load(&mk_m.m_count[i][MK_M_REFUSED_CEILING]));
-	}
-	family(t, "mailktls_bytes_total", "counter",
-	       "Plaintext bytes relayed, counted when a connection closes.");
-	for (i = 0; i < nl; i++) {
-		label_value(mk_m.m_listener[i], ln, sizeof(ln));
-		text_printf(t, "mailktls_bytes_total{listener=\"%s\",direction=\"from_client\"} %llu\n"
-			    "mailktls_bytes_total{listener=\"%s\",direction=\"to_client\"} %llu\n",
-			    ln, (unsigned long long)atomic_load(&mk_m.m_count[i][MK_M_BYTES_IN]),
-			    ln, (unsigned long long)atomic_load(&mk_m.m_count[i][MK_M_BYTES_OUT]));
-	}
+	render_pair(t, nl, "mailktls_refused_total", "Connections refused before TLS, by reason.",
+		    "reason", "max_connections", MK_M_REFUSED_MAX, "connection_ceiling",
+		    MK_M_REFUSED_CEILING);
+	render_pair(t, nl, "mailktls_bytes_total",
+		    "Plaintext bytes relayed, counted when a connection closes.", "direction",
+		    "from_client", MK_M_BYTES_IN, "to_client", MK_M_BYTES_OUT);
 }
 
 static void render_labelled(struct mk_text *t)

@@ -101,7 +101,8 @@ static void labelled_inc(struct mk_labelled *tab, size_t *n, int li, const char 
 	size_t i;
 
 	for (i = 0; i < *n; i++) {
-		if (tab[i].ml_listener == li && !strcmp(tab[i].ml_a, a) && !strcmp(tab[i].ml_b, b)) {
+		if (tab[i].ml_listener == li && !strcmp(tab[i].ml_a, a) &&
+		    !strcmp(tab[i].ml_b, b)) {
 			tab[i].ml_count++;
 			return;
 		}
@@ -163,7 +164,8 @@ struct mk_text {
 	bool t_oom;
 };
 
-static void text_printf(struct mk_text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void text_printf(struct mk_text *t, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
 
 static void text_printf(struct mk_text *t, const char *fmt, ...)
 {
@@ -223,10 +225,12 @@ static void render_pair(struct mk_text *t, size_t nl, const char *name, const ch
 
 	family(t, name, "counter", help);
 	for (i = 0; i < nl; i++) {
+		unsigned long long n1 = atomic_load(&mk_m.m_count[i][m1]);
+		unsigned long long n2 = atomic_load(&mk_m.m_count[i][m2]);
+
 		label_value(mk_m.m_listener[i], ln, sizeof(ln));
-		text_printf(t, "%s{listener=\"%s\",%s=\"%s\"} %llu\n%s{listener=\"%s\",%s=\"%s\"} %llu\n",
-			    name, ln, label, v1, (unsigned long long)atomic_load(&mk_m.m_count[i][m1]),
-			    name, ln, label, v2, (unsigned long long)atomic_load(&mk_m.m_count[i][m2]));
+		text_printf(t, "%s{listener=\"%s\",%s=\"%s\"} %llu\n", name, ln, label, v1, n1);
+		text_printf(t, "%s{listener=\"%s\",%s=\"%s\"} %llu\n", name, ln, label, v2, n2);
 	}
 }
 
@@ -253,10 +257,12 @@ static void render_counters(struct mk_text *t, size_t nl)
 
 	for (j = 0; j < sizeof(counters) / sizeof(counters[0]); j++) {
 		family(t, counters[j].c_name, "counter", counters[j].c_help);
-		for (i = 0; i < nl; i++)
+		for (i = 0; i < nl; i++) {
+			unsigned long long n = atomic_load(&mk_m.m_count[i][counters[j].c_m]);
+
 			text_printf(t, "%s{listener=\"%s\"} %llu\n", counters[j].c_name,
-				    label_value(mk_m.m_listener[i], ln, sizeof(ln)),
-				    (unsigned long long)atomic_load(&mk_m.m_count[i][counters[j].c_m]));
+				    label_value(mk_m.m_listener[i], ln, sizeof(ln)), n);
+		}
 	}
 	render_pair(t, nl, "mailktls_refused_total", "Connections refused before TLS, by reason.",
 		    "reason", "max_connections", MK_M_REFUSED_MAX, "connection_ceiling",
@@ -287,7 +293,8 @@ static void render_labelled(struct mk_text *t)
 	for (i = 0; i < mk_m.m_nfailures; i++) {
 		const struct mk_labelled *l = &mk_m.m_failures[i];
 
-		text_printf(t, "mailktls_handshake_failures_total{listener=\"%s\",reason=\"%s\"} %llu\n",
+		text_printf(t, "mailktls_handshake_failures_total{listener=\"%s\","
+			    "reason=\"%s\"} %llu\n",
 			    label_value(mk_m.m_listener[l->ml_listener], ln, sizeof(ln)),
 			    label_value(l->ml_a, a, sizeof(a)), (unsigned long long)l->ml_count);
 	}

@@ -8,6 +8,8 @@
 #   make run        install what is missing, build, start the agent
 #   make fuzz       run every fuzz target for FUZZ_SECONDS each
 #   make style      checkpatch on the module, clang-format check on user space
+#   make deb        Debian packages into build/deb/ (mailktls, libmailktls-dev,
+#                   mailktls-dkms)
 #   V=1             show full commands
 
 PREFIX ?= /usr/local
@@ -15,6 +17,9 @@ BINDIR ?= $(PREFIX)/sbin
 LIBDIR ?= $(PREFIX)/lib
 INCDIR ?= $(PREFIX)/include
 PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+MANDIR ?= $(PREFIX)/share/man
+SYSCONFDIR ?= /etc
+UNITDIR ?= $(PREFIX)/lib/systemd/system
 DESTDIR ?=
 
 CC ?= gcc
@@ -41,8 +46,8 @@ endif
 WARN := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wno-unused-parameter
 BASE_CFLAGS := -std=gnu11 $(WARN) -D_GNU_SOURCE -DMAILKTLS_VERSION='"$(VERSION)"' \
 	-Iinclude -Iagent -fstack-protector-strong -D_FORTIFY_SOURCE=2 -fPIC
-ALL_CFLAGS := $(BASE_CFLAGS) $(CFLAGS) -MMD -MP
-AGENT_LIBS := -luring -lssl -lcrypto -lmnl -lpthread
+ALL_CFLAGS := $(BASE_CFLAGS) $(CPPFLAGS) $(CFLAGS) -MMD -MP
+AGENT_LIBS := -luring -lssl -lcrypto -lmnl -lsystemd -lpthread
 
 # The daemon is every agent/*.c; main.c only for the binary, the rest also
 # links into the unit tests.
@@ -52,6 +57,12 @@ LIB_SRCS := $(wildcard agent/lib/*.c)
 LIB_OBJS := $(patsubst agent/lib/%.c,$(BUILD)/lib/%.o,$(LIB_SRCS))
 CTL_SRCS := $(wildcard agent/ctl/*.c)
 CTL_OBJS := $(patsubst agent/ctl/%.c,$(BUILD)/ctl/%.o,$(CTL_SRCS))
+# mailktls-milter: main.c (CLI, libmilter callbacks) only for the binary,
+# the rest also links into the unit tests; it logs through the agent's log.c.
+MILTER_SRCS := $(wildcard agent/milter/*.c)
+MILTER_CORE_OBJS := $(patsubst agent/milter/%.c,$(BUILD)/milter/%.o,$(filter-out agent/milter/main.c,$(MILTER_SRCS)))
+MILTER_AGENT_OBJS := $(BUILD)/agent/log.o $(BUILD)/agent/ratelimit.o $(BUILD)/agent/session.o
+MILTER_LIBS := -lmilter -lmnl -lpthread
 
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/unit/%,$(UNIT_SRCS))
@@ -68,14 +79,18 @@ KSFT_HDR := $(KSFT_DIR)/kselftest_harness.h
 LINUX_SOURCE_TAR ?= $(firstword $(wildcard /usr/src/linux-source-6.1.tar.xz /usr/src/linux-source-*.tar.xz))
 
 BINS := agent/mailktlsd agent/mailktlsctl agent/libmailktls.a agent/libmailktls.so.1 \
-	agent/libmailktls.pc
+	agent/libmailktls.pc agent/mailktls-milter
+UNITS := etc/mailktls.service etc/mailktls-milter.service
 
 
 .PHONY: sanitize-tests all deps check check-unit check-sanitize check-fuzz check-integration check-vm \
-	run fuzz style module clean install tests vm-tests
+	run fuzz style module clean install install-dkms programs deb tests vm-tests
 .DEFAULT_GOAL := all
 
-all: $(BINS) tests
+all: $(BINS) $(UNITS) tests
+
+# What an installation needs, without the tests (the Debian build uses it).
+programs: $(BINS) $(UNITS)
 
 tests: $(UNIT_BINS)
 
@@ -98,7 +113,7 @@ $(BUILD)/ctl/%.o: agent/ctl/%.c
 
 agent/mailktlsd: $(BUILD)/agent/main.o $(AGENT_CORE_OBJS) $(LIB_OBJS)
 	$(call say,LD,$@)
-	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(AGENT_LIBS)
+	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(AGENT_LIBS)
 
 agent/libmailktls.a: $(LIB_OBJS)
 	$(call say,AR,$@)
@@ -106,16 +121,29 @@ agent/libmailktls.a: $(LIB_OBJS)
 
 agent/libmailktls.so.1: $(LIB_OBJS)
 	$(call say,LD,$@)
-	$(Q)$(CC) $(CFLAGS) -shared -Wl,-soname,libmailktls.so.1 -o $@ $^ -lmnl
+	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -shared -Wl,-soname,libmailktls.so.1 -o $@ $^ -lmnl
 	$(Q)ln -sf libmailktls.so.1 agent/libmailktls.so
 
 agent/libmailktls.pc: agent/lib/libmailktls.pc.in Makefile
 	$(call say,GEN,$@)
 	$(Q)sed -e 's|@PREFIX@|$(PREFIX)|;s|@LIBDIR@|$(LIBDIR)|;s|@INCDIR@|$(INCDIR)|;s|@VERSION@|$(VERSION)|' $< > $@
 
+etc/%.service: etc/%.service.in Makefile
+	$(call say,GEN,$@)
+	$(Q)sed -e 's|@SBINDIR@|$(BINDIR)|g;s|@SYSCONFDIR@|$(SYSCONFDIR)|g' $< > $@
+
+$(BUILD)/milter/%.o: agent/milter/%.c
+	$(call say,CC,$@)
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+agent/mailktls-milter: $(BUILD)/milter/main.o $(MILTER_CORE_OBJS) $(MILTER_AGENT_OBJS) agent/libmailktls.a
+	$(call say,LD,$@)
+	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(MILTER_LIBS)
+
 agent/mailktlsctl: $(CTL_OBJS) agent/libmailktls.a
 	$(call say,LD,$@)
-	$(Q)$(CC) $(CFLAGS) -o $@ $(CTL_OBJS) agent/libmailktls.a -lmnl
+	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(CTL_OBJS) agent/libmailktls.a -lmnl
 
 # --- kselftest harness ------------------------------------------------------
 
@@ -131,16 +159,18 @@ KSFT_CFLAGS := -I$(KSFT_DIR) -Wno-sign-compare -Wno-unused-function -Wno-shadow
 
 # --- unit tests -------------------------------------------------------------
 
-$(BUILD)/tests/unit/%: tests/unit/%.c $(AGENT_CORE_OBJS) $(LIB_OBJS) | $(KSFT_HDR)
+$(BUILD)/tests/unit/%: tests/unit/%.c $(AGENT_CORE_OBJS) $(LIB_OBJS) $(MILTER_CORE_OBJS) | $(KSFT_HDR)
 	$(call say,CC,$@)
 	@mkdir -p $(@D)
-	$(Q)$(CC) $(ALL_CFLAGS) $(KSFT_CFLAGS) -o $@ $< $(AGENT_CORE_OBJS) $(LIB_OBJS) $(AGENT_LIBS)
+	$(Q)$(CC) $(ALL_CFLAGS) $(KSFT_CFLAGS) -o $@ $< $(AGENT_CORE_OBJS) $(LIB_OBJS) \
+		$(MILTER_CORE_OBJS) $(AGENT_LIBS)
 
 # Sanitizer build of the same unit tests: separate object tree, same sources.
 SAN_BUILD := $(BUILD)/san
 SAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 SAN_AGENT_OBJS := $(patsubst $(BUILD)/agent/%,$(SAN_BUILD)/agent/%,$(AGENT_CORE_OBJS))
 SAN_LIB_OBJS := $(patsubst $(BUILD)/lib/%,$(SAN_BUILD)/lib/%,$(LIB_OBJS))
+SAN_MILTER_OBJS := $(patsubst $(BUILD)/milter/%,$(SAN_BUILD)/milter/%,$(MILTER_CORE_OBJS))
 SAN_UNIT_BINS := $(patsubst $(BUILD)/tests/unit/%,$(SAN_BUILD)/tests/unit/%,$(UNIT_BINS))
 
 $(SAN_BUILD)/agent/%.o: agent/%.c
@@ -153,11 +183,16 @@ $(SAN_BUILD)/lib/%.o: agent/lib/%.c
 	@mkdir -p $(@D)
 	$(Q)$(CC) $(BASE_CFLAGS) -U_FORTIFY_SOURCE $(SAN_FLAGS) -MMD -MP -c -o $@ $<
 
-$(SAN_BUILD)/tests/unit/%: tests/unit/%.c $(SAN_AGENT_OBJS) $(SAN_LIB_OBJS) | $(KSFT_HDR)
+$(SAN_BUILD)/milter/%.o: agent/milter/%.c
+	$(call say,CC-SAN,$@)
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(BASE_CFLAGS) -U_FORTIFY_SOURCE $(SAN_FLAGS) -MMD -MP -c -o $@ $<
+
+$(SAN_BUILD)/tests/unit/%: tests/unit/%.c $(SAN_AGENT_OBJS) $(SAN_LIB_OBJS) $(SAN_MILTER_OBJS) | $(KSFT_HDR)
 	$(call say,CC-SAN,$@)
 	@mkdir -p $(@D)
 	$(Q)$(CC) $(BASE_CFLAGS) -U_FORTIFY_SOURCE $(SAN_FLAGS) $(KSFT_CFLAGS) -o $@ $< \
-		$(SAN_AGENT_OBJS) $(SAN_LIB_OBJS) $(AGENT_LIBS)
+		$(SAN_AGENT_OBJS) $(SAN_LIB_OBJS) $(SAN_MILTER_OBJS) $(AGENT_LIBS)
 
 sanitize-tests: $(SAN_UNIT_BINS)
 
@@ -170,6 +205,8 @@ $(SAN_BUILD)/agent/mailktlsd: $(SAN_BUILD)/agent/main.o $(SAN_AGENT_OBJS) $(SAN_
 FUZZ_FLAGS := -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
 FUZZ_BUILD := $(BUILD)/fuzzobj
 FUZZ_AGENT_OBJS := $(patsubst $(BUILD)/agent/%,$(FUZZ_BUILD)/agent/%,$(AGENT_CORE_OBJS))
+FUZZ_LIB_OBJS := $(patsubst $(BUILD)/lib/%,$(FUZZ_BUILD)/lib/%,$(LIB_OBJS))
+FUZZ_MILTER_OBJS := $(patsubst $(BUILD)/milter/%,$(FUZZ_BUILD)/milter/%,$(MILTER_CORE_OBJS))
 
 $(FUZZ_BUILD)/agent/%.o: agent/%.c
 	$(call say,CC-FUZZ,$@)
@@ -177,10 +214,23 @@ $(FUZZ_BUILD)/agent/%.o: agent/%.c
 	$(Q)$(CLANG) $(BASE_CFLAGS) -U_FORTIFY_SOURCE -Wno-unused-command-line-argument \
 		-O1 -g -fsanitize=fuzzer-no-link,address,undefined -c -o $@ $<
 
-$(BUILD)/fuzz/%: tests/fuzz/%.c $(FUZZ_AGENT_OBJS)
+$(FUZZ_BUILD)/lib/%.o: agent/lib/%.c
 	$(call say,CC-FUZZ,$@)
 	@mkdir -p $(@D)
-	$(Q)$(CLANG) $(BASE_CFLAGS) -U_FORTIFY_SOURCE $(FUZZ_FLAGS) -o $@ $< $(FUZZ_AGENT_OBJS) $(AGENT_LIBS)
+	$(Q)$(CLANG) $(BASE_CFLAGS) -U_FORTIFY_SOURCE -Wno-unused-command-line-argument \
+		-O1 -g -fsanitize=fuzzer-no-link,address,undefined -c -o $@ $<
+
+$(FUZZ_BUILD)/milter/%.o: agent/milter/%.c
+	$(call say,CC-FUZZ,$@)
+	@mkdir -p $(@D)
+	$(Q)$(CLANG) $(BASE_CFLAGS) -U_FORTIFY_SOURCE -Wno-unused-command-line-argument \
+		-O1 -g -fsanitize=fuzzer-no-link,address,undefined -c -o $@ $<
+
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(FUZZ_AGENT_OBJS) $(FUZZ_LIB_OBJS) $(FUZZ_MILTER_OBJS)
+	$(call say,CC-FUZZ,$@)
+	@mkdir -p $(@D)
+	$(Q)$(CLANG) $(BASE_CFLAGS) -U_FORTIFY_SOURCE $(FUZZ_FLAGS) -o $@ $< $(FUZZ_AGENT_OBJS) \
+		$(FUZZ_LIB_OBJS) $(FUZZ_MILTER_OBJS) $(AGENT_LIBS)
 
 fuzz: $(FUZZ_BINS)
 	$(Q)scripts/run-fuzz.sh $(FUZZ_SECONDS) $(FUZZ_BINS)
@@ -219,22 +269,42 @@ run: deps
 style:
 	$(Q)scripts/style.sh
 
-install: all
+install: programs
 	install -D -m 0755 agent/mailktlsd $(DESTDIR)$(BINDIR)/mailktlsd
 	install -D -m 0755 agent/mailktlsctl $(DESTDIR)$(BINDIR)/mailktlsctl
+	install -D -m 0755 agent/mailktls-milter $(DESTDIR)$(BINDIR)/mailktls-milter
 	install -D -m 0644 agent/libmailktls.a $(DESTDIR)$(LIBDIR)/libmailktls.a
 	install -D -m 0755 agent/libmailktls.so.1 $(DESTDIR)$(LIBDIR)/libmailktls.so.1
 	ln -sf libmailktls.so.1 $(DESTDIR)$(LIBDIR)/libmailktls.so
 	install -D -m 0644 include/mailktls.h $(DESTDIR)$(INCDIR)/mailktls.h
 	install -D -m 0644 include/uapi/linux/mailktls.h $(DESTDIR)$(INCDIR)/linux/mailktls.h
 	install -D -m 0644 agent/libmailktls.pc $(DESTDIR)$(PKGCONFIGDIR)/libmailktls.pc
+	for p in man/*.[0-9]; do \
+		install -D -m 0644 $$p $(DESTDIR)$(MANDIR)/man$${p##*.}/$${p##*/}; \
+	done
+	for u in $(UNITS); do install -D -m 0644 $$u $(DESTDIR)$(UNITDIR)/$${u##*/}; done
+	# An operator's configuration is never overwritten.
+	test -e $(DESTDIR)$(SYSCONFDIR)/mailktls/mailktlsd.conf || \
+		install -D -m 0644 etc/mailktlsd.conf $(DESTDIR)$(SYSCONFDIR)/mailktls/mailktlsd.conf
+
+# The module's source where DKMS looks for it.
+DKMS_SRC := $(DESTDIR)/usr/src/mailktls-$(VERSION)
+install-dkms:
+	install -D -m 0644 Kbuild $(DKMS_SRC)/Kbuild
+	install -D -m 0644 dkms.conf $(DKMS_SRC)/dkms.conf
+	install -D -m 0644 -t $(DKMS_SRC)/kmod kmod/Kbuild kmod/*.c kmod/*.h
+	install -D -m 0644 -t $(DKMS_SRC)/include/uapi/linux include/uapi/linux/mailktls.h
+
+deb:
+	$(Q)scripts/build-deb.sh $(BUILD)/deb
 
 clean:
-	rm -rf $(BUILD) $(BINS) agent/libmailktls.so
+	rm -rf $(BUILD) $(BINS) $(UNITS) agent/libmailktls.so
 	-$(MAKE) -C $(KDIR) M=$(CURDIR) clean 2>/dev/null
 
 # Keep instrumented objects between builds: they are prerequisites of
 # pattern rules only, so make would delete them as intermediates.
-.PRECIOUS: $(FUZZ_BUILD)/agent/%.o $(SAN_BUILD)/agent/%.o $(SAN_BUILD)/lib/%.o
+.PRECIOUS: $(FUZZ_BUILD)/agent/%.o $(FUZZ_BUILD)/lib/%.o $(SAN_BUILD)/agent/%.o $(SAN_BUILD)/lib/%.o \
+	$(FUZZ_BUILD)/milter/%.o $(SAN_BUILD)/milter/%.o
 
--include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+-include $(shell find $(BUILD) -name '*.d' -type f 2>/dev/null)

@@ -29,6 +29,28 @@ static const struct mk_conn_ops backend_ops = {
 	.h_free = mk_backend_release,
 };
 
+/* What was left out to fit the daemon's limit: a debug line, never an error. */
+static void backend_log_omitted(const struct mk_conn *c, unsigned int omitted, ssize_t len)
+{
+	char names[96] = "", addr[80];
+	unsigned int bit;
+	size_t off = 0;
+
+	for (bit = 1; bit <= PP2_SEND_ALL; bit <<= 1)
+		if ((omitted & bit) && mk_proxy_v2_tlv_name(bit) && off < sizeof(names))
+			off += (size_t)snprintf(names + off, sizeof(names) - off, "%s%s",
+						off ? "," : "", mk_proxy_v2_tlv_name(bit));
+	mk_log(LOG_DEBUG, "proxy_header listener=%s client=%s len=%zd max=%u omitted=%s",
+	       c->c_cfg->lc_name, mk_sockaddr_str(&c->c_client, addr, sizeof(addr)), len,
+	       c->c_cfg->lc_proxy_header_max, names);
+}
+
+/*
+ * The header is built within the listener's proxy_header_max, leaving TLVs
+ * out rather than failing: the client chooses the SNI's length, and a daemon
+ * that reads fewer bytes drops the whole connection. It goes out in one
+ * buffer, as daemons read it with one read or peek.
+ */
 static int backend_proxy_header(struct mk_conn *c)
 {
 	const struct mk_session *s = c->c_session;
@@ -44,6 +66,7 @@ static int backend_proxy_header(struct mk_conn *c)
 		.pi_alpn = s->ss_alpn,
 	};
 	uint8_t hdr[PP2_HEADER_MAX];
+	unsigned int omitted;
 	struct mk_buf nb;
 	ssize_t len;
 
@@ -51,9 +74,12 @@ static int backend_proxy_header(struct mk_conn *c)
 		pi.pi_client_flags |= PP2_CLIENT_CERT_CONN;
 		pi.pi_verify = (uint32_t)s->ss_verify;
 	}
-	len = mk_proxy_v2_encode(hdr, sizeof(hdr), &pi);
+	len = mk_proxy_v2_encode_within(hdr, sizeof(hdr), &pi, c->c_cfg->lc_proxy_tlvs,
+					c->c_cfg->lc_proxy_header_max, &omitted);
 	if (len < 0)
 		return (int)len;
+	if (omitted)
+		backend_log_omitted(c, omitted, len);
 	/* The header goes before anything already queued for the backend
 	 * (plaintext the client pipelined behind its Finished). */
 	mk_buf_init(&nb, c->c_bout.b_max);
@@ -77,7 +103,7 @@ void mk_backend_connect(struct mk_conn *c)
 	struct io_uring_sqe *sqe;
 	int err, one = 1;
 
-	c->c_state = MK_CS_CONNECTING;
+	mk_conn_set_state(c, MK_CS_CONNECTING);
 	c->c_ops = &backend_ops;
 	c->c_deadline_ms = mk_now_ms() + c->c_cfg->lc_handshake_timeout_ms;
 	if (c->c_cfg->lc_proxy_v2) {
@@ -143,14 +169,14 @@ static void backend_connected(struct mk_conn *c, int res)
 	if (c->c_state == MK_CS_CLOSING)
 		return;
 	if (res < 0) {
-		mk_log(LOG_ERR, "backend listener=%s client=%s backend=%s: %s",
-		       c->c_cfg->lc_name, mk_sockaddr_str(&c->c_client, addr, sizeof(addr)),
-		       c->c_cfg->lc_backend.sa_text, strerror(-res));
+		mk_log_limited(MK_LOG_BACKEND, LOG_ERR, "backend listener=%s client=%s backend=%s: %s",
+			       c->c_cfg->lc_name, mk_sockaddr_str(&c->c_client, addr, sizeof(addr)),
+			       c->c_cfg->lc_backend.sa_text, strerror(-res));
 		mk_conn_end(c, "error:backend:%s", strerror(-res));
 		return;
 	}
 	backend_register(c);
-	c->c_state = MK_CS_RELAY;
+	mk_conn_set_state(c, MK_CS_RELAY);
 	c->c_deadline_ms = 0;
 	c->c_last_ms = mk_now_ms();
 	mk_relay_start(c);

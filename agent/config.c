@@ -25,6 +25,7 @@
 #include <openssl/tls1.h>
 
 #include "config.h"
+#include "proxy_v2.h"
 
 #define MK_CONF_LINE_MAX 4096
 #define MK_CONF_SIZE_MAX (1024 * 1024)
@@ -40,8 +41,10 @@ enum key_type {
 	T_BACKEND,	/* TCP address or unix:/path */
 	T_HOSTNAME,
 	T_SOCKPATH,	/* absolute unix socket path, or empty */
+	T_LOCALADDR,	/* loopback TCP address or unix:/path, or empty */
 	T_CERT,		/* certificate and private_key: repeatable pairs */
 	T_KEY,
+	T_TLVS,		/* PROXY v2 TLV names, or none */
 };
 
 struct key_word {
@@ -91,6 +94,10 @@ static const struct key_desc mk_keys[] = {
 	{ "certificate", T_CERT, L(lc_certs), 0, 0, NULL, "a file name" },
 	{ "private_key", T_KEY, L(lc_certs), 0, 0, NULL, "a file name" },
 	{ "proxy_protocol", T_WORD, L(lc_proxy_v2), 0, 0, w_proxy, "v2 or none" },
+	{ "proxy_tlvs", T_TLVS, L(lc_proxy_tlvs), 0, 0, NULL,
+	  "none, or some of alpn authority ssl ssl_version ssl_cipher crc32c" },
+	{ "proxy_header_max", T_UINT, L(lc_proxy_header_max), 1, 65535, NULL,
+	  "a number of bytes from 1 to 65535" },
 	{ "min_version", T_WORD, L(lc_min_version), 0, 0, w_version, "1.2 or 1.3" },
 	{ "alpn", T_WORD, L(lc_alpn_strict), 0, 0, w_alpn, "strict or off" },
 	{ "handshake_timeout", T_DURATION, L(lc_handshake_timeout_ms), 1, MK_DURATION_MAX_MS,
@@ -111,13 +118,16 @@ static const struct key_desc mk_keys[] = {
 	{ "query_socket", T_SOCKPATH, G(cf_query_socket), 0, 0, NULL,
 	  "an absolute path shorter than 108 bytes, or nothing" },
 	{ "ktls", T_WORD, G(cf_ktls), 0, 0, w_ktls, "auto, require or off" },
+	{ "metrics_listen", T_LOCALADDR, G(cf_metrics_listen), 0, 0, NULL,
+	  "a loopback IPv4:port or [IPv6]:port, unix:/absolute/path, or nothing" },
 };
 
 #undef G
 #undef L
 
 /* The keys a listener cannot do without, in the order they are reported. */
-enum { K_LISTEN, K_PROTOCOL, K_TLS, K_BACKEND, K_CERTIFICATE, K_PRIVATE_KEY };
+enum { K_LISTEN, K_PROTOCOL, K_TLS, K_BACKEND, K_CERTIFICATE, K_PRIVATE_KEY, K_PROXY_PROTOCOL,
+       K_PROXY_TLVS, K_PROXY_HEADER_MAX };
 #define NKEYS (sizeof(mk_keys) / sizeof(mk_keys[0]))
 
 /* Where values go while a section is read, and which keys it set where. */
@@ -164,6 +174,18 @@ static int perr(struct parser *p, int line, const char *fmt, ...)
 }
 
 /**
+ * mk_config_key_name() - the name of a key the parser knows, for the test
+ * that keeps mailktlsd.conf(5) and the parser in step
+ * @i: 0 for the first key, then 1, 2, ...
+ *
+ * Return: the key's name, or NULL past the last key.
+ */
+const char *mk_config_key_name(size_t i)
+{
+	return i < NKEYS ? mk_keys[i].kd_name : NULL;
+}
+
+/**
  * mk_protocol_name() - the name of a protocol as written in the config
  * @p: protocol
  *
@@ -183,6 +205,9 @@ static void listener_set_defaults(struct mk_listener_cfg *lc)
 {
 	memset(lc, 0, sizeof(*lc));
 	lc->lc_proxy_v2 = true;
+	lc->lc_proxy_tlvs = PP2_SEND_ALL;
+	/* Exim's and Cyrus's limit; Postfix reads 536 bytes, Dovecot 1500. */
+	lc->lc_proxy_header_max = 232;
 	lc->lc_min_version = TLS1_2_VERSION;
 	lc->lc_alpn_strict = true;
 	lc->lc_handshake_timeout_ms = 10 * 1000;
@@ -371,6 +396,29 @@ static bool parse_sockpath(const struct key_desc *kd, const char *v, void *dst)
 	return true;
 }
 
+/* Unauthenticated endpoints stay on the host: loopback or a unix socket. */
+static bool parse_localaddr(const struct key_desc *kd, const char *v, void *dst)
+{
+	struct mk_sockaddr *a = dst;
+	const struct sockaddr_in *s4 = (const struct sockaddr_in *)&a->sa_storage;
+	const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)&a->sa_storage;
+
+	if (!v[0]) {
+		memset(a, 0, sizeof(*a));
+		return true;
+	}
+	if (!parse_addr(kd, v, dst))
+		return false;
+	switch (a->sa_storage.ss_family) {
+	case AF_INET:
+		return (ntohl(s4->sin_addr.s_addr) >> 24) == 127;
+	case AF_INET6:
+		return IN6_IS_ADDR_LOOPBACK(&s6->sin6_addr);
+	default:
+		return true;
+	}
+}
+
 static bool parse_value(const struct key_desc *kd, const char *v, void *dst)
 {
 	switch (kd->kd_type) {
@@ -387,6 +435,8 @@ static bool parse_value(const struct key_desc *kd, const char *v, void *dst)
 		return parse_hostname(kd, v, dst);
 	case T_SOCKPATH:
 		return parse_sockpath(kd, v, dst);
+	case T_LOCALADDR:
+		return parse_localaddr(kd, v, dst);
 	default:
 		return false;
 	}
@@ -430,6 +480,51 @@ static int cert_key(struct parser *p, const struct key_desc *kd, const char *v)
 	return 0;
 }
 
+/* One PP2_SEND_* bit by config name, 0 for an unknown name. */
+static unsigned int tlv_bit(const char *name, size_t len)
+{
+	unsigned int bit;
+	const char *n;
+
+	for (bit = 1; bit <= PP2_SEND_ALL; bit <<= 1) {
+		n = mk_proxy_v2_tlv_name(bit);
+		if (n && strlen(n) == len && strncmp(name, n, len) == 0)
+			return bit;
+	}
+	return 0;
+}
+
+/* "alpn authority ssl ...", each name once, or "none" alone. */
+static int parse_tlvs(struct parser *p, const struct key_desc *kd, const char *v,
+		      unsigned int *dst)
+{
+	unsigned int mask = 0, bit;
+	size_t len;
+
+	if (strcmp(v, "none") == 0) {
+		*dst = 0;
+		return 0;
+	}
+	while (*v) {
+		len = strcspn(v, " \t");
+		bit = tlv_bit(v, len);
+		if (!bit)
+			return perr(p, p->p_line, "unknown TLV '%.*s' in '%s' (expected %s)",
+				    (int)len, v, kd->kd_name, kd->kd_expect);
+		if (mask & bit)
+			return perr(p, p->p_line, "TLV '%.*s' twice in '%s'", (int)len, v,
+				    kd->kd_name);
+		mask |= bit;
+		v += len;
+		v += strspn(v, " \t");
+	}
+	if (!mask)
+		return perr(p, p->p_line, "bad value '' for '%s' (expected %s)", kd->kd_name,
+			    kd->kd_expect);
+	*dst = mask;
+	return 0;
+}
+
 static int key_value(struct parser *p, const char *key, const char *v)
 {
 	struct section *se = p->p_cur;
@@ -458,6 +553,10 @@ static int key_value(struct parser *p, const char *key, const char *v)
 		return perr(p, p->p_line, "duplicate key '%s' (first at line %d)", key,
 			    se->se_key_line[i]);
 	base = se->se_lc ? (char *)se->se_lc : (char *)p->p_cfg;
+	if (kd->kd_type == T_TLVS) {
+		se->se_key_line[i] = p->p_line;
+		return parse_tlvs(p, kd, v, (unsigned int *)(base + kd->kd_off));
+	}
 	if (!parse_value(kd, v, base + kd->kd_off))
 		return perr(p, p->p_line, "bad value '%s' for '%s' (expected %s)", v, key,
 			    kd->kd_expect);
@@ -657,6 +756,30 @@ static void inherit(struct parser *p, struct section *se)
 	}
 }
 
+/*
+ * The header must hold at least the fixed part and the addresses of the
+ * listener's family, and the SSL sub-TLVs travel only inside PP2_TYPE_SSL.
+ */
+static int check_proxy(struct parser *p, const struct section *se)
+{
+	const struct mk_listener_cfg *lc = se->se_lc;
+	bool v6 = lc->lc_listen.sa_storage.ss_family == AF_INET6;
+	unsigned int need = PP2_FIXED_LEN + (v6 ? PP2_ADDR_LEN_INET6 : PP2_ADDR_LEN_INET);
+	unsigned int sub = PP2_SEND_SSL_VERSION | PP2_SEND_SSL_CIPHER;
+
+	if (!lc->lc_proxy_v2)
+		return 0;
+	if (lc->lc_proxy_header_max < need)
+		return perr(p, se->se_key_line[K_PROXY_HEADER_MAX], "listener '%s': "
+			    "proxy_header_max = %u is below the %u bytes of a PROXY v2 header "
+			    "with %s addresses and no TLV", lc->lc_name, lc->lc_proxy_header_max,
+			    need, v6 ? "IPv6" : "IPv4");
+	if ((lc->lc_proxy_tlvs & sub) && !(lc->lc_proxy_tlvs & PP2_SEND_SSL))
+		return perr(p, se->se_key_line[K_PROXY_TLVS], "listener '%s': ssl_version and "
+			    "ssl_cipher are sent inside ssl: add ssl to proxy_tlvs", lc->lc_name);
+	return 0;
+}
+
 static int check_listener(struct parser *p, size_t idx)
 {
 	static const int required[] = { K_LISTEN, K_PROTOCOL, K_TLS, K_BACKEND, K_CERTIFICATE };
@@ -677,7 +800,7 @@ static int check_listener(struct parser *p, size_t idx)
 				    lc->lc_listen.sa_text, o->lc_listen.sa_text, o->lc_name,
 				    p->p_lsec[i].se_key_line[K_LISTEN]);
 	}
-	return 0;
+	return check_proxy(p, se);
 }
 
 static int finish(struct parser *p)

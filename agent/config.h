@@ -46,6 +46,8 @@ struct mk_listener_cfg {
 	enum mk_tls_mode lc_tls;
 	struct mk_sockaddr lc_backend;
 	bool lc_proxy_v2;
+	unsigned int lc_proxy_tlvs;		/* PP2_SEND_* the header may carry */
+	unsigned int lc_proxy_header_max;	/* bytes; TLVs are left out to fit */
 	struct mk_certpair lc_certs[MK_MAX_CERTS];
 	int lc_ncerts;
 	int lc_min_version;		/* TLS1_2_VERSION or TLS1_3_VERSION */
@@ -66,6 +68,7 @@ struct mk_config {
 	enum mk_log_target cf_log;
 	char cf_query_socket[PATH_MAX];	/* "" disables the query socket */
 	enum mk_ktls_mode cf_ktls;
+	struct mk_sockaddr cf_metrics_listen;	/* sa_len 0: no metrics endpoint */
 	struct mk_listener_cfg *cf_listeners;
 	size_t cf_nlisteners;
 };
@@ -99,5 +102,6 @@ int mk_config_parse_buffer(const char *name, const char *text, size_t len,
 void mk_config_free(struct mk_config *cfg);
 
 const char *mk_protocol_name(enum mk_protocol p);
+const char *mk_config_key_name(size_t i);
 
 #endif

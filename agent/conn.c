@@ -19,6 +19,7 @@
 #include "conn.h"
 #include "ktls.h"
 #include "log.h"
+#include "metrics.h"
 
 /* Enough for a TLS record plus headroom; a client cannot make it grow past. */
 #define MK_CIN_MAX (64 * 1024)
@@ -98,13 +99,19 @@ static void conn_refuse(struct mk_listener *l, int fd, const char *why)
 
 	if (!getpeername(fd, (struct sockaddr *)&ss, &len))
 		mk_sockaddr_str(&ss, addr, sizeof(addr));
-	mk_log(LOG_WARNING, "refused listener=%s client=%s reason=%s", l->l_name, addr, why);
+	mk_log_limited(MK_LOG_REFUSED, LOG_WARNING, "refused listener=%s client=%s reason=%s",
+		       l->l_name, addr, why);
+	if (!strcmp(why, "max_connections"))
+		mk_metrics_add(l->l_index, MK_M_REFUSED_MAX, 1);
+	else if (!strcmp(why, "connection_ceiling"))
+		mk_metrics_add(l->l_index, MK_M_REFUSED_CEILING, 1);
 	close(fd);
 }
 
 /**
- * mk_conn_accepted() - a client connected: enforce max_connections, set
- * up the connection and start its first stage (greeting or handshake)
+ * mk_conn_accepted() - a client connected: enforce max_connections and the
+ * connection ceiling before any TLS, set up the connection and start its
+ * first stage (greeting or handshake)
  * @w:  the worker that accepted it
  * @l:  the listener
  * @fd: the accepted socket; owned by this function from now on
@@ -113,20 +120,21 @@ void mk_conn_accepted(struct mk_worker *w, struct mk_listener *l, int fd)
 {
 	struct mk_runtime *rt = w->w_rt;
 	const struct mk_listener_cfg *lc;
+	const char *refusal;
 	struct mk_conn *c;
 	socklen_t len;
 	int slot, err, one = 1;
 
 	lc = &rt->rt_cfg->cf_listeners[l->l_index];
-	if (atomic_fetch_add(l->l_active, 1) >= lc->lc_max_connections) {
-		atomic_fetch_sub(l->l_active, 1);
-		conn_refuse(l, fd, "max_connections");
+	refusal = mk_worker_admit(w, l, lc->lc_max_connections);
+	if (refusal) {
+		conn_refuse(l, fd, refusal);
 		return;
 	}
 	slot = conn_slot_alloc(w);
 	c = slot < 0 ? NULL : calloc(1, sizeof(*c));
 	if (!c) {
-		atomic_fetch_sub(l->l_active, 1);
+		mk_worker_release(w, l);
 		conn_refuse(l, fd, "out_of_memory");
 		return;
 	}
@@ -135,6 +143,8 @@ void mk_conn_accepted(struct mk_worker *w, struct mk_listener *l, int fd)
 	c->c_gen = ++w->w_gens[slot] & 0xffffff;
 	c->c_listener = l;
 	c->c_ops = &conn_no_ops;
+	mk_metrics_add(l->l_index, MK_M_ACCEPTED, 1);
+	mk_metrics_state(l->l_index, -1, (int)c->c_state);
 	mk_runtime_get(rt);
 	c->c_rt = rt;
 	c->c_cfg = lc;
@@ -213,6 +223,11 @@ static void conn_free(struct mk_conn *c)
 
 	if (c->c_ops->h_free)
 		c->c_ops->h_free(c);
+	mk_metrics_state(c->c_listener->l_index, (int)c->c_state, -1);
+	mk_metrics_add(c->c_listener->l_index, MK_M_BYTES_IN, c->c_c2b.d_bytes);
+	mk_metrics_add(c->c_listener->l_index, MK_M_BYTES_OUT, c->c_b2c.d_bytes);
+	if (c->c_tls_counted)
+		mk_metrics_tls_down(c->c_ktls);
 	mk_log_close(c->c_cfg->lc_name, &c->c_client, c->c_c2b.d_bytes, c->c_b2c.d_bytes,
 		     mk_now_ms() - c->c_start_ms, c->c_end[0] ? c->c_end : "close");
 	if (c->c_fd >= 0)
@@ -236,11 +251,37 @@ static void conn_free(struct mk_conn *c)
 	mk_buf_free(&c->c_bin);
 	free(c->c_crecv_own);
 	free(c->c_brecv_own);
-	atomic_fetch_sub(c->c_listener->l_active, 1);
+	mk_worker_release(w, c->c_listener);
 	mk_runtime_put(c->c_rt);
 	w->w_conns[c->c_slot] = NULL;
 	w->w_nconns--;
 	free(c);
+}
+
+/**
+ * mk_conn_set_state() - move @c to another stage, counted for the metrics
+ * @c:     the connection
+ * @state: its new state
+ */
+void mk_conn_set_state(struct mk_conn *c, enum mk_conn_state state)
+{
+	mk_metrics_state(c->c_listener->l_index, (int)c->c_state, (int)state);
+	c->c_state = state;
+}
+
+/* A handshake ended without TLS, and handshake.c did not say why. */
+static void conn_count_handshake_failure(struct mk_conn *c)
+{
+	const char *why = c->c_end;
+
+	if (c->c_handshake_failure_counted)
+		return;
+	c->c_handshake_failure_counted = true;
+	if (!strncmp(why, "error:", 6))
+		why += 6;
+	if (!strcmp(why, "eof_before_tls"))
+		why = "eof";
+	mk_metrics_handshake_failed(c->c_listener->l_index, why[0] ? why : "close");
 }
 
 /**
@@ -261,7 +302,9 @@ void mk_conn_end(struct mk_conn *c, const char *why, ...)
 		va_end(ap);
 	}
 	if (c->c_state != MK_CS_CLOSING) {
-		c->c_state = MK_CS_CLOSING;
+		if (c->c_state == MK_CS_HANDSHAKE && !c->c_handshake_done)
+			conn_count_handshake_failure(c);
+		mk_conn_set_state(c, MK_CS_CLOSING);
 		conn_close_notify(c);
 		shutdown(c->c_fd, SHUT_RDWR);
 		if (c->c_bfd >= 0)
@@ -339,7 +382,8 @@ void mk_conn_send_client(struct mk_conn *c)
 		return;
 	}
 	io_uring_prep_send(sqe, c->c_fd, mk_buf_head(&c->c_cout), mk_buf_used(&c->c_cout),
-			   MSG_NOSIGNAL);
+			   MSG_NOSIGNAL | (c->c_cout_more ? MSG_MORE : 0));
+	c->c_cout_more = false;
 	c->c_csend_busy = true;
 }
 

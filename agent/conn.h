@@ -25,6 +25,7 @@
 #include "capfilter.h"
 #include "pretls.h"
 #include "session.h"
+#include "tls_record.h"
 #include "worker.h"
 
 enum mk_conn_state {
@@ -100,10 +101,14 @@ struct mk_conn {
 	bool c_ktls;				/* record layer in the kernel */
 	bool c_starttls_pending;		/* handshake after c_cout is sent */
 	bool c_handshake_done;
+	bool c_tls_counted;			/* in the metrics' TLS gauges */
+	bool c_handshake_failure_counted;
 	bool c_close_after_send;		/* a final alert or reply is queued */
+	bool c_cout_more;			/* next client send: MSG_MORE */
 	size_t c_recv_limit;			/* 0: no limit */
 	uint64_t c_tx_seq, c_rx_seq;		/* records after the handshake */
 	unsigned int c_tls13_post_records;	/* sent with the final flight */
+	struct mk_tls_rx c_tls_rx;		/* the client's records in relay */
 
 	struct mk_dir c_c2b, c_b2c;
 	struct sockaddr_storage c_client;	/* for the log lines */
@@ -120,6 +125,7 @@ void mk_conn_accepted(struct mk_worker *w, struct mk_listener *l, int fd);
 void mk_conn_complete(struct mk_worker *w, struct mk_conn *c, enum mk_op op, int res,
 		      uint32_t flags);
 void mk_conn_end(struct mk_conn *c, const char *why, ...) __attribute__((format(printf, 2, 3)));
+void mk_conn_set_state(struct mk_conn *c, enum mk_conn_state state);
 void mk_conn_tick(struct mk_conn *c, uint64_t now);
 void mk_conn_shutdown(struct mk_conn *c);
 bool mk_conn_reap(struct mk_conn *c);

@@ -25,6 +25,8 @@
 #include "ktls.h"
 #include "log.h"
 #include "stage.h"
+#include "metrics.h"
+#include "registry.h"
 #include "tls_keys.h"
 
 static void handover_group(SSL *ssl, char *out, size_t len)
@@ -52,7 +54,8 @@ static void handover_fill_session(struct mk_conn *c, struct mk_session *s)
 	s->ss_client = c->c_client;
 	/* Asked here, not kept from accept: only the PROXY header needs it,
 	 * and an idle connection should not carry it. */
-	getsockname(c->c_fd, (struct sockaddr *)&s->ss_local, &len);
+	if (c->c_cfg->lc_proxy_v2)
+		getsockname(c->c_fd, (struct sockaddr *)&s->ss_local, &len);
 	s->ss_version = (uint16_t)SSL_version(c->c_ssl);
 	snprintf(s->ss_version_name, sizeof(s->ss_version_name), "%s", SSL_get_version(c->c_ssl));
 	s->ss_cipher_id = (uint16_t)(SSL_CIPHER_get_id(cipher) & 0xffff);
@@ -184,6 +187,8 @@ void mk_handover(struct mk_conn *c)
 	}
 	s->ss_ktls_tx = s->ss_ktls_rx = c->c_ktls;
 	mk_log_tls(s);
+	mk_metrics_tls_up(c->c_listener->l_index, s->ss_version_name, s->ss_cipher, c->c_ktls);
+	c->c_tls_counted = true;
 	if (c->c_ktls) {
 		/* Nothing of the handshake is needed any more. */
 		mk_buf_free(&c->c_cin);

@@ -7,12 +7,14 @@
  * handshake ends in both directions: that is what lets the kernel take
  * over at the right record sequence numbers (handover.c).
  */
+#include <ctype.h>
 #include <errno.h>
 #include <string.h>
 
 #include <openssl/err.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "stage.h"
 #include "tls_keys.h"
 
@@ -58,6 +60,20 @@ unsigned int mk_tls_count_records(const uint8_t *buf, size_t len, size_t *partia
 	return n;
 }
 
+/* By OpenSSL's reason, as a label: "unsupported protocol" -> unsupported_protocol. */
+static void handshake_count_failure(struct mk_conn *c, unsigned long e)
+{
+	const char *r = e ? ERR_reason_error_string(e) : NULL;
+	char token[48];
+	size_t i;
+
+	for (i = 0; r && r[i] && i + 1 < sizeof(token); i++)
+		token[i] = isalnum((unsigned char)r[i]) ? (char)tolower((unsigned char)r[i]) : '_';
+	token[i] = '\0';
+	c->c_handshake_failure_counted = true;
+	mk_metrics_handshake_failed(c->c_listener->l_index, token[0] ? token : "unknown");
+}
+
 static void handshake_failed(struct mk_conn *c)
 {
 	unsigned long e = ERR_peek_last_error();
@@ -65,9 +81,11 @@ static void handshake_failed(struct mk_conn *c)
 
 	if (e)
 		ERR_error_string_n(e, reason, sizeof(reason));
+	handshake_count_failure(c, e);
 	ERR_clear_error();
-	mk_log(LOG_NOTICE, "handshake failed listener=%s client=%s reason=\"%s\"",
-	       c->c_cfg->lc_name, mk_sockaddr_str(&c->c_client, addr, sizeof(addr)), reason);
+	mk_log_limited(MK_LOG_HANDSHAKE, LOG_NOTICE,
+		       "handshake failed listener=%s client=%s reason=\"%s\"", c->c_cfg->lc_name,
+		       mk_sockaddr_str(&c->c_client, addr, sizeof(addr)), reason);
 	snprintf(c->c_end, sizeof(c->c_end), "error:handshake");
 	/* The alert OpenSSL wrote (protocol_version, no_application_protocol,
 	 * ...) is owed to the client before we close. */
@@ -107,7 +125,7 @@ int mk_handshake_start(struct mk_conn *c)
 	BIO_set_mem_eof_return(c->c_rbio, -1);
 	SSL_set_bio(c->c_ssl, c->c_rbio, c->c_wbio);
 	SSL_set_accept_state(c->c_ssl);
-	c->c_state = MK_CS_HANDSHAKE;
+	mk_conn_set_state(c, MK_CS_HANDSHAKE);
 	c->c_ops = &handshake_ops;
 	c->c_deadline_ms = mk_now_ms() + c->c_cfg->lc_handshake_timeout_ms;
 	mk_buf_reset(&c->c_cin);
@@ -210,6 +228,17 @@ static void handshake_input(struct mk_conn *c)
 	}
 	handshake_complete(c, mk_buf_head(&c->c_cout) + out_before,
 			   mk_buf_used(&c->c_cout) - out_before);
+	/*
+	 * TLS 1.3: the last flight is the NewSessionTicket, which the client
+	 * does not wait for. In user space the daemon's first bytes (or our
+	 * answer to the client's first command) follow it through the same
+	 * socket, and MSG_MORE lets the kernel send both in one segment: a
+	 * packet, an ACK and a wake-up of the client less per handshake. Not
+	 * for TLS 1.2, whose client waits for our Finished; not with kTLS,
+	 * where it must be on the wire before the kernel's own records.
+	 */
+	c->c_cout_more = !c->c_rt->rt_ktls && SSL_version(c->c_ssl) == TLS1_3_VERSION &&
+			 mk_buf_used(&c->c_cout);
 	if (mk_buf_used(&c->c_cout))
 		mk_conn_send_client(c);
 	else

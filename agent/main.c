@@ -9,24 +9,32 @@
  * The main thread only waits for signals: SIGTERM/SIGINT stop (listeners
  * closed, every connection closed with close_notify), SIGHUP reloads the
  * configuration and certificates for new connections.
+ *
+ * What the main thread does between signals, reloads and certificate
+ * renewals included, is in supervisor.c.
  */
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
+#include <dirent.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
 #include <openssl/opensslv.h>
 
+#include "fdbudget.h"
 #include "ktls.h"
 #include "log.h"
+#include "metrics.h"
 #include "registry.h"
 #include "runtime.h"
 #include "stage.h"
+#include "supervisor.h"
 #include "tls_keys.h"
 #include "worker.h"
 
@@ -104,36 +112,114 @@ static void log_listeners(const struct mk_config *cfg, unsigned int nworkers)
 	mk_log(LOG_INFO, "started: %u worker%s", nworkers, nworkers == 1 ? "" : "s");
 }
 
-static void reload(const char *path, bool ktls)
+/* What a hard limit of "unlimited" means: the kernel's per-process cap. */
+static rlim_t nofile_cap(void)
 {
-	struct mk_runtime *cur = mk_runtime_current(), *rt;
-	char err[MK_ERR_MAX];
+	unsigned long long n = 0;
+	FILE *f = fopen("/proc/sys/fs/nr_open", "r");
+
+	if (f) {
+		if (fscanf(f, "%llu", &n) != 1)
+			n = 0;
+		fclose(f);
+	}
+	return n ? (rlim_t)n : 1048576;
+}
+
+/*
+ * Connections are bounded by descriptors, and the soft limit is only a
+ * default the service manager hands down (1024 under systemd): take what
+ * the hard limit allows, as daemons do.
+ * Return: the soft limit in force afterwards.
+ */
+static uint64_t nofile_raise(void)
+{
+	struct rlimit rl;
+	rlim_t was;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl))
+		return 0;
+	was = rl.rlim_cur;
+	if (rl.rlim_max == RLIM_INFINITY)
+		rl.rlim_max = nofile_cap();
+	if (rl.rlim_cur >= rl.rlim_max) {
+		mk_log(LOG_INFO, "RLIMIT_NOFILE %llu (the hard limit)", (unsigned long long)was);
+		return was;
+	}
+	rl.rlim_cur = rl.rlim_max;
+	if (setrlimit(RLIMIT_NOFILE, &rl)) {
+		mk_log(LOG_WARNING, "RLIMIT_NOFILE stays %llu: cannot raise it to %llu: %s",
+		       (unsigned long long)was, (unsigned long long)rl.rlim_max, strerror(errno));
+		return was;
+	}
+	mk_log(LOG_INFO, "RLIMIT_NOFILE raised from %llu to the hard limit %llu",
+	       (unsigned long long)was, (unsigned long long)rl.rlim_cur);
+	return rl.rlim_cur;
+}
+
+/* Descriptors open now, inherited ones included; 0 if /proc cannot say. */
+static unsigned int fds_open(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	unsigned int n = 0;
+	struct dirent *e;
+
+	if (!d)
+		return 0;
+	while ((e = readdir(d)))
+		if (e->d_name[0] != '.')
+			n++;
+	closedir(d);
+	return n ? n - 1 : 0;	/* not the directory's own */
+}
+
+/* The connection ceiling, said once: an operator must see what bounds it. */
+static int admission_init(struct mk_admission *adm, const struct mk_runtime *rt,
+			  unsigned int nworkers)
+{
+	const struct mk_config *cfg = rt->rt_cfg;
+	struct mk_fd_budget b = {
+		.fb_nofile = nofile_raise(),
+		.fb_open = fds_open(),
+		.fb_workers = nworkers,
+		.fb_listeners = (unsigned int)cfg->cf_nlisteners,
+		.fb_ktls = rt->rt_ktls,
+	};
+	char pipes[96] = "";
 	size_t i;
 
-	rt = mk_runtime_build(path, err, sizeof(err));
-	if (!rt) {
-		mk_log(LOG_ERR, "reload failed, keeping the running configuration: %s", err);
-		goto out;
+	for (i = 0; i < cfg->cf_nlisteners; i++)
+		b.fb_max_connections += cfg->cf_listeners[i].lc_max_connections;
+	if (mk_fd_budget_compute(&b)) {
+		mk_log(LOG_ERR, "RLIMIT_NOFILE %llu leaves no descriptor for connections: the "
+		       "agent itself needs %llu (idle pipes included), a connection %u more",
+		       (unsigned long long)b.fb_nofile,
+		       (unsigned long long)(b.fb_reserve + 2ull * nworkers * b.fb_pipe_pool),
+		       b.fb_per_conn);
+		return -1;
 	}
-	/* Listening sockets stay as they are: a reload changes policies and
-	 * certificates, not addresses. */
-	if (rt->rt_cfg->cf_nlisteners != cur->rt_cfg->cf_nlisteners)
-		goto out_mismatch;
-	for (i = 0; i < rt->rt_cfg->cf_nlisteners; i++)
-		if (strcmp(rt->rt_cfg->cf_listeners[i].lc_name, cur->rt_cfg->cf_listeners[i].lc_name) ||
-		    strcmp(rt->rt_cfg->cf_listeners[i].lc_listen.sa_text,
-			   cur->rt_cfg->cf_listeners[i].lc_listen.sa_text))
-			goto out_mismatch;
-	rt->rt_ktls = ktls;
-	mk_runtime_publish(rt);
-	mk_log(LOG_INFO, "reloaded %s: new connections use the new configuration", path);
-	goto out;
+	if (b.fb_ktls)
+		snprintf(pipes, sizeof(pipes),
+			 " (client, backend, two pipes), %u x %u idle pipes pooled", nworkers,
+			 b.fb_pipe_pool);
+	mk_log(LOG_INFO, "connection ceiling %u (RLIMIT_NOFILE %llu: %u descriptors a connection%s, "
+	       "%llu reserved; max_connections %llu in total)", b.fb_ceiling,
+	       (unsigned long long)b.fb_nofile, b.fb_per_conn, pipes,
+	       (unsigned long long)b.fb_reserve, (unsigned long long)b.fb_max_connections);
+	adm->ad_ceiling = b.fb_fd_ceiling;
+	adm->ad_pipe_pool = b.fb_pipe_pool;
+	return 0;
+}
 
-out_mismatch:
-	mk_log(LOG_ERR, "reload refused: listeners were added, removed or moved; restart instead");
-	mk_runtime_put(rt);
-out:
-	mk_runtime_put(cur);
+/* The metrics endpoint is for monitoring: the agent runs without it. */
+static void metrics_start(const struct mk_sockaddr *addr)
+{
+	int err = mk_metrics_server_start(addr);
+
+	if (err)
+		mk_log(LOG_WARNING, "metrics on %s unavailable: %s", addr->sa_text, strerror(-err));
+	else
+		mk_log(LOG_INFO, "metrics on %s (GET /metrics)", addr->sa_text);
 }
 
 /*
@@ -153,11 +239,10 @@ static void no_huge_pages(void)
 static int run(const char *path, struct mk_runtime *rt)
 {
 	unsigned int nworkers = worker_count(rt->rt_cfg), i, started = 0;
-	static atomic_uint active[MK_MAX_LISTENERS];
+	struct mk_supervisor sv;
+	static struct mk_admission adm;
 	struct mk_worker *workers;
-	struct signalfd_siginfo si;
 	sigset_t set;
-	bool ktls = rt->rt_ktls;
 	int sfd, rc = 0;
 
 	sigemptyset(&set);
@@ -172,7 +257,13 @@ static int run(const char *path, struct mk_runtime *rt)
 		mk_log(LOG_ERR, "signalfd: %s", strerror(errno));
 		return 1;
 	}
+	mk_supervisor_init(&sv, path, rt->rt_ktls, rt->rt_cfg->cf_nlisteners);
+	if (admission_init(&adm, rt, nworkers))
+		return 1;
 	mk_registry_set_listeners(rt->rt_cfg);
+	mk_metrics_set_listeners(rt->rt_cfg);
+	if (rt->rt_cfg->cf_metrics_listen.sa_len)
+		metrics_start(&rt->rt_cfg->cf_metrics_listen);
 	if (rt->rt_cfg->cf_query_socket[0] && mk_query_server_start(rt->rt_cfg->cf_query_socket))
 		mk_log(LOG_WARNING, "query socket %s unavailable; daemons can use the module only",
 		       rt->rt_cfg->cf_query_socket);
@@ -184,29 +275,18 @@ static int run(const char *path, struct mk_runtime *rt)
 	mk_conn_set_entry(MK_TLS_IMPLICIT, mk_handshake_start);
 	mk_conn_set_entry(MK_TLS_STARTTLS, mk_starttls_start);
 	for (i = 0; i < nworkers; i++) {
-		if (mk_worker_start(&workers[i], (int)i, rt, active)) {
+		if (mk_worker_start(&workers[i], (int)i, rt, &adm)) {
 			rc = 1;
 			break;
 		}
 		started++;
 	}
-	if (!rc)
+	if (!rc) {
 		log_listeners(rt->rt_cfg, nworkers);
-	while (!rc) {
-		if (read(sfd, &si, sizeof(si)) != sizeof(si))
-			continue;
-		if (si.ssi_signo == SIGHUP) {
-			reload(path, ktls);
-			atomic_fetch_add(&mk_reload_generation, 1);
-		} else if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) {
-			mk_log(LOG_INFO, "stopping: closing every connection with close_notify");
-			break;
-		} else {
-			continue;
-		}
-		for (i = 0; i < started; i++)
-			mk_worker_wake(&workers[i]);
+		mk_supervisor_ready(&sv, workers, started);
 	}
+	while (!rc && !mk_supervisor_wait(&sv, sfd))
+		;
 	atomic_store(&mk_stop_requested, true);
 	for (i = 0; i < started; i++)
 		mk_worker_wake(&workers[i]);
@@ -214,6 +294,8 @@ static int run(const char *path, struct mk_runtime *rt)
 		mk_worker_join(&workers[i]);
 		rc |= workers[i].w_exit_code;
 	}
+	mk_supervisor_free(&sv);
+	mk_metrics_server_stop();
 	mk_query_server_stop();
 	mk_runtime_publish(NULL);
 	free(workers);

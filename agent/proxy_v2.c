@@ -14,7 +14,6 @@
 #include "proxy_v2.h"
 
 #define PP2_VER_CMD_PROXY	0x21
-#define PP2_FIXED_LEN		16	/* signature, ver/cmd, fam, len */
 #define PP2_TLV_HDR		3	/* type, length (big-endian 16 bits) */
 #define PP2_SSL_FIXED		5	/* client flags, verify */
 #define PP2_CRC_LEN		4
@@ -23,8 +22,6 @@
 #define PP2_FAM_TCP4		0x11
 #define PP2_FAM_TCP6		0x21
 
-#define PP2_ADDR_LEN_INET	12
-#define PP2_ADDR_LEN_INET6	36
 #define PP2_ADDR_LEN_UNIX	216
 
 /*
@@ -97,10 +94,11 @@ static uint8_t *out_tlv(struct pp2_out *o, uint8_t type, const void *val, size_t
 	return p + PP2_TLV_HDR;
 }
 
-/* Optional string: NULL and "" are omitted. */
-static void out_str_tlv(struct pp2_out *o, uint8_t type, const char *s)
+/* Optional string: NULL and "" are omitted, and so is a TLV not in @send. */
+static void out_str_tlv(struct pp2_out *o, uint8_t type, const char *s, unsigned int send,
+			unsigned int bit)
 {
-	if (s && *s)
+	if ((send & bit) && s && *s)
 		out_tlv(o, type, s, strlen(s));
 }
 
@@ -159,7 +157,7 @@ static void out_addresses(struct pp2_out *o, uint8_t fam, const struct sockaddr 
 }
 
 /* PP2_TYPE_SSL: client flags, verify result, then its sub-TLVs. */
-static void out_ssl(struct pp2_out *o, const struct mk_proxy_info *info)
+static void out_ssl(struct pp2_out *o, const struct mk_proxy_info *info, unsigned int send)
 {
 	size_t start = o->o_len;
 	uint8_t *p = out_tlv(o, PP2_TYPE_SSL, NULL, PP2_SSL_FIXED);
@@ -168,11 +166,60 @@ static void out_ssl(struct pp2_out *o, const struct mk_proxy_info *info)
 		return;
 	p[0] = info->pi_client_flags;
 	put_be32(p + 1, info->pi_verify);
-	out_str_tlv(o, PP2_SUBTYPE_SSL_VERSION, info->pi_version);
-	out_str_tlv(o, PP2_SUBTYPE_SSL_CIPHER, info->pi_cipher);
-	out_str_tlv(o, PP2_SUBTYPE_SSL_SIG_ALG, info->pi_sig_alg);
+	out_str_tlv(o, PP2_SUBTYPE_SSL_VERSION, info->pi_version, send, PP2_SEND_SSL_VERSION);
+	out_str_tlv(o, PP2_SUBTYPE_SSL_CIPHER, info->pi_cipher, send, PP2_SEND_SSL_CIPHER);
+	out_str_tlv(o, PP2_SUBTYPE_SSL_SIG_ALG, info->pi_sig_alg, send, PP2_SEND_SSL_SIG_ALG);
 	if (!o->o_full)
 		put_be16(o->o_buf + start + 1, (uint16_t)(o->o_len - start - PP2_TLV_HDR));
+}
+
+/* One attempt with the TLVs in @send; o_full tells whether it fit. */
+static void encode_send(struct pp2_out *o, const struct mk_proxy_info *info, unsigned int send)
+{
+	uint8_t fam = family_of(info->pi_src, info->pi_dst);
+	uint8_t *hdr, *crc = NULL;
+
+	o->o_len = 0;
+	o->o_full = false;
+	hdr = out_take(o, PP2_FIXED_LEN);
+	if (!hdr)
+		return;
+	memcpy(hdr, PP2_SIGNATURE, PP2_SIG_LEN);
+	hdr[12] = PP2_VER_CMD_PROXY;
+	hdr[13] = fam;
+	out_addresses(o, fam, info->pi_src, info->pi_dst);
+	out_str_tlv(o, PP2_TYPE_ALPN, info->pi_alpn, send, PP2_SEND_ALPN);
+	out_str_tlv(o, PP2_TYPE_AUTHORITY, info->pi_authority, send, PP2_SEND_AUTHORITY);
+	if (info->pi_ssl && (send & PP2_SEND_SSL))
+		out_ssl(o, info, send);
+	if (send & PP2_SEND_CRC32C)
+		crc = out_tlv(o, PP2_TYPE_CRC32C, "\0\0\0\0", PP2_CRC_LEN);
+	if (o->o_full)
+		return;
+	put_be16(hdr + 14, (uint16_t)(o->o_len - PP2_FIXED_LEN));
+	if (crc)
+		put_be32(crc, mk_crc32c(0, o->o_buf, o->o_len));
+}
+
+/* The PP2_SEND_* bits of what @info has to send: absent ones cannot be left out. */
+static unsigned int info_present(const struct mk_proxy_info *info)
+{
+	unsigned int have = PP2_SEND_CRC32C;
+
+	if (info->pi_authority && *info->pi_authority)
+		have |= PP2_SEND_AUTHORITY;
+	if (info->pi_alpn && *info->pi_alpn)
+		have |= PP2_SEND_ALPN;
+	if (!info->pi_ssl)
+		return have;
+	have |= PP2_SEND_SSL;
+	if (info->pi_version && *info->pi_version)
+		have |= PP2_SEND_SSL_VERSION;
+	if (info->pi_cipher && *info->pi_cipher)
+		have |= PP2_SEND_SSL_CIPHER;
+	if (info->pi_sig_alg && *info->pi_sig_alg)
+		have |= PP2_SEND_SSL_SIG_ALG;
+	return have;
 }
 
 /**
@@ -191,28 +238,82 @@ static void out_ssl(struct pp2_out *o, const struct mk_proxy_info *info)
 ssize_t mk_proxy_v2_encode(uint8_t *buf, size_t cap, const struct mk_proxy_info *info)
 {
 	struct pp2_out o = { .o_buf = buf, .o_cap = cap };
-	uint8_t fam = family_of(info->pi_src, info->pi_dst);
-	uint8_t *hdr, *crc;
 
 	if (!info_strings_fit(info))
 		return -EINVAL;
-	hdr = out_take(&o, PP2_FIXED_LEN);
-	if (!hdr)
-		return -ENOSPC;
-	memcpy(hdr, PP2_SIGNATURE, PP2_SIG_LEN);
-	hdr[12] = PP2_VER_CMD_PROXY;
-	hdr[13] = fam;
-	out_addresses(&o, fam, info->pi_src, info->pi_dst);
-	out_str_tlv(&o, PP2_TYPE_ALPN, info->pi_alpn);
-	out_str_tlv(&o, PP2_TYPE_AUTHORITY, info->pi_authority);
-	if (info->pi_ssl)
-		out_ssl(&o, info);
-	crc = out_tlv(&o, PP2_TYPE_CRC32C, "\0\0\0\0", PP2_CRC_LEN);
-	if (o.o_full)
-		return -ENOSPC;
-	put_be16(hdr + 14, (uint16_t)(o.o_len - PP2_FIXED_LEN));
-	put_be32(crc, mk_crc32c(0, buf, o.o_len));
+	encode_send(&o, info, PP2_SEND_ALL);
+	return o.o_full ? -ENOSPC : (ssize_t)o.o_len;
+}
+
+/**
+ * mk_proxy_v2_encode_within() - build a PROXY v2 header of at most @max bytes
+ * @buf:     output
+ * @cap:     its size
+ * @info:    what to put in it
+ * @send:    PP2_SEND_* bits: which TLVs may be sent at all
+ * @max:     largest header the receiver reads
+ * @omitted: if not NULL, receives the PP2_SEND_* bits of TLVs that @info
+ *           had and @send allowed but that were left out for @max
+ *
+ * TLVs are left out one at a time, in the order of the PP2_SEND_* bits,
+ * until the header fits in the smaller of @cap and @max. Each attempt
+ * rewrites the header from the start; there are at most eight.
+ *
+ * Return: the header length, -ENOSPC if not even the addresses fit, or
+ * -EINVAL for a string longer than a TLV can carry.
+ */
+ssize_t mk_proxy_v2_encode_within(uint8_t *buf, size_t cap, const struct mk_proxy_info *info,
+				  unsigned int send, size_t max, unsigned int *omitted)
+{
+	struct pp2_out o = { .o_buf = buf, .o_cap = cap < max ? cap : max };
+	unsigned int want = send & PP2_SEND_ALL & info_present(info), bit = 1;
+
+	if (omitted)
+		*omitted = 0;
+	if (!info_strings_fit(info))
+		return -EINVAL;
+	send = want;
+	for (;;) {
+		encode_send(&o, info, send);
+		if (!o.o_full)
+			break;
+		while (bit <= PP2_SEND_ALL && !(send & bit))
+			bit <<= 1;
+		if (bit > PP2_SEND_ALL)
+			return -ENOSPC;
+		send &= ~bit;
+	}
+	if (omitted)
+		*omitted = want & ~send;
 	return (ssize_t)o.o_len;
+}
+
+/**
+ * mk_proxy_v2_tlv_name() - config name of one PP2_SEND_* bit
+ * @bit: a single PP2_SEND_* bit
+ *
+ * PP2_SEND_SSL_SIG_ALG has no name: the agent does not send it.
+ *
+ * Return: "authority", "ssl_cipher", ..., or NULL for anything else.
+ */
+const char *mk_proxy_v2_tlv_name(unsigned int bit)
+{
+	switch (bit) {
+	case PP2_SEND_AUTHORITY:
+		return "authority";
+	case PP2_SEND_SSL_CIPHER:
+		return "ssl_cipher";
+	case PP2_SEND_SSL_VERSION:
+		return "ssl_version";
+	case PP2_SEND_CRC32C:
+		return "crc32c";
+	case PP2_SEND_ALPN:
+		return "alpn";
+	case PP2_SEND_SSL:
+		return "ssl";
+	default:
+		return NULL;
+	}
 }
 
 /* Copy a TLV string value; NUL inside or too long makes the header invalid. */

@@ -28,6 +28,28 @@
 #define PP2_SUBTYPE_SSL_SIG_ALG	0x24
 #define PP2_SUBTYPE_SSL_KEY_ALG	0x25
 
+/*
+ * TLVs the encoder may leave out to keep a header within a receiver's limit,
+ * one bit each, lowest bit first out. AUTHORITY goes first because the
+ * client chooses the SNI's length; then what no daemon reads (signature
+ * algorithm, cipher, version: Postfix, Exim, Cyrus read only addresses,
+ * Dovecot ignores them); then the CRC32C that only haproxy checks; then ALPN;
+ * PP2_TYPE_SSL last, since its PP2_CLIENT_SSL flag is what makes Dovecot
+ * count the session as secured. The addresses are never left out.
+ */
+#define PP2_SEND_AUTHORITY	0x01
+#define PP2_SEND_SSL_SIG_ALG	0x02
+#define PP2_SEND_SSL_CIPHER	0x04
+#define PP2_SEND_SSL_VERSION	0x08
+#define PP2_SEND_CRC32C		0x10
+#define PP2_SEND_ALPN		0x20
+#define PP2_SEND_SSL		0x40
+#define PP2_SEND_ALL		0x7f
+
+#define PP2_FIXED_LEN		16	/* signature, ver/cmd, family, length */
+#define PP2_ADDR_LEN_INET	12
+#define PP2_ADDR_LEN_INET6	36
+
 #define PP2_CLIENT_SSL		0x01
 #define PP2_CLIENT_CERT_CONN	0x02
 #define PP2_CLIENT_CERT_SESS	0x04
@@ -58,6 +80,35 @@ struct mk_proxy_info {
  * a string longer than a TLV can carry.
  */
 ssize_t mk_proxy_v2_encode(uint8_t *buf, size_t cap, const struct mk_proxy_info *info);
+
+/**
+ * mk_proxy_v2_encode_within() - build a PROXY v2 header of at most @max bytes
+ * @buf:     output
+ * @cap:     its size
+ * @info:    what to put in it
+ * @send:    PP2_SEND_* bits: which TLVs may be sent at all
+ * @max:     largest header the receiver reads
+ * @omitted: if not NULL, receives the PP2_SEND_* bits of TLVs that @info
+ *           had and @send allowed but that were left out for @max
+ *
+ * TLVs are left out one at a time, in the order of the PP2_SEND_* bits,
+ * until the header fits in the smaller of @cap and @max.
+ *
+ * Return: the header length, -ENOSPC if not even the addresses fit, or
+ * -EINVAL for a string longer than a TLV can carry.
+ */
+ssize_t mk_proxy_v2_encode_within(uint8_t *buf, size_t cap, const struct mk_proxy_info *info,
+				  unsigned int send, size_t max, unsigned int *omitted);
+
+/**
+ * mk_proxy_v2_tlv_name() - config name of one PP2_SEND_* bit
+ * @bit: a single PP2_SEND_* bit
+ *
+ * PP2_SEND_SSL_SIG_ALG has no name: the agent does not send it.
+ *
+ * Return: "authority", "ssl_cipher", ..., or NULL for anything else.
+ */
+const char *mk_proxy_v2_tlv_name(unsigned int bit);
 
 /* What the decoder found; strings are NUL-terminated copies. */
 struct mk_proxy_decoded {

@@ -4,11 +4,12 @@
  *
  * Two ways to answer: the mailktls module (the agent tags the client and
  * backend sockets; any process can then ask the kernel about a socket it
- * holds), and the agent's own query socket (a unix socket answered from the
- * registry kept here), for hosts without the module.
+ * holds; registry_tag.c), and the agent's own query socket (query.h),
+ * answered from the entry table kept here, for hosts without the module.
  *
- * Workers add and remove entries; the query thread reads them. The registry
- * has one mutex; entries are copied in and out, never shared.
+ * Workers add and remove entries; the query server looks them up.  Entries
+ * are copied in and out, never shared, and found in O(1) by client
+ * address, by the agent's backend-local address and by backend inode.
  */
 #ifndef MAILKTLS_REGISTRY_H
 #define MAILKTLS_REGISTRY_H
@@ -22,12 +23,15 @@
 #include "session.h"
 
 /**
- * mk_registry_init() - set up the registry; probe for the module
- * Return: 0, or -ENOMEM.
+ * mk_registry_init() - set up the entry table; probe for the module
+ * Return: 0, or -ENOMEM (a missing module is not an error).
  */
 int mk_registry_init(void);
 
-/* Is the mailktls module loaded and answering? (probed at init) */
+/**
+ * mk_registry_module_present() - was the module found by mk_registry_init()?
+ * Return: true when the mailktls family answered.
+ */
 bool mk_registry_module_present(void);
 
 /**
@@ -38,44 +42,65 @@ bool mk_registry_module_present(void);
  */
 uint64_t mk_registry_add(const struct mk_session *s, int client_fd, int backend_fd);
 
+/* Forget a connection, in O(1); 0 and ids already removed are ignored. */
 void mk_registry_remove(uint64_t id);
+
+/* Which address a lookup is by. */
+enum mk_reg_by {
+	MK_REG_BY_CLIENT,	/* the MUA's address and port */
+	MK_REG_BY_BACKEND,	/* our end towards the daemon (its peer) */
+};
+
+/**
+ * mk_registry_find_addr() - the newest connection with this address
+ * @by:  which address of the connection
+ * @sa:  AF_INET or AF_INET6 (IPv4-mapped IPv6 is IPv4); anything else
+ *       matches nothing
+ * @out: the session as far as the registry keeps it (client, backend
+ *       address and inode, version, cipher, group, sigalg, SNI, ALPN,
+ *       client subject, verify, kTLS)
+ * Return: 0, or -ENOENT.
+ */
+int mk_registry_find_addr(enum mk_reg_by by, const struct sockaddr *sa, struct mk_session *out);
+
+/**
+ * mk_registry_find_inode() - the newest connection whose backend socket has
+ * inode @inode
+ * Return: 0, or -ENOENT (always for inode 0).
+ */
+int mk_registry_find_inode(uint64_t inode, struct mk_session *out);
+
+struct mk_reg_counts {
+	size_t rc_connections;
+	size_t rc_ktls_txrx;		/* kTLS both ways */
+};
+
+/* How many connections there are, without walking them. */
+void mk_registry_counts(struct mk_reg_counts *c);
+
+/* A listener as "mailktlsctl status" shows it. */
+struct mk_reg_listener {
+	char rl_name[MK_NAME_MAX];
+	char rl_listen[128];
+	const char *rl_protocol;	/* static strings */
+	const char *rl_tls;
+};
 
 /* Listener names and ports, for "mailktlsctl status". */
 void mk_registry_set_listeners(const struct mk_config *cfg);
 
 /**
- * mk_query_server_start() - serve the query socket at @path on a thread
- * Return: 0, or negative errno (bind failure, ...).
+ * mk_registry_each_listener() - call @fn for every listener, in config order
+ * @fn:  called with the listener lock held: must not call back in here
+ * @arg: passed to @fn
+ * Return: the number of listeners.
  */
-int mk_query_server_start(const char *path);
-void mk_query_server_stop(void);
+size_t mk_registry_each_listener(void (*fn)(const struct mk_reg_listener *l, void *arg), void *arg);
 
-
-/* One parsed query-socket request (protocol: include/mailktls.h). */
-enum mk_query_kind { MK_QUERY_PEER, MK_QUERY_INODE, MK_QUERY_ADDR, MK_QUERY_STATUS, MK_QUERY_CLAUSE };
-
-struct mk_query {
-	enum mk_query_kind q_kind;
-	struct sockaddr_storage q_addr;	/* PEER, ADDR, CLAUSE */
-	uint64_t q_inode;		/* INODE */
-};
-
-/**
- * mk_query_parse() - parse one request line (fuzz target)
- * @line: the bytes, without the "\n"; need not be NUL-terminated
- * @len:  their number
- * @q:    the request
- * Return: 0, -EINVAL on a syntax error, -E2BIG when longer than the limit.
+/*
+ * The query socket answers from this table, and what starts the agent
+ * starts both: its API (mk_query_server_start() ...) comes with this header.
  */
-int mk_query_parse(const char *line, size_t len, struct mk_query *q);
-
-/**
- * mk_query_answer() - the full answer to one request line
- * @line, @len: as for mk_query_parse()
- * @out:    receives the answer text, NUL-terminated
- * @outlen: size of @out (MAILKTLS_QUERY_ANSWER_MAX is always enough)
- * Return: the answer's length.
- */
-size_t mk_query_answer(const char *line, size_t len, char *out, size_t outlen);
+#include "query.h"
 
 #endif

@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "stage.h"
 
 static void starttls_input(struct mk_conn *c);
@@ -40,7 +41,7 @@ int mk_starttls_start(struct mk_conn *c)
 	c->c_pretls = mk_pretls_new(c->c_cfg->lc_protocol, c->c_cfg->lc_hostname, &lim);
 	if (!c->c_pretls)
 		return -ENOMEM;
-	c->c_state = MK_CS_PRETLS;
+	mk_conn_set_state(c, MK_CS_PRETLS);
 	c->c_ops = &starttls_ops;
 	c->c_deadline_ms = mk_now_ms() + c->c_cfg->lc_pretls_timeout_ms;
 	if (mk_pretls_greeting(c->c_pretls, &c->c_cout))
@@ -55,12 +56,14 @@ static void starttls_log_events(struct mk_conn *c, const struct mk_pretls_event 
 	char addr[80];
 	size_t i;
 
-	for (i = 0; i < n; i++)
-		if (ev[i].pe_auth_refused)
-			mk_log(LOG_NOTICE, "cleartext_auth_refused listener=%s client=%s command=%s",
-			       c->c_cfg->lc_name,
-			       mk_sockaddr_str(&c->c_client, addr, sizeof(addr)),
-			       ev[i].pe_command);
+	for (i = 0; i < n; i++) {
+		if (!ev[i].pe_auth_refused)
+			continue;
+		mk_metrics_add(c->c_listener->l_index, MK_M_AUTH_REFUSED, 1);
+		mk_log(LOG_NOTICE, "cleartext_auth_refused listener=%s client=%s command=%s",
+		       c->c_cfg->lc_name, mk_sockaddr_str(&c->c_client, addr, sizeof(addr)),
+		       ev[i].pe_command);
+	}
 }
 
 /* The pre-TLS time is up: the protocol's parting line, best effort (the
@@ -125,6 +128,7 @@ static void starttls_output_sent(struct mk_conn *c)
 		return;
 	}
 	c->c_starttls_pending = false;
+	mk_metrics_add(c->c_listener->l_index, MK_M_STARTTLS, 1);
 	mk_pretls_free(c->c_pretls);
 	c->c_pretls = NULL;
 	if (mk_handshake_start(c))

@@ -15,8 +15,11 @@
  *  - the runtime (configuration + TLS policies): immutable once built,
  *    reference counted; the main thread builds a new one on SIGHUP and
  *    publishes it, workers take it for new connections (runtime.c);
- *  - each listener's active-connection count for max_connections: an
- *    atomic counter;
+ *  - admission (struct mk_admission): each listener's active-connection
+ *    count for max_connections and the process's count against the
+ *    connection ceiling that the descriptor limit allows (fdbudget.c),
+ *    atomic counters;
+ *  - the rate limiters of repeated log lines: atomics (ratelimit.h);
  *  - the registry of established sessions for the query socket: one mutex
  *    inside registry.c, taken once when TLS is established and once at
  *    close, never while doing I/O;
@@ -47,11 +50,14 @@
 
 #include "conn.h"
 #include "log.h"
+#include "metrics.h"
 #include "worker.h"
 
 #define MK_RING_ENTRIES 4096
-#define MK_PIPE_POOL_MAX 256
 #define MK_PIPE_SIZE (256 * 1024)
+/* Back-off of a listener whose accept ran out of descriptors or memory. */
+#define MK_ACCEPT_BACKOFF_MIN_MS 10
+#define MK_ACCEPT_BACKOFF_MAX_MS 1000
 
 atomic_bool mk_stop_requested;
 atomic_uint mk_reload_generation;
@@ -204,7 +210,7 @@ struct mk_pipe *mk_worker_pipe_get(struct mk_worker *w)
  */
 void mk_worker_pipe_put(struct mk_worker *w, struct mk_pipe *p)
 {
-	if (w->w_npipes >= MK_PIPE_POOL_MAX) {
+	if (w->w_npipes >= w->w_adm->ad_pipe_pool) {
 		close(p->p_fd[0]);
 		close(p->p_fd[1]);
 		free(p);
@@ -227,6 +233,43 @@ static void worker_arm_accept(struct mk_worker *w, struct mk_listener *l)
 	io_uring_prep_accept(sqe, l->l_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 	io_uring_sqe_set_data64(sqe, mk_udata(MK_OP_ACCEPT, (uint32_t)(l - w->w_listeners), 0));
 	l->l_accepting = true;
+}
+
+/**
+ * mk_worker_admit() - count a new connection of @l against max_connections
+ * and the process's connection ceiling
+ * @w:   the worker that accepted it
+ * @l:   its listener
+ * @max: the listener's max_connections
+ *
+ * Return: NULL when admitted (mk_worker_release() gives it back), or the
+ * reason for refusing: "max_connections" or "connection_ceiling".
+ */
+const char *mk_worker_admit(struct mk_worker *w, struct mk_listener *l, unsigned int max)
+{
+	struct mk_admission *adm = w->w_adm;
+
+	if (atomic_fetch_add(l->l_active, 1) >= max) {
+		atomic_fetch_sub(l->l_active, 1);
+		return "max_connections";
+	}
+	if (atomic_fetch_add(&adm->ad_open, 1) >= adm->ad_ceiling) {
+		atomic_fetch_sub(&adm->ad_open, 1);
+		atomic_fetch_sub(l->l_active, 1);
+		return "connection_ceiling";
+	}
+	return NULL;
+}
+
+/**
+ * mk_worker_release() - a connection admitted by mk_worker_admit() is gone
+ * @w: its worker
+ * @l: its listener
+ */
+void mk_worker_release(struct mk_worker *w, struct mk_listener *l)
+{
+	atomic_fetch_sub(&w->w_adm->ad_open, 1);
+	atomic_fetch_sub(l->l_active, 1);
 }
 
 static void worker_arm_tick(struct mk_worker *w)
@@ -276,6 +319,38 @@ out_err:
 	return -1;
 }
 
+/* Errors that the next accept would hit again at once. */
+static bool accept_out_of_resources(int res)
+{
+	return res == -EMFILE || res == -ENFILE || res == -ENOBUFS || res == -ENOMEM;
+}
+
+/*
+ * Out of descriptors or memory: the connection stays in the backlog, so an
+ * accept re-armed now fails again at once, as fast as the ring turns. Wait
+ * instead, 10 ms doubling up to 1 s, on a timeout in the ring.
+ */
+static void worker_pause_accept(struct mk_worker *w, struct mk_listener *l, int res)
+{
+	struct io_uring_sqe *sqe;
+
+	l->l_backoff_ms = l->l_backoff_ms ? l->l_backoff_ms * 2 : MK_ACCEPT_BACKOFF_MIN_MS;
+	if (l->l_backoff_ms > MK_ACCEPT_BACKOFF_MAX_MS)
+		l->l_backoff_ms = MK_ACCEPT_BACKOFF_MAX_MS;
+	mk_log_limited(MK_LOG_ACCEPT, LOG_WARNING, "listener %s: accept: %s (paused %u ms)",
+		       l->l_name, strerror(-res), l->l_backoff_ms);
+	mk_metrics_add(l->l_index, MK_M_ACCEPT_PAUSES, 1);
+	sqe = mk_worker_sqe(w);
+	if (!sqe)
+		return;
+	l->l_backoff_ts.tv_sec = l->l_backoff_ms / 1000;
+	l->l_backoff_ts.tv_nsec = (long long)(l->l_backoff_ms % 1000) * 1000000;
+	io_uring_prep_timeout(sqe, &l->l_backoff_ts, 0, 0);
+	io_uring_sqe_set_data64(sqe, mk_udata(MK_OP_ACCEPT_RESUME,
+					      (uint32_t)(l - w->w_listeners), 0));
+	l->l_accepting = true;
+}
+
 static void worker_accept_done(struct mk_worker *w, uint32_t idx, int res)
 {
 	struct mk_listener *l;
@@ -285,15 +360,28 @@ static void worker_accept_done(struct mk_worker *w, uint32_t idx, int res)
 	l = &w->w_listeners[idx];
 	l->l_accepting = false;
 	if (res >= 0) {
+		l->l_backoff_ms = 0;
 		if (w->w_stopping)
 			close(res);
 		else
 			mk_conn_accepted(w, l, res);
+	} else if (!w->w_stopping && accept_out_of_resources(res)) {
+		worker_pause_accept(w, l, res);
+		return;
 	} else if (!w->w_stopping && res != -ECANCELED && res != -EAGAIN && res != -EINTR &&
 		   res != -ECONNABORTED) {
-		mk_log(LOG_WARNING, "listener %s: accept: %s", l->l_name, strerror(-res));
+		mk_log_limited(MK_LOG_ACCEPT, LOG_WARNING, "listener %s: accept: %s", l->l_name,
+			       strerror(-res));
 	}
 	worker_arm_accept(w, l);
+}
+
+static void worker_accept_resume(struct mk_worker *w, uint32_t idx)
+{
+	if (idx >= w->w_nlisteners)
+		return;
+	w->w_listeners[idx].l_accepting = false;
+	worker_arm_accept(w, &w->w_listeners[idx]);
 }
 
 static void worker_tick(struct mk_worker *w)
@@ -304,6 +392,10 @@ static void worker_tick(struct mk_worker *w)
 	for (i = 0; i < w->w_nslots; i++)
 		if (w->w_conns[i])
 			mk_conn_tick(w->w_conns[i], now);
+	/* A listener whose accept or back-off found the ring full. */
+	for (i = 0; i < w->w_nlisteners; i++)
+		worker_arm_accept(w, &w->w_listeners[i]);
+	mk_log_limited_flush();
 	worker_arm_tick(w);
 }
 
@@ -360,6 +452,9 @@ static void worker_complete(struct mk_worker *w, struct io_uring_cqe *cqe)
 	case MK_OP_ACCEPT:
 		worker_accept_done(w, slot, cqe->res);
 		return;
+	case MK_OP_ACCEPT_RESUME:
+		worker_accept_resume(w, slot);
+		return;
 	case MK_OP_TICK:
 		worker_tick(w);
 		return;
@@ -412,18 +507,19 @@ static void *worker_main(void *arg)
  * @w:      zeroed worker
  * @id:     its number, for logs
  * @rt:     runtime in force (the worker takes its own reference)
- * @active: per-listener active-connection counters shared by all workers
+ * @adm:    admission counters and limits shared by all workers
  *
  * Return: 0, or -1 after logging why (a listener cannot be bound, no
  * io_uring).
  */
-int mk_worker_start(struct mk_worker *w, int id, struct mk_runtime *rt, atomic_uint *active)
+int mk_worker_start(struct mk_worker *w, int id, struct mk_runtime *rt, struct mk_admission *adm)
 {
 	const struct mk_config *cfg = rt->rt_cfg;
 	size_t i;
 	int ret;
 
 	w->w_id = id;
+	w->w_adm = adm;
 	w->w_nslots = 0;
 	for (i = 0; i < cfg->cf_nlisteners; i++)
 		w->w_nslots += cfg->cf_listeners[i].lc_max_connections;
@@ -453,7 +549,7 @@ int mk_worker_start(struct mk_worker *w, int id, struct mk_runtime *rt, atomic_u
 		if (l->l_fd < 0)
 			return -1;
 		l->l_index = (int)i;
-		l->l_active = &active[i];
+		l->l_active = &adm->ad_active[i];
 		snprintf(l->l_name, sizeof(l->l_name), "%s", cfg->cf_listeners[i].lc_name);
 	}
 	w->w_nlisteners = cfg->cf_nlisteners;

@@ -25,6 +25,7 @@ struct mk_conn;
  */
 enum mk_op {
 	MK_OP_ACCEPT = 1,	/* slot = listener index */
+	MK_OP_ACCEPT_RESUME,	/* a paused listener's back-off is over */
 	MK_OP_TICK,
 	MK_OP_WAKE,
 	MK_OP_CLIENT_RECV,
@@ -61,12 +62,26 @@ static inline uint32_t mk_udata_gen(uint64_t u) { return (uint32_t)(u >> 40); }
 #define MK_RECV_BUFS 64				/* a power of two */
 #define MK_RECV_BGID 0
 
+/*
+ * Who may connect, shared by all workers. The counters are atomics, taken
+ * and given back once per connection; the limits are set before any worker
+ * starts and never change.
+ */
+struct mk_admission {
+	atomic_uint ad_active[MK_MAX_LISTENERS];	/* per listener: max_connections */
+	atomic_uint ad_open;				/* connections of the process */
+	unsigned int ad_ceiling;			/* what the descriptors allow */
+	unsigned int ad_pipe_pool;			/* idle pipes a worker keeps */
+};
+
 /* A listening socket of this worker; the config comes from the runtime. */
 struct mk_listener {
 	int l_fd;
 	int l_index;			/* in rt_cfg->cf_listeners */
 	char l_name[MK_NAME_MAX];
-	bool l_accepting;		/* an accept SQE is queued */
+	bool l_accepting;		/* an accept or its back-off is queued */
+	unsigned int l_backoff_ms;	/* after accept ran out of resources; 0: none */
+	struct __kernel_timespec l_backoff_ts;
 	atomic_uint *l_active;		/* shared by all workers: max_connections */
 };
 
@@ -94,6 +109,7 @@ struct mk_worker {
 	uint8_t *w_rbuf_mem;		/* MK_RECV_BUFS x MK_RECV_BUF_SIZE */
 	struct mk_pipe *w_pipes;	/* free pipes */
 	unsigned int w_npipes;
+	struct mk_admission *w_adm;
 	struct __kernel_timespec w_tick_ts;
 	bool w_stopping;
 	int w_exit_code;
@@ -103,9 +119,13 @@ struct mk_worker {
 extern atomic_bool mk_stop_requested;
 extern atomic_uint mk_reload_generation;
 
-int mk_worker_start(struct mk_worker *w, int id, struct mk_runtime *rt, atomic_uint *active);
+int mk_worker_start(struct mk_worker *w, int id, struct mk_runtime *rt, struct mk_admission *adm);
 void mk_worker_wake(struct mk_worker *w);
 void mk_worker_join(struct mk_worker *w);
+
+/* For connections: admission (NULL, or why not) and its end. */
+const char *mk_worker_admit(struct mk_worker *w, struct mk_listener *l, unsigned int max);
+void mk_worker_release(struct mk_worker *w, struct mk_listener *l);
 
 /* For connections: queue an SQE, tagged with @op for @c. */
 struct io_uring_sqe *mk_worker_sqe(struct mk_worker *w);

@@ -8,6 +8,11 @@
  * agent's query socket: $MAILKTLS_QUERY_SOCKET, or MAILKTLS_QUERY_SOCKET
  * below.  Functions are thread-safe and keep no state between calls.
  *
+ * One exchange with the query socket (connect, request, whole answer) takes
+ * at most 2 seconds, or $MAILKTLS_QUERY_TIMEOUT_MS milliseconds (1 to 2000;
+ * other values mean 2000) for callers that must answer sooner, such as a
+ * milter holding up an SMTP session; on expiry the call returns -ETIMEDOUT.
+ *
  * Query socket protocol (unix stream socket; one request per connection):
  *   request:  one line of at most MAILKTLS_QUERY_LINE_MAX bytes, ended by
  *             "\n" (a "\r" before it is ignored), sent within 2 seconds:
@@ -51,6 +56,7 @@ extern "C" {
 
 #define MAILKTLS_QUERY_SOCKET "/run/mailktls/query.sock"
 #define MAILKTLS_QUERY_ENV "MAILKTLS_QUERY_SOCKET"
+#define MAILKTLS_QUERY_TIMEOUT_ENV "MAILKTLS_QUERY_TIMEOUT_MS"
 #define MAILKTLS_QUERY_LINE_MAX 256
 #define MAILKTLS_QUERY_ANSWER_MAX 8192
 

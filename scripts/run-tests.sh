@@ -11,7 +11,7 @@ set -u
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 suites=("$@")
-[ ${#suites[@]} -eq 0 ] && suites=(unit sanitize fuzz integration vm)
+[ ${#suites[@]} -eq 0 ] && suites=(unit sanitize fuzz integration package vm)
 pass=0 fail=0 skip=0
 failed_names=()
 log_dir=$BUILD/test-logs
@@ -57,7 +57,8 @@ for suite in "${suites[@]}"; do
 		make -s BUILD="$BUILD" "$BUILD/san/agent/mailktlsd" >/dev/null ||
 			{ fail=$((fail + 1)); failed_names+=(sanitize-agent-build); continue; }
 		for t in tests/integration/agent_lifecycle_test.py tests/integration/implicit_tls_test.sh \
-			tests/integration/starttls_test.sh; do
+			tests/integration/starttls_test.sh tests/integration/cyrus_test.sh \
+			tests/integration/records_test.sh; do
 			run_one "asan+ubsan/${t##*/}" env MAILKTLSD="$PWD/$BUILD/san/agent/mailktlsd" \
 				ASAN_OPTIONS=detect_leaks=1 "$t"
 		done ;;
@@ -67,6 +68,9 @@ for suite in "${suites[@]}"; do
 		for t in tests/integration/*_test.sh tests/integration/*_test.py; do
 			[ -x "$t" ] && run_one "integration/${t##*/}" "$t"
 		done ;;
+	package)
+		# The Debian packages installed, upgraded and purged in a fresh root.
+		run_one package/deb_test.sh tests/package/deb_test.sh ;;
 	vm)
 		# The full suite (64 MiB each way per variant, 100,000 tag cycles)
 		# needs more than the runner's interactive defaults under TCG.

@@ -9,7 +9,8 @@
 # tests/vm/*_test.sh (run with busybox sh). Helper binaries built from
 # tests/vm/*.c without the _test suffix, the agent binaries, kmod/mailktls.ko
 # (loaded at boot when it was built; `make module` runs first when Kbuild
-# exists) and the openssl CLI are in the VM too. Inside, the source tree
+# exists), the openssl CLI and the files tests/vm/extra-files lists are in
+# the VM too. Inside, the source tree
 # layout is mirrored under /mk (cwd of every test): /mk/agent/mailktlsd,
 # /mk/kmod/mailktls.ko, /mk/build/tests/vm/<bin>, /mk/tests/vm/<script>,
 # /mk/etc; PATH has /mk/agent and /mk/build/tests/vm. Only loopback exists
@@ -65,6 +66,7 @@ if [ "${VM_NO_BUILD:-0}" != 1 ]; then
 	targets=(vm-tests)
 	[ -f agent/main.c ] && targets+=(agent/mailktlsd)
 	compgen -G 'agent/ctl/*.c' >/dev/null && targets+=(agent/mailktlsctl)
+	compgen -G 'agent/milter/*.c' >/dev/null && targets+=(agent/mailktls-milter)
 	make -s BUILD="$BUILD" "${targets[@]}" >"$vmdir/make.log" 2>&1 ||
 		{ sed 's/^/# /' "$vmdir/make.log"; bail "make ${targets[*]} failed"; }
 	if [ -f Kbuild ] && [ -d "/lib/modules/$kver/build" ]; then

@@ -5,6 +5,7 @@
  *   mailktlsctl [-s PATH] status
  *   mailktlsctl [-s PATH] query --fd N | --addr IP:PORT
  *   mailktlsctl [-s PATH] received --addr IP:PORT
+ *   mailktlsctl metrics [IP:PORT | unix:PATH]
  *
  * -s PATH names the agent's query socket (default $MAILKTLS_QUERY_SOCKET,
  * then /run/mailktls/query.sock).  Exit status: 0 found, 1 not found,
@@ -15,16 +16,23 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 #include "mailktls.h"
 #include "lib/mk_addr.h"
+
+#define MK_METRICS_DEFAULT "/run/mailktls/metrics.sock"
 
 static int usage(void)
 {
 	fprintf(stderr,
 		"usage: mailktlsctl [-s PATH] status\n"
 		"       mailktlsctl [-s PATH] query --fd N | --addr IP:PORT\n"
-		"       mailktlsctl [-s PATH] received --addr IP:PORT\n");
+		"       mailktlsctl [-s PATH] received --addr IP:PORT\n"
+		"       mailktlsctl metrics [IP:PORT | unix:PATH]   (default $MAILKTLS_METRICS,\n"
+		"                                                 then unix:" MK_METRICS_DEFAULT ")\n");
 	return 2;
 }
 
@@ -92,6 +100,84 @@ static int lookup(int argc, char **argv, struct mailktls_info *mi)
 	return err == -EINVAL ? -EIO : err;
 }
 
+#define MK_METRICS_TIMEOUT_S 5
+
+/* The agent's metrics_listen endpoint, connected. */
+static int metrics_connect(const char *where)
+{
+	struct timeval tv = { .tv_sec = MK_METRICS_TIMEOUT_S };
+	struct sockaddr_storage ss = { 0 };
+	struct sockaddr_un *sun = (struct sockaddr_un *)&ss;
+	socklen_t len = sizeof(ss);
+	int fd;
+
+	if (!strncmp(where, "unix:", 5)) {
+		if (strlen(where + 5) >= sizeof(sun->sun_path))
+			return -ENAMETOOLONG;
+		sun->sun_family = AF_UNIX;
+		strcpy(sun->sun_path, where + 5);
+		len = sizeof(*sun);
+	} else if (mk_addr_parse(where, &ss)) {
+		return -EINVAL;
+	}
+	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	if (connect(fd, (struct sockaddr *)&ss, len) < 0) {
+		int err = -errno;
+
+		close(fd);
+		return err;
+	}
+	return fd;
+}
+
+/* GET /metrics, the body on stdout. */
+static int cmd_metrics(const char *where)
+{
+	static const char req[] = "GET /metrics HTTP/1.0\r\n\r\n";
+	size_t len = 0, cap = 65536;
+	char *buf = malloc(cap), *body;
+	ssize_t n;
+	int fd, ok;
+
+	if (!where)
+		where = getenv("MAILKTLS_METRICS") ? getenv("MAILKTLS_METRICS") :
+						       "unix:" MK_METRICS_DEFAULT;
+	if (!buf)
+		return fail("metrics", -ENOMEM);
+	fd = metrics_connect(where);
+	if (fd < 0) {
+		free(buf);
+		return fail(where, fd == -EINVAL ? -EINVAL : fd);
+	}
+	if (send(fd, req, sizeof(req) - 1, MSG_NOSIGNAL) != sizeof(req) - 1)
+		len = 0;
+	while ((n = recv(fd, buf + len, cap - len - 1, 0)) > 0) {
+		len += (size_t)n;
+		if (len + 1 == cap) {
+			char *nb = realloc(buf, cap * 2);
+
+			if (!nb)
+				break;
+			buf = nb;
+			cap *= 2;
+		}
+	}
+	close(fd);
+	buf[len] = '\0';
+	body = strstr(buf, "\r\n\r\n");
+	ok = !strncmp(buf, "HTTP/1.1 200 ", 13) && body;
+	if (ok)
+		fputs(body + 4, stdout);
+	else
+		fprintf(stderr, "mailktlsctl: metrics: %s: %.60s\n", where, len ? buf : "no answer");
+	free(buf);
+	return ok ? 0 : 3;
+}
+
 static int cmd_status(void)
 {
 	char buf[MAILKTLS_QUERY_ANSWER_MAX];
@@ -130,6 +216,8 @@ int main(int argc, char **argv)
 		return usage();
 	if (!strcmp(argv[0], "status") && argc == 1)
 		return cmd_status();
+	if (!strcmp(argv[0], "metrics") && argc <= 2)
+		return cmd_metrics(argc == 2 ? argv[1] : NULL);
 	if (strcmp(argv[0], "query") && strcmp(argv[0], "received"))
 		return usage();
 	err = lookup(argc, argv, &mi);

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -24,6 +25,50 @@
 
 #define MK_API __attribute__((visibility("default")))
 #define MK_QS_TIMEOUT_MS 2000
+
+/* The whole exchange with the agent, from connect to the empty line. */
+static int mk_qs_timeout_ms(void)
+{
+	const char *v = getenv(MAILKTLS_QUERY_TIMEOUT_ENV);
+	char *end;
+	long ms;
+
+	if (!v || !*v)
+		return MK_QS_TIMEOUT_MS;
+	ms = strtol(v, &end, 10);
+	if (*end || ms < 1 || ms > MK_QS_TIMEOUT_MS)
+		return MK_QS_TIMEOUT_MS;
+	return (int)ms;
+}
+
+static int64_t mk_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Wait until @fd is readable before @deadline: 0, -ETIMEDOUT or -errno. */
+static int mk_qs_wait(int fd, int64_t deadline)
+{
+	struct pollfd pfd = { .fd = fd, .events = POLLIN };
+	int64_t left;
+	int n;
+
+	for (;;) {
+		left = deadline - mk_now_ms();
+		if (left <= 0)
+			return -ETIMEDOUT;
+		n = poll(&pfd, 1, (int)left);
+		if (n > 0)
+			return 0;
+		if (n == 0)
+			return -ETIMEDOUT;
+		if (errno != EINTR)
+			return -errno;
+	}
+}
 
 /* --- module ---------------------------------------------------------------- */
 
@@ -176,11 +221,14 @@ static int mk_module_ask(uint8_t cmd, int fd, const struct sockaddr *sa,
 
 /* --- query socket ---------------------------------------------------------- */
 
-static int mk_qs_connect(void)
+static int mk_qs_connect(int timeout_ms)
 {
 	const char *path = getenv(MAILKTLS_QUERY_ENV);
 	struct sockaddr_un sun = { .sun_family = AF_UNIX };
-	struct timeval tv = { .tv_sec = MK_QS_TIMEOUT_MS / 1000 };
+	struct timeval tv = {
+		.tv_sec = timeout_ms / 1000,
+		.tv_usec = (timeout_ms % 1000) * 1000,
+	};
 	int fd, err;
 
 	if (!path || !*path)
@@ -205,6 +253,8 @@ static int mk_qs_connect(void)
 static int mk_qs_ask(const char *req, char *ans, size_t len)
 {
 	char line[MAILKTLS_QUERY_LINE_MAX + 2];
+	int timeout_ms = mk_qs_timeout_ms();
+	int64_t deadline = mk_now_ms() + timeout_ms;
 	size_t got = 0;
 	ssize_t n;
 	int fd, err = 0, ll;
@@ -212,7 +262,7 @@ static int mk_qs_ask(const char *req, char *ans, size_t len)
 	ll = snprintf(line, sizeof(line), "%s\n", req);
 	if (ll < 0 || (size_t)ll > MAILKTLS_QUERY_LINE_MAX)
 		return -EINVAL;
-	fd = mk_qs_connect();
+	fd = mk_qs_connect(timeout_ms);
 	if (fd < 0)
 		return fd;
 	if (send(fd, line, ll, MSG_NOSIGNAL) != ll) {
@@ -220,6 +270,10 @@ static int mk_qs_ask(const char *req, char *ans, size_t len)
 		goto out;
 	}
 	while (got + 1 < len) {
+		/* A trickling agent must not stretch the bound recv by recv. */
+		err = mk_qs_wait(fd, deadline);
+		if (err)
+			goto out;
 		n = recv(fd, ans + got, len - 1 - got, 0);
 		if (n < 0 && errno == EINTR)
 			continue;

@@ -5,7 +5,8 @@
 # scripts/bench.sh on the host and scripts/bench/vm/bench-in-vm.sh in the
 # VM (busybox sh), so both measure the same set-ups. Each takes the port to
 # listen on; TMP, BACKEND_PORT and the certificate files in TMP (cert.pem,
-# key.pem, combined.pem) come from the caller.
+# key.pem, combined.pem) come from the caller; BENCH_WORKERS (default 2)
+# is the number of workers/threads of each.
 
 # bench_established PORT - how many TCP connections on 127.0.0.1 have local
 # port PORT and are established: a backend's side of what proxies opened
@@ -19,7 +20,7 @@ bench_established() {
 mailktlsd_conf() {
 	cat <<EOF
 [global]
-workers = 2
+workers = ${BENCH_WORKERS:-2}
 log = stderr
 query_socket =
 ktls = $2
@@ -55,7 +56,7 @@ EOF
 start_haproxy() {
 	cat >"$TMP/haproxy.cfg" <<EOF
 global
-	nbthread 2
+	nbthread ${BENCH_WORKERS:-2}
 	maxconn 8000
 defaults
 	mode tcp

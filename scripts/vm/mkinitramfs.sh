@@ -8,8 +8,10 @@
 # only), kmod/mailktls.ko when it was built, the project binaries under /mk
 # laid out as in the source tree (/mk/agent, /mk/kmod, /mk/build/tests/vm,
 # /mk/tests/vm, /mk/etc), the openssl CLI, the host binaries listed in
-# tests/vm/extra-binaries (optional, one per line), every shared library all
-# of those need, and scripts/vm/init as /init. CONF becomes /etc/mk-vm.conf.
+# tests/vm/extra-binaries (optional, one per line), the files listed in
+# tests/vm/extra-files (optional, one absolute path or glob per line, kept
+# at their path), every shared library all of those need, and
+# scripts/vm/init as /init. CONF becomes /etc/mk-vm.conf.
 # Environment: VM_EXTRA_FILES, more files (space separated): absolute paths
 # keep their path in the VM, paths relative to the tree go under /mk; ELF
 # files bring their shared libraries.
@@ -92,7 +94,7 @@ copy_to_mk() {	# source path, path under /mk
 		elfs+=("$stage/mk/$2")
 	fi
 }
-for f in agent/mailktlsd agent/mailktlsctl agent/libmailktls.so.1; do
+for f in agent/mailktlsd agent/mailktlsctl agent/mailktls-milter agent/libmailktls.so.1; do
 	[ -f "$f" ] && copy_to_mk "$f" "$f"
 done
 [ -f "$stage/mk/agent/libmailktls.so.1" ] && ln -s libmailktls.so.1 "$stage/mk/agent/libmailktls.so"
@@ -116,6 +118,8 @@ for b in $extra; do
 	cp "$path" "$stage$path"
 	elfs+=("$stage$path")
 done
+[ -f tests/vm/extra-files ] &&
+	VM_EXTRA_FILES="${VM_EXTRA_FILES:-} $(grep -v '^#' tests/vm/extra-files)"
 for f in ${VM_EXTRA_FILES:-}; do
 	[ -f "$f" ] || { echo "vm: extra file $f not found" >&2; exit 1; }
 	case $f in

@@ -12,171 +12,13 @@ import ssl
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-AGENT = os.environ.get("MAILKTLSD", os.path.join(ROOT, "agent", "mailktlsd"))
-CLIENT_IP = "127.0.0.2"
-
-results = []
-
-
-def check(ok, desc, detail=""):
-    results.append(ok)
-    print(("ok" if ok else "not ok") + " %d - %s" % (len(results), desc))
-    if not ok and detail:
-        for line in str(detail).splitlines()[-20:]:
-            print("#   " + line)
-    sys.stdout.flush()
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def gen_cert(d, name, cn):
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
-                    "ec_paramgen_curve:P-256", "-nodes", "-days", "2",
-                    "-subj", "/CN=" + cn, "-keyout", os.path.join(d, name + ".key"),
-                    "-out", os.path.join(d, name + ".crt")],
-                   check=True, capture_output=True)
-
-
-class Backend:
-    """Echo backend with a greeting; mode 'echo', 'stall' (accept, never
-    read or write) or 'reset' (greet, then reset on the first bytes)."""
-
-    def __init__(self, mode="echo", greeting=b"* OK ready\r\n"):
-        self.mode = mode
-        self.greeting = greeting
-        self.port = free_port()
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", self.port))
-        self.sock.listen(200)
-        self.conns = []
-        self.eof_seen = threading.Event()
-        threading.Thread(target=self.loop, daemon=True).start()
-
-    def loop(self):
-        while True:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            self.conns.append(c)
-            threading.Thread(target=self.serve, args=(c,), daemon=True).start()
-
-    def serve(self, c):
-        if self.mode == "stall":
-            return
-        try:
-            c.sendall(self.greeting)
-            while True:
-                d = c.recv(65536)
-                if not d:
-                    self.eof_seen.set()
-                    # Half-close: the client finished sending; we may still talk.
-                    c.sendall(b"* BYE after your EOF\r\n")
-                    c.close()
-                    return
-                if self.mode == "reset":
-                    c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\0\0\0\0\0\0\0")
-                    c.close()
-                    return
-                c.sendall(d)
-        except OSError:
-            pass
-
-
-class Agent:
-    def __init__(self, tmp, conf_text):
-        self.conf = os.path.join(tmp, "agent.conf")
-        self.log = os.path.join(tmp, "agent.log")
-        with open(self.conf, "w") as f:
-            f.write(conf_text)
-        self.logf = open(self.log, "w")
-        self.proc = subprocess.Popen([AGENT, "-c", self.conf], stdout=self.logf,
-                                     stderr=subprocess.STDOUT)
-
-    def wait_listen(self, port, secs=10):
-        end = time.time() + secs
-        while time.time() < end:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                return True
-            except OSError:
-                if self.proc.poll() is not None:
-                    return False
-                time.sleep(0.05)
-        return False
-
-    def text(self):
-        with open(self.log) as f:
-            return f.read()
-
-    def wait_log(self, needle, secs=5):
-        end = time.time() + secs
-        while time.time() < end:
-            if needle in self.text():
-                return True
-            time.sleep(0.05)
-        return False
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.logf.close()
-        return self.proc.returncode
-
-
-def client_ctx():
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    # We want to see a missing close_notify as an error, not as EOF.
-    ctx.options &= ~getattr(ssl, "OP_IGNORE_UNEXPECTED_EOF", 0)
-    return ctx
-
-
-def tls_connect(port, timeout=5):
-    raw = socket.socket()
-    raw.settimeout(timeout)
-    raw.bind((CLIENT_IP, 0))
-    raw.connect(("127.0.0.1", port))
-    return client_ctx().wrap_socket(raw, server_hostname="localhost")
-
-
-def read_line(s):
-    buf = b""
-    while not buf.endswith(b"\n"):
-        d = s.recv(4096)
-        if not d:
-            break
-        buf += d
-    return buf
-
-
-def peer_cn(s):
-    der = s.getpeercert(binary_form=True)
-    out = subprocess.run(["openssl", "x509", "-inform", "DER", "-noout", "-subject"],
-                         input=der, capture_output=True).stdout.decode()
-    return out.strip().split("CN")[-1].strip(" =")
-
-
-def listener(name, port, backend_port, d, extra=""):
-    return ("\n[listener %s]\nlisten = 127.0.0.1:%d\nprotocol = imap\ntls = implicit\n"
-            "backend = 127.0.0.1:%d\nproxy_protocol = none\ncertificate = %s/cur.crt\n"
-            "private_key = %s/cur.key\nalpn = off\n%s" % (name, port, backend_port, d, d, extra))
-
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
+from agenttest import (AGENT, CLIENT_IP, Agent, Backend, NotifySocket, check,  # noqa: E402
+                       free_port, gen_cert, listener, peer_cn, read_line, results,
+                       tls_connect)
 
 def test_check_and_version(d):
     gen_cert(d, "cur", "first.test")
@@ -262,9 +104,15 @@ def test_timeouts_and_limits(d):
         took = time.time() - t0
         check(got == b"" and took < 2.5,
               "handshake_timeout = 1s closes a silent client (%.1f s)" % took)
-        check(a.wait_log("close listener=hs client=" + CLIENT_IP) and
-              any("end=timeout" in ln for ln in a.text().splitlines()
-                  if "close listener=hs" in ln), "the close line says end=timeout")
+        # The agent shuts the socket, then logs once the last operation on
+        # it completed: the client can see EOF before the line is written.
+        end = time.time() + 5
+        while time.time() < end and not any(
+                "end=timeout" in ln for ln in a.text().splitlines() if "close listener=hs" in ln):
+            time.sleep(0.05)
+        check(any("end=timeout" in ln for ln in a.text().splitlines()
+                  if "close listener=hs" in ln), "the close line says end=timeout",
+              "\n".join(ln for ln in a.text().splitlines() if "listener=hs" in ln)[-1500:])
         for s in silent:
             s.close()
 
@@ -345,6 +193,41 @@ def test_reload(d):
         a.stop()
 
 
+def test_systemd_notify(d):
+    be = Backend()
+    ports = [free_port(), free_port()]
+    gen_cert(d, "cur", "first.test")
+    ns = NotifySocket(d)
+    conf = ("[global]\nworkers = 2\nlog = stderr\nquery_socket =\n" +
+            listener("n1", ports[0], be.port, d) + listener("n2", ports[1], be.port, d))
+    a = Agent(d, conf, env={"NOTIFY_SOCKET": ns.path})
+    try:
+        m = ns.next()
+        bound = []
+        for p in ports:
+            try:
+                socket.create_connection(("127.0.0.1", p), timeout=1).close()
+                bound.append(p)
+            except OSError:
+                pass
+        check(m is not None and m.get("READY") == "1" and bound == ports,
+              "READY=1 once every listener accepts (STATUS=%s)" % (m or {}).get("STATUS"),
+              "message %r, bound %r of %r" % (m, bound, ports))
+        a.proc.send_signal(signal.SIGHUP)
+        m1, m2 = ns.next(), ns.next()
+        check(m1 == {"RELOADING": "1"} and m2 is not None and m2.get("READY") == "1" and
+              "reloaded" in a.text(), "SIGHUP: RELOADING=1, then READY=1 after the reload",
+              "%r %r" % (m1, m2))
+        a.proc.send_signal(signal.SIGTERM)
+        m = ns.next()
+        check(m == {"STOPPING": "1"} and a.proc.wait(10) == 0,
+              "SIGTERM: STOPPING=1, then a clean exit", repr(m))
+        check(ns.next(0.5) is None, "nothing after STOPPING=1")
+    finally:
+        a.stop()
+        ns.close()
+
+
 def test_backend_failures_and_half_close(d):
     echo, stall, reset = Backend(), Backend("stall"), Backend("reset")
     pe, ps, pr = free_port(), free_port(), free_port()
@@ -412,6 +295,7 @@ def main():
         test_check_and_version(d)
         test_timeouts_and_limits(d)
         test_reload(d)
+        test_systemd_notify(d)
         test_backend_failures_and_half_close(d)
     print("1..%d" % len(results))
     return 0 if all(results) else 1

@@ -13,9 +13,10 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from agent_lifecycle_test import (AGENT, Agent, Backend, check, free_port,  # noqa: E402
-                                  gen_cert, listener, read_line, results, tls_connect)
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
+from agenttest import (AGENT, Agent, Backend, check, free_port, gen_cert,  # noqa: E402
+                       listener, read_line, results, tls_connect)
 
 # OpenSSL 3.0's SSL object alone is 7.8 KiB, its two AEAD contexts and the
 # session 2.8 KiB more, what it keeps of the ClientHello (the client's

@@ -17,6 +17,7 @@
 
 #include "config.h"
 #include "kselftest_harness.h"
+#include "proxy_v2.h"
 
 /* Lines 1-7; tests append to it or replace a line. */
 #define IMAPS \
@@ -146,6 +147,8 @@ TEST(builtin_defaults)
 	EXPECT_EQ(MK_KTLS_AUTO, cfg->cf_ktls);
 	lc = &cfg->cf_listeners[0];
 	EXPECT_TRUE(lc->lc_proxy_v2);
+	EXPECT_EQ(PP2_SEND_ALL, lc->lc_proxy_tlvs);
+	EXPECT_EQ(232, lc->lc_proxy_header_max);
 	EXPECT_EQ(TLS1_2_VERSION, lc->lc_min_version);
 	EXPECT_TRUE(lc->lc_alpn_strict);
 	EXPECT_EQ(10000, lc->lc_handshake_timeout_ms);
@@ -426,6 +429,58 @@ TEST(bad_values)
 	}
 	/* A control character could end a greeting line early: refused. */
 	bad(_metadata, IMAPS "hostname = a\x0b" "b\n", "t.conf:8: control character 0x0b in line");
+}
+
+TEST(proxy_tlvs_and_header_max)
+{
+	struct mk_config *cfg;
+
+	cfg = good(_metadata, "[defaults]\nproxy_header_max = 1500\n"
+		   "proxy_tlvs = ssl\talpn  authority\n" IMAPS
+		   "[listener exim]\nlisten = [::1]:465\nprotocol = submission\ntls = implicit\n"
+		   "backend = 127.0.0.1:25\ncertificate = /a\nprivate_key = /b\n"
+		   "proxy_header_max = 52\nproxy_tlvs = none\n");
+	ASSERT_NE(NULL, cfg);
+	EXPECT_EQ(1500, cfg->cf_listeners[0].lc_proxy_header_max);
+	EXPECT_EQ(PP2_SEND_SSL | PP2_SEND_ALPN | PP2_SEND_AUTHORITY,
+		  cfg->cf_listeners[0].lc_proxy_tlvs);
+	EXPECT_EQ(52, cfg->cf_listeners[1].lc_proxy_header_max);
+	EXPECT_EQ(0u, cfg->cf_listeners[1].lc_proxy_tlvs);
+	mk_config_free(cfg);
+	cfg = good(_metadata, IMAPS "proxy_tlvs = alpn authority ssl ssl_version ssl_cipher "
+		   "crc32c\nproxy_header_max = 28\n");
+	ASSERT_NE(NULL, cfg);
+	EXPECT_EQ(PP2_SEND_ALL & ~PP2_SEND_SSL_SIG_ALG, cfg->cf_listeners[0].lc_proxy_tlvs);
+	mk_config_free(cfg);
+	/* No PROXY header at all: its limit does not matter. */
+	cfg = good(_metadata, IMAPS "proxy_protocol = none\nproxy_header_max = 1\n");
+	ASSERT_NE(NULL, cfg);
+	mk_config_free(cfg);
+
+	bad(_metadata, IMAPS "proxy_tlvs = alpn sni\n", "t.conf:8: unknown TLV 'sni' in "
+	    "'proxy_tlvs' (expected none, or some of alpn authority ssl ssl_version "
+	    "ssl_cipher crc32c)");
+	bad(_metadata, IMAPS "proxy_tlvs = alpn none\n", "t.conf:8: unknown TLV 'none' in "
+	    "'proxy_tlvs' (expected none, or some of alpn authority ssl ssl_version "
+	    "ssl_cipher crc32c)");
+	bad(_metadata, IMAPS "proxy_tlvs = ssl alpn ssl\n",
+	    "t.conf:8: TLV 'ssl' twice in 'proxy_tlvs'");
+	bad(_metadata, IMAPS "proxy_tlvs =\n", "t.conf:8: bad value '' for 'proxy_tlvs' "
+	    "(expected none, or some of alpn authority ssl ssl_version ssl_cipher crc32c)");
+	bad(_metadata, IMAPS "proxy_tlvs = alpn ssl_cipher\n", "t.conf:8: listener 'imaps': "
+	    "ssl_version and ssl_cipher are sent inside ssl: add ssl to proxy_tlvs");
+	bad(_metadata, IMAPS "proxy_header_max = 27\n", "t.conf:8: listener 'imaps': "
+	    "proxy_header_max = 27 is below the 28 bytes of a PROXY v2 header with IPv4 "
+	    "addresses and no TLV");
+	bad(_metadata, IMAPS "proxy_header_max = 0\n", "t.conf:8: bad value '0' for "
+	    "'proxy_header_max' (expected a number of bytes from 1 to 65535)");
+	bad(_metadata, IMAPS "proxy_header_max = 65536\n", "t.conf:8: bad value '65536' for "
+	    "'proxy_header_max' (expected a number of bytes from 1 to 65535)");
+	/* Inherited from [defaults]: the message names the line it came from. */
+	bad(_metadata, "[defaults]\nproxy_header_max = 40\n[listener v6]\nlisten = [::]:993\n"
+	    "protocol = imap\ntls = implicit\nbackend = 127.0.0.1:143\ncertificate = /a\n"
+	    "private_key = /b\n", "t.conf:2: listener 'v6': proxy_header_max = 40 is below "
+	    "the 52 bytes of a PROXY v2 header with IPv6 addresses and no TLV");
 }
 
 /* Each required key, removed from an otherwise good listener. */

@@ -252,6 +252,231 @@ TEST_F(pp2, roundtrip_ipv6)
 	EXPECT_STREQ("pop.example.net", self->dec.pd_authority);
 }
 
+/*
+ * expect_v4 with TLVs left out one at a time, in the documented order:
+ * AUTHORITY, SSL_SIG_ALG, SSL_CIPHER, SSL_VERSION, CRC32C, ALPN, SSL.
+ */
+#define V4_FIXED SIG "\x21" "\x11"
+#define V4_ADDR "\xcb\x00\x71\x09" "\xc0\x00\x02\x01" "\xc8\x22" "\x03\xe1"
+#define ALPN_IMAP "\x01\x00\x04" "imap"
+#define SSL_V13 "\x21\x00\x07" "TLSv1.3"
+#define SSL_AES256 "\x23\x00\x16" "TLS_AES_256_GCM_SHA384"
+#define SSL_ECDSA "\x24\x00\x16" "ecdsa_secp256r1_sha256"
+static const struct drop_step {
+	const char *ds_bytes;
+	size_t ds_len;
+	unsigned int ds_omitted;
+} drop_steps[] = {
+	{ V4_FIXED "\x00\x5e" V4_ADDR ALPN_IMAP
+	  "\x20\x00\x41" "\x01" "\x00\x00\x00\x00" SSL_V13 SSL_AES256 SSL_ECDSA
+	  "\x03\x00\x04" "\x29\xe2\x93\xdd", 110, PP2_SEND_AUTHORITY },
+	{ V4_FIXED "\x00\x45" V4_ADDR ALPN_IMAP
+	  "\x20\x00\x28" "\x01" "\x00\x00\x00\x00" SSL_V13 SSL_AES256
+	  "\x03\x00\x04" "\x03\xad\xa3\xcc", 85, 0x03 },
+	{ V4_FIXED "\x00\x2c" V4_ADDR ALPN_IMAP
+	  "\x20\x00\x0f" "\x01" "\x00\x00\x00\x00" SSL_V13
+	  "\x03\x00\x04" "\xaa\x44\x5a\x21", 60, 0x07 },
+	{ V4_FIXED "\x00\x22" V4_ADDR ALPN_IMAP
+	  "\x20\x00\x05" "\x01" "\x00\x00\x00\x00"
+	  "\x03\x00\x04" "\x4d\xac\x2b\x18", 50, 0x0f },
+	{ V4_FIXED "\x00\x1b" V4_ADDR ALPN_IMAP
+	  "\x20\x00\x05" "\x01" "\x00\x00\x00\x00", 43, 0x1f },
+	{ V4_FIXED "\x00\x14" V4_ADDR
+	  "\x20\x00\x05" "\x01" "\x00\x00\x00\x00", 36, 0x3f },
+	{ V4_FIXED "\x00\x0c" V4_ADDR, 28, 0x7f },
+};
+
+/* The longest SNI a ClientHello carries: 253 octets, labels of 63. */
+static void long_sni(char *sni)
+{
+	int i;
+
+	memset(sni, 'a', 253);
+	for (i = 63; i < 253; i += 64)
+		sni[i] = '.';
+	sni[253] = '\0';
+}
+
+/* Decode @n bytes of @b; the CRC, when sent, must be right. */
+static void decodes(struct __test_metadata *_metadata, const uint8_t *b, ssize_t n,
+		    struct mk_proxy_decoded *dec, bool with_crc)
+{
+	ASSERT_GT(n, 0);
+	ASSERT_EQ(n, mk_proxy_v2_decode(b, (size_t)n, dec));
+	EXPECT_EQ(with_crc, dec->pd_has_crc);
+	EXPECT_EQ(with_crc, dec->pd_crc_ok);
+}
+
+TEST_F(pp2, within_no_limit_is_encode)
+{
+	unsigned int omitted = 1;
+	ssize_t n = mk_proxy_v2_encode_within(self->buf, sizeof(self->buf), &self->info4,
+					      PP2_SEND_ALL, 1500, &omitted);
+
+	ASSERT_EQ((ssize_t)sizeof(expect_v4) - 1, n);
+	EXPECT_EQ(0, memcmp(expect_v4, self->buf, n));
+	EXPECT_EQ(0u, omitted);
+	/* Exactly the full length still fits. */
+	EXPECT_EQ(n, mk_proxy_v2_encode_within(self->buf, sizeof(self->buf), &self->info4,
+					       PP2_SEND_ALL, (size_t)n, &omitted));
+	EXPECT_EQ(0u, omitted);
+}
+
+TEST_F(pp2, within_each_drop_step_exact)
+{
+	struct mk_proxy_decoded dec;
+	unsigned int omitted;
+	size_t i;
+	ssize_t n;
+
+	for (i = 0; i < sizeof(drop_steps) / sizeof(drop_steps[0]); i++) {
+		const struct drop_step *ds = &drop_steps[i];
+
+		/* One byte short of the previous step, and the step's own size. */
+		n = mk_proxy_v2_encode_within(self->buf, sizeof(self->buf), &self->info4,
+					      PP2_SEND_ALL, ds->ds_len, &omitted);
+		ASSERT_EQ((ssize_t)ds->ds_len, n) TH_LOG("step %zu", i);
+		EXPECT_EQ(0, memcmp(ds->ds_bytes, self->buf, ds->ds_len)) TH_LOG("step %zu", i);
+		EXPECT_EQ(ds->ds_omitted, omitted) TH_LOG("step %zu", i);
+		decodes(_metadata, self->buf, n, &dec, !(omitted & PP2_SEND_CRC32C));
+		n = mk_proxy_v2_encode_within(self->buf, sizeof(self->buf), &self->info4,
+					      PP2_SEND_ALL, (i ? drop_steps[i - 1].ds_len
+						      : sizeof(expect_v4) - 1) - 1, &omitted);
+		EXPECT_EQ((ssize_t)ds->ds_len, n) TH_LOG("step %zu", i);
+	}
+	/* Not even the addresses: the only size error there is. */
+	EXPECT_EQ(-ENOSPC, mk_proxy_v2_encode_within(self->buf, sizeof(self->buf), &self->info4,
+						     PP2_SEND_ALL, 27, &omitted));
+	/* The buffer limits like @max does. */
+	EXPECT_EQ(85, mk_proxy_v2_encode_within(self->buf, 100, &self->info4, PP2_SEND_ALL,
+						1500, &omitted));
+}
+
+/* Every limit: the header fits, decodes, and what is left out is a prefix of the order. */
+TEST_F(pp2, within_order_for_every_limit)
+{
+	struct mk_proxy_decoded dec;
+	unsigned int omitted, prev = 0;
+	size_t max;
+	ssize_t n;
+
+	for (max = sizeof(expect_v4) - 1; max >= 28; max--) {
+		n = mk_proxy_v2_encode_within(self->buf, sizeof(self->buf), &self->info6,
+					      PP2_SEND_ALL, max + 24, &omitted);
+		ASSERT_GT(n, 0);
+		ASSERT_LE((size_t)n, max + 24);
+		n = mk_proxy_v2_encode_within(self->buf, sizeof(self->buf), &self->info4,
+					      PP2_SEND_ALL, max, &omitted);
+		ASSERT_LE((size_t)n, max);
+		EXPECT_EQ(0u, omitted & (omitted + 1)) TH_LOG("max %zu omitted %#x", max, omitted);
+		EXPECT_LE(prev, omitted);
+		prev = omitted;
+		decodes(_metadata, self->buf, n, &dec, !(omitted & PP2_SEND_CRC32C));
+		EXPECT_EQ(!(omitted & PP2_SEND_SSL), dec.pd_has_ssl);
+		EXPECT_EQ(!(omitted & PP2_SEND_ALPN), dec.pd_alpn[0] != '\0');
+		EXPECT_EQ(!(omitted & PP2_SEND_AUTHORITY), dec.pd_authority[0] != '\0');
+		EXPECT_EQ(!(omitted & PP2_SEND_SSL_CIPHER), dec.pd_cipher[0] != '\0');
+		EXPECT_EQ(self->src4.sin_port, ((struct sockaddr_in *)&dec.pd_src)->sin_port);
+	}
+	EXPECT_EQ(0x7fu, prev);
+}
+
+/* What the listener does not send is neither sent nor reported as left out. */
+TEST_F(pp2, within_send_mask)
+{
+	struct mk_proxy_decoded dec;
+	unsigned int omitted;
+	ssize_t n;
+
+	n = mk_proxy_v2_encode_within(self->buf, sizeof(self->buf), &self->info4,
+				      PP2_SEND_SSL | PP2_SEND_ALPN, 1500, &omitted);
+	EXPECT_EQ(0u, omitted);
+	decodes(_metadata, self->buf, n, &dec, false);
+	EXPECT_EQ(43, n);
+	EXPECT_TRUE(dec.pd_has_ssl);
+	EXPECT_EQ(PP2_CLIENT_SSL, dec.pd_client_flags);
+	EXPECT_STREQ("imap", dec.pd_alpn);
+	EXPECT_STREQ("", dec.pd_authority);
+	EXPECT_STREQ("", dec.pd_cipher);
+	n = mk_proxy_v2_encode_within(self->buf, sizeof(self->buf), &self->info4, 0, 1500,
+				      &omitted);
+	EXPECT_EQ(28, n);
+	EXPECT_EQ(0, memcmp(drop_steps[6].ds_bytes, self->buf, 28));
+	self->info4.pi_authority = NULL;
+	n = mk_proxy_v2_encode_within(self->buf, sizeof(self->buf), &self->info4,
+				      PP2_SEND_ALL, 110, &omitted);
+	EXPECT_EQ(110, n);
+	EXPECT_EQ(0u, omitted);		/* nothing to leave out: no SNI */
+}
+
+/*
+ * The agent's header for a submission client: ALPN smtp, AUTHORITY, SSL
+ * with version and cipher, CRC32C. With a 253-octet SNI that is 341 (IPv4)
+ * and 365 (IPv6) bytes in full, over Exim's and Cyrus's 232; within 232
+ * only AUTHORITY goes, and Dovecot keeps ALPN and the PP2_CLIENT_SSL flag.
+ * A short SNI fits whole.
+ */
+TEST_F(pp2, within_sni_sizes)
+{
+	static const struct {
+		bool v6, long_sni;
+		size_t max, len;
+		unsigned int omitted;
+	} cases[] = {
+		{ false, true, 232, 85, PP2_SEND_AUTHORITY }, { true, true, 232, 109, PP2_SEND_AUTHORITY },
+		{ false, true, 1500, 341, 0 }, { true, true, 1500, 365, 0 },
+		{ false, true, 536, 341, 0 }, { true, true, 536, 365, 0 },
+		{ false, false, 232, 105, 0 }, { true, false, 232, 129, 0 },
+		{ false, false, 1500, 105, 0 }, { true, false, 1500, 129, 0 },
+	};
+	struct mk_proxy_decoded dec;
+	struct mk_proxy_info *pi;
+	unsigned int omitted;
+	char sni[254];
+	size_t i;
+	ssize_t n;
+
+	long_sni(sni);
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const char *want = cases[i].long_sni ? sni : "mail.example.test";
+
+		pi = cases[i].v6 ? &self->info6 : &self->info4;
+		pi->pi_authority = want;
+		pi->pi_alpn = "smtp";
+		pi->pi_sig_alg = NULL;
+		pi->pi_client_flags = PP2_CLIENT_SSL;
+		pi->pi_verify = 0;
+		pi->pi_version = "TLSv1.3";
+		pi->pi_cipher = "TLS_AES_256_GCM_SHA384";
+		n = mk_proxy_v2_encode_within(self->buf, sizeof(self->buf), pi, PP2_SEND_ALL,
+					      cases[i].max, &omitted);
+		EXPECT_EQ((ssize_t)cases[i].len, n) TH_LOG("case %zu", i);
+		EXPECT_EQ(cases[i].omitted, omitted) TH_LOG("case %zu", i);
+		decodes(_metadata, self->buf, n, &dec, true);
+		EXPECT_EQ(cases[i].v6 ? 2 : 1, dec.pd_family);
+		EXPECT_TRUE(dec.pd_has_ssl);
+		EXPECT_EQ(PP2_CLIENT_SSL, dec.pd_client_flags);
+		EXPECT_STREQ("smtp", dec.pd_alpn);
+		EXPECT_STREQ("TLSv1.3", dec.pd_version);
+		EXPECT_STREQ("TLS_AES_256_GCM_SHA384", dec.pd_cipher);
+		EXPECT_STREQ(omitted ? "" : want, dec.pd_authority);
+	}
+}
+
+TEST_F(pp2, tlv_names)
+{
+	unsigned int bit;
+	int named = 0;
+
+	for (bit = 1; bit <= PP2_SEND_ALL; bit <<= 1)
+		named += mk_proxy_v2_tlv_name(bit) != NULL;
+	EXPECT_EQ(6, named);
+	EXPECT_STREQ("authority", mk_proxy_v2_tlv_name(PP2_SEND_AUTHORITY));
+	EXPECT_STREQ("ssl", mk_proxy_v2_tlv_name(PP2_SEND_SSL));
+	EXPECT_EQ(NULL, mk_proxy_v2_tlv_name(PP2_SEND_SSL_SIG_ALG));
+	EXPECT_EQ(NULL, mk_proxy_v2_tlv_name(PP2_SEND_ALPN | PP2_SEND_SSL));
+}
+
 /* Every proper prefix asks for more bytes; none is mistaken for a header. */
 TEST(decode_truncated_needs_more)
 {

@@ -54,9 +54,9 @@ check_done() {
 	exit "$failed"
 }
 
-# mk_testbed_up - the private temp dir, test certificates with the CA bundle
-# $CERTS/ca.pem, Dovecot and Postfix. What failed goes into $fatal.
-mk_testbed_up() {
+# mk_tmp_certs - the private temp dir and test certificates with the CA
+# bundle $CERTS/ca.pem. What failed goes into $fatal.
+mk_tmp_certs() {
 	mk_setup_tmp || { MK_TMP=/nonexistent; fatal="no temp dir"; }
 	CERTS=$MK_TMP/certs
 	if [ -z "$fatal" ]; then
@@ -66,9 +66,45 @@ mk_testbed_up() {
 			fatal="openssl could not make test certificates"
 		fi
 	fi
+	return 0
+}
+
+# mk_testbed_up - mk_tmp_certs, then Dovecot and Postfix. What failed goes
+# into $fatal.
+mk_testbed_up() {
+	mk_tmp_certs
 	[ -z "$fatal" ] && { start_dovecot || fatal="dovecot did not start"; }
 	[ -z "$fatal" ] && { start_postfix || fatal="postfix did not start"; }
 	return 0
+}
+
+# agent_alive - the mailktlsd of $AGENT_PID still runs; else the tail of $AGENT_LOG.
+agent_alive() {
+	[ -n "${AGENT_PID:-}" ] && kill -0 "$AGENT_PID" 2>/dev/null && return 0
+	echo "mailktlsd is not running; its log:"
+	tail -n 20 "${AGENT_LOG:-/dev/null}" 2>/dev/null
+	return 1
+}
+
+# mk_start_agent CONF LOG PORT... - $MAILKTLSD -c CONF as a background job
+# of this shell (AGENT_PID), its output appended to LOG, until every PORT
+# on 127.0.0.1 accepts. Return: 0, or 1 with the reason on stderr.
+mk_start_agent() {
+	local conf=$1 log=$2 p
+	shift 2
+	if [ ! -x "$MAILKTLSD" ]; then
+		echo "# $MAILKTLSD is missing or not executable (run make)" >&2
+		return 1
+	fi
+	"$MAILKTLSD" -c "$conf" >>"$log" 2>&1 &
+	AGENT_PID=$!
+	for p in "$@"; do
+		if ! kill -0 "$AGENT_PID" 2>/dev/null || ! wait_port 127.0.0.1 "$p" 10; then
+			echo "# mailktlsd (pid $AGENT_PID) is not listening on $p; its log:" >&2
+			tail -n 40 "$log" | sed 's/^/#   /' >&2
+			return 1
+		fi
+	done
 }
 
 # same_file EXPECTED GOT - identical, or both shown with control characters.

@@ -351,6 +351,22 @@ static void worker_pause_accept(struct mk_worker *w, struct mk_listener *l, int 
 	l->l_accepting = true;
 }
 
+/* Take the runtime published by the main thread for new connections. */
+static void worker_reload(struct mk_worker *w)
+{
+	struct mk_runtime *rt;
+
+	w->w_reload_seen = atomic_load(&mk_reload_generation);
+	rt = mk_runtime_current();
+
+	if (!rt || rt == w->w_rt) {
+		mk_runtime_put(rt);
+		return;
+	}
+	mk_runtime_put(w->w_rt);
+	w->w_rt = rt;
+}
+
 static void worker_accept_done(struct mk_worker *w, uint32_t idx, int res)
 {
 	struct mk_listener *l;
@@ -360,6 +376,9 @@ static void worker_accept_done(struct mk_worker *w, uint32_t idx, int res)
 	l = &w->w_listeners[idx];
 	l->l_accepting = false;
 	if (res >= 0) {
+		/* A reload the wake-up has not brought yet applies already. */
+		if (atomic_load(&mk_reload_generation) != w->w_reload_seen)
+			worker_reload(w);
 		l->l_backoff_ms = 0;
 		if (w->w_stopping)
 			close(res);
@@ -397,19 +416,6 @@ static void worker_tick(struct mk_worker *w)
 		worker_arm_accept(w, &w->w_listeners[i]);
 	mk_log_limited_flush();
 	worker_arm_tick(w);
-}
-
-/* Take the runtime published by the main thread for new connections. */
-static void worker_reload(struct mk_worker *w)
-{
-	struct mk_runtime *rt = mk_runtime_current();
-
-	if (!rt || rt == w->w_rt) {
-		mk_runtime_put(rt);
-		return;
-	}
-	mk_runtime_put(w->w_rt);
-	w->w_rt = rt;
 }
 
 static void worker_stop(struct mk_worker *w)
@@ -555,6 +561,7 @@ int mk_worker_start(struct mk_worker *w, int id, struct mk_runtime *rt, struct m
 	w->w_nlisteners = cfg->cf_nlisteners;
 	mk_runtime_get(rt);
 	w->w_rt = rt;
+	w->w_reload_seen = atomic_load(&mk_reload_generation);
 	if (pthread_create(&w->w_thread, NULL, worker_main, w)) {
 		mk_log(LOG_ERR, "worker %d: cannot start thread", id);
 		return -1;

@@ -97,6 +97,7 @@ struct mk_worker {
 	struct io_uring w_ring;
 	int w_wake_fd;			/* eventfd: main thread -> worker */
 	uint64_t w_wake_val;
+	unsigned int w_reload_seen;	/* mk_reload_generation w_rt is from */
 	struct mk_runtime *w_rt;	/* runtime for new connections (ref held) */
 	struct mk_listener w_listeners[MK_MAX_LISTENERS];
 	size_t w_nlisteners;

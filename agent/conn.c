@@ -20,6 +20,7 @@
 #include "ktls.h"
 #include "log.h"
 #include "metrics.h"
+#include "proxy_in.h"
 #include "registry.h"
 
 /* Enough for a TLS record plus headroom; a client cannot make it grow past. */
@@ -79,6 +80,20 @@ static void conn_refuse(struct mk_listener *l, int fd, const char *why)
 }
 
 /**
+ * mk_conn_begin() - start the listener's first stage with the client:
+ * the greeting of a STARTTLS listener, or the handshake
+ * @c: the connection
+ *
+ * Return: 0, or a negative errno from the stage's setup.
+ */
+int mk_conn_begin(struct mk_conn *c)
+{
+	if (c->c_cfg->lc_tls == MK_TLS_STARTTLS)
+		return mk_starttls_start(c);
+	return mk_handshake_start(c);
+}
+
+/**
  * mk_conn_accepted() - a client connected: enforce max_connections and the
  * connection ceiling before any TLS, set up the connection and start its
  * first stage (greeting or handshake)
@@ -132,10 +147,7 @@ void mk_conn_accepted(struct mk_worker *w, struct mk_listener *l, int fd)
 	w->w_conns[slot] = c;
 	w->w_nconns++;
 
-	if (lc->lc_tls == MK_TLS_STARTTLS)
-		err = mk_starttls_start(c);
-	else
-		err = mk_handshake_start(c);
+	err = lc->lc_accept_proxy ? mk_proxy_in_start(c) : mk_conn_begin(c);
 	if (err)
 		mk_conn_end(c, "error:setup");
 	mk_conn_reap(c);
@@ -325,6 +337,8 @@ void mk_conn_tick(struct mk_conn *c, uint64_t now)
 		return;
 	}
 	if (c->c_deadline_ms && now >= c->c_deadline_ms) {
+		if (c->c_state == MK_CS_PROXY)
+			mk_proxy_in_timeout(c);
 		if (c->c_state == MK_CS_PRETLS && c->c_pretls && !c->c_csend_busy) {
 			mk_buf_reset(&c->c_cout);
 			mk_pretls_timeout(c->c_pretls, &c->c_cout);
@@ -452,6 +466,9 @@ static void conn_client_recv_done(struct mk_conn *c, int res)
 	c->c_cin.b_len += (size_t)res;
 	c->c_last_ms = mk_now_ms();
 	switch (c->c_state) {
+	case MK_CS_PROXY:
+		mk_proxy_in_input(c);
+		break;
 	case MK_CS_PRETLS:
 		mk_starttls_input(c);
 		break;

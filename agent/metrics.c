@@ -21,7 +21,7 @@
 #define MK_LABEL_MAX 64
 
 static const char *const mk_state_names[MK_METRICS_NSTATES] = {
-	"pretls", "handshake", "connecting", "relay", "closing",
+	"pretls", "handshake", "connecting", "relay", "closing", "proxy",
 };
 
 struct mk_labelled {

@@ -18,7 +18,7 @@
 #include "config.h"
 
 /* Connection states as the gauge names them (enum mk_conn_state order). */
-#define MK_METRICS_NSTATES 5
+#define MK_METRICS_NSTATES 6
 
 enum mk_metric {
 	MK_M_ACCEPTED,			/* connections accepted */

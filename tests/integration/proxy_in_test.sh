@@ -261,15 +261,11 @@ c_refused_lines() {
 # c_flood - ten refusals at once: at most MK_LOG_BURST (5) warnings a second,
 # then one line counting the rest.
 c_flood() {
-	local i pids=() before after
+	local before after
 	sleep 1.1	# a fresh window
 	before=$(grep -c 'reason=untrusted$' "$AGENT_LOG")
-	for ((i = 0; i < 10; i++)); do
-		"${PIC[@]}" header --port "$LB_PORT" --src 127.0.0.3 --kind untrusted \
-			--expect closed --within 2 >/dev/null &
-		pids+=($!)
-	done
-	wait "${pids[@]}"
+	"${PIC[@]}" header --port "$LB_PORT" --src 127.0.0.3 --kind untrusted \
+		--expect closed --within 2 --repeat 10 || return 1
 	wait_grep "$AGENT_LOG" 'suppressed [0-9]+ kind=proxy_refused window=1s' 4 || return 1
 	after=$(grep -c 'reason=untrusted$' "$AGENT_LOG")
 	echo "untrusted warnings: $before before, $after after ten refusals"

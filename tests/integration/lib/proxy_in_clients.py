@@ -10,7 +10,7 @@ status 0 means the check passed, the reason goes to stdout either way.
       --password W [--starttls] [--port-file F --release F]
   proxy_in_clients.py header --port P --src S --kind valid|local|bad-crc|
       bad-tlv|v1|none|silent|too-long|untrusted [--cafile F] --expect closed|tls
-      [--within SECONDS] [--client IP:PORT]
+      [--within SECONDS] [--client IP:PORT] [--repeat N]
   proxy_in_clients.py pipelined --port P --src S --client IP:PORT
       (STARTTLS listener: header and the first command in one segment)
 """
@@ -223,6 +223,13 @@ def tls_after(raw, prefix, cafile):
 
 
 def cmd_header(args):
+    for _ in range(args.repeat - 1):
+        if one_header(args):
+            return 1
+    return one_header(args)
+
+
+def one_header(args):
     raw = connect("127.0.0.1", args.port, args.src)
     start = time.monotonic()
     hdr = header_for(args, raw)
@@ -273,6 +280,7 @@ def main():
     hd.add_argument("--cafile")
     hd.add_argument("--expect", choices=["closed", "tls"], required=True)
     hd.add_argument("--within", type=float, default=5.0)
+    hd.add_argument("--repeat", type=int, default=1)
     pl = sub.add_parser("pipelined")
     pl.add_argument("--port", type=int, required=True)
     pl.add_argument("--src", required=True)

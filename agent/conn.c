@@ -96,7 +96,7 @@ int mk_conn_begin(struct mk_conn *c)
 /**
  * mk_conn_accepted() - a client connected: enforce max_connections and the
  * connection ceiling before any TLS, set up the connection and start its
- * first stage (greeting or handshake)
+ * first stage (a balancer's PROXY header, the greeting or the handshake)
  * @w:  the worker that accepted it
  * @l:  the listener
  * @fd: the accepted socket; owned by this function from now on

@@ -52,8 +52,8 @@ static void handover_fill_session(struct mk_conn *c, struct mk_session *s)
 
 	snprintf(s->ss_listener, sizeof(s->ss_listener), "%s", c->c_cfg->lc_name);
 	s->ss_client = c->c_client;
-	/* Asked here, not kept from accept: only the PROXY header needs it,
-	 * and an idle connection should not carry it. */
+	/* Asked here, not kept from accept: only the PROXY header needs it.
+	 * Behind a balancer, its header said where the client connected. */
 	if (c->c_local.ss_family)
 		s->ss_local = c->c_local;
 	else

@@ -23,18 +23,11 @@ import struct
 import sys
 import time
 
+from mkclients import crc32c
+
 TIMEOUT = 10.0
 SIG = b"\r\n\r\n\x00\r\nQUIT\n"
 SNI = "mail.example.test"
-
-
-def crc32c(data):
-    crc = 0xFFFFFFFF
-    for b in data:
-        crc ^= b
-        for _ in range(8):
-            crc = (crc >> 1) ^ 0x82F63B78 if crc & 1 else crc >> 1
-    return crc ^ 0xFFFFFFFF
 
 
 def sockaddr(text):
@@ -104,35 +97,36 @@ class Lines:
                 return lines
 
 
+class Fail(Exception):
+    """The server answered, but not what the check needs."""
+
+
+def greeting(lines):
+    greet = lines.line()
+    if not greet.startswith("* OK"):
+        raise Fail("bad greeting %r" % greet)
+
+
+def command(sock, lines, tag, text):
+    sock.sendall(b"%s %s\r\n" % (tag.encode(), text.encode()))
+    res = lines.until(tag)
+    if not res[-1].startswith(tag + " OK"):
+        raise Fail("%s: %r" % (text.split()[0], res[-1]))
+
+
 def cmd_login(args):
     raw = connect(args.host, args.port, args.src)
     local_port = raw.getsockname()[1]
     if args.starttls:
         plain = Lines(raw)
-        greet = plain.line()
-        if not greet.startswith("* OK"):
-            print("bad greeting", greet)
-            return 1
-        raw.sendall(b"s1 STARTTLS\r\n")
-        if not plain.until("s1")[-1].startswith("s1 OK"):
-            print("STARTTLS refused")
-            return 1
+        greeting(plain)
+        command(raw, plain, "s1", "STARTTLS")
     tls = tls_context(args.cafile).wrap_socket(raw, server_hostname=SNI)
     imap = Lines(tls)
     if not args.starttls:
-        greet = imap.line()
-        if not greet.startswith("* OK"):
-            print("bad greeting", greet)
-            return 1
-    tls.sendall(b'a1 LOGIN "%s" "%s"\r\n' % (args.user.encode(), args.password.encode()))
-    res = imap.until("a1")
-    if not res[-1].startswith("a1 OK"):
-        print("login failed:", res)
-        return 1
-    tls.sendall(b"a2 SELECT INBOX\r\n")
-    if not imap.until("a2")[-1].startswith("a2 OK"):
-        print("SELECT failed")
-        return 1
+        greeting(imap)
+    command(tls, imap, "a1", 'LOGIN "%s" "%s"' % (args.user, args.password))
+    command(tls, imap, "a2", "SELECT INBOX")
     if args.port_file:
         with open(args.port_file + ".tmp", "w") as f:
             f.write("%d\n" % local_port)
@@ -140,8 +134,7 @@ def cmd_login(args):
         end = time.monotonic() + TIMEOUT
         while not os.path.exists(args.release) and time.monotonic() < end:
             time.sleep(0.05)
-    tls.sendall(b"a3 LOGOUT\r\n")
-    imap.until("a3")
+    command(tls, imap, "a3", "LOGOUT")
     print("logged in from %s port %d (%s)" % (args.src, local_port, tls.version()))
     return 0
 
@@ -288,7 +281,7 @@ def main():
     args = p.parse_args()
     try:
         return {"login": cmd_login, "header": cmd_header, "pipelined": cmd_pipelined}[args.cmd](args)
-    except (OSError, EOFError, ssl.SSLError) as e:
+    except (OSError, EOFError, ssl.SSLError, Fail) as e:
         print("%s: %s" % (type(e).__name__, e))
         return 1
 

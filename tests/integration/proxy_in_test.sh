@@ -25,7 +25,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=lib/common.sh
 . "$here/lib/common.sh"
 
-PLAN=24
+PLAN=25
 PIC=("$MK_PY" "$here/lib/proxy_in_clients.py")
 CTL=${MAILKTLSCTL:-$MK_ROOT/agent/mailktlsctl}
 AGENT_PID= HAPROXY_PID=
@@ -195,7 +195,7 @@ c_login_v6() {
 check "IMAP login from ::1 through haproxy (an IPv6 client in the header)" c_login_v6
 V6_PORT=${CPORT:-0}
 check "agent's tls line: client=[::1]:PORT" c_tls_line lb "\\[::1\\]:$V6_PORT"
-check "Dovecot logs rip=::1" c_dovecot_rip '::1'
+check "Dovecot logs rip=::1, lip=::1 (haproxy's IPv6 frontend)" c_dovecot_rip '::1, lip=::1'
 
 c_login_starttls() {
 	login_via "$HS_PORT" 127.0.0.2 --starttls && login_done
@@ -211,10 +211,14 @@ check "header and the first command in one segment: the command is answered" \
 
 c_coalesced() {
 	"${PIC[@]}" header --port "$LB_PORT" --src 127.0.0.1 --kind valid \
-		--client 198.51.100.7:4242 --cafile "$CERTS/ca.pem" --expect tls &&
+		--client 198.51.100.7:4242 --cafile "$CERTS/ca.pem" --expect tls \
+		--user "$MK_USER" --password "$MK_PASS" &&
 		c_tls_line lb '198\.51\.100\.7:4242'
 }
-check "header and ClientHello in one segment: TLS, client from the header" c_coalesced
+check "header and ClientHello in one segment: TLS, login, client from the header" c_coalesced
+# The header's destination (192.0.2.1:993) goes on to Dovecot as its lip.
+check "Dovecot logs rip=198.51.100.7, lip=192.0.2.1 (both from the header)" \
+	c_dovecot_rip '198\.51\.100\.7, lip=192\.0\.2\.1'
 
 c_local() {
 	"${PIC[@]}" header --port "$LB_PORT" --src 127.0.0.1 --kind local \

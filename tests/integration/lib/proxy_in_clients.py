@@ -11,6 +11,7 @@ status 0 means the check passed, the reason goes to stdout either way.
   proxy_in_clients.py header --port P --src S --kind valid|local|bad-crc|
       bad-tlv|v1|none|silent|too-long|untrusted [--cafile F] --expect closed|tls
       [--within SECONDS] [--client IP:PORT] [--repeat N]
+      [--user U --password W]
   proxy_in_clients.py pipelined --port P --src S --client IP:PORT
       (STARTTLS listener: header and the first command in one segment)
 """
@@ -185,34 +186,47 @@ def client_hello(cafile):
     return obj, inc, out, out.read()
 
 
-def tls_after(raw, prefix, cafile):
-    """Send @prefix and the ClientHello in one write, finish the handshake,
-    return the TLS version and the server's first line."""
-    obj, inc, out, hello = client_hello(cafile)
+class MemTLS:
+    """TLS over memory BIOs on a plain socket, so that the first flight can
+    go out in one write with the PROXY header; recv/sendall like a socket."""
 
-    def pump():
-        data = out.read()
+    def __init__(self, raw, prefix, cafile):
+        self.raw = raw
+        self.obj, self.inc, self.out, hello = client_hello(cafile)
+        raw.sendall(prefix + hello)
+        while True:
+            try:
+                self.obj.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                self.pump()
+        self.flush()
+
+    def flush(self):
+        data = self.out.read()
         if data:
-            raw.sendall(data)
-        got = raw.recv(16384)
+            self.raw.sendall(data)
+
+    def pump(self):
+        self.flush()
+        got = self.raw.recv(16384)
         if not got:
             raise EOFError("closed by the server")
-        inc.write(got)
+        self.inc.write(got)
 
-    raw.sendall(prefix + hello)
-    while True:
-        try:
-            obj.do_handshake()
-            break
-        except ssl.SSLWantReadError:
-            pump()
-    buf = b""
-    while b"\r\n" not in buf:
-        try:
-            buf += obj.read(4096)
-        except ssl.SSLWantReadError:
-            pump()
-    return obj.version(), buf.split(b"\r\n")[0].decode(errors="replace")
+    def recv(self, n):
+        while True:
+            try:
+                return self.obj.read(n)
+            except ssl.SSLWantReadError:
+                self.pump()
+
+    def sendall(self, data):
+        self.obj.write(data)
+        self.flush()
+
+    def version(self):
+        return self.obj.version()
 
 
 def cmd_header(args):
@@ -227,9 +241,14 @@ def one_header(args):
     start = time.monotonic()
     hdr = header_for(args, raw)
     if args.expect == "tls":
-        version, greet = tls_after(raw, hdr, args.cafile)
-        print("TLS %s, greeting %s" % (version, greet[:40]))
-        return 0 if greet.startswith("* OK") else 1
+        tls = MemTLS(raw, hdr, args.cafile)
+        imap = Lines(tls)
+        greeting(imap)
+        if args.user:
+            command(tls, imap, "a1", 'LOGIN "%s" "%s"' % (args.user, args.password))
+            command(tls, imap, "a2", "LOGOUT")
+        print("TLS %s, greeting and %s" % (tls.version(), "login" if args.user else "no login"))
+        return 0
     if args.kind in ("none", "untrusted"):
         hdr += client_hello(None)[3]
     if args.kind != "silent":
@@ -274,6 +293,8 @@ def main():
     hd.add_argument("--expect", choices=["closed", "tls"], required=True)
     hd.add_argument("--within", type=float, default=5.0)
     hd.add_argument("--repeat", type=int, default=1)
+    hd.add_argument("--user")
+    hd.add_argument("--password")
     pl = sub.add_parser("pipelined")
     pl.add_argument("--port", type=int, required=True)
     pl.add_argument("--src", required=True)

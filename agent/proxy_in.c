@@ -13,6 +13,7 @@
 
 #include "conn.h"
 #include "log.h"
+#include "metrics.h"
 #include "proxy_in.h"
 #include "proxy_v2.h"
 
@@ -61,6 +62,7 @@ static void proxy_in_refuse(struct mk_conn *c, const char *reason)
 	mk_log_limited(MK_LOG_PROXY, LOG_WARNING, "proxy_refused listener=%s peer=%s reason=%s",
 		       c->c_cfg->lc_name, mk_sockaddr_str(&c->c_client, peer, sizeof(peer)),
 		       reason);
+	mk_metrics_add(c->c_listener->l_index, MK_M_PROXY_REFUSED, 1);
 	mk_conn_end(c, "error:proxy_%s", reason);
 }
 

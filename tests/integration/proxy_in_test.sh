@@ -25,7 +25,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=lib/common.sh
 . "$here/lib/common.sh"
 
-PLAN=25
+PLAN=26
 PIC=("$MK_PY" "$here/lib/proxy_in_clients.py")
 CTL=${MAILKTLSCTL:-$MK_ROOT/agent/mailktlsctl}
 AGENT_PID= HAPROXY_PID=
@@ -43,6 +43,7 @@ trap 'exit 1' INT TERM
 write_agent_conf() {
 	printf '[global]\nworkers = 1\nlog = stderr\nquery_socket = %s\nktls = auto\n' \
 		"$MK_TMP/query.sock"
+	printf 'metrics_listen = unix:%s\n' "$MK_TMP/metrics.sock"
 	mk_agent_listener lb "$LB_PORT" imap "$DOVECOT_IMAP_PORT" "$CERTS"
 	cat <<EOF
 accept_proxy = yes
@@ -286,6 +287,17 @@ c_silent() {
 	[ $(( (end - start) / 1000000 )) -ge 900 ]
 }
 check "nothing sent: closed after proxy_timeout (1s), reason=timeout" c_silent
+
+# Every refusal above counted: 7 kinds, 10 more untrusted in the flood.
+c_metrics() {
+	local out n
+	out=$("$CTL" metrics "unix:$MK_TMP/metrics.sock") || { echo "$out"; return 1; }
+	grep 'proxy' <<<"$out"
+	n=$(sed -n 's/^mailktls_proxy_refused_total{listener="lb"} //p' <<<"$out")
+	[ "${n:-0}" -ge 17 ] &&
+		grep -qx 'mailktls_proxy_refused_total{listener="lbstarttls"} 0' <<<"$out"
+}
+check "metrics: mailktls_proxy_refused_total counts the refusals" c_metrics
 
 c_alive() {
 	kill -0 "$AGENT_PID" 2>/dev/null && kill -0 "$HAPROXY_PID" 2>/dev/null

@@ -25,7 +25,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=lib/common.sh
 . "$here/lib/common.sh"
 
-PLAN=26
+PLAN=27
 PIC=("$MK_PY" "$here/lib/proxy_in_clients.py")
 CTL=${MAILKTLSCTL:-$MK_ROOT/agent/mailktlsctl}
 AGENT_PID= HAPROXY_PID=
@@ -159,6 +159,8 @@ c_login_v4() {
 	login_via "$H4_PORT" 127.0.0.2 || return 1
 	"$CTL" -s "$MK_TMP/query.sock" query --addr "127.0.0.2:$CPORT" >"$MK_TMP/query.out" 2>&1
 	QUERY_RC=$?
+	"$CTL" -s "$MK_TMP/query.sock" received --addr "127.0.0.2:$CPORT" >"$MK_TMP/clause.out" 2>&1
+	CLAUSE_RC=$?
 	login_done
 }
 check "IMAP login from 127.0.0.2 through haproxy -> mailktlsd -> Dovecot" c_login_v4
@@ -170,6 +172,16 @@ c_query_v4() {
 		grep -q 'listener=lb' "$MK_TMP/query.out" && grep -q 'version=TLSv1.3' "$MK_TMP/query.out"
 }
 check "query socket: QUERY ADDR 127.0.0.2:PORT finds the session" c_query_v4
+
+# What mailktls-milter asks with the client address Postfix got from the
+# agent's own PROXY header: CLAUSE by that address.
+c_clause_v4() {
+	cat "$MK_TMP/clause.out"
+	local cipher
+	cipher=$(grep -o 'cipher=[A-Z0-9_]*' "$MK_TMP/query.out" | cut -d= -f2)
+	[ "${CLAUSE_RC:-1}" -eq 0 ] && [ -n "$cipher" ] && grep -qx "tls $cipher" "$MK_TMP/clause.out"
+}
+check "query socket: CLAUSE for 127.0.0.2:PORT (the milter's question) is the tls clause" c_clause_v4
 
 c_tls_line() {	# LISTENER CLIENT
 	wait_grep "$AGENT_LOG" "tls listener=$1 client=$2 " 5 ||

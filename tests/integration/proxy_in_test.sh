@@ -28,7 +28,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 PLAN=27
 PIC=("$MK_PY" "$here/lib/proxy_in_clients.py")
 CTL=${MAILKTLSCTL:-$MK_ROOT/agent/mailktlsctl}
-AGENT_PID= HAPROXY_PID=
+AGENT_PID='' HAPROXY_PID=''
 
 cleanup() {
 	stop_pid "$HAPROXY_PID" haproxy
@@ -103,10 +103,12 @@ start_all() {
 	AGENT_PID=$!
 	haproxy -f "$MK_TMP/haproxy.cfg" -db >"$HAPROXY_LOG" 2>&1 &
 	HAPROXY_PID=$!
-	wait_port 127.0.0.1 "$LB_PORT" && wait_port 127.0.0.1 "$LBS_PORT" ||
-		{ fatal="mailktlsd did not listen"; return 0; }
-	wait_port 127.0.0.1 "$H4_PORT" && wait_port ::1 "$H6_PORT" &&
-		wait_port 127.0.0.1 "$HS_PORT" || fatal="haproxy did not listen"
+	if ! wait_port 127.0.0.1 "$LB_PORT" || ! wait_port 127.0.0.1 "$LBS_PORT"; then
+		fatal="mailktlsd did not listen"
+	elif ! wait_port 127.0.0.1 "$H4_PORT" || ! wait_port ::1 "$H6_PORT" ||
+		! wait_port 127.0.0.1 "$HS_PORT"; then
+		fatal="haproxy did not listen"
+	fi
 	return 0
 }
 
@@ -152,7 +154,7 @@ login_done() {
 	wait "$LOGIN_PID"
 	local rc=$?
 	cat "$MK_TMP/login.out"
-	return $rc
+	return "$rc"
 }
 
 c_login_v4() {

@@ -274,19 +274,22 @@ def cmd_pipelined(args):
 def main():
     p = argparse.ArgumentParser()
     sub = p.add_subparsers(dest="cmd", required=True)
-    lg = sub.add_parser("login")
+
+    def command_parser(name):
+        c = sub.add_parser(name)
+        c.add_argument("--port", type=int, required=True)
+        c.add_argument("--src", required=True)
+        return c
+
+    lg = command_parser("login")
     lg.add_argument("--host", default="127.0.0.1")
-    lg.add_argument("--port", type=int, required=True)
-    lg.add_argument("--src", required=True)
     lg.add_argument("--cafile", required=True)
     lg.add_argument("--user", required=True)
     lg.add_argument("--password", required=True)
     lg.add_argument("--starttls", action="store_true")
     lg.add_argument("--port-file")
     lg.add_argument("--release")
-    hd = sub.add_parser("header")
-    hd.add_argument("--port", type=int, required=True)
-    hd.add_argument("--src", required=True)
+    hd = command_parser("header")
     hd.add_argument("--kind", required=True)
     hd.add_argument("--client")
     hd.add_argument("--cafile")
@@ -295,10 +298,7 @@ def main():
     hd.add_argument("--repeat", type=int, default=1)
     hd.add_argument("--user")
     hd.add_argument("--password")
-    pl = sub.add_parser("pipelined")
-    pl.add_argument("--port", type=int, required=True)
-    pl.add_argument("--src", required=True)
-    pl.add_argument("--client", required=True)
+    command_parser("pipelined").add_argument("--client", required=True)
     args = p.parse_args()
     try:
         return {"login": cmd_login, "header": cmd_header, "pipelined": cmd_pipelined}[args.cmd](args)

@@ -45,6 +45,7 @@ enum key_type {
 	T_CERT,		/* certificate and private_key: repeatable pairs */
 	T_KEY,
 	T_TLVS,		/* PROXY v2 TLV names, or none */
+	T_CIDRS,	/* address ranges separated by blanks */
 };
 
 struct key_word {
@@ -75,6 +76,7 @@ static const struct key_word w_proto[] = {
 static const struct key_word w_tls[] = {
 	{ "implicit", MK_TLS_IMPLICIT }, { "starttls", MK_TLS_STARTTLS }, { NULL, 0 } };
 static const struct key_word w_proxy[] = { { "v2", 1 }, { "none", 0 }, { NULL, 0 } };
+static const struct key_word w_yesno[] = { { "yes", 1 }, { "no", 0 }, { NULL, 0 } };
 static const struct key_word w_version[] = {
 	{ "1.2", TLS1_2_VERSION }, { "1.3", TLS1_3_VERSION }, { NULL, 0 } };
 static const struct key_word w_alpn[] = { { "strict", 1 }, { "off", 0 }, { NULL, 0 } };
@@ -98,6 +100,11 @@ static const struct key_desc mk_keys[] = {
 	  "none, or some of alpn authority ssl ssl_version ssl_cipher crc32c" },
 	{ "proxy_header_max", T_UINT, L(lc_proxy_header_max), 1, 65535, NULL,
 	  "a number of bytes from 1 to 65535" },
+	{ "accept_proxy", T_WORD, L(lc_accept_proxy), 0, 0, w_yesno, "yes or no" },
+	{ "trusted_proxies", T_CIDRS, L(lc_trusted_proxies), 0, 0, NULL,
+	  "IPv4 or IPv6 ranges such as 10.0.0.0/8 2001:db8::/32, separated by blanks" },
+	{ "proxy_timeout", T_DURATION, L(lc_proxy_timeout_ms), 1, MK_DURATION_MAX_MS,
+	  NULL, "a duration such as 500ms, 30s, 5m or 1h, at most 168h" },
 	{ "min_version", T_WORD, L(lc_min_version), 0, 0, w_version, "1.2 or 1.3" },
 	{ "alpn", T_WORD, L(lc_alpn_strict), 0, 0, w_alpn, "strict or off" },
 	{ "handshake_timeout", T_DURATION, L(lc_handshake_timeout_ms), 1, MK_DURATION_MAX_MS,
@@ -127,7 +134,7 @@ static const struct key_desc mk_keys[] = {
 
 /* The keys a listener cannot do without, in the order they are reported. */
 enum { K_LISTEN, K_PROTOCOL, K_TLS, K_BACKEND, K_CERTIFICATE, K_PRIVATE_KEY, K_PROXY_PROTOCOL,
-       K_PROXY_TLVS, K_PROXY_HEADER_MAX };
+       K_PROXY_TLVS, K_PROXY_HEADER_MAX, K_ACCEPT_PROXY };
 #define NKEYS (sizeof(mk_keys) / sizeof(mk_keys[0]))
 
 /* Where values go while a section is read, and which keys it set where. */
@@ -211,6 +218,9 @@ static void listener_set_defaults(struct mk_listener_cfg *lc)
 	lc->lc_min_version = TLS1_2_VERSION;
 	lc->lc_alpn_strict = true;
 	lc->lc_handshake_timeout_ms = 10 * 1000;
+	/* A balancer sends its header with the connection: a few seconds is
+	 * generous, and bounds what a silent peer holds. */
+	lc->lc_proxy_timeout_ms = 5 * 1000;
 	lc->lc_idle_timeout_ms = 30 * 60 * 1000;
 	lc->lc_max_connections = 10000;
 	lc->lc_pretls_timeout_ms = 60 * 1000;
@@ -525,6 +535,36 @@ static int parse_tlvs(struct parser *p, const struct key_desc *kd, const char *v
 	return 0;
 }
 
+/* "10.0.0.0/8 2001:db8::/32": at least one range, at most MK_CIDRS_MAX. */
+static int parse_cidrs(struct parser *p, const struct key_desc *kd, const char *v,
+		       struct mk_cidrs *dst)
+{
+	char one[64];
+	size_t len;
+
+	memset(dst, 0, sizeof(*dst));
+	while (*v) {
+		len = strcspn(v, " \t,");
+		if (dst->cs_n == MK_CIDRS_MAX)
+			return perr(p, p->p_line, "too many ranges in '%s' (max %d)", kd->kd_name,
+				    MK_CIDRS_MAX);
+		if (len >= sizeof(one))
+			len = sizeof(one) - 1;
+		memcpy(one, v, len);
+		one[len] = '\0';
+		if (mk_cidr_parse(one, &dst->cs_net[dst->cs_n]))
+			return perr(p, p->p_line, "bad range '%s' in '%s' (expected %s)", one,
+				    kd->kd_name, kd->kd_expect);
+		dst->cs_n++;
+		v += strcspn(v, " \t,");
+		v += strspn(v, " \t,");
+	}
+	if (!dst->cs_n)
+		return perr(p, p->p_line, "bad value '' for '%s' (expected %s)", kd->kd_name,
+			    kd->kd_expect);
+	return 0;
+}
+
 static int key_value(struct parser *p, const char *key, const char *v)
 {
 	struct section *se = p->p_cur;
@@ -556,6 +596,10 @@ static int key_value(struct parser *p, const char *key, const char *v)
 	if (kd->kd_type == T_TLVS) {
 		se->se_key_line[i] = p->p_line;
 		return parse_tlvs(p, kd, v, (unsigned int *)(base + kd->kd_off));
+	}
+	if (kd->kd_type == T_CIDRS) {
+		se->se_key_line[i] = p->p_line;
+		return parse_cidrs(p, kd, v, (struct mk_cidrs *)(base + kd->kd_off));
 	}
 	if (!parse_value(kd, v, base + kd->kd_off))
 		return perr(p, p->p_line, "bad value '%s' for '%s' (expected %s)", v, key,
@@ -756,6 +800,18 @@ static void inherit(struct parser *p, struct section *se)
 	}
 }
 
+/* Taking client addresses from anyone who connects would let anyone choose one. */
+static int check_accept_proxy(struct parser *p, const struct section *se)
+{
+	const struct mk_listener_cfg *lc = se->se_lc;
+
+	if (lc->lc_accept_proxy && !lc->lc_trusted_proxies.cs_n)
+		return perr(p, se->se_key_line[K_ACCEPT_PROXY], "listener '%s': accept_proxy = "
+			    "yes needs trusted_proxies (the load balancers' addresses)",
+			    lc->lc_name);
+	return 0;
+}
+
 /*
  * The header must hold at least the fixed part and the addresses of the
  * listener's family, and the SSL sub-TLVs travel only inside PP2_TYPE_SSL.
@@ -800,7 +856,7 @@ static int check_listener(struct parser *p, size_t idx)
 				    lc->lc_listen.sa_text, o->lc_listen.sa_text, o->lc_name,
 				    p->p_lsec[i].se_key_line[K_LISTEN]);
 	}
-	return check_proxy(p, se);
+	return check_accept_proxy(p, se) ?: check_proxy(p, se);
 }
 
 static int finish(struct parser *p)

@@ -14,6 +14,8 @@
 #include <stddef.h>
 #include <sys/socket.h>
 
+#include "cidr.h"
+
 #define MK_NAME_MAX 64
 #define MK_MAX_CERTS 4
 #define MK_MAX_LISTENERS 64
@@ -48,6 +50,10 @@ struct mk_listener_cfg {
 	bool lc_proxy_v2;
 	unsigned int lc_proxy_tlvs;		/* PP2_SEND_* the header may carry */
 	unsigned int lc_proxy_header_max;	/* bytes; TLVs are left out to fit */
+	/* A load balancer in front: the client's address from its PROXY v2 header. */
+	bool lc_accept_proxy;
+	struct mk_cidrs lc_trusted_proxies;	/* who may send that header */
+	unsigned int lc_proxy_timeout_ms;	/* for the whole header */
 	struct mk_certpair lc_certs[MK_MAX_CERTS];
 	int lc_ncerts;
 	int lc_min_version;		/* TLS1_2_VERSION or TLS1_3_VERSION */

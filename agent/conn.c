@@ -42,6 +42,9 @@ struct conn_rx {
  * main.c before any worker starts, read-only afterwards. */
 static int (*conn_entry[MK_TLS_STARTTLS + 1])(struct mk_conn *c);
 
+/* The first stage of a listener with accept_proxy: the balancer's header. */
+static int (*conn_proxy_entry)(struct mk_conn *c);
+
 /* Until a stage installs its own: nothing to do on any event. */
 static const struct mk_conn_ops conn_no_ops;
 
@@ -56,6 +59,16 @@ static const struct mk_conn_ops conn_no_ops;
 void mk_conn_set_entry(enum mk_tls_mode tls, int (*start)(struct mk_conn *c))
 {
 	conn_entry[tls] = start;
+}
+
+/**
+ * mk_conn_set_proxy_entry() - the stage that reads a load balancer's PROXY
+ * header on listeners with accept_proxy; it calls mk_conn_begin() after it
+ * @start: as for mk_conn_set_entry()
+ */
+void mk_conn_set_proxy_entry(int (*start)(struct mk_conn *c))
+{
+	conn_proxy_entry = start;
 }
 
 static int conn_slot_alloc(struct mk_worker *w)
@@ -109,9 +122,23 @@ static void conn_refuse(struct mk_listener *l, int fd, const char *why)
 }
 
 /**
+ * mk_conn_begin() - start the listener's first stage with the client:
+ * the greeting of a STARTTLS listener, or the handshake
+ * @c: the connection
+ *
+ * Return: 0, or a negative errno from the stage's setup.
+ */
+int mk_conn_begin(struct mk_conn *c)
+{
+	int (*start)(struct mk_conn *c) = conn_entry[c->c_cfg->lc_tls];
+
+	return start ? start(c) : -ENOSYS;
+}
+
+/**
  * mk_conn_accepted() - a client connected: enforce max_connections and the
  * connection ceiling before any TLS, set up the connection and start its
- * first stage (greeting or handshake)
+ * first stage (a balancer's PROXY header, the greeting or the handshake)
  * @w:  the worker that accepted it
  * @l:  the listener
  * @fd: the accepted socket; owned by this function from now on
@@ -163,7 +190,7 @@ void mk_conn_accepted(struct mk_worker *w, struct mk_listener *l, int fd)
 	w->w_conns[slot] = c;
 	w->w_nconns++;
 
-	err = conn_entry[lc->lc_tls] ? conn_entry[lc->lc_tls](c) : -ENOSYS;
+	err = lc->lc_accept_proxy && conn_proxy_entry ? conn_proxy_entry(c) : mk_conn_begin(c);
 	if (err)
 		mk_conn_end(c, "error:setup");
 	mk_conn_reap(c);

@@ -3,7 +3,8 @@
  * One client connection, from accept to close. Owned by exactly one worker;
  * never touched by another thread.
  *
- *   accept -> [pretls: STARTTLS dialogue] -> handshake -> handover
+ *   accept -> [PROXY v2 from a balancer] -> [pretls: STARTTLS dialogue]
+ *          -> handshake -> handover
  *          -> connect backend (+ PROXY v2) -> relay -> closing
  *
  * conn.c holds the life cycle (accept, timeouts, the one way out) and the
@@ -34,6 +35,7 @@ enum mk_conn_state {
 	MK_CS_CONNECTING,
 	MK_CS_RELAY,
 	MK_CS_CLOSING,
+	MK_CS_PROXY,		/* reading a load balancer's PROXY v2 header */
 };
 
 struct mk_conn;
@@ -112,6 +114,7 @@ struct mk_conn {
 
 	struct mk_dir c_c2b, c_b2c;
 	struct sockaddr_storage c_client;	/* for the log lines */
+	struct sockaddr_storage c_local;	/* from a PROXY header; else unset */
 	uint64_t c_start_ms;
 	uint64_t c_deadline_ms;			/* handshake/pretls/connect deadline */
 	uint64_t c_last_ms;			/* last relay activity */
@@ -121,7 +124,9 @@ struct mk_conn {
 
 /* conn.c */
 void mk_conn_set_entry(enum mk_tls_mode tls, int (*start)(struct mk_conn *c));
+void mk_conn_set_proxy_entry(int (*start)(struct mk_conn *c));
 void mk_conn_accepted(struct mk_worker *w, struct mk_listener *l, int fd);
+int mk_conn_begin(struct mk_conn *c);
 void mk_conn_complete(struct mk_worker *w, struct mk_conn *c, enum mk_op op, int res,
 		      uint32_t flags);
 void mk_conn_end(struct mk_conn *c, const char *why, ...) __attribute__((format(printf, 2, 3)));

@@ -30,6 +30,7 @@ static const char *const log_kind_name[MK_LOG_NKINDS] = {
 	[MK_LOG_REFUSED] = "refused",
 	[MK_LOG_HANDSHAKE] = "handshake_failed",
 	[MK_LOG_BACKEND] = "backend_error",
+	[MK_LOG_PROXY] = "proxy_refused",
 };
 
 /* One limiter per kind, shared by every worker (ratelimit.h: no locks). */

@@ -467,6 +467,7 @@ static int check_fixed(const uint8_t *buf, struct mk_proxy_decoded *out)
 		return -EINVAL;
 	out->pd_command = cmd;
 	out->pd_family = fam;
+	out->pd_transport = proto;
 	return 0;
 }
 
@@ -509,4 +510,33 @@ ssize_t mk_proxy_v2_decode(const uint8_t *buf, size_t len, struct mk_proxy_decod
 		return err;
 	out->pd_len = total;
 	return (ssize_t)total;
+}
+
+/**
+ * mk_proxy_v2_wanted() - how many more bytes complete the header at @buf
+ * @buf: bytes received so far
+ * @len: how many
+ * @max: largest whole header the caller accepts
+ *
+ * Only the fixed part is looked at: its 16 bytes first, then the length it
+ * announces. Whether the rest is valid is mk_proxy_v2_decode()'s job.
+ *
+ * Return: bytes still to read (> 0), 0 when @len bytes are the whole
+ * header, -EINVAL if they cannot start a PROXY v2 header, -EMSGSIZE if it
+ * announces more than @max bytes (or @len is already beyond the header).
+ */
+ssize_t mk_proxy_v2_wanted(const uint8_t *buf, size_t len, size_t max)
+{
+	size_t total;
+
+	if (memcmp(buf, PP2_SIGNATURE, len < PP2_SIG_LEN ? len : PP2_SIG_LEN))
+		return -EINVAL;
+	if (len > PP2_SIG_LEN && (buf[12] >> 4) != 2)
+		return -EINVAL;
+	if (len < PP2_FIXED_LEN)
+		return (ssize_t)(PP2_FIXED_LEN - len);
+	total = PP2_FIXED_LEN + get_be16(buf + 14);
+	if (total > max || len > total)
+		return -EMSGSIZE;
+	return (ssize_t)(total - len);
 }

@@ -114,6 +114,7 @@ const char *mk_proxy_v2_tlv_name(unsigned int bit);
 struct mk_proxy_decoded {
 	uint8_t pd_command;		/* 0 LOCAL, 1 PROXY */
 	uint8_t pd_family;		/* 0 UNSPEC, 1 INET, 2 INET6, 3 UNIX */
+	uint8_t pd_transport;		/* 0 UNSPEC, 1 STREAM, 2 DGRAM */
 	struct sockaddr_storage pd_src, pd_dst;
 	bool pd_has_ssl;
 	uint8_t pd_client_flags;
@@ -136,6 +137,20 @@ struct mk_proxy_decoded {
  * -EINVAL if the bytes are not a valid PROXY v2 header.
  */
 ssize_t mk_proxy_v2_decode(const uint8_t *buf, size_t len, struct mk_proxy_decoded *out);
+
+/**
+ * mk_proxy_v2_wanted() - how many more bytes complete the header that
+ * starts @buf, so that a reader takes exactly the header and not one byte
+ * of what follows it (a ClientHello, a cleartext command)
+ * @buf: bytes received so far
+ * @len: how many
+ * @max: largest whole header the caller accepts
+ *
+ * Return: the number of bytes still to read (> 0), 0 when @len bytes are
+ * the whole header, -EINVAL if they cannot start a PROXY v2 header
+ * (signature or version), -EMSGSIZE if it announces more than @max bytes.
+ */
+ssize_t mk_proxy_v2_wanted(const uint8_t *buf, size_t len, size_t max);
 
 /* CRC32C (Castagnoli), as used by PP2_TYPE_CRC32C; start with crc = 0. */
 uint32_t mk_crc32c(uint32_t crc, const void *data, size_t len);

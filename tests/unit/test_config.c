@@ -594,4 +594,55 @@ TEST(many_listeners)
 	free(text);
 }
 
+/* A load balancer in front: off by default, and never without trusted_proxies. */
+TEST(accept_proxy)
+{
+	const struct mk_cidrs *tp;
+	struct mk_config *cfg;
+
+	cfg = good(_metadata, IMAPS);
+	ASSERT_NE(NULL, cfg);
+	EXPECT_FALSE(cfg->cf_listeners[0].lc_accept_proxy);
+	EXPECT_EQ(0u, cfg->cf_listeners[0].lc_trusted_proxies.cs_n);
+	EXPECT_EQ(5000, cfg->cf_listeners[0].lc_proxy_timeout_ms);
+	mk_config_free(cfg);
+
+	cfg = good(_metadata, "[defaults]\ntrusted_proxies = 10.0.0.0/8, 2001:db8::/32\t192.0.2.7\n"
+		   IMAPS "accept_proxy = yes\nproxy_timeout = 1500ms\n");
+	ASSERT_NE(NULL, cfg);
+	EXPECT_TRUE(cfg->cf_listeners[0].lc_accept_proxy);
+	EXPECT_EQ(1500, cfg->cf_listeners[0].lc_proxy_timeout_ms);
+	tp = &cfg->cf_listeners[0].lc_trusted_proxies;
+	ASSERT_EQ(3u, tp->cs_n);
+	EXPECT_EQ(AF_INET, tp->cs_net[0].ci_family);
+	EXPECT_EQ(8, tp->cs_net[0].ci_prefix);
+	EXPECT_EQ(AF_INET6, tp->cs_net[1].ci_family);
+	EXPECT_EQ(32, tp->cs_net[1].ci_prefix);
+	EXPECT_EQ(32, tp->cs_net[2].ci_prefix);
+	mk_config_free(cfg);
+	/* Ranges alone do nothing, but are not an error. */
+	cfg = good(_metadata, IMAPS "accept_proxy = no\ntrusted_proxies = 127.0.0.1/32\n");
+	ASSERT_NE(NULL, cfg);
+	EXPECT_FALSE(cfg->cf_listeners[0].lc_accept_proxy);
+	mk_config_free(cfg);
+
+	bad(_metadata, IMAPS "accept_proxy = yes\n", "t.conf:8: listener 'imaps': accept_proxy "
+	    "= yes needs trusted_proxies (the load balancers' addresses)");
+	bad(_metadata, "[defaults]\naccept_proxy = yes\n" IMAPS, "t.conf:2: listener 'imaps': "
+	    "accept_proxy = yes needs trusted_proxies (the load balancers' addresses)");
+	bad(_metadata, IMAPS "accept_proxy = on\n", "t.conf:8: bad value 'on' for "
+	    "'accept_proxy' (expected yes or no)");
+	bad(_metadata, IMAPS "trusted_proxies = 10.1.2.3/8\n", "t.conf:8: bad range "
+	    "'10.1.2.3/8' in 'trusted_proxies' (expected IPv4 or IPv6 ranges such as "
+	    "10.0.0.0/8 2001:db8::/32, separated by blanks)");
+	bad(_metadata, IMAPS "trusted_proxies = lb.example.org\n", "t.conf:8: bad range "
+	    "'lb.example.org' in 'trusted_proxies' (expected IPv4 or IPv6 ranges such as "
+	    "10.0.0.0/8 2001:db8::/32, separated by blanks)");
+	bad(_metadata, IMAPS "trusted_proxies =\n", "t.conf:8: bad value '' for "
+	    "'trusted_proxies' (expected IPv4 or IPv6 ranges such as 10.0.0.0/8 "
+	    "2001:db8::/32, separated by blanks)");
+	bad(_metadata, IMAPS "proxy_timeout = 0\n", "t.conf:8: bad value '0' for "
+	    "'proxy_timeout' (expected a duration such as 500ms, 30s, 5m or 1h, at most 168h)");
+}
+
 TEST_HARNESS_MAIN

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "kselftest_harness.h"
+#include "proxy_in.h"
 #include "proxy_v2.h"
 
 #define SIG "\r\n\r\n\0\r\nQUIT\n"
@@ -572,6 +573,90 @@ TEST(decode_local_without_crc)
 	EXPECT_EQ(0, dec.pd_command);
 	EXPECT_FALSE(dec.pd_has_crc);
 	EXPECT_FALSE(dec.pd_crc_ok);
+}
+
+/* The reader asks for 16 bytes, then exactly what the header announces. */
+TEST(wanted)
+{
+	uint8_t b[sizeof(expect_v4) - 1];
+	size_t i;
+
+	memcpy(b, expect_v4, sizeof(b));
+	for (i = 0; i < 16; i++)
+		EXPECT_EQ((ssize_t)(16 - i), mk_proxy_v2_wanted(b, i, 3072));
+	for (i = 16; i <= sizeof(b); i++)
+		EXPECT_EQ((ssize_t)(sizeof(b) - i), mk_proxy_v2_wanted(b, i, 3072));
+	EXPECT_EQ(-EMSGSIZE, mk_proxy_v2_wanted(b, 16, sizeof(b) - 1));
+	EXPECT_EQ(0, mk_proxy_v2_wanted(b, sizeof(b), sizeof(b)));
+	b[14] = 0xff;	/* 16 + 0xff71 */
+	EXPECT_EQ(-EMSGSIZE, mk_proxy_v2_wanted(b, 16, 3072));
+	EXPECT_EQ(-EINVAL, mk_proxy_v2_wanted((const uint8_t *)"\x16\x03\x01", 3, 3072));
+	EXPECT_EQ(-EINVAL, mk_proxy_v2_wanted((const uint8_t *)"PROXY TCP4 ", 11, 3072));
+	memcpy(b, expect_v4, sizeof(b));
+	b[12] = 0x11;	/* version 1 in a binary header */
+	EXPECT_EQ(-EINVAL, mk_proxy_v2_wanted(b, 13, 3072));
+	b[11] ^= 1;
+	EXPECT_EQ(-EINVAL, mk_proxy_v2_wanted(b, 12, 3072));
+}
+
+TEST(incoming_proxy)
+{
+	const struct sockaddr_in *src, *dst;
+	struct mk_proxy_in pn;
+	const char *reason = NULL;
+
+	ASSERT_EQ(0, mk_proxy_in_parse(expect_v4, sizeof(expect_v4) - 1, &pn, &reason));
+	EXPECT_FALSE(pn.pn_local);
+	src = (const void *)&pn.pn_client;
+	dst = (const void *)&pn.pn_dest;
+	EXPECT_EQ(AF_INET, src->sin_family);
+	EXPECT_EQ(htonl(0xcb007109), src->sin_addr.s_addr);
+	EXPECT_EQ(htons(51234), src->sin_port);
+	EXPECT_EQ(htonl(0xc0000201), dst->sin_addr.s_addr);
+	EXPECT_EQ(htons(993), dst->sin_port);
+	ASSERT_EQ(0, mk_proxy_in_parse(expect_v6, sizeof(expect_v6) - 1, &pn, &reason));
+	EXPECT_EQ(AF_INET6, pn.pn_client.ss_family);
+	EXPECT_EQ(AF_INET6, pn.pn_dest.ss_family);
+}
+
+TEST(incoming_local_and_refusals)
+{
+	/* LOCAL with an address block: still LOCAL, the block is ignored. */
+	static const uint8_t local[] = SIG "\x20" "\x11" "\x00\x0c"
+		"\x01\x02\x03\x04" "\x05\x06\x07\x08" "\x00\x01" "\x00\x02";
+	static const uint8_t local_unspec[] = SIG "\x20" "\x00" "\x00\x00";
+	static const uint8_t proxy_unspec[] = SIG "\x21" "\x00" "\x00\x00";
+	static const uint8_t proxy_udp[] = SIG "\x21" "\x12" "\x00\x0c"
+		"\x01\x02\x03\x04" "\x05\x06\x07\x08" "\x00\x01" "\x00\x02";
+	static const uint8_t short_addr[] = SIG "\x21" "\x11" "\x00\x08"
+		"\x01\x02\x03\x04" "\x05\x06\x07\x08";
+	uint8_t bad_crc[sizeof(expect_v4) - 1];
+	struct mk_proxy_in pn;
+	const char *reason = NULL;
+
+	ASSERT_EQ(0, mk_proxy_in_parse(local, sizeof(local) - 1, &pn, &reason));
+	EXPECT_TRUE(pn.pn_local);
+	EXPECT_EQ(0, pn.pn_client.ss_family);
+	ASSERT_EQ(0, mk_proxy_in_parse(local_unspec, sizeof(local_unspec) - 1, &pn, &reason));
+	EXPECT_TRUE(pn.pn_local);
+	EXPECT_EQ(-EINVAL, mk_proxy_in_parse(proxy_unspec, sizeof(proxy_unspec) - 1, &pn,
+					     &reason));
+	EXPECT_STREQ("unsupported_address", reason);
+	reason = NULL;
+	EXPECT_EQ(-EINVAL, mk_proxy_in_parse(proxy_udp, sizeof(proxy_udp) - 1, &pn, &reason));
+	EXPECT_STREQ("unsupported_address", reason);
+	reason = NULL;
+	EXPECT_EQ(-EINVAL, mk_proxy_in_parse(short_addr, sizeof(short_addr) - 1, &pn, &reason));
+	EXPECT_STREQ("malformed", reason);
+	memcpy(bad_crc, expect_v4, sizeof(bad_crc));
+	bad_crc[sizeof(bad_crc) - 1] ^= 1;
+	reason = NULL;
+	EXPECT_EQ(-EINVAL, mk_proxy_in_parse(bad_crc, sizeof(bad_crc), &pn, &reason));
+	EXPECT_STREQ("malformed", reason);
+	/* Bytes past the header are not part of it: the caller read too much. */
+	reason = NULL;
+	EXPECT_EQ(-EINVAL, mk_proxy_in_parse(local, sizeof(local), &pn, &reason));
+	EXPECT_STREQ("malformed", reason);
 }
 
 TEST_HARNESS_MAIN

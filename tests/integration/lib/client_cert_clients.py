@@ -24,7 +24,10 @@ import subprocess
 import sys
 import threading
 
-SRC = "127.0.0.2"
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from agenttest import CLIENT_IP, client_ctx, read_line  # noqa: E402
+
 TIMEOUT = 10
 
 
@@ -46,29 +49,16 @@ def cmd_cacert(args):
 
 
 def connect(port, version, cert=None, key=None):
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
+    ctx = client_ctx()
     ctx.minimum_version = ctx.maximum_version = (
         ssl.TLSVersion.TLSv1_3 if version == "1.3" else ssl.TLSVersion.TLSv1_2)
     if cert:
         ctx.load_cert_chain(cert, key)
     raw = socket.socket()
     raw.settimeout(TIMEOUT)
-    raw.bind((SRC, 0))
+    raw.bind((CLIENT_IP, 0))
     raw.connect(("127.0.0.1", port))
     return ctx.wrap_socket(raw, server_hostname="mail.example.test")
-
-
-def lines(s):
-    """Until the end of a line (the greeting)."""
-    buf = b""
-    while not buf.endswith(b"\r\n"):
-        d = s.recv(4096)
-        if not d:
-            break
-        buf += d
-    return buf
 
 
 def until_tagged(s, tag):
@@ -84,7 +74,7 @@ def until_tagged(s, tag):
 def cmd_external(args):
     port, version = int(args[0]), args[1]
     s = connect(port, version, *(args[2:4] or [None, None]))
-    out = lines(s)
+    out = read_line(s)
     s.sendall(b"a AUTHENTICATE EXTERNAL =\r\n")
     out += until_tagged(s, b"a")
     s.sendall(b"b SELECT INBOX\r\n")

@@ -25,9 +25,10 @@ here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=lib/common.sh
 . "$here/lib/common.sh"
 
-PLAN=19
+PLAN=20
 CC=("$MK_PY" "$here/lib/client_cert_clients.py")
 CATCHER_PID=
+MKCTL=${MKCTL:-$MK_ROOT/agent/mailktlsctl}
 
 cleanup() {
 	stop_pid "${AGENT_PID:-}" mailktlsd
@@ -108,6 +109,21 @@ c_tls_line() {
 	grep -qE 'tls listener=optc .*client_subject="/CN=mkuser" verify=0' "$AGENT_LOG"
 }
 
+c_query_subject() {
+	local hp out i
+	"${CC[@]}" hold "$PORT_OPTC" 1.3 "$PKI/mkuser.crt" "$PKI/mkuser.key" "$MK_TMP/held" &
+	hp=$!
+	for ((i = 0; i < 100; i++)); do
+		[ -s "$MK_TMP/held" ] && break
+		sleep 0.05
+	done
+	out=$("$MKCTL" -s "$MK_TMP/query.sock" query --addr "$(cat "$MK_TMP/held")" 2>&1)
+	stop_pid "$hp" holder
+	echo "$out"
+	grep -qx 'client_cert=1' <<<"$out" && grep -qx 'client_subject=/CN=mkuser' <<<"$out" &&
+		grep -qx 'verify=0' <<<"$out"
+}
+
 c_tls_line_without_cert() {
 	grep -E 'tls listener=optc ' "$AGENT_LOG" | head -n 1
 	grep -E 'tls listener=optc ' "$AGENT_LOG" | head -n 1 | grep -qv client_subject
@@ -170,7 +186,7 @@ if [ -z "$fatal" ]; then
 	CATCHER_PID=$!
 	AGENT_LOG=$MK_TMP/agent.log
 	{
-		printf '[global]\nworkers = 1\nquery_socket =\n\n'
+		printf '[global]\nworkers = 1\nquery_socket = %s/query.sock\n\n' "$MK_TMP"
 		listener req "$PORT_REQ" "$DOVECOT_IMAP_PORT" require
 		listener opt "$PORT_OPT" "$DOVECOT_IMAP_PORT" optional
 		listener optc "$PORT_OPTC" "$PORT_CATCH" optional
@@ -209,6 +225,7 @@ check "optional without a certificate: PROXY v2 has PP2_CLIENT_SSL only and no C
 check "optional with a certificate: CERT_CONN, CERT_SESS, verify 0, CN mkuser" \
 	c_header mkuser "flags=0x07 verify=0 cn=mkuser"
 check "the tls line has the subject and the verify result" c_tls_line
+check "mailktlsctl query: client_cert=1, the subject, verify=0" c_query_subject
 check "the tls line of a client without a certificate has no subject" \
 	c_tls_line_without_cert
 check "agent still runs" agent_alive

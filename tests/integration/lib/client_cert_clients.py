@@ -10,6 +10,9 @@
                                 INBOX; prints the server's lines
     handshake PORT VERSION [CERT KEY]
                                 prints "ok" or "alert <OpenSSL reason>"
+    hold PORT VERSION CERT KEY FILE
+                                connects, reads the greeting, writes its own
+                                address IP:PORT to FILE, stays 20 s at most
     catch PORT FILE             backend: writes the PROXY v2 header of each
                                 connection to FILE.N, greets, echoes
     pp2 FILE                    prints the SSL TLV of a caught header:
@@ -102,6 +105,22 @@ def cmd_handshake(args):
     return 0
 
 
+def cmd_hold(args):
+    port, version, out = int(args[0]), args[1], args[4]
+    s = connect(port, version, args[2], args[3])
+    read_line(s)
+    with open(out + ".tmp", "w") as f:
+        f.write("%s:%d\n" % s.getsockname())
+    os.rename(out + ".tmp", out)
+    s.settimeout(20)
+    try:
+        s.recv(4096)
+    except OSError:
+        pass
+    s.close()
+    return 0
+
+
 def cmd_catch(args):
     port, prefix = int(args[0]), args[1]
     srv = socket.socket()
@@ -156,7 +175,7 @@ def cmd_pp2(args):
 
 
 def main():
-    cmds = {"cacert": cmd_cacert, "external": cmd_external, "handshake": cmd_handshake,
+    cmds = {"cacert": cmd_cacert, "external": cmd_external, "handshake": cmd_handshake, "hold": cmd_hold,
             "catch": cmd_catch, "pp2": cmd_pp2}
     if len(sys.argv) < 2 or sys.argv[1] not in cmds:
         sys.stderr.write(__doc__)

@@ -70,9 +70,14 @@ static int backend_proxy_header(struct mk_conn *c)
 	struct mk_buf nb;
 	ssize_t len;
 
+	/* The certificate of a resumed session was sent on an earlier
+	 * connection: CERT_SESS says so, CERT_CONN only for this one. */
 	if (s->ss_client_cert) {
-		pi.pi_client_flags |= PP2_CLIENT_CERT_CONN;
+		pi.pi_client_flags |= PP2_CLIENT_CERT_SESS;
+		if (!s->ss_resumed)
+			pi.pi_client_flags |= PP2_CLIENT_CERT_CONN;
 		pi.pi_verify = (uint32_t)s->ss_verify;
+		pi.pi_cn = s->ss_client_cn;
 	}
 	len = mk_proxy_v2_encode_within(hdr, sizeof(hdr), &pi, c->c_cfg->lc_proxy_tlvs,
 					c->c_cfg->lc_proxy_header_max, &omitted);

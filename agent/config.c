@@ -46,6 +46,7 @@ enum key_type {
 	T_KEY,
 	T_TLVS,		/* PROXY v2 TLV names, or none */
 	T_CIDRS,	/* address ranges separated by blanks */
+	T_FILE,		/* a file name, kept with its line */
 };
 
 struct key_word {
@@ -80,6 +81,9 @@ static const struct key_word w_yesno[] = { { "yes", 1 }, { "no", 0 }, { NULL, 0 
 static const struct key_word w_version[] = {
 	{ "1.2", TLS1_2_VERSION }, { "1.3", TLS1_3_VERSION }, { NULL, 0 } };
 static const struct key_word w_alpn[] = { { "strict", 1 }, { "off", 0 }, { NULL, 0 } };
+static const struct key_word w_client_cert[] = {
+	{ "none", MK_CLIENT_CERT_NONE }, { "optional", MK_CLIENT_CERT_OPTIONAL },
+	{ "require", MK_CLIENT_CERT_REQUIRE }, { NULL, 0 } };
 
 #define G(f) SCOPE_GLOBAL, offsetof(struct mk_config, f), sizeof(((struct mk_config *)0)->f)
 #define L(f) SCOPE_LISTENER, offsetof(struct mk_listener_cfg, f), \
@@ -97,7 +101,7 @@ static const struct key_desc mk_keys[] = {
 	{ "private_key", T_KEY, L(lc_certs), 0, 0, NULL, "a file name" },
 	{ "proxy_protocol", T_WORD, L(lc_proxy_v2), 0, 0, w_proxy, "v2 or none" },
 	{ "proxy_tlvs", T_TLVS, L(lc_proxy_tlvs), 0, 0, NULL,
-	  "none, or some of alpn authority ssl ssl_version ssl_cipher crc32c" },
+	  "none, or some of alpn authority ssl ssl_version ssl_cipher ssl_cn crc32c" },
 	{ "proxy_header_max", T_UINT, L(lc_proxy_header_max), 1, 65535, NULL,
 	  "a number of bytes from 1 to 65535" },
 	{ "accept_proxy", T_WORD, L(lc_accept_proxy), 0, 0, w_yesno, "yes or no" },
@@ -107,6 +111,10 @@ static const struct key_desc mk_keys[] = {
 	  NULL, "a duration such as 500ms, 30s, 5m or 1h, at most 168h" },
 	{ "min_version", T_WORD, L(lc_min_version), 0, 0, w_version, "1.2 or 1.3" },
 	{ "alpn", T_WORD, L(lc_alpn_strict), 0, 0, w_alpn, "strict or off" },
+	{ "ticket_keys", T_FILE, L(lc_ticket_keys), 0, 0, NULL, "a file name" },
+	{ "client_ca", T_FILE, L(lc_client_ca), 0, 0, NULL, "a file name" },
+	{ "client_cert", T_WORD, L(lc_client_cert), 0, 0, w_client_cert,
+	  "none, optional or require" },
 	{ "handshake_timeout", T_DURATION, L(lc_handshake_timeout_ms), 1, MK_DURATION_MAX_MS,
 	  NULL, "a duration such as 500ms, 30s, 5m or 1h, at most 168h" },
 	{ "idle_timeout", T_DURATION, L(lc_idle_timeout_ms), 1, MK_DURATION_MAX_MS,
@@ -134,7 +142,8 @@ static const struct key_desc mk_keys[] = {
 
 /* The keys a listener cannot do without, in the order they are reported. */
 enum { K_LISTEN, K_PROTOCOL, K_TLS, K_BACKEND, K_CERTIFICATE, K_PRIVATE_KEY, K_PROXY_PROTOCOL,
-       K_PROXY_TLVS, K_PROXY_HEADER_MAX, K_ACCEPT_PROXY };
+       K_PROXY_TLVS, K_PROXY_HEADER_MAX, K_ACCEPT_PROXY, K_TRUSTED_PROXIES, K_PROXY_TIMEOUT,
+       K_MIN_VERSION, K_ALPN, K_TICKET_KEYS, K_CLIENT_CA, K_CLIENT_CERT };
 #define NKEYS (sizeof(mk_keys) / sizeof(mk_keys[0]))
 
 /* Where values go while a section is read, and which keys it set where. */
@@ -601,6 +610,17 @@ static int key_value(struct parser *p, const char *key, const char *v)
 		se->se_key_line[i] = p->p_line;
 		return parse_cidrs(p, kd, v, (struct mk_cidrs *)(base + kd->kd_off));
 	}
+	if (kd->kd_type == T_FILE) {
+		struct mk_path_cfg *pc = (struct mk_path_cfg *)(base + kd->kd_off);
+
+		if (v[0] == '\0' || strlen(v) >= sizeof(pc->pc_path))
+			return perr(p, p->p_line, "bad value '%s' for '%s' (expected %s)", v,
+				    key, kd->kd_expect);
+		strcpy(pc->pc_path, v);
+		pc->pc_line = p->p_line;
+		se->se_key_line[i] = p->p_line;
+		return 0;
+	}
 	if (!parse_value(kd, v, base + kd->kd_off))
 		return perr(p, p->p_line, "bad value '%s' for '%s' (expected %s)", v, key,
 			    kd->kd_expect);
@@ -821,7 +841,7 @@ static int check_proxy(struct parser *p, const struct section *se)
 	const struct mk_listener_cfg *lc = se->se_lc;
 	bool v6 = lc->lc_listen.sa_storage.ss_family == AF_INET6;
 	unsigned int need = PP2_FIXED_LEN + (v6 ? PP2_ADDR_LEN_INET6 : PP2_ADDR_LEN_INET);
-	unsigned int sub = PP2_SEND_SSL_VERSION | PP2_SEND_SSL_CIPHER;
+	unsigned int sub = PP2_SEND_SSL_VERSION | PP2_SEND_SSL_CIPHER | PP2_SEND_SSL_CN;
 
 	if (!lc->lc_proxy_v2)
 		return 0;
@@ -831,8 +851,21 @@ static int check_proxy(struct parser *p, const struct section *se)
 			    "with %s addresses and no TLV", lc->lc_name, lc->lc_proxy_header_max,
 			    need, v6 ? "IPv6" : "IPv4");
 	if ((lc->lc_proxy_tlvs & sub) && !(lc->lc_proxy_tlvs & PP2_SEND_SSL))
-		return perr(p, se->se_key_line[K_PROXY_TLVS], "listener '%s': ssl_version and "
-			    "ssl_cipher are sent inside ssl: add ssl to proxy_tlvs", lc->lc_name);
+		return perr(p, se->se_key_line[K_PROXY_TLVS], "listener '%s': ssl_version, "
+			    "ssl_cipher and ssl_cn are sent inside ssl: add ssl to proxy_tlvs",
+			    lc->lc_name);
+	return 0;
+}
+
+/* A client certificate is verified against client_ca: one without the other is a mistake. */
+static int check_client_cert(struct parser *p, const struct section *se)
+{
+	const struct mk_listener_cfg *lc = se->se_lc;
+
+	if (lc->lc_client_cert != MK_CLIENT_CERT_NONE && !lc->lc_client_ca.pc_path[0])
+		return perr(p, se->se_key_line[K_CLIENT_CERT], "listener '%s': client_cert = %s "
+			    "needs client_ca", lc->lc_name,
+			    lc->lc_client_cert == MK_CLIENT_CERT_REQUIRE ? "require" : "optional");
 	return 0;
 }
 
@@ -856,7 +889,7 @@ static int check_listener(struct parser *p, size_t idx)
 				    lc->lc_listen.sa_text, o->lc_listen.sa_text, o->lc_name,
 				    p->p_lsec[i].se_key_line[K_LISTEN]);
 	}
-	return check_accept_proxy(p, se) ?: check_proxy(p, se);
+	return check_accept_proxy(p, se) ?: check_proxy(p, se) ?: check_client_cert(p, se);
 }
 
 static int finish(struct parser *p)

@@ -26,6 +26,8 @@ enum mk_protocol { MK_PROTO_IMAP, MK_PROTO_POP3, MK_PROTO_SUBMISSION };
 enum mk_tls_mode { MK_TLS_IMPLICIT, MK_TLS_STARTTLS };
 enum mk_ktls_mode { MK_KTLS_AUTO, MK_KTLS_REQUIRE, MK_KTLS_OFF };
 enum mk_log_target { MK_LOG_STDERR, MK_LOG_SYSLOG };
+/* optional: a certificate that fails verification fails the handshake. */
+enum mk_client_cert_mode { MK_CLIENT_CERT_NONE, MK_CLIENT_CERT_OPTIONAL, MK_CLIENT_CERT_REQUIRE };
 
 /* An address from the file: TCP (v4/v6) or, for backends, a unix path. */
 struct mk_sockaddr {
@@ -38,6 +40,12 @@ struct mk_certpair {
 	char cp_cert[PATH_MAX];
 	char cp_key[PATH_MAX];
 	int cp_line;			/* line of the certificate key */
+};
+
+/* A file named by a key, with the key's line for messages about its content. */
+struct mk_path_cfg {
+	char pc_path[PATH_MAX];		/* "" when the key is not set */
+	int pc_line;
 };
 
 struct mk_listener_cfg {
@@ -58,6 +66,9 @@ struct mk_listener_cfg {
 	int lc_ncerts;
 	int lc_min_version;		/* TLS1_2_VERSION or TLS1_3_VERSION */
 	bool lc_alpn_strict;
+	struct mk_path_cfg lc_ticket_keys;	/* "": per-process ticket keys */
+	struct mk_path_cfg lc_client_ca;
+	enum mk_client_cert_mode lc_client_cert;
 	unsigned int lc_handshake_timeout_ms;
 	unsigned int lc_idle_timeout_ms;
 	unsigned int lc_max_connections;

@@ -27,6 +27,7 @@
 #include "stage.h"
 #include "metrics.h"
 #include "registry.h"
+#include "tls_client_cert.h"
 #include "tls_keys.h"
 
 static void handover_group(SSL *ssl, char *out, size_t len)
@@ -48,7 +49,6 @@ static void handover_fill_session(struct mk_conn *c, struct mk_session *s)
 	socklen_t len = sizeof(s->ss_local);
 	const char *name;
 	unsigned int alpn_len;
-	X509 *peer;
 
 	snprintf(s->ss_listener, sizeof(s->ss_listener), "%s", c->c_cfg->lc_name);
 	s->ss_client = c->c_client;
@@ -71,13 +71,8 @@ static void handover_fill_session(struct mk_conn *c, struct mk_session *s)
 		alpn_len = sizeof(s->ss_alpn) - 1;
 	memcpy(s->ss_alpn, alpn ? (const char *)alpn : "", alpn ? alpn_len : 0);
 	s->ss_alpn[alpn ? alpn_len : 0] = '\0';
-	peer = SSL_get0_peer_certificate(c->c_ssl);
-	if (peer) {
-		s->ss_client_cert = true;
-		X509_NAME_oneline(X509_get_subject_name(peer), s->ss_client_subject,
-				  sizeof(s->ss_client_subject));
-		s->ss_verify = (int32_t)SSL_get_verify_result(c->c_ssl);
-	}
+	s->ss_resumed = SSL_session_reused(c->c_ssl) == 1;
+	mk_client_cert_describe(c->c_ssl, s);
 }
 
 /*

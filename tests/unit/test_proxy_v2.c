@@ -82,6 +82,7 @@ FIXTURE(pp2)
 	struct mk_proxy_info info4, info6;
 	uint8_t buf[PP2_HEADER_MAX];
 	struct mk_proxy_decoded dec;
+	char long_cn[257];
 };
 
 FIXTURE_SETUP(pp2)
@@ -284,7 +285,7 @@ static const struct drop_step {
 	  "\x20\x00\x05" "\x01" "\x00\x00\x00\x00", 43, 0x1f },
 	{ V4_FIXED "\x00\x14" V4_ADDR
 	  "\x20\x00\x05" "\x01" "\x00\x00\x00\x00", 36, 0x3f },
-	{ V4_FIXED "\x00\x0c" V4_ADDR, 28, 0x7f },
+	{ V4_FIXED "\x00\x0c" V4_ADDR, 28, PP2_SEND_ALL & ~PP2_SEND_SSL_CN },
 };
 
 /* The longest SNI a ClientHello carries: 253 octets, labels of 63. */
@@ -357,7 +358,7 @@ TEST_F(pp2, within_each_drop_step_exact)
 TEST_F(pp2, within_order_for_every_limit)
 {
 	struct mk_proxy_decoded dec;
-	unsigned int omitted, prev = 0;
+	unsigned int omitted, prev = 0, o;
 	size_t max;
 	ssize_t n;
 
@@ -369,7 +370,9 @@ TEST_F(pp2, within_order_for_every_limit)
 		n = mk_proxy_v2_encode_within(self->buf, sizeof(self->buf), &self->info4,
 					      PP2_SEND_ALL, max, &omitted);
 		ASSERT_LE((size_t)n, max);
-		EXPECT_EQ(0u, omitted & (omitted + 1)) TH_LOG("max %zu omitted %#x", max, omitted);
+		/* info4 has no CN: nothing of it to leave out. */
+		o = omitted & PP2_SEND_SSL ? omitted | PP2_SEND_SSL_CN : omitted;
+		EXPECT_EQ(0u, o & (o + 1)) TH_LOG("max %zu omitted %#x", max, omitted);
 		EXPECT_LE(prev, omitted);
 		prev = omitted;
 		decodes(_metadata, self->buf, n, &dec, !(omitted & PP2_SEND_CRC32C));
@@ -379,7 +382,55 @@ TEST_F(pp2, within_order_for_every_limit)
 		EXPECT_EQ(!(omitted & PP2_SEND_SSL_CIPHER), dec.pd_cipher[0] != '\0');
 		EXPECT_EQ(self->src4.sin_port, ((struct sockaddr_in *)&dec.pd_src)->sin_port);
 	}
-	EXPECT_EQ(0x7fu, prev);
+	EXPECT_EQ(PP2_SEND_ALL & ~PP2_SEND_SSL_CN, prev);
+}
+
+/*
+ * A verified client certificate's CN rides inside PP2_TYPE_SSL; it is left
+ * out after ALPN and before the SSL TLV itself, and only when asked to.
+ */
+TEST_F(pp2, ssl_cn)
+{
+	struct mk_proxy_decoded dec;
+	unsigned int omitted;
+	ssize_t full, n;
+
+	self->info4.pi_client_flags |= PP2_CLIENT_CERT_CONN;
+	self->info4.pi_cn = "alice@example.org";
+	full = mk_proxy_v2_encode_within(self->buf, sizeof(self->buf), &self->info4,
+					 PP2_SEND_ALL, 1500, &omitted);
+	ASSERT_EQ((ssize_t)sizeof(expect_v4) - 1 + 3 + 17, full);
+	EXPECT_EQ(0u, omitted);
+	decodes(_metadata, self->buf, full, &dec, true);
+	EXPECT_STREQ("alice@example.org", dec.pd_cn);
+	EXPECT_EQ(PP2_CLIENT_SSL | PP2_CLIENT_CERT_CONN, dec.pd_client_flags);
+	/* Room for the addresses, SSL and its CN: ALPN went, CN stayed. */
+	n = mk_proxy_v2_encode_within(self->buf, sizeof(self->buf), &self->info4,
+				      PP2_SEND_ALL, 28 + 3 + 5 + 3 + 17, &omitted);
+	ASSERT_EQ(28 + 3 + 5 + 3 + 17, n);
+	EXPECT_EQ(0x3fu, omitted);
+	decodes(_metadata, self->buf, n, &dec, false);
+	EXPECT_STREQ("alice@example.org", dec.pd_cn);
+	EXPECT_TRUE(dec.pd_has_ssl);
+	/* One byte less: the CN goes, the SSL flags stay. */
+	n = mk_proxy_v2_encode_within(self->buf, sizeof(self->buf), &self->info4,
+				      PP2_SEND_ALL, 28 + 3 + 5 + 3 + 16, &omitted);
+	ASSERT_EQ(36, n);
+	EXPECT_EQ(0x7fu, omitted);
+	decodes(_metadata, self->buf, n, &dec, false);
+	EXPECT_STREQ("", dec.pd_cn);
+	EXPECT_TRUE(dec.pd_has_ssl);
+	/* Not in proxy_tlvs: never sent, never reported as left out. */
+	n = mk_proxy_v2_encode_within(self->buf, sizeof(self->buf), &self->info4,
+				      PP2_SEND_ALL & ~PP2_SEND_SSL_CN, 1500, &omitted);
+	EXPECT_EQ(full - 20, n);
+	EXPECT_EQ(0u, omitted);
+	/* Longer than a CN the decoder keeps: refused, not cut. */
+	self->info4.pi_cn = self->long_cn;
+	memset(self->long_cn, 'c', 256);
+	self->long_cn[256] = '\0';
+	EXPECT_EQ(-EINVAL, mk_proxy_v2_encode_within(self->buf, sizeof(self->buf), &self->info4,
+						     PP2_SEND_ALL, 1500, &omitted));
 }
 
 /* What the listener does not send is neither sent nor reported as left out. */
@@ -471,7 +522,8 @@ TEST_F(pp2, tlv_names)
 
 	for (bit = 1; bit <= PP2_SEND_ALL; bit <<= 1)
 		named += mk_proxy_v2_tlv_name(bit) != NULL;
-	EXPECT_EQ(6, named);
+	EXPECT_EQ(7, named);
+	EXPECT_STREQ("ssl_cn", mk_proxy_v2_tlv_name(PP2_SEND_SSL_CN));
 	EXPECT_STREQ("authority", mk_proxy_v2_tlv_name(PP2_SEND_AUTHORITY));
 	EXPECT_STREQ("ssl", mk_proxy_v2_tlv_name(PP2_SEND_SSL));
 	EXPECT_EQ(NULL, mk_proxy_v2_tlv_name(PP2_SEND_SSL_SIG_ALG));

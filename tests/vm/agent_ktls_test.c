@@ -94,11 +94,13 @@ static long mk_env_long(const char *name, long def)
 /* ------------------------------------------------------------------------ */
 /* The agent under test (vm_agent.h) and what its log says of one client. */
 
-/* No query socket; the backend listener takes the idle test's connections. */
+/* No query socket; the backend listener takes the idle test's connections.
+ * Tickets are sealed under a ticket_keys file, as on a fleet. */
 static const struct vm_env_opts mk_agent_opts = {
 	.eo_tmpl = "/tmp/mk-agent-XXXXXX",
 	.eo_cn = "mailktls-vm",
 	.eo_backlog = 4096,
+	.eo_ticket_keys = true,
 };
 
 /*
@@ -258,7 +260,9 @@ struct mk_relay {
 	int r_alert;
 };
 
-static int mk_relay_open(const struct vm_env *e, SSL_CTX *ctx, struct mk_relay *r)
+/* A relayed connection resuming @sess (NULL: a full handshake). */
+static int mk_relay_resume(const struct vm_env *e, SSL_CTX *ctx, SSL_SESSION *sess,
+			   struct mk_relay *r)
 {
 	char buf[sizeof(MK_PROLOGUE) - 1];
 
@@ -267,6 +271,8 @@ static int mk_relay_open(const struct vm_env *e, SSL_CTX *ctx, struct mk_relay *
 	r->r_cfd = vm_connect(e->e_port, &r->r_cport);
 	r->r_ssl = SSL_new(ctx);
 	if (r->r_cfd < 0 || !r->r_ssl || !SSL_set_fd(r->r_ssl, r->r_cfd))
+		return -1;
+	if (sess && !SSL_set_session(r->r_ssl, sess))
 		return -1;
 	SSL_set_msg_callback(r->r_ssl, mk_msg_cb);
 	SSL_set_msg_callback_arg(r->r_ssl, &r->r_alert);
@@ -279,6 +285,11 @@ static int mk_relay_open(const struct vm_env *e, SSL_CTX *ctx, struct mk_relay *
 	    memcmp(buf, MK_PROLOGUE, sizeof(buf)))
 		return -1;
 	return 0;
+}
+
+static int mk_relay_open(const struct vm_env *e, SSL_CTX *ctx, struct mk_relay *r)
+{
+	return mk_relay_resume(e, ctx, NULL, r);
 }
 
 static void mk_relay_close(struct mk_relay *r)
@@ -630,6 +641,39 @@ TEST_F(agent, finished_and_data_in_one_segment)
 	mk_check_log_tls(_metadata, &self->env, m.mc_cport, variant);
 	close(bfd);
 	mk_mc_free(&m);
+}
+
+/*
+ * A session resumed from a ticket sealed under the ticket_keys file goes to
+ * the kernel like a new one: TLS 1.2 (the server's Finished is the one
+ * record under the keys) and TLS 1.3 (the NewSessionTicket written with the
+ * final flight moves the kernel's send sequence number).
+ */
+TEST_F(agent, resumed_session)
+{
+	struct mk_relay r = { .r_cfd = -1, .r_bfd = -1 };
+	SSL_SESSION *sess;
+	char line[512];
+	int i;
+
+	ASSERT_EQ(0, mk_relay_open(&self->env, self->cctx, &r));
+	ASSERT_EQ(0, mk_relay_ping(&r));
+	sess = SSL_get1_session(r.r_ssl);
+	ASSERT_NE(NULL, sess);
+	ASSERT_TRUE(SSL_SESSION_is_resumable(sess));
+	SSL_shutdown(r.r_ssl);
+	mk_relay_close(&r);
+	for (i = 0; i < 2; i++) {
+		ASSERT_EQ(0, mk_relay_resume(&self->env, self->cctx, sess, &r));
+		EXPECT_TRUE(SSL_session_reused(r.r_ssl));
+		ASSERT_EQ(0, mk_relay_ping(&r));
+		ASSERT_EQ(0, mk_relay_ping(&r));
+		ASSERT_EQ(0, mk_log_line(&self->env, "tls", r.r_cport, line, sizeof(line), 5000));
+		EXPECT_NE(NULL, strstr(line, " ktls=tx,rx resumed=yes")) TH_LOG("%s", line);
+		SSL_shutdown(r.r_ssl);
+		mk_relay_close(&r);
+	}
+	SSL_SESSION_free(sess);
 }
 
 /* The client's close_notify reaches the backend as EOF; end=close_notify. */

@@ -212,19 +212,19 @@ $(FUZZ_BUILD)/agent/%.o: agent/%.c
 	$(call say,CC-FUZZ,$@)
 	@mkdir -p $(@D)
 	$(Q)$(CLANG) $(BASE_CFLAGS) -U_FORTIFY_SOURCE -Wno-unused-command-line-argument \
-		-O1 -g -fsanitize=fuzzer-no-link,address,undefined -c -o $@ $<
+		-O1 -g -fsanitize=fuzzer-no-link,address,undefined -MMD -MP -c -o $@ $<
 
 $(FUZZ_BUILD)/lib/%.o: agent/lib/%.c
 	$(call say,CC-FUZZ,$@)
 	@mkdir -p $(@D)
 	$(Q)$(CLANG) $(BASE_CFLAGS) -U_FORTIFY_SOURCE -Wno-unused-command-line-argument \
-		-O1 -g -fsanitize=fuzzer-no-link,address,undefined -c -o $@ $<
+		-O1 -g -fsanitize=fuzzer-no-link,address,undefined -MMD -MP -c -o $@ $<
 
 $(FUZZ_BUILD)/milter/%.o: agent/milter/%.c
 	$(call say,CC-FUZZ,$@)
 	@mkdir -p $(@D)
 	$(Q)$(CLANG) $(BASE_CFLAGS) -U_FORTIFY_SOURCE -Wno-unused-command-line-argument \
-		-O1 -g -fsanitize=fuzzer-no-link,address,undefined -c -o $@ $<
+		-O1 -g -fsanitize=fuzzer-no-link,address,undefined -MMD -MP -c -o $@ $<
 
 $(BUILD)/fuzz/%: tests/fuzz/%.c $(FUZZ_AGENT_OBJS) $(FUZZ_LIB_OBJS) $(FUZZ_MILTER_OBJS)
 	$(call say,CC-FUZZ,$@)

@@ -205,7 +205,7 @@ c_header() {
 }
 
 c_from_module() {	# token iana
-	port=$(sed -n 's/^mailktlsd: tls listener=submissions client=127\.0\.0\.1:\([0-9]*\) .*cipher='"$2"' .*ktls=tx,rx$/\1/p' "$D/agent.log" | head -n 1)
+	port=$(sed -n 's/^mailktlsd: tls listener=submissions client=127\.0\.0\.1:\([0-9]*\) .*cipher='"$2"' .*ktls=tx,rx\( [^ ]*\)*$/\1/p' "$D/agent.log" | head -n 1)
 	grep "cipher=$2" "$D/agent.log"
 	[ -n "$port" ] || { echo "the agent did not log kTLS for $2"; return 1; }
 	grep "client=127.0.0.1:$port " "$D/milter.log"

@@ -78,6 +78,7 @@ static const struct key_word w_proxy[] = { { "v2", 1 }, { "none", 0 }, { NULL, 0
 static const struct key_word w_version[] = {
 	{ "1.2", TLS1_2_VERSION }, { "1.3", TLS1_3_VERSION }, { NULL, 0 } };
 static const struct key_word w_alpn[] = { { "strict", 1 }, { "off", 0 }, { NULL, 0 } };
+static const struct key_word w_yes_no[] = { { "yes", 1 }, { "no", 0 }, { NULL, 0 } };
 
 #define G(f) SCOPE_GLOBAL, offsetof(struct mk_config, f), sizeof(((struct mk_config *)0)->f)
 #define L(f) SCOPE_LISTENER, offsetof(struct mk_listener_cfg, f), \
@@ -120,6 +121,7 @@ static const struct key_desc mk_keys[] = {
 	{ "ktls", T_WORD, G(cf_ktls), 0, 0, w_ktls, "auto, require or off" },
 	{ "metrics_listen", T_LOCALADDR, G(cf_metrics_listen), 0, 0, NULL,
 	  "a loopback IPv4:port or [IPv6]:port, unix:/absolute/path, or nothing" },
+	{ "key_process", T_WORD, G(cf_key_process), 0, 0, w_yes_no, "yes or no" },
 };
 
 #undef G
@@ -867,6 +869,7 @@ static void parser_init(struct parser *p, struct mk_config *cfg, const char *nam
 	snprintf(cfg->cf_path, sizeof(cfg->cf_path), "%s", name);
 	cfg->cf_log = MK_LOG_STDERR;
 	cfg->cf_ktls = MK_KTLS_AUTO;
+	cfg->cf_key_process = true;
 	snprintf(cfg->cf_query_socket, sizeof(cfg->cf_query_socket), "/run/mailktls/query.sock");
 }
 

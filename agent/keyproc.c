@@ -1,0 +1,255 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * The key process (mailktlsd -K): it holds every listener's private keys
+ * and does the private-key operations the agent asks for, nothing else.
+ *
+ * It has no network: every descriptor but stdio and its socket is closed,
+ * capabilities are dropped, it cannot gain privileges, dump core or be
+ * traced by a process of the same user. One request is answered at a time
+ * and in order; the agent serialises its requests. A reload loads the keys
+ * of the configuration file anew and keeps the previous set as well, so
+ * handshakes still on the previous certificates can finish; older sets go.
+ */
+#include <errno.h>
+#include <linux/capability.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/rsa.h>
+
+#include "config.h"
+#include "keyproc.h"
+#include "tls_policy.h"
+
+/* Every certificate/key pair of every listener, by key id. */
+struct keyset {
+	size_t ks_n;
+	uint8_t ks_id[MK_MAX_LISTENERS * MK_MAX_CERTS][MK_KEYPROC_ID_LEN];
+	EVP_PKEY *ks_key[MK_MAX_LISTENERS * MK_MAX_CERTS];
+};
+
+static void keyset_free(struct keyset *ks)
+{
+	size_t i;
+
+	if (!ks)
+		return;
+	for (i = 0; i < ks->ks_n; i++)
+		EVP_PKEY_free(ks->ks_key[i]);	/* clears the private numbers */
+	free(ks);
+}
+
+static EVP_PKEY *keyset_find(const struct keyset *ks, const uint8_t *id)
+{
+	size_t i;
+
+	for (i = 0; ks && i < ks->ks_n; i++)
+		if (!memcmp(ks->ks_id[i], id, MK_KEYPROC_ID_LEN))
+			return ks->ks_key[i];
+	return NULL;
+}
+
+/* Load every key of @path. Return: the set, or NULL with @err set. */
+static struct keyset *keyset_load(const char *path, char *err, size_t errlen)
+{
+	struct mk_config *cfg;
+	struct keyset *ks;
+	size_t i;
+	int j;
+
+	if (mk_config_load(path, &cfg, err, errlen))
+		return NULL;
+	ks = calloc(1, sizeof(*ks));
+	if (!ks) {
+		snprintf(err, errlen, "%s: out of memory", path);
+		goto out_cfg;
+	}
+	for (i = 0; i < cfg->cf_nlisteners; i++) {
+		const struct mk_listener_cfg *lc = &cfg->cf_listeners[i];
+
+		for (j = 0; j < lc->lc_ncerts; j++) {
+			EVP_PKEY *k = mk_tls_read_key(cfg, &lc->lc_certs[j], err, errlen);
+
+			if (!k)
+				goto out_free;
+			ks->ks_key[ks->ks_n] = k;
+			if (mk_keyproc_key_id(k, ks->ks_id[ks->ks_n++])) {
+				snprintf(err, errlen, "%s: out of memory", path);
+				goto out_free;
+			}
+		}
+	}
+	mk_config_free(cfg);
+	return ks;
+
+out_free:
+	keyset_free(ks);
+	ks = NULL;
+out_cfg:
+	mk_config_free(cfg);
+	return ks;
+}
+
+/* The raw RSA private operation on a block the agent padded itself (PSS),
+ * or PKCS#1 type 1 padding done here (a DigestInfo from RSA_sign()). */
+static int sign_rsa(EVP_PKEY *k, const struct mk_keyproc_req *req, struct mk_keyproc_ans *ans)
+{
+	EVP_PKEY_CTX *pc = EVP_PKEY_CTX_new_from_pkey(NULL, k, NULL);
+	size_t len = sizeof(ans->ka_data);
+	int ret = -EINVAL;
+
+	if (!pc)
+		return -ENOMEM;
+	if (EVP_PKEY_get_base_id(k) != EVP_PKEY_RSA ||
+	    (req->kr_padding != RSA_PKCS1_PADDING && req->kr_padding != RSA_NO_PADDING))
+		goto out;
+	if (EVP_PKEY_sign_init(pc) == 1 && EVP_PKEY_CTX_set_rsa_padding(pc, req->kr_padding) == 1 &&
+	    EVP_PKEY_sign(pc, ans->ka_data, &len, req->kr_data, req->kr_len) == 1) {
+		ans->ka_len = (uint16_t)len;
+		ret = 0;
+	}
+out:
+	EVP_PKEY_CTX_free(pc);
+	return ret;
+}
+
+static int sign_ecdsa(EVP_PKEY *k, const struct mk_keyproc_req *req, struct mk_keyproc_ans *ans)
+{
+	EVP_PKEY_CTX *pc = EVP_PKEY_CTX_new_from_pkey(NULL, k, NULL);
+	size_t len = sizeof(ans->ka_data);
+	int ret = -EINVAL;
+
+	if (!pc)
+		return -ENOMEM;
+	if (EVP_PKEY_get_base_id(k) == EVP_PKEY_EC && EVP_PKEY_sign_init(pc) == 1 &&
+	    EVP_PKEY_sign(pc, ans->ka_data, &len, req->kr_data, req->kr_len) == 1) {
+		ans->ka_len = (uint16_t)len;
+		ret = 0;
+	}
+	EVP_PKEY_CTX_free(pc);
+	return ret;
+}
+
+static void ans_text(struct mk_keyproc_ans *ans, int status, const char *text)
+{
+	size_t n = strlen(text);
+
+	if (n > sizeof(ans->ka_data))
+		n = sizeof(ans->ka_data);
+	ans->ka_status = status;
+	ans->ka_len = (uint16_t)n;
+	memcpy(ans->ka_data, text, n);
+}
+
+static void reload(const char *path, struct keyset **cur, struct keyset **prev,
+		   struct mk_keyproc_ans *ans)
+{
+	char err[MK_ERR_MAX], msg[64];
+	struct keyset *ks = keyset_load(path, err, sizeof(err));
+
+	if (!ks) {
+		ans_text(ans, -EINVAL, err);
+		return;
+	}
+	keyset_free(*prev);
+	*prev = *cur;
+	*cur = ks;
+	snprintf(msg, sizeof(msg), "%zu key%s", ks->ks_n, ks->ks_n == 1 ? "" : "s");
+	ans_text(ans, 0, msg);
+}
+
+static void answer(const char *path, struct keyset **cur, struct keyset **prev,
+		   const struct mk_keyproc_req *req, struct mk_keyproc_ans *ans)
+{
+	EVP_PKEY *k;
+
+	memset(ans, 0, sizeof(*ans));
+	ans->ka_seq = req->kr_seq;
+	if (req->kr_op == MK_KEYPROC_RELOAD) {
+		reload(path, cur, prev, ans);
+		return;
+	}
+	k = keyset_find(*cur, req->kr_id);
+	if (!k)
+		k = keyset_find(*prev, req->kr_id);
+	if (!k) {
+		ans_text(ans, -ENOKEY, "no such key");
+		return;
+	}
+	switch (req->kr_op) {
+	case MK_KEYPROC_HAVE:
+		ans->ka_status = 0;
+		break;
+	case MK_KEYPROC_RSA_PRIVATE:
+		ans->ka_status = sign_rsa(k, req, ans);
+		break;
+	case MK_KEYPROC_ECDSA:
+		ans->ka_status = sign_ecdsa(k, req, ans);
+		break;
+	default:
+		ans->ka_status = -EOPNOTSUPP;
+	}
+	ERR_clear_error();
+}
+
+/* Nothing the key process does needs a capability or another descriptor. */
+static void confine(void)
+{
+	struct __user_cap_header_struct hdr = { .version = _LINUX_CAPABILITY_VERSION_3 };
+	struct __user_cap_data_struct data[2] = { { 0 } };
+	struct rlimit none = { 0, 0 };
+
+	close_range(MK_KEYPROC_FD + 1, ~0U, 0);
+	signal(SIGHUP, SIG_IGN);
+	signal(SIGINT, SIG_IGN);	/* the agent decides when it ends */
+	signal(SIGPIPE, SIG_IGN);
+	prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+	prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
+	syscall(SYS_capset, &hdr, data);
+	setrlimit(RLIMIT_CORE, &none);
+}
+
+int mk_keyproc_main(const char *path)
+{
+	struct keyset *cur = NULL, *prev = NULL;
+	struct mk_keyproc_req req;
+	struct mk_keyproc_ans ans;
+	ssize_t n;
+
+	confine();
+	/* The first answer says whether the keys loaded, as a reload does. */
+	memset(&ans, 0, sizeof(ans));
+	reload(path, &cur, &prev, &ans);
+	if (send(MK_KEYPROC_FD, &ans, offsetof(struct mk_keyproc_ans, ka_data) + ans.ka_len,
+		 MSG_NOSIGNAL) < 0 || ans.ka_status)
+		goto out;
+	for (;;) {
+		n = recv(MK_KEYPROC_FD, &req, sizeof(req), 0);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;			/* the agent is gone */
+		if ((size_t)n < offsetof(struct mk_keyproc_req, kr_data) ||
+		    req.kr_len > sizeof(req.kr_data) ||
+		    (size_t)n < offsetof(struct mk_keyproc_req, kr_data) + req.kr_len)
+			break;			/* not the agent speaking */
+		answer(path, &cur, &prev, &req, &ans);
+		if (send(MK_KEYPROC_FD, &ans, offsetof(struct mk_keyproc_ans, ka_data) + ans.ka_len,
+			 MSG_NOSIGNAL) < 0)
+			break;
+	}
+out:
+	keyset_free(cur);
+	keyset_free(prev);
+	return ans.ka_status ? 1 : 0;
+}

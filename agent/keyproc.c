@@ -30,32 +30,45 @@
 #include "keyproc.h"
 #include "tls_policy.h"
 
+#define MK_KEYSET_MAX (MK_MAX_LISTENERS * MK_MAX_CERTS)
+
+/* The signing contexts of a key, made on first use and reused: setting one
+ * up (the provider's algorithm fetched, the padding set) costs as much as
+ * an ECDSA signature. */
+enum { CTX_ECDSA, CTX_RSA_PKCS1, CTX_RSA_RAW, CTX_N };
+
 /* Every certificate/key pair of every listener, by key id. */
 struct keyset {
 	size_t ks_n;
-	uint8_t ks_id[MK_MAX_LISTENERS * MK_MAX_CERTS][MK_KEYPROC_ID_LEN];
-	EVP_PKEY *ks_key[MK_MAX_LISTENERS * MK_MAX_CERTS];
+	uint8_t ks_id[MK_KEYSET_MAX][MK_KEYPROC_ID_LEN];
+	EVP_PKEY *ks_key[MK_KEYSET_MAX];
+	EVP_PKEY_CTX *ks_ctx[MK_KEYSET_MAX][CTX_N];
 };
 
 static void keyset_free(struct keyset *ks)
 {
 	size_t i;
+	int j;
 
 	if (!ks)
 		return;
-	for (i = 0; i < ks->ks_n; i++)
+	for (i = 0; i < ks->ks_n; i++) {
+		for (j = 0; j < CTX_N; j++)
+			EVP_PKEY_CTX_free(ks->ks_ctx[i][j]);
 		EVP_PKEY_free(ks->ks_key[i]);	/* clears the private numbers */
+	}
 	free(ks);
 }
 
-static EVP_PKEY *keyset_find(const struct keyset *ks, const uint8_t *id)
+/* Return: the index of the key called @id in @ks, or -1. */
+static int keyset_find(const struct keyset *ks, const uint8_t *id)
 {
 	size_t i;
 
 	for (i = 0; ks && i < ks->ks_n; i++)
 		if (!memcmp(ks->ks_id[i], id, MK_KEYPROC_ID_LEN))
-			return ks->ks_key[i];
-	return NULL;
+			return (int)i;
+	return -1;
 }
 
 /* Load every key of @path. Return: the set, or NULL with @err set. */
@@ -99,44 +112,51 @@ out_cfg:
 	return ks;
 }
 
-/* The raw RSA private operation on a block the agent padded itself (PSS),
- * or PKCS#1 type 1 padding done here (a DigestInfo from RSA_sign()). */
-static int sign_rsa(EVP_PKEY *k, const struct mk_keyproc_req *req, struct mk_keyproc_ans *ans)
+/*
+ * The context for one kind of operation with key @i: ECDSA over a digest;
+ * PKCS#1 type 1 padding done here (a DigestInfo from RSA_sign()); or the
+ * raw RSA private operation on a block the agent padded itself (PSS).
+ */
+static EVP_PKEY_CTX *sign_ctx(struct keyset *ks, int i, int kind)
 {
-	EVP_PKEY_CTX *pc = EVP_PKEY_CTX_new_from_pkey(NULL, k, NULL);
-	size_t len = sizeof(ans->ka_data);
-	int ret = -EINVAL;
+	EVP_PKEY_CTX **pc = &ks->ks_ctx[i][kind];
+	int want = kind == CTX_ECDSA ? EVP_PKEY_EC : EVP_PKEY_RSA;
 
-	if (!pc)
-		return -ENOMEM;
-	if (EVP_PKEY_get_base_id(k) != EVP_PKEY_RSA ||
-	    (req->kr_padding != RSA_PKCS1_PADDING && req->kr_padding != RSA_NO_PADDING))
-		goto out;
-	if (EVP_PKEY_sign_init(pc) == 1 && EVP_PKEY_CTX_set_rsa_padding(pc, req->kr_padding) == 1 &&
-	    EVP_PKEY_sign(pc, ans->ka_data, &len, req->kr_data, req->kr_len) == 1) {
-		ans->ka_len = (uint16_t)len;
-		ret = 0;
-	}
-out:
-	EVP_PKEY_CTX_free(pc);
-	return ret;
+	if (*pc)
+		return *pc;
+	if (EVP_PKEY_get_base_id(ks->ks_key[i]) != want)
+		return NULL;
+	*pc = EVP_PKEY_CTX_new_from_pkey(NULL, ks->ks_key[i], NULL);
+	if (*pc && EVP_PKEY_sign_init(*pc) == 1 &&
+	    (kind == CTX_ECDSA ||
+	     EVP_PKEY_CTX_set_rsa_padding(*pc, kind == CTX_RSA_RAW ? RSA_NO_PADDING :
+							      RSA_PKCS1_PADDING) == 1))
+		return *pc;
+	EVP_PKEY_CTX_free(*pc);
+	*pc = NULL;
+	return NULL;
 }
 
-static int sign_ecdsa(EVP_PKEY *k, const struct mk_keyproc_req *req, struct mk_keyproc_ans *ans)
+static int sign(struct keyset *ks, int i, const struct mk_keyproc_req *req,
+		struct mk_keyproc_ans *ans)
 {
-	EVP_PKEY_CTX *pc = EVP_PKEY_CTX_new_from_pkey(NULL, k, NULL);
 	size_t len = sizeof(ans->ka_data);
-	int ret = -EINVAL;
+	EVP_PKEY_CTX *pc;
+	int kind;
 
-	if (!pc)
-		return -ENOMEM;
-	if (EVP_PKEY_get_base_id(k) == EVP_PKEY_EC && EVP_PKEY_sign_init(pc) == 1 &&
-	    EVP_PKEY_sign(pc, ans->ka_data, &len, req->kr_data, req->kr_len) == 1) {
-		ans->ka_len = (uint16_t)len;
-		ret = 0;
-	}
-	EVP_PKEY_CTX_free(pc);
-	return ret;
+	if (req->kr_op == MK_KEYPROC_ECDSA)
+		kind = CTX_ECDSA;
+	else if (req->kr_padding == RSA_PKCS1_PADDING)
+		kind = CTX_RSA_PKCS1;
+	else if (req->kr_padding == RSA_NO_PADDING)
+		kind = CTX_RSA_RAW;
+	else
+		return -EINVAL;
+	pc = sign_ctx(ks, i, kind);
+	if (!pc || EVP_PKEY_sign(pc, ans->ka_data, &len, req->kr_data, req->kr_len) != 1)
+		return -EINVAL;
+	ans->ka_len = (uint16_t)len;
+	return 0;
 }
 
 static void ans_text(struct mk_keyproc_ans *ans, int status, const char *text)
@@ -170,7 +190,8 @@ static void reload(const char *path, struct keyset **cur, struct keyset **prev,
 static void answer(const char *path, struct keyset **cur, struct keyset **prev,
 		   const struct mk_keyproc_req *req, struct mk_keyproc_ans *ans)
 {
-	EVP_PKEY *k;
+	struct keyset *ks = *cur;
+	int i;
 
 	memset(ans, 0, sizeof(*ans));
 	ans->ka_seq = req->kr_seq;
@@ -178,10 +199,12 @@ static void answer(const char *path, struct keyset **cur, struct keyset **prev,
 		reload(path, cur, prev, ans);
 		return;
 	}
-	k = keyset_find(*cur, req->kr_id);
-	if (!k)
-		k = keyset_find(*prev, req->kr_id);
-	if (!k) {
+	i = keyset_find(ks, req->kr_id);
+	if (i < 0) {
+		ks = *prev;
+		i = keyset_find(ks, req->kr_id);
+	}
+	if (i < 0) {
 		ans_text(ans, -ENOKEY, "no such key");
 		return;
 	}
@@ -190,10 +213,8 @@ static void answer(const char *path, struct keyset **cur, struct keyset **prev,
 		ans->ka_status = 0;
 		break;
 	case MK_KEYPROC_RSA_PRIVATE:
-		ans->ka_status = sign_rsa(k, req, ans);
-		break;
 	case MK_KEYPROC_ECDSA:
-		ans->ka_status = sign_ecdsa(k, req, ans);
+		ans->ka_status = sign(ks, i, req, ans);
 		break;
 	default:
 		ans->ka_status = -EOPNOTSUPP;

@@ -69,7 +69,8 @@ static int forward(uint16_t op, uint16_t padding, const uint8_t *id, const unsig
 	if (!ret && ans.ka_len > outmax)
 		ret = -EPROTO;
 	if (ret) {
-		mk_log(LOG_WARNING, "key process did not sign: %s", strerror(-ret));
+		mk_log_limited(MK_LOG_HANDSHAKE, LOG_WARNING, "key process did not sign: %s",
+			       strerror(-ret));
 		return -1;
 	}
 	memcpy(out, ans.ka_data, ans.ka_len);

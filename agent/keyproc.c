@@ -7,8 +7,10 @@
  * capabilities are dropped, it cannot gain privileges, dump core or be
  * traced by a process of the same user. One request is answered at a time
  * and in order; the agent serialises its requests. A reload loads the keys
- * of the configuration file anew and keeps the previous set as well, so
- * handshakes still on the previous certificates can finish; older sets go.
+ * of the configuration file anew, for the agent to match its new
+ * certificates against; once the agent commits it, the previous set stays
+ * as well, so handshakes still on the previous certificates can finish;
+ * older sets go. A reload the agent gives up leaves the keys as they were.
  */
 #include <errno.h>
 #include <linux/capability.h>
@@ -170,8 +172,18 @@ static void ans_text(struct mk_keyproc_ans *ans, int status, const char *text)
 	memcpy(ans->ka_data, text, n);
 }
 
-static void reload(const char *path, struct keyset **cur, struct keyset **prev,
-		   struct mk_keyproc_ans *ans)
+/*
+ * The key sets: the one in force, the one before it (handshakes still on
+ * the previous certificates), and one loaded for a reload the agent has
+ * not committed yet: it names the keys the new certificates must match.
+ */
+struct keyring {
+	struct keyset *kg_cur;
+	struct keyset *kg_prev;
+	struct keyset *kg_pending;
+};
+
+static void load_pending(const char *path, struct keyring *kg, struct mk_keyproc_ans *ans)
 {
 	char err[MK_ERR_MAX], msg[64];
 	struct keyset *ks = keyset_load(path, err, sizeof(err));
@@ -180,31 +192,62 @@ static void reload(const char *path, struct keyset **cur, struct keyset **prev,
 		ans_text(ans, -EINVAL, err);
 		return;
 	}
-	keyset_free(*prev);
-	*prev = *cur;
-	*cur = ks;
+	keyset_free(kg->kg_pending);
+	kg->kg_pending = ks;
 	snprintf(msg, sizeof(msg), "%zu key%s", ks->ks_n, ks->ks_n == 1 ? "" : "s");
 	ans_text(ans, 0, msg);
 }
 
-static void answer(const char *path, struct keyset **cur, struct keyset **prev,
-		   const struct mk_keyproc_req *req, struct mk_keyproc_ans *ans)
+static void commit(struct keyring *kg)
 {
-	struct keyset *ks = *cur;
+	if (!kg->kg_pending)
+		return;
+	keyset_free(kg->kg_prev);
+	kg->kg_prev = kg->kg_cur;
+	kg->kg_cur = kg->kg_pending;
+	kg->kg_pending = NULL;
+}
+
+/* A HAVE asks about the keys a reload is checking, if one is under way. */
+static struct keyset *lookup(struct keyring *kg, const struct mk_keyproc_req *req, int *i)
+{
+	struct keyset *order[3] = { kg->kg_cur, kg->kg_prev, NULL };
+	int k;
+
+	if (req->kr_op == MK_KEYPROC_HAVE) {
+		order[0] = kg->kg_pending ? kg->kg_pending : kg->kg_cur;
+		order[1] = NULL;
+	}
+	for (k = 0; order[k]; k++) {
+		*i = keyset_find(order[k], req->kr_id);
+		if (*i >= 0)
+			return order[k];
+	}
+	return NULL;
+}
+
+static void answer(const char *path, struct keyring *kg, const struct mk_keyproc_req *req,
+		   struct mk_keyproc_ans *ans)
+{
+	struct keyset *ks;
 	int i;
 
 	memset(ans, 0, sizeof(*ans));
 	ans->ka_seq = req->kr_seq;
-	if (req->kr_op == MK_KEYPROC_RELOAD) {
-		reload(path, cur, prev, ans);
+	switch (req->kr_op) {
+	case MK_KEYPROC_RELOAD:
+		load_pending(path, kg, ans);
+		return;
+	case MK_KEYPROC_COMMIT:
+		commit(kg);
+		return;
+	case MK_KEYPROC_ABORT:
+		keyset_free(kg->kg_pending);
+		kg->kg_pending = NULL;
 		return;
 	}
-	i = keyset_find(ks, req->kr_id);
-	if (i < 0) {
-		ks = *prev;
-		i = keyset_find(ks, req->kr_id);
-	}
-	if (i < 0) {
+	ks = lookup(kg, req, &i);
+	if (!ks) {
 		ans_text(ans, -ENOKEY, "no such key");
 		return;
 	}
@@ -242,7 +285,7 @@ static void confine(void)
 
 int mk_keyproc_main(const char *path)
 {
-	struct keyset *cur = NULL, *prev = NULL;
+	struct keyring kg = { NULL, NULL, NULL };
 	struct mk_keyproc_req req;
 	struct mk_keyproc_ans ans;
 	ssize_t n;
@@ -250,7 +293,8 @@ int mk_keyproc_main(const char *path)
 	confine();
 	/* The first answer says whether the keys loaded, as a reload does. */
 	memset(&ans, 0, sizeof(ans));
-	reload(path, &cur, &prev, &ans);
+	load_pending(path, &kg, &ans);
+	commit(&kg);
 	if (send(MK_KEYPROC_FD, &ans, offsetof(struct mk_keyproc_ans, ka_data) + ans.ka_len,
 		 MSG_NOSIGNAL) < 0 || ans.ka_status)
 		goto out;
@@ -264,13 +308,14 @@ int mk_keyproc_main(const char *path)
 		    req.kr_len > sizeof(req.kr_data) ||
 		    (size_t)n < offsetof(struct mk_keyproc_req, kr_data) + req.kr_len)
 			break;			/* not the agent speaking */
-		answer(path, &cur, &prev, &req, &ans);
+		answer(path, &kg, &req, &ans);
 		if (send(MK_KEYPROC_FD, &ans, offsetof(struct mk_keyproc_ans, ka_data) + ans.ka_len,
 			 MSG_NOSIGNAL) < 0)
 			break;
 	}
 out:
-	keyset_free(cur);
-	keyset_free(prev);
+	keyset_free(kg.kg_cur);
+	keyset_free(kg.kg_prev);
+	keyset_free(kg.kg_pending);
 	return ans.ka_status ? 1 : 0;
 }

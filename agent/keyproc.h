@@ -33,8 +33,10 @@
 enum mk_keyproc_op {
 	MK_KEYPROC_RSA_PRIVATE = 1,	/* raw RSA private operation, kr_padding */
 	MK_KEYPROC_ECDSA = 2,		/* ECDSA over a digest, DER answer */
-	MK_KEYPROC_HAVE = 3,		/* does it hold kr_id? */
+	MK_KEYPROC_HAVE = 3,		/* does it hold kr_id (in the reload's set)? */
 	MK_KEYPROC_RELOAD = 4,		/* read the configuration file again */
+	MK_KEYPROC_COMMIT = 5,		/* the reload's keys are in force */
+	MK_KEYPROC_ABORT = 6,		/* the reload failed: drop its keys */
 };
 
 /* Agent to key process. */
@@ -75,13 +77,22 @@ int mk_keyproc_main(const char *path);
 int mk_keyproc_start(const char *path, char *err, size_t errlen);
 
 /**
- * mk_keyproc_reload() - make the key process read the configuration again;
- * it keeps the keys it had as well, for handshakes on the old certificates
+ * mk_keyproc_reload() - make the key process read the configuration again,
+ * into a set that mk_keyproc_pkey() checks certificates against until
+ * mk_keyproc_reload_end() says whether it is in force
  * @err: its message on failure
  *
  * Return: 0, or a negative errno with @err set (the old keys stay).
  */
 int mk_keyproc_reload(char *err, size_t errlen);
+
+/**
+ * mk_keyproc_reload_end() - the reload's keys are in force (@commit), the
+ * previous ones kept for handshakes on the previous certificates; or the
+ * reload failed and its keys go
+ * @commit: whether the new runtime was published
+ */
+void mk_keyproc_reload_end(bool commit);
 
 /**
  * mk_keyproc_reap() - after SIGCHLD: start a new key process if it died

@@ -196,9 +196,21 @@ int mk_keyproc_reload(char *err, size_t errlen)
 		snprintf(err, errlen, "%.*s", (int)ans.ka_len, (char *)ans.ka_data);
 		return ans.ka_status;
 	}
-	mk_log(LOG_INFO, "key process PID %d now holds %.*s", (int)mk_keyproc_pid(),
+	mk_log(LOG_INFO, "key process PID %d loaded %.*s", (int)mk_keyproc_pid(),
 	       (int)ans.ka_len, (char *)ans.ka_data);
 	return 0;
+}
+
+void mk_keyproc_reload_end(bool commit)
+{
+	struct mk_keyproc_req req = { .kr_op = commit ? MK_KEYPROC_COMMIT : MK_KEYPROC_ABORT };
+	struct mk_keyproc_ans ans;
+	int ret = mk_keyproc_call(&req, &ans);
+
+	/* A key process that is gone loads the file in force when restarted. */
+	if (ret)
+		mk_log(LOG_WARNING, "key process: cannot %s the reload: %s",
+		       commit ? "commit" : "abort", strerror(-ret));
 }
 
 int mk_keyproc_reap(const char *path)

@@ -49,16 +49,17 @@ static void notify_ready(size_t nlisteners, unsigned int nworkers)
 static int reload(const char *path, bool ktls, const char *why, char *err)
 {
 	struct mk_runtime *cur = mk_runtime_current(), *rt;
+	bool keys = mk_keyproc_enabled();
 	int ret = -1;
 	size_t i;
 
 	/* The key process first: the new certificates are matched against the
-	 * keys it holds. It keeps the old keys too, for the old certificates. */
-	if (mk_keyproc_enabled() && mk_keyproc_reload(err, MK_ERR_MAX))
+	 * keys it loads; they are in force only with the new runtime. */
+	if (keys && mk_keyproc_reload(err, MK_ERR_MAX))
 		goto out;
 	rt = mk_runtime_build(path, err, MK_ERR_MAX);
 	if (!rt)
-		goto out;
+		goto out_keys;
 	/* Listening sockets stay as they are: a reload changes policies and
 	 * certificates, not addresses. */
 	if (rt->rt_cfg->cf_nlisteners != cur->rt_cfg->cf_nlisteners)
@@ -69,6 +70,8 @@ static int reload(const char *path, bool ktls, const char *why, char *err)
 			   cur->rt_cfg->cf_listeners[i].lc_listen.sa_text))
 			goto out_mismatch;
 	rt->rt_ktls = ktls;
+	if (keys)
+		mk_keyproc_reload_end(true);
 	mk_runtime_publish(rt);
 	mk_log(LOG_INFO, "reloaded %s (%s): new connections use the new configuration", path, why);
 	ret = 0;
@@ -77,6 +80,9 @@ static int reload(const char *path, bool ktls, const char *why, char *err)
 out_mismatch:
 	snprintf(err, MK_ERR_MAX, "listeners were added, removed or moved; restart instead");
 	mk_runtime_put(rt);
+out_keys:
+	if (keys)
+		mk_keyproc_reload_end(false);
 out:
 	mk_runtime_put(cur);
 	return ret;

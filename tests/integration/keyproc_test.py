@@ -161,6 +161,7 @@ def test_split(d):
               "after SIGHUP the key process holds the new keys")
         check(not any(holds(memory(a.proc.pid), s) for s in secrets),
               "after SIGHUP the agent holds none of them")
+        test_failed_reload(a, d, port)
         test_kill_under_load(a, port)
         test_stopped(a, port)
     finally:
@@ -169,6 +170,28 @@ def test_split(d):
     check(a.proc.returncode == 0, "agent stops cleanly", a.text())
     check(kp is not None and not os.path.exists("/proc/%d" % keyproc_pid(a)),
           "the key process ends with the agent")
+
+
+def test_failed_reload(a, d, port):
+    """A key file replaced by one for another certificate: each SIGHUP
+    fails, and the running keys keep signing."""
+    good = open(d + "/ec.key").read()
+    gen_pair(d, "other", "ec")
+    os.replace(d + "/other.key", d + "/ec.key")
+    for n in (1, 2):
+        before = a.text().count("reload failed")
+        a.proc.send_signal(signal.SIGHUP)
+        end = time.time() + 5
+        while a.text().count("reload failed") == before and time.time() < end:
+            time.sleep(0.05)
+        check("holds no private key" in a.text().split("reload failed")[-1],
+              "SIGHUP %d with a key for another certificate fails, and says why" % n,
+              a.text())
+        out = s_client(port, ["-tls1_3", "-sigalgs", "ecdsa_secp256r1_sha256"])
+        check("Peer signature type: ECDSA\n" in out and "* OK ready" in out,
+              "after failed SIGHUP %d the running ECDSA key still signs" % n, out)
+    with open(d + "/ec.key", "w") as f:
+        f.write(good)
 
 
 def test_kill_under_load(a, port):

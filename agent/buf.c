@@ -9,6 +9,22 @@
 
 #include "buf.h"
 
+/* Before b_len goes down: remember how far data reached. */
+static void buf_mark(struct mk_buf *b)
+{
+	if (b->b_len > b->b_dirty)
+		b->b_dirty = (uint32_t)b->b_len;
+}
+
+/* Wipe what held data (not the whole allocation: a 16 KiB receive
+ * buffer that saw a 20-byte command costs 20 bytes here), then free. */
+static void buf_release(struct mk_buf *b)
+{
+	buf_mark(b);
+	OPENSSL_cleanse(b->b_data, b->b_dirty);
+	free(b->b_data);
+}
+
 /**
  * mk_buf_init() - an empty buffer that never grows past @max bytes
  * @b:   the buffer
@@ -17,7 +33,7 @@
 void mk_buf_init(struct mk_buf *b, size_t max)
 {
 	memset(b, 0, sizeof(*b));
-	b->b_max = max;
+	b->b_max = max < UINT32_MAX ? max : UINT32_MAX;
 }
 
 /**
@@ -26,12 +42,11 @@ void mk_buf_init(struct mk_buf *b, size_t max)
  */
 void mk_buf_free(struct mk_buf *b)
 {
-	if (b->b_data) {
-		OPENSSL_cleanse(b->b_data, b->b_cap);
-		free(b->b_data);
-	}
+	if (b->b_data)
+		buf_release(b);
 	b->b_data = NULL;
-	b->b_off = b->b_len = b->b_cap = 0;
+	b->b_off = b->b_len = 0;
+	b->b_cap = b->b_dirty = 0;
 }
 
 /**
@@ -40,6 +55,7 @@ void mk_buf_free(struct mk_buf *b)
  */
 void mk_buf_reset(struct mk_buf *b)
 {
+	buf_mark(b);
 	b->b_off = b->b_len = 0;
 }
 
@@ -53,8 +69,10 @@ void mk_buf_consume(struct mk_buf *b, size_t len)
 	if (len > mk_buf_used(b))
 		len = mk_buf_used(b);
 	b->b_off += len;
-	if (b->b_off == b->b_len)
+	if (b->b_off == b->b_len) {
+		buf_mark(b);
 		b->b_off = b->b_len = 0;
+	}
 }
 
 /**
@@ -70,6 +88,7 @@ uint8_t *mk_buf_reserve(struct mk_buf *b, size_t len)
 	uint8_t *n;
 
 	if (b->b_off && b->b_len + len > b->b_cap) {
+		buf_mark(b);
 		memmove(b->b_data, b->b_data + b->b_off, used);
 		b->b_off = 0;
 		b->b_len = used;
@@ -89,11 +108,11 @@ uint8_t *mk_buf_reserve(struct mk_buf *b, size_t len)
 		return NULL;
 	if (b->b_data) {
 		memcpy(n, b->b_data, b->b_len);
-		OPENSSL_cleanse(b->b_data, b->b_cap);
-		free(b->b_data);
+		buf_release(b);
 	}
 	b->b_data = n;
-	b->b_cap = ncap;
+	b->b_cap = (uint32_t)ncap;
+	b->b_dirty = (uint32_t)b->b_len;
 	return b->b_data + b->b_len;
 }
 

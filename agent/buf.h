@@ -13,7 +13,11 @@ struct mk_buf {
 	uint8_t *b_data;
 	size_t b_off;		/* first unread byte */
 	size_t b_len;		/* end of data */
-	size_t b_cap;		/* allocated */
+	uint32_t b_cap;		/* allocated */
+	/* Bytes from b_data on that ever held data: what a wipe covers.
+	 * Writers only add to b_len, so the mark is taken wherever buf.c
+	 * lowers it. */
+	uint32_t b_dirty;
 	size_t b_max;		/* never allocate more than this */
 };
 

@@ -353,7 +353,8 @@ void mk_conn_send_client(struct mk_conn *c)
 		return;
 	}
 	io_uring_prep_send(sqe, c->c_fd, mk_buf_head(&c->c_cout), mk_buf_used(&c->c_cout),
-			   MSG_NOSIGNAL);
+			   MSG_NOSIGNAL | (c->c_cout_more ? MSG_MORE : 0));
+	c->c_cout_more = false;
 	c->c_csend_busy = true;
 }
 
@@ -436,6 +437,9 @@ void mk_conn_recv_backend(struct mk_conn *c)
 static void conn_client_recv_done(struct mk_conn *c, int res)
 {
 	c->c_crecv_busy = false;
+	/* Counted even when closing: the buffer's wipe covers what it holds. */
+	if (res > 0)
+		c->c_cin.b_len += (size_t)res;
 	if (c->c_state == MK_CS_CLOSING)
 		return;
 	if (res < 0) {
@@ -449,7 +453,6 @@ static void conn_client_recv_done(struct mk_conn *c, int res)
 			mk_conn_end(c, c->c_handshake_done ? "eof" : "error:eof_before_tls");
 		return;
 	}
-	c->c_cin.b_len += (size_t)res;
 	c->c_last_ms = mk_now_ms();
 	switch (c->c_state) {
 	case MK_CS_PRETLS:
@@ -518,6 +521,9 @@ static void conn_backend_send_done(struct mk_conn *c, int res)
 static void conn_backend_recv_done(struct mk_conn *c, int res)
 {
 	c->c_brecv_busy = false;
+	/* Counted even when closing: the buffer's wipe covers what it holds. */
+	if (res > 0)
+		c->c_bin.b_len += (size_t)res;
 	if (c->c_state == MK_CS_CLOSING)
 		return;
 	if (res < 0) {
@@ -525,7 +531,6 @@ static void conn_backend_recv_done(struct mk_conn *c, int res)
 		return;
 	}
 	if (res > 0) {
-		c->c_bin.b_len += (size_t)res;
 		c->c_last_ms = mk_now_ms();
 	} else {
 		c->c_b2c.d_eof = true;

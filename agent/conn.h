@@ -23,6 +23,7 @@
 #include "capfilter.h"
 #include "pretls.h"
 #include "session.h"
+#include "tls_record.h"
 #include "worker.h"
 
 enum mk_conn_state {
@@ -74,9 +75,11 @@ struct mk_conn {
 	bool c_tls_counted;			/* in the metrics' TLS gauges */
 	bool c_handshake_failure_counted;
 	bool c_close_after_send;		/* a final alert or reply is queued */
+	bool c_cout_more;			/* next client send: MSG_MORE */
 	size_t c_recv_limit;			/* 0: no limit */
 	uint64_t c_tx_seq, c_rx_seq;		/* records after the handshake */
 	unsigned int c_tls13_post_records;	/* sent with the final flight */
+	struct mk_tls_rx c_tls_rx;		/* the client's records in relay */
 
 	struct mk_dir c_c2b, c_b2c;
 	struct sockaddr_storage c_client;	/* for the log lines */

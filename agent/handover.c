@@ -54,7 +54,8 @@ static void handover_fill_session(struct mk_conn *c, struct mk_session *s)
 	s->ss_client = c->c_client;
 	/* Asked here, not kept from accept: only the PROXY header needs it,
 	 * and an idle connection should not carry it. */
-	getsockname(c->c_fd, (struct sockaddr *)&s->ss_local, &len);
+	if (c->c_cfg->lc_proxy_v2)
+		getsockname(c->c_fd, (struct sockaddr *)&s->ss_local, &len);
 	s->ss_version = (uint16_t)SSL_version(c->c_ssl);
 	snprintf(s->ss_version_name, sizeof(s->ss_version_name), "%s", SSL_get_version(c->c_ssl));
 	s->ss_cipher_id = (uint16_t)(SSL_CIPHER_get_id(cipher) & 0xffff);

@@ -374,6 +374,26 @@ int mk_ktls_send_alert(int fd, uint8_t level, uint8_t description)
 }
 
 /**
+ * mk_ktls_rx_version() - the TLS version of @fd's receive direction
+ * @fd: a kTLS socket
+ *
+ * Asks for the bare tls_crypto_info, so the kernel copies no key.
+ *
+ * Return: TLS1_2_VERSION or TLS1_3_VERSION, or negative errno.
+ */
+int mk_ktls_rx_version(int fd)
+{
+	struct tls_crypto_info ci;
+	socklen_t len = sizeof(ci);
+
+	if (getsockopt(fd, SOL_TLS, TLS_RX, &ci, &len))
+		return -errno;
+	if (len != sizeof(ci))
+		return -EPROTO;
+	return ci.version == TLS_1_3_VERSION ? TLS1_3_VERSION : TLS1_2_VERSION;
+}
+
+/**
  * mk_ktls_recv_record() - read one record with its content type
  * @fd:   the kTLS socket
  * @buf:  payload out
@@ -383,7 +403,8 @@ int mk_ktls_send_alert(int fd, uint8_t level, uint8_t description)
  * The kernel returns one record type per call; a record larger than @len
  * is returned over several calls.
  *
- * Return: bytes of payload read (0 at end of stream), or negative errno:
+ * Return: bytes of payload read (0 at end of stream, *@type 0; or for an
+ * empty record, *@type set), or negative errno:
  * -EBADMSG for a record that fails to decrypt, -EMSGSIZE for an oversized
  * record, -EINVAL for a malformed one, -EAGAIN on an empty non-blocking
  * socket, -EPROTO if @fd returned data without a record type (not kTLS).
@@ -411,13 +432,12 @@ ssize_t mk_ktls_recv_record(int fd, uint8_t *buf, size_t len, uint8_t *type)
 	}
 	if (n < 0)
 		return -errno;
-	if (n == 0)
-		return 0;
+	/* A record of length 0 (an empty alert) comes with its type too. */
 	for (cmsg = CMSG_FIRSTHDR(&msg); cmsg; cmsg = CMSG_NXTHDR(&msg, cmsg)) {
 		if (cmsg->cmsg_level == SOL_TLS && cmsg->cmsg_type == TLS_GET_RECORD_TYPE) {
 			*type = *CMSG_DATA(cmsg);
 			return n;
 		}
 	}
-	return -EPROTO;
+	return n == 0 ? 0 : -EPROTO;
 }

@@ -76,6 +76,14 @@ int mk_ktls_install(int fd, const struct mk_tls_dir_keys *tx, const struct mk_tl
 int mk_ktls_send_alert(int fd, uint8_t level, uint8_t description);
 
 /**
+ * mk_ktls_rx_version() - the TLS version of @fd's receive direction
+ * @fd: a kTLS socket
+ *
+ * Return: TLS1_2_VERSION or TLS1_3_VERSION, or negative errno.
+ */
+int mk_ktls_rx_version(int fd);
+
+/**
  * mk_ktls_recv_record() - read one record with its content type
  * (used when splice/recv report a non-data record)
  * @type: out, the record's content type

@@ -101,7 +101,8 @@ static void labelled_inc(struct mk_labelled *tab, size_t *n, int li, const char 
 	size_t i;
 
 	for (i = 0; i < *n; i++) {
-		if (tab[i].ml_listener == li && !strcmp(tab[i].ml_a, a) && !strcmp(tab[i].ml_b, b)) {
+		if (tab[i].ml_listener == li && !strcmp(tab[i].ml_a, a) &&
+		    !strcmp(tab[i].ml_b, b)) {
 			tab[i].ml_count++;
 			return;
 		}
@@ -163,7 +164,8 @@ struct mk_text {
 	bool t_oom;
 };
 
-static void text_printf(struct mk_text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void text_printf(struct mk_text *t, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
 
 static void text_printf(struct mk_text *t, const char *fmt, ...)
 {
@@ -213,6 +215,25 @@ static void family(struct mk_text *t, const char *name, const char *type, const 
 	text_printf(t, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
+/* A counter family whose samples split each listener's count in two. */
+static void render_pair(struct mk_text *t, size_t nl, const char *name, const char *help,
+			const char *label, const char *v1, enum mk_metric m1, const char *v2,
+			enum mk_metric m2)
+{
+	char ln[2 * MK_NAME_MAX];
+	size_t i;
+
+	family(t, name, "counter", help);
+	for (i = 0; i < nl; i++) {
+		unsigned long long n1 = atomic_load(&mk_m.m_count[i][m1]);
+		unsigned long long n2 = atomic_load(&mk_m.m_count[i][m2]);
+
+		label_value(mk_m.m_listener[i], ln, sizeof(ln));
+		text_printf(t, "%s{listener=\"%s\",%s=\"%s\"} %llu\n", name, ln, label, v1, n1);
+		text_printf(t, "%s{listener=\"%s\",%s=\"%s\"} %llu\n", name, ln, label, v2, n2);
+	}
+}
+
 /* The per-listener counters, one family each. */
 static void render_counters(struct mk_text *t, size_t nl)
 {
@@ -236,29 +257,19 @@ static void render_counters(struct mk_text *t, size_t nl)
 
 	for (j = 0; j < sizeof(counters) / sizeof(counters[0]); j++) {
 		family(t, counters[j].c_name, "counter", counters[j].c_help);
-		for (i = 0; i < nl; i++)
+		for (i = 0; i < nl; i++) {
+			unsigned long long n = atomic_load(&mk_m.m_count[i][counters[j].c_m]);
+
 			text_printf(t, "%s{listener=\"%s\"} %llu\n", counters[j].c_name,
-				    label_value(mk_m.m_listener[i], ln, sizeof(ln)),
-				    (unsigned long long)atomic_load(&mk_m.m_count[i][counters[j].c_m]));
+				    label_value(mk_m.m_listener[i], ln, sizeof(ln)), n);
+		}
 	}
-	family(t, "mailktls_refused_total", "counter",
-	       "Connections refused before TLS, by reason.");
-	for (i = 0; i < nl; i++) {
-		label_value(mk_m.m_listener[i], ln, sizeof(ln));
-		text_printf(t, "mailktls_refused_total{listener=\"%s\",reason=\"max_connections\"} %llu\n"
-			    "mailktls_refused_total{listener=\"%s\",reason=\"connection_ceiling\"} %llu\n",
-			    ln, (unsigned long long)atomic_load(&mk_m.m_count[i][MK_M_REFUSED_MAX]),
-			    ln, (unsigned long long)atomic_load(&mk_m.m_count[i][MK_M_REFUSED_CEILING]));
-	}
-	family(t, "mailktls_bytes_total", "counter",
-	       "Plaintext bytes relayed, counted when a connection closes.");
-	for (i = 0; i < nl; i++) {
-		label_value(mk_m.m_listener[i], ln, sizeof(ln));
-		text_printf(t, "mailktls_bytes_total{listener=\"%s\",direction=\"from_client\"} %llu\n"
-			    "mailktls_bytes_total{listener=\"%s\",direction=\"to_client\"} %llu\n",
-			    ln, (unsigned long long)atomic_load(&mk_m.m_count[i][MK_M_BYTES_IN]),
-			    ln, (unsigned long long)atomic_load(&mk_m.m_count[i][MK_M_BYTES_OUT]));
-	}
+	render_pair(t, nl, "mailktls_refused_total", "Connections refused before TLS, by reason.",
+		    "reason", "max_connections", MK_M_REFUSED_MAX, "connection_ceiling",
+		    MK_M_REFUSED_CEILING);
+	render_pair(t, nl, "mailktls_bytes_total",
+		    "Plaintext bytes relayed, counted when a connection closes.", "direction",
+		    "from_client", MK_M_BYTES_IN, "to_client", MK_M_BYTES_OUT);
 }
 
 static void render_labelled(struct mk_text *t)
@@ -282,7 +293,8 @@ static void render_labelled(struct mk_text *t)
 	for (i = 0; i < mk_m.m_nfailures; i++) {
 		const struct mk_labelled *l = &mk_m.m_failures[i];
 
-		text_printf(t, "mailktls_handshake_failures_total{listener=\"%s\",reason=\"%s\"} %llu\n",
+		text_printf(t, "mailktls_handshake_failures_total{listener=\"%s\","
+			    "reason=\"%s\"} %llu\n",
 			    label_value(mk_m.m_listener[l->ml_listener], ln, sizeof(ln)),
 			    label_value(l->ml_a, a, sizeof(a)), (unsigned long long)l->ml_count);
 	}

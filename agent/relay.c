@@ -25,6 +25,7 @@
 #include "conn.h"
 #include "ktls.h"
 #include "log.h"
+#include "tls_record.h"
 
 #define MK_PLAIN_CHUNK 16384
 
@@ -176,6 +177,53 @@ void mk_relay_start(struct mk_conn *c)
 	relay_c2b_next(c);
 }
 
+/*
+ * Hand the client's ciphertext to OpenSSL, replacing a record too short for
+ * its AEAD by the shortest that fails to authenticate, so that OpenSSL
+ * answers bad_record_mac (tls_record.c). The scan starts at the records
+ * the client sent behind its Finished, still unread in the BIO.
+ */
+static size_t relay_min_ciphertext(struct mk_conn *c)
+{
+	const SSL_CIPHER *cipher = SSL_get_current_cipher(c->c_ssl);
+
+	return cipher ? mk_tls_min_ciphertext((uint16_t)SSL_version(c->c_ssl),
+					      SSL_CIPHER_get_protocol_id(cipher)) : 0;
+}
+
+/* Before OpenSSL reads past its Finished: the BIO starts at a record. */
+static void relay_scan_start(struct mk_conn *c)
+{
+	size_t min = relay_min_ciphertext(c);
+	char *pending;
+	long n;
+
+	c->c_tls_rx.rx_primed = true;
+	n = BIO_get_mem_data(c->c_rbio, &pending);
+	if (min && n > 0)
+		mk_tls_rx_scan(&c->c_tls_rx, min, (const uint8_t *)pending, (size_t)n);
+}
+
+static int relay_feed_openssl(struct mk_conn *c, const uint8_t *p, size_t len)
+{
+	static const uint8_t zeros[MK_TLS_MIN_CIPHERTEXT_MAX];
+	size_t min = relay_min_ciphertext(c), pass;
+	struct mk_tls_rx *rx = &c->c_tls_rx;
+	uint8_t fake_len;
+
+	if (!min)
+		return BIO_write(c->c_rbio, p, (int)len) == (int)len ? 0 : -ENOBUFS;
+	pass = mk_tls_rx_scan(rx, min, p, len);
+	if (pass && BIO_write(c->c_rbio, p, (int)pass) != (int)pass)
+		return -ENOBUFS;
+	if (pass == len || !rx->rx_broken)
+		return 0;
+	fake_len = (uint8_t)min;
+	if (BIO_write(c->c_rbio, &fake_len, 1) != 1 || BIO_write(c->c_rbio, zeros, (int)min) != (int)min)
+		return -ENOBUFS;
+	return 0;
+}
+
 /**
  * mk_relay_user_client_data() - ciphertext from the client (no kTLS)
  * @c: the connection; the bytes are in c->c_cin
@@ -185,8 +233,10 @@ void mk_relay_user_client_data(struct mk_conn *c)
 	uint8_t *out;
 	int n, err;
 
+	if (!c->c_tls_rx.rx_primed)
+		relay_scan_start(c);
 	if (mk_buf_used(&c->c_cin)) {
-		if (BIO_write(c->c_rbio, mk_buf_head(&c->c_cin), (int)mk_buf_used(&c->c_cin)) <= 0) {
+		if (relay_feed_openssl(c, mk_buf_head(&c->c_cin), mk_buf_used(&c->c_cin))) {
 			mk_conn_end(c, "error:no_memory");
 			return;
 		}

@@ -17,25 +17,31 @@
  *
  * The kernel cannot splice a record that is not application data: the
  * splice fails (EINVAL on 6.1) and the record is read with its type
- * (ktls.c). close_notify ends the client's direction; other alerts end the
- * connection; a KeyUpdate ends it cleanly, because this agent does not keep
+ * (ktls.c); tls_record.c says what it calls for. close_notify ends the
+ * client's direction; other alerts end the connection; a well-formed
+ * KeyUpdate ends it with internal_error, because this agent does not keep
  * the traffic secrets a rekey would need (and kernels before 6.14 cannot
- * rekey anyway); a record that fails to decrypt gets bad_record_mac.
+ * rekey anyway); a malformed control record gets the alert RFC 8446 names.
+ * Errors the kernel's record layer reports by errno get the alert the
+ * errno identifies (bad_record_mac, record_overflow).
+ *
+ * While a handshake message is split across records, the next record is
+ * spliced one byte at a time into the pipe, never further: a record that
+ * splices is application data between the fragments and is dropped.
  */
 #include <errno.h>
 #include <poll.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "conn.h"
 #include "ktls.h"
 #include "log.h"
+#include "tls_record.h"
 
 #define MK_SPLICE_LEN (256 * 1024)
-#define MK_TLS_ALERT_CLOSE_NOTIFY 0
-#define MK_TLS_ALERT_BAD_RECORD_MAC 20
-#define MK_TLS_ALERT_INTERNAL_ERROR 80
-#define MK_TLS_HS_KEY_UPDATE 24
+#define MK_TLS_MAX_PLAINTEXT 16384	/* a whole record: never half of one */
 
 struct splice_ops {
 	enum mk_op so_poll, so_in, so_out, so_wpoll;
@@ -117,19 +123,32 @@ static void splice_release_pipe(struct mk_conn *c, struct mk_dir *d)
 }
 
 /*
- * A record failed to decrypt: bad_record_mac, then close. The kernel marked
- * the socket with EBADMSG (tls_err_abort()), and a socket error fails every
- * later send, the alert's too: reading SO_ERROR clears it.
+ * A fatal alert, then close (no close_notify after it). After a record
+ * error the kernel may have marked the socket (tls_err_abort(): EBADMSG),
+ * and a socket error fails every later send, the alert's too: reading
+ * SO_ERROR clears it.
  */
-static void splice_bad_record(struct mk_conn *c)
+static void splice_fatal(struct mk_conn *c, uint8_t alert, const char *why)
 {
 	socklen_t len = sizeof(int);
 	int soerr;
 
 	getsockopt(c->c_fd, SOL_SOCKET, SO_ERROR, &soerr, &len);
-	mk_ktls_send_alert(c->c_fd, 2, MK_TLS_ALERT_BAD_RECORD_MAC);
-	c->c_b2c.d_done = true;	/* no close_notify after a fatal alert */
-	mk_conn_end(c, "error:bad_record_mac");
+	mk_ktls_send_alert(c->c_fd, 2, alert);
+	c->c_b2c.d_done = true;
+	mk_conn_end(c, "error:%s", why);
+}
+
+/* An errno of the kernel's record layer: answer it. False if not one. */
+static bool splice_record_error(struct mk_conn *c, int err)
+{
+	int alert = mk_tls_errno_alert(err);
+
+	if (alert < 0)
+		return false;
+	splice_fatal(c, (uint8_t)alert, alert == MK_TLS_ALERT_BAD_RECORD_MAC ? "bad_record_mac" :
+									   "record_overflow");
+	return true;
 }
 
 /*
@@ -152,55 +171,87 @@ static bool splice_client_at_eof(struct mk_conn *c)
 		.msg_controllen = sizeof(cu.cu_buf),
 	};
 
-	return recvmsg(c->c_fd, &msg, MSG_PEEK | MSG_DONTWAIT) == 0;
+	/* an empty record (its type in a cmsg) is not the end either */
+	return recvmsg(c->c_fd, &msg, MSG_PEEK | MSG_DONTWAIT) == 0 && !msg.msg_controllen;
+}
+
+static void splice_end_c2b(struct mk_conn *c, const char *how)
+{
+	if (!c->c_end[0])
+		snprintf(c->c_end, sizeof(c->c_end), "%s", how);
+	c->c_c2b.d_eof = true;
+	mk_relay_splice_eof(c, true);
 }
 
 /* A record splice could not take: read it with its type and act on it. */
 static void splice_control_record(struct mk_conn *c)
 {
-	uint8_t buf[512], type = 0;
+	uint8_t buf[MK_TLS_MAX_PLAINTEXT], type = 0, alert = 0;
+	char why[64];
+	int version;
 	ssize_t n;
 
 	n = mk_ktls_recv_record(c->c_fd, buf, sizeof(buf), &type);
-	if (n == -EAGAIN) {
-		splice_arm_poll(c, &c->c_c2b, c->c_fd, &c2b_ops);
-		return;
-	}
-	if (n == -EBADMSG) {
-		splice_bad_record(c);
-		return;
-	}
-	if (n < 0) {
-		mk_conn_end(c, "error:tls_recv:%s", strerror((int)-n));
+	if (n < 0 && n != -EAGAIN) {
+		if (!splice_record_error(c, (int)n))
+			mk_conn_end(c, "error:tls_recv:%s", strerror((int)-n));
 		return;
 	}
 	if (n == 0 && type == 0) {	/* TCP end of stream, no close_notify */
-		if (!c->c_end[0])
-			snprintf(c->c_end, sizeof(c->c_end), "eof");
-		c->c_c2b.d_eof = true;
-		mk_relay_splice_eof(c, true);
+		splice_end_c2b(c, "eof");
 		return;
 	}
-	if (type == MK_TLS_CT_ALERT && n >= 2 && buf[1] == MK_TLS_ALERT_CLOSE_NOTIFY) {
+	version = mk_ktls_rx_version(c->c_fd);
+	if (version < 0) {
+		mk_conn_end(c, "error:tls_version:%s", strerror(-version));
+		return;
+	}
+	/*
+	 * splice refused a record at the head, yet none is there: the
+	 * kernel's record parser stopped at a header it refused (EINVAL,
+	 * consumed by the splice: a version other than 0x0303).
+	 */
+	if (n == -EAGAIN) {
+		splice_fatal(c, mk_tls_header_alert((uint16_t)version), "bad_record_header");
+		return;
+	}
+	switch (mk_tls_control_record(&c->c_tls_rx, (uint16_t)version, type, buf, (size_t)n,
+				      &alert)) {
+	case MK_TLS_CTL_MORE:
+		splice_arm_poll(c, &c->c_c2b, c->c_fd, &c2b_ops);
+		break;
+	case MK_TLS_CTL_CLOSE_NOTIFY:
 		snprintf(c->c_end, sizeof(c->c_end), "close_notify");
-		c->c_c2b.d_eof = true;
-		mk_relay_splice_eof(c, true);
-		return;
-	}
-	if (type == MK_TLS_CT_ALERT) {
+		splice_end_c2b(c, "close_notify");
+		break;
+	case MK_TLS_CTL_PEER_ALERT:
 		c->c_b2c.d_done = true;
-		mk_conn_end(c, "error:alert:%u", n >= 2 ? buf[1] : 0);
-		return;
+		mk_conn_end(c, "error:alert:%u", alert);
+		break;
+	case MK_TLS_CTL_WARNING:
+		mk_ktls_send_alert(c->c_fd, 1, alert);
+		splice_arm_poll(c, &c->c_c2b, c->c_fd, &c2b_ops);
+		break;
+	case MK_TLS_CTL_KEY_UPDATE:
+		splice_fatal(c, MK_TLS_ALERT_INTERNAL_ERROR, "key_update_unsupported");
+		break;
+	case MK_TLS_CTL_FATAL:
+		snprintf(why, sizeof(why), "bad_control_record:type=%u:alert=%u", type, alert);
+		splice_fatal(c, alert, why);
+		break;
 	}
-	if (type == MK_TLS_CT_HANDSHAKE && n >= 1 && buf[0] == MK_TLS_HS_KEY_UPDATE) {
-		mk_ktls_send_alert(c->c_fd, 2, MK_TLS_ALERT_INTERNAL_ERROR);
-		c->c_b2c.d_done = true;
-		mk_conn_end(c, "error:key_update_unsupported");
-		return;
-	}
-	mk_ktls_send_alert(c->c_fd, 2, 10 /* unexpected_message */);
-	c->c_b2c.d_done = true;
-	mk_conn_end(c, "error:unexpected_record:%u", type);
+}
+
+/* Application data between handshake fragments: empty the pipe of it. */
+static void splice_unexpected_data(struct mk_conn *c, struct mk_dir *d, int res)
+{
+	uint8_t sink[64];
+	ssize_t n;
+
+	while (res > 0 && (n = read(d->d_pipe->p_fd[0], sink, sizeof(sink))) > 0)
+		res -= (int)n;
+	splice_release_pipe(c, d);
+	splice_fatal(c, MK_TLS_ALERT_UNEXPECTED_MESSAGE, "bad_control_record:type=23:alert=10");
 }
 
 static void splice_in_done(struct mk_conn *c, struct mk_dir *d, bool c2b, int res)
@@ -208,6 +259,10 @@ static void splice_in_done(struct mk_conn *c, struct mk_dir *d, bool c2b, int re
 	const struct splice_ops *o = c2b ? &c2b_ops : &b2c_ops;
 	int dst = c2b ? c->c_bfd : c->c_fd;
 
+	if (res > 0 && c2b && mk_tls_rx_pending(&c->c_tls_rx)) {
+		splice_unexpected_data(c, d, res);
+		return;
+	}
 	if (res > 0) {
 		d->d_in_pipe = (size_t)res;
 		splice_queue(c, d, o->so_out, d->d_pipe->p_fd[0], dst, (unsigned int)res);
@@ -223,11 +278,10 @@ static void splice_in_done(struct mk_conn *c, struct mk_dir *d, bool c2b, int re
 		mk_relay_splice_eof(c, c2b);
 	} else if (res == -EAGAIN) {
 		splice_arm_poll(c, d, c2b ? c->c_fd : c->c_bfd, o);
-	} else if (c2b && (res == -EINVAL || res == -EIO || res == -EBADMSG)) {
-		if (res == -EBADMSG)
-			splice_bad_record(c);
-		else
-			splice_control_record(c);
+	} else if (c2b && splice_record_error(c, res)) {
+		return;
+	} else if (c2b && (res == -EINVAL || res == -EIO)) {
+		splice_control_record(c);
 	} else if (res == -ECONNRESET) {
 		mk_conn_end(c, c2b ? "reset" : "error:backend_reset");
 	} else {
@@ -292,7 +346,8 @@ static void splice_poll_done(struct mk_conn *c, struct mk_dir *d, bool c2b, int 
 	 * a non-blocking splice would then fail and the poll fire again at
 	 * once. This one may wait (in io_uring's worker) for the record.
 	 */
-	splice_queue_flags(c, d, o->so_in, src, d->d_pipe->p_fd[1], MK_SPLICE_LEN, 0);
+	splice_queue_flags(c, d, o->so_in, src, d->d_pipe->p_fd[1],
+			   c2b && mk_tls_rx_pending(&c->c_tls_rx) ? 1 : MK_SPLICE_LEN, 0);
 }
 
 /**

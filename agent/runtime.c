@@ -90,14 +90,20 @@ struct mk_runtime *mk_runtime_current(void)
 }
 
 /**
- * mk_runtime_publish() - make @rt the runtime for new connections
- * @rt: the new runtime, taking over the caller's reference; NULL at exit
- *      drops the last one
+ * mk_runtime_publish() - make @rt the runtime for new connections; its
+ * policies capture TLS 1.3 secrets only if @rt->rt_ktls
+ * @rt: the new runtime, rt_ktls decided, taking over the caller's
+ *      reference; NULL at exit drops the last one
  */
 void mk_runtime_publish(struct mk_runtime *rt)
 {
 	struct mk_runtime *old;
+	size_t i;
 
+	/* Only the kernel needs the TLS 1.3 secrets: without kTLS their capture
+	 * is pure cost on every handshake. */
+	for (i = 0; rt && i < rt->rt_cfg->cf_nlisteners; i++)
+		mk_tls_policy_capture_secrets(rt->rt_policies[i], rt->rt_ktls);
 	pthread_mutex_lock(&current_lock);
 	old = current;
 	current = rt;

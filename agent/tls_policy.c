@@ -10,6 +10,11 @@
  * same settings and callbacks because SSL_set_SSL_CTX() makes the new one
  * answer ALPN and keylog callbacks.
  *
+ * The keylog callback is set only while the kernel takes the keys
+ * (mk_tls_policy_capture_secrets()): with it OpenSSL formats five hex lines
+ * per TLS 1.3 handshake, about a tenth of the agent's handshake
+ * instructions, which the user-space record layer has no use for.
+ *
  * Cipher order: with only ECDHE+AEAD suites on offer every choice is strong,
  * so the server's order (SSL_OP_CIPHER_SERVER_PREFERENCE) is used to prefer
  * AES-GCM, which the kernel's TLS offload runs on AES-NI, while
@@ -48,6 +53,15 @@
 	"rsa_pss_pss_sha256:rsa_pss_pss_sha384:rsa_pss_pss_sha512:" \
 	"RSA+SHA256:RSA+SHA384:RSA+SHA512"
 #define MK_SESSION_TIMEOUT 3600		/* seconds; RFC 9325 allows up to a week */
+/*
+ * TLS 1.3 NewSessionTicket messages per handshake. OpenSSL sends two so
+ * that a browser can open two connections in parallel; a mail client
+ * reconnects one session at a time (an IMAP IDLE connection, a POP3 poll,
+ * a submission), OpenSSL clients reuse a stateless ticket anyway, and every
+ * resumed handshake brings a fresh ticket. Each ticket costs an encoding
+ * and decoding of the session, an encryption, an HMAC and a record.
+ */
+#define MK_TLS13_TICKETS 1
 
 /* The leaves of one context, for matching SNI and grouping pairs. */
 struct mk_tls_ctx {
@@ -63,6 +77,8 @@ struct mk_tls_policy {
 	bool tp_alpn_strict;
 	struct mk_tls_ctx tp_ctx[MK_MAX_CERTS];	/* [0]: fallback without SNI match */
 	int tp_nctx;
+	/* Secrets slot on new SSLs; set before the runtime is published. */
+	bool tp_capture_secrets;
 	unsigned char tp_sid_ctx[SHA256_DIGEST_LENGTH];
 };
 
@@ -167,6 +183,7 @@ static int ctx_new(struct mk_tls_policy *p, const struct mk_listener_cfg *lc, SS
 	    !SSL_CTX_set1_groups_list(ctx, MK_GROUPS) ||
 	    !SSL_CTX_set1_sigalgs_list(ctx, MK_SIGALGS) ||
 	    !SSL_CTX_set_max_early_data(ctx, 0) ||
+	    !SSL_CTX_set_num_tickets(ctx, MK_TLS13_TICKETS) ||
 	    !SSL_CTX_set_session_id_context(ctx, p->tp_sid_ctx, sizeof(p->tp_sid_ctx))) {
 		SSL_CTX_free(ctx);
 		return -ENOMEM;
@@ -176,7 +193,8 @@ static int ctx_new(struct mk_tls_policy *p, const struct mk_listener_cfg *lc, SS
 	SSL_CTX_set_alpn_select_cb(ctx, alpn_select, p);
 	SSL_CTX_set_tlsext_servername_callback(ctx, servername_select);
 	SSL_CTX_set_tlsext_servername_arg(ctx, p);
-	SSL_CTX_set_keylog_callback(ctx, mk_tls_keylog_cb);
+	if (p->tp_capture_secrets)
+		SSL_CTX_set_keylog_callback(ctx, mk_tls_keylog_cb);
 	*out = ctx;
 	return 0;
 }
@@ -398,6 +416,7 @@ int mk_tls_policy_build(const struct mk_config *cfg, const struct mk_listener_cf
 	if (!p)
 		return -ENOMEM;
 	atomic_init(&p->tp_refs, 1);
+	p->tp_capture_secrets = true;
 	p->tp_proto = lc->lc_protocol;
 	p->tp_alpn_strict = lc->lc_alpn_strict;
 	/* Sessions resume only on the listener that made them. */
@@ -459,11 +478,26 @@ SSL *mk_tls_policy_new_ssl(struct mk_tls_policy *p)
 		SSL_free(ssl);
 		return NULL;
 	}
-	if (mk_tls_keys_attach(ssl) != 0) {
+	if (p->tp_capture_secrets && mk_tls_keys_attach(ssl) != 0) {
 		SSL_free(ssl);
 		return NULL;
 	}
 	return ssl;
+}
+
+/**
+ * mk_tls_policy_capture_secrets() - whether new SSLs keep their TLS 1.3
+ * traffic secrets for kernel TLS (mk_tls_keys_derive())
+ * @p:  policy, not yet used by any thread but the caller's
+ * @on: true (as built) to capture them, false when records stay in user space
+ */
+void mk_tls_policy_capture_secrets(struct mk_tls_policy *p, bool on)
+{
+	int i;
+
+	p->tp_capture_secrets = on;
+	for (i = 0; i < p->tp_nctx; i++)
+		SSL_CTX_set_keylog_callback(p->tp_ctx[i].tc_ctx, on ? mk_tls_keylog_cb : NULL);
 }
 
 /**

@@ -7,6 +7,7 @@
 #ifndef MAILKTLS_TLS_POLICY_H
 #define MAILKTLS_TLS_POLICY_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include <openssl/ssl.h>
@@ -34,6 +35,10 @@ int mk_tls_policy_build(const struct mk_config *cfg, const struct mk_listener_cf
  * Return: the SSL, or NULL.
  */
 SSL *mk_tls_policy_new_ssl(struct mk_tls_policy *p);
+
+/* Keep TLS 1.3 traffic secrets for kernel TLS (the default) or not; call
+ * before any other thread uses @p. */
+void mk_tls_policy_capture_secrets(struct mk_tls_policy *p, bool on);
 
 /* Reference counting: a reload swaps policies while old connections still
  * hold the old one. */

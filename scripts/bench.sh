@@ -6,11 +6,16 @@
 #
 #   scripts/bench.sh              full run (a few minutes)
 #   QUICK=1 scripts/bench.sh      smaller counts (about a minute)
+#   HANDSHAKE_ONLY=1 scripts/bench.sh   only the handshake CPU table
 #
-# Knobs (environment): QUICK=1, KEY=ecdsa|rsa (server key: ECDSA P-256, the
-# default, or RSA 2048), PROXIES="mailktlsd stunnel haproxy hitch",
-# MK_KTLS=auto|off|require (mailktlsd's ktls key), BENCH_PORT (first of a
-# few consecutive ports), BUILD (build dir, default build-bench).
+# Knobs (environment): QUICK=1, HANDSHAKE_ONLY=1, KEY=ecdsa|rsa (server
+# key: ECDSA P-256, the default, or RSA 2048), PROXIES="mailktlsd stunnel
+# haproxy hitch", MK_KTLS=auto|off|require (mailktlsd's ktls key),
+# BENCH_PORT (first of a few consecutive ports), BUILD (build dir, default
+# build-bench), HS_CPU_COUNT and HS_CPU_REPEAT (handshakes per measurement
+# and rounds of the handshake CPU table), MAILKTLSD_BASE=PATH (a second
+# mailktlsd binary, e.g. built from the base branch, measured as the proxy
+# "mk_base" when PROXIES names it: two builds compared in one run).
 #
 # stunnel4, haproxy and hitch are benchmark-only dependencies: this script
 # installs the missing ones with apt-get; they are not in
@@ -29,6 +34,15 @@
 #                  with IDLE_CONNS established connections, divided by them;
 #   CPU s/GiB      utime+stime of the proxy's processes during the two bulk
 #                  transfers, per GiB relayed.
+# Then a second table, the handshake CPU:
+#   CPU s/1k hs    utime+stime of the proxy's processes (/proc/PID/stat)
+#                  over HS_CPU_COUNT full TLS 1.3 handshakes (X25519, the
+#                  KEY certificate; each with the one-byte echo above) from
+#                  8 client processes, per 1,000 handshakes; every proxy
+#                  runs with one worker/thread (stunnel: a thread per
+#                  connection, it has no such knob), freshly started and
+#                  warmed up with 50 handshakes; measured 3 times, the
+#                  proxies taking turns, and printed as the range min-max.
 # mailktlsd runs with protocol = imap, so its capability filter sees the
 # backend's first bytes; the backend greets like an IMAP server
 # (scripts/bench/bench_proto.h) so that the filter is done before the
@@ -48,6 +62,9 @@ if [ "${QUICK:-0}" = 1 ]; then
 else
 	BULK_MIB=256 HS_COUNT=2000 IDLE_CONNS=1000
 fi
+HS_CPU_COUNT=${HS_CPU_COUNT:-$([ "${QUICK:-0}" = 1 ] && echo 800 || echo 4000)}
+HS_CPU_PROCS=8
+HS_CPU_REPEAT=${HS_CPU_REPEAT:-3}
 HS_PROCS=2
 TICK=$(getconf CLK_TCK)
 BACKEND_PORT=$BASE_PORT
@@ -66,31 +83,13 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 export PATH=$PATH:/usr/sbin:/sbin
 
-mkdir -p "$OUT"
-make --no-print-directory BUILD="$BUILD" agent/mailktlsd >/dev/null
-# A private copy: other builds may relink agent/mailktlsd during the run.
-cp agent/mailktlsd "$OUT/mailktlsd"
-for prog in bench_backend bench_client; do
-	gcc -std=gnu11 -O2 -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
-		-o "$OUT/$prog" "scripts/bench/$prog.c" -lssl -lcrypto
-done
+# shellcheck source=scripts/bench/common.sh
+. scripts/bench/common.sh
+bench_build "$OUT" "$BUILD"
 
 # --- processes: everything started here is stopped by PID --------------------
 
-TMP=$(mktemp -d /tmp/mailktls-bench.XXXXXX)
-PIDS=()
-cleanup() {
-	local pid
-	for pid in "${PIDS[@]}"; do
-		kill "$pid" 2>/dev/null || true
-	done
-	for pid in "${PIDS[@]}"; do
-		wait "$pid" 2>/dev/null || true
-	done
-	rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+bench_tmp mailktls-bench
 
 # The process and its children (haproxy, hitch fork workers), two levels.
 proc_tree() {
@@ -118,15 +117,6 @@ cpu_ticks() {	# sum of utime+stime over the tree
 		sum=$((sum + ${v:-0}))
 	done
 	echo "$sum"
-}
-
-wait_listen() {	# port: bounded wait until something listens there
-	local i
-	for i in $(seq 100); do
-		ss -Hltn "sport = :$1" | grep -q . && return 0
-		sleep 0.1
-	done
-	return 1
 }
 
 stop_pid() {	# pid: SIGTERM, bounded wait, then SIGKILL (children too)
@@ -163,6 +153,12 @@ start_mailktlsd() {	# port
 	"$OUT/mailktlsd" -c "$TMP/mailktlsd.conf" 2>"$TMP/mailktlsd.log" &
 }
 
+start_mk_base() {	# port
+	[ -n "${MAILKTLSD_BASE:-}" ] || die "mk_base needs MAILKTLSD_BASE"
+	mailktlsd_conf "$1" "$MK_KTLS" >"$TMP/mk_base.conf"
+	"$MAILKTLSD_BASE" -c "$TMP/mk_base.conf" 2>"$TMP/mk_base.log" &
+}
+
 # mailktlsd_conf, start_stunnel, start_haproxy: the same set-ups on the host and in the VM
 # shellcheck source=scripts/bench/peers.sh
 . "$(dirname "$0")/bench/peers.sh"
@@ -173,7 +169,7 @@ start_hitch() {
 	[ "$(id -u)" = 0 ] && hitch_user=(--user=nobody --group=nogroup)
 	mkdir -p "$TMP/ocsp"
 	hitch --frontend="[127.0.0.1]:$1" --backend="[127.0.0.1]:$BACKEND_PORT" \
-		--workers=2 --ocsp-dir="$TMP/ocsp" --log-level=1 "${hitch_user[@]}" \
+		--workers="${BENCH_WORKERS:-2}" --ocsp-dir="$TMP/ocsp" --log-level=1 "${hitch_user[@]}" \
 		"$TMP/combined.pem" >"$TMP/hitch.log" 2>&1 &
 }
 
@@ -235,24 +231,75 @@ bench_proxy() {	# name port
 	stop_pid "$pid"
 }
 
+# One measurement of the handshake CPU table: appends "CPU s per 1,000
+# handshakes" (or "fail") to $TMP/hscpu.NAME.
+hs_cpu_once() {	# name port
+	local name=$1 port=$2 pid t0 t1 v=fail
+	BENCH_WORKERS=1 "start_$name" "$port"
+	pid=$!
+	PIDS+=("$pid")
+	if wait_listen "$port" && client 60 hs "$port" 50 2 >/dev/null; then
+		t0=$(cpu_ticks "$pid")
+		if client 600 hs "$port" "$HS_CPU_COUNT" "$HS_CPU_PROCS" >/dev/null; then
+			t1=$(cpu_ticks "$pid")
+			v=$(awk -v d=$((t1 - t0)) -v t="$TICK" -v n="$HS_CPU_COUNT" \
+				'BEGIN {printf "%.3f", d / t / n * 1000}')
+		fi
+	else
+		echo "bench: $name did not start or failed the warm-up; its log:" >&2
+		cat "$TMP/$name.log" >&2 || true
+	fi
+	echo "$v" >>"$TMP/hscpu.$name"
+	stop_pid "$pid"
+}
+
+bench_hs_cpu() {
+	local r p port v
+	for r in $(seq "$HS_CPU_REPEAT"); do
+		port=$((BASE_PORT + 1))
+		for p in $PROXIES; do
+			echo "bench: handshake CPU, $p, round $r of $HS_CPU_REPEAT" >&2
+			hs_cpu_once "$p" "$port"
+			port=$((port + 1))
+		done
+	done
+	printf '%-10s | %17s | %s\n' proxy "CPU s/1k hs" "each measurement" >"$TMP/hstable"
+	for p in $PROXIES; do
+		v=$(tr '\n' ' ' <"$TMP/hscpu.$p")
+		printf '%-10s | %17s | %s\n' "$p" "$(echo "$v" | awk '
+			{ for (i = 1; i <= NF; i++) { if ($i == "fail") { print "fail"; exit }
+			  if (min == "" || $i < min) min = $i; if ($i > max) max = $i } }
+			END { if (min != "") printf "%s-%s", min, max }')" "$v" >>"$TMP/hstable"
+	done
+}
+
 "$OUT/bench_backend" "$BACKEND_PORT" &
 PIDS+=("$!")
 wait_listen "$BACKEND_PORT" || die "backend did not start"
 
-start=$(date +%s)
-echo "bench: KEY=$KEY BULK_MIB=$BULK_MIB HS_COUNT=$HS_COUNT HS_PROCS=$HS_PROCS" \
-	"IDLE_CONNS=$IDLE_CONNS, $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
-printf '%-10s | %9s | %9s | %12s | %8s | %9s\n' proxy "up MB/s" "down MB/s" \
-	handshakes/s KiB/conn "CPU s/GiB" >"$TMP/table"
-port=$((BASE_PORT + 1))
 for p in $PROXIES; do
 	declare -F "start_$p" >/dev/null || die "unknown proxy $p"
-	bench_proxy "$p" "$port"
-	port=$((port + 1))
 done
-grep -m1 'TLS records' "$TMP/mailktlsd.log" >&2 2>/dev/null || true
+start=$(date +%s)
+if [ "${HANDSHAKE_ONLY:-0}" != 1 ]; then
+	echo "bench: KEY=$KEY BULK_MIB=$BULK_MIB HS_COUNT=$HS_COUNT HS_PROCS=$HS_PROCS" \
+		"IDLE_CONNS=$IDLE_CONNS, $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+	printf '%-10s | %9s | %9s | %12s | %8s | %9s\n' proxy "up MB/s" "down MB/s" \
+		handshakes/s KiB/conn "CPU s/GiB" >"$TMP/table"
+	port=$((BASE_PORT + 1))
+	for p in $PROXIES; do
+		bench_proxy "$p" "$port"
+		port=$((port + 1))
+	done
+	grep -m1 'TLS records' "$TMP/mailktlsd.log" >&2 2>/dev/null || true
+	echo
+	cat "$TMP/table"
+fi
+echo "bench: handshake CPU: HS_CPU_COUNT=$HS_CPU_COUNT HS_CPU_PROCS=$HS_CPU_PROCS," \
+	"$HS_CPU_REPEAT rounds, load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+bench_hs_cpu
 echo
-cat "$TMP/table"
+cat "$TMP/hstable"
 echo
-echo "TLS 1.3 TLS_AES_128_GCM_SHA256, $KEY certificate, $(nproc) CPUs shared by client," \
+echo "TLS 1.3 TLS_AES_128_GCM_SHA256, X25519, $KEY certificate, $(nproc) CPUs shared by client," \
 	"backend and proxy; $(($(date +%s) - start)) s; load after: $(cut -d' ' -f1-3 /proc/loadavg)"

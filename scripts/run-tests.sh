@@ -57,7 +57,8 @@ for suite in "${suites[@]}"; do
 		make -s BUILD="$BUILD" "$BUILD/san/agent/mailktlsd" >/dev/null ||
 			{ fail=$((fail + 1)); failed_names+=(sanitize-agent-build); continue; }
 		for t in tests/integration/agent_lifecycle_test.py tests/integration/implicit_tls_test.sh \
-			tests/integration/starttls_test.sh tests/integration/cyrus_test.sh; do
+			tests/integration/starttls_test.sh tests/integration/cyrus_test.sh \
+			tests/integration/records_test.sh; do
 			run_one "asan+ubsan/${t##*/}" env MAILKTLSD="$PWD/$BUILD/san/agent/mailktlsd" \
 				ASAN_OPTIONS=detect_leaks=1 "$t"
 		done ;;

@@ -5,13 +5,14 @@
 # scripts/bench.sh on the host and scripts/bench/vm/bench-in-vm.sh in the
 # VM (busybox sh), so both measure the same set-ups. Each takes the port to
 # listen on; TMP, BACKEND_PORT and the certificate files in TMP (cert.pem,
-# key.pem, combined.pem) come from the caller.
+# key.pem, combined.pem) come from the caller; BENCH_WORKERS (default 2)
+# is the number of workers/threads of each.
 
 # mailktlsd_conf PORT KTLS - mailktlsd's benchmark config on stdout
 mailktlsd_conf() {
 	cat <<EOF
 [global]
-workers = 2
+workers = ${BENCH_WORKERS:-2}
 log = stderr
 query_socket =
 ktls = $2
@@ -47,7 +48,7 @@ EOF
 start_haproxy() {
 	cat >"$TMP/haproxy.cfg" <<EOF
 global
-	nbthread 2
+	nbthread ${BENCH_WORKERS:-2}
 	maxconn 8000
 defaults
 	mode tcp

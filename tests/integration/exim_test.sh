@@ -52,6 +52,10 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 1' INT TERM
 
+# The agent's ports, set by start_agent_for_exim; empty if the test bed
+# failed before it (the checks then fail with the reason in $fatal).
+P_SUBS= P_SUBS6= P_SUB= P_BIG6= P_IMAPS6= P_IMAPS6BIG=
+
 # agent_listener NAME LISTEN PROTOCOL TLS BACKEND_PORT [EXTRA-LINE...]
 agent_listener() {
 	printf '\n[listener %s]\nlisten = %s\nprotocol = %s\ntls = %s\nbackend = 127.0.0.1:%s\n' \

@@ -28,7 +28,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=lib/common.sh
 . "$here/lib/common.sh"
 
-PLAN=33
+PLAN=35
 MKC=("$MK_PY" "$here/lib/mkclients.py")
 SRC=127.0.0.2
 SNI=mail.example.test
@@ -226,6 +226,11 @@ c_close_notify() {	# PROTO PORT
 	"${MKC[@]}" close-notify --proto "$1" --port "$2" --src "$SRC" --cafile "$CERTS/ca.pem"
 }
 
+c_resume() {	# TLS-VERSION
+	"${MKC[@]}" resume --port "$FRONT_IMAPS_PORT" --src "$SRC" --cafile "$CERTS/ca.pem" \
+		--tls "$1"
+}
+
 c_pp2_header() {
 	"${MKC[@]}" pp2-check --port "$FRONT_CAPTURE_PORT" --capture-port "$CAPTURE_BACKEND_PORT" \
 		--src "$SRC" --cafile "$CERTS/ca.pem"
@@ -323,6 +328,8 @@ check "-sigalgs RSA-PSS+SHA256:RSA+SHA256 gets the RSA certificate" \
 	c_cert_type RSA-PSS+SHA256:RSA+SHA256 rsaEncryption
 check "-sigalgs ECDSA+SHA256 with TLS 1.2 gets the ECDSA certificate" \
 	c_cert_type ECDSA+SHA256 id-ecPublicKey -tls1_2
+check "TLS 1.3 session resumption with a ticket, also from a resumed session" c_resume 1.3
+check "TLS 1.2 session resumption" c_resume 1.2
 check "IMAP LOGOUT: server side ends with close_notify" c_close_notify imap "$FRONT_IMAPS_PORT"
 check "POP3 QUIT: server side ends with close_notify" c_close_notify pop3 "$FRONT_POP3S_PORT"
 check "SMTP QUIT: server side ends with close_notify" \

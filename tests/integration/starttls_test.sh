@@ -39,7 +39,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 
 MK_ROOT=$(cd "$here/../.." && pwd)
 MAILKTLSD=${MAILKTLSD:-$MK_ROOT/agent/mailktlsd}
-PLAN=55
+PLAN=56
 STC=("$MK_PY" "$here/lib/starttls_clients.py")
 SRC=127.0.0.2
 SRC_AUTH=127.0.0.4
@@ -114,13 +114,15 @@ c_config_ok() {
 	grep -qx 'configuration ok' "$MK_TMP/t.out"
 }
 
-# s_client PORT PROTO INPUT - STARTTLS dialogue by openssl, then INPUT (LF
-# lines, sent as CRLF) inside TLS; prints what the server said inside TLS.
+# s_client PORT PROTO INPUT [ARGS...] - STARTTLS dialogue by openssl, then
+# INPUT (LF lines, sent as CRLF) inside TLS; prints what the server said
+# inside TLS.
 s_client() {
-	printf '%b' "$3" | timeout 20 openssl s_client -connect "127.0.0.1:$1" -bind "$SRC:0" \
+	printf '%b' "$3" | timeout "${S_CLIENT_TIMEOUT:-20}" openssl s_client \
+		-connect "127.0.0.1:$1" -bind "$SRC:0" \
 		-starttls "$2" -name client.example.test -servername "$SNI" \
 		-CAfile "$CERTS/ca.pem" -verify_return_error -verify_hostname "$SNI" \
-		-crlf -quiet 2>&1
+		-crlf -quiet "${@:4}" 2>&1
 }
 
 # s_client_in FILE LEFTOVER - what the server said inside TLS: s_client's
@@ -138,6 +140,15 @@ c_s_client_imap() {
 	# The first line inside TLS is the answer to LOGIN: no greeting before it.
 	head -n1 "$MK_TMP/sc-imap.in" | grep -q '^a OK .*Logged in' &&
 		grep -q '^b OK' "$MK_TMP/sc-imap.in"
+}
+
+# TLS 1.2 inside STARTTLS: the client waits for our Finished before its
+# first command (which is why the agent never holds that flight back with
+# MSG_MORE: corked, it would leave only on the kernel's ~200 ms probe timer).
+c_s_client_imap_tls12() {
+	S_CLIENT_TIMEOUT=5 s_client "$P_IMAP" imap "a LOGIN $MK_USER $MK_PASS\nb LOGOUT\n" \
+		-tls1_2 | tee "$MK_TMP/sc-imap12"
+	grep -q '^a OK .*Logged in' "$MK_TMP/sc-imap12"
 }
 
 c_s_client_pop3() {
@@ -373,6 +384,7 @@ check "mailktlsd starts and listens on the 7 STARTTLS listeners" agent_alive
 
 check "openssl s_client -starttls imap: LOGIN answered by Dovecot (PP2 SSL TLV), no 2nd greeting" \
 	c_s_client_imap
+check "openssl s_client -starttls imap -tls1_2: LOGIN answered" c_s_client_imap_tls12
 check "openssl s_client -starttls pop3: USER/PASS/STAT answered by Dovecot" c_s_client_pop3
 check "openssl s_client -starttls smtp: EHLO inside TLS answered by Postfix, no STARTTLS" \
 	c_s_client_smtp

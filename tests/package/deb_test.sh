@@ -20,7 +20,7 @@ MK_TMP=$(mktemp -d /tmp/mk-deb.XXXXXX)
 base=${MK_DEB_ROOT:-/var/tmp/mailktls-deb-root}-base
 root=${MK_DEB_ROOT:-/var/tmp/mailktls-deb-root}.$$
 debs=$PWD/$BUILD/deb
-netns=mkdeb$$
+netns_pid=	# a process holding the agent's network namespace (nsenter -t)
 kver=$(printf '%s\n' /lib/modules/6.1*/ | sed 's|/lib/modules/||;s|/$||' | sort -V | tail -n1)
 agent_pid=
 
@@ -29,7 +29,7 @@ in_root() { chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HO
 
 cleanup() {
 	[ -n "$agent_pid" ] && kill "$agent_pid" 2>/dev/null
-	ip netns del "$netns" 2>/dev/null
+	[ -n "$netns_pid" ] && kill "$netns_pid" 2>/dev/null
 	for m in dev/pts dev proc sys; do umount -l "$root/$m" 2>/dev/null; done
 	grep -q " $root/" /proc/mounts || rm -rf "$root"
 	rm -rf "$MK_TMP"
@@ -116,12 +116,17 @@ c_start_as_systemd_would() {
 	caps=$(unit_value AmbientCapabilities | tr 'A-Z' 'a-z' | sed 's/cap_//g')
 	echo "ExecStart=$exec User=$user caps=$caps"
 	[ -n "$exec" ] && [ "$user" = mailktls ] || return 1
-	ip netns add "$netns" && ip -n "$netns" link set lo up || return 1
+	# A network namespace of its own, held by a sleeping process; nsenter
+	# needs no mount (ip netns does, and fails inside a chroot).
+	unshare --net sleep 600 &
+	netns_pid=$!
+	sleep 0.2
+	nsenter -t "$netns_pid" -n ip link set lo up || return 1
 	# RuntimeDirectory=mailktls
 	install -d -o "$(in_root id -u mailktls)" -g "$(in_root id -g mailktls)" -m 0750 "$root/run/mailktls"
 	caps=$(printf '+%s,' $caps)	# setpriv's form: +net_bind_service,+net_admin
 	caps=${caps%,}
-	ip netns exec "$netns" chroot "$root" /usr/bin/setpriv --reuid="$user" --regid="$user" \
+	nsenter -t "$netns_pid" -n chroot "$root" /usr/bin/setpriv --reuid="$user" --regid="$user" \
 		--init-groups --inh-caps="$caps" --ambient-caps="$caps" --bounding-set="-all,$caps" \
 		--no-new-privs $exec >"$MK_TMP/agent.log" 2>&1 &
 	agent_pid=$!
@@ -143,12 +148,13 @@ c_unprivileged() {
 	[ "$uid" = "$(in_root id -u mailktls)" ] && [ "$eff" = 0000000000001400 ]
 }
 c_handshake() {
-	ip netns exec "$netns" chroot "$root" sh -c \
+	nsenter -t "$netns_pid" -n chroot "$root" sh -c \
 		'openssl s_client -connect 127.0.0.1:993 -brief </dev/null 2>&1' | tee "$MK_TMP/sclient.out"
 	grep -qE 'Protocol version: TLSv1\.[23]' "$MK_TMP/sclient.out" &&
 		grep -q 'tls listener=imaps ' "$MK_TMP/agent.log"
 }
 c_stop() {
+	[ -n "$agent_pid" ] || return 1
 	kill -TERM "$agent_pid" && wait "$agent_pid"
 	local rc=$?
 	agent_pid=
@@ -193,7 +199,7 @@ c_purge_leaves_nothing() {
 	return 0
 }
 
-for tool in debootstrap lintian dpkg-buildpackage ip setpriv; do
+for tool in debootstrap lintian dpkg-buildpackage ip setpriv unshare nsenter; do
 	command -v "$tool" >/dev/null || fatal="$tool is missing (scripts/install-deps.sh)"
 done
 [ -z "$fatal" ] && [ "$(id -u)" != 0 ] && fatal="needs root (debootstrap, chroot)"

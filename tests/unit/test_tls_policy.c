@@ -372,6 +372,36 @@ TEST_F(pol, tls12_suites)
 	SSL_free(c);
 }
 
+/*
+ * A TLS 1.2 client offering only the AES-256-GCM ECDHE and DHE suites with
+ * the groups secp256r1 and ffdhe2048 (as `openssl s_client -tls1_2 -cipher
+ * ... -groups P-256:ffdhe2048` does) gets ECDHE over P-256, with either
+ * certificate, as from `openssl s_server`.
+ */
+TEST_F(pol, tls12_p256_and_ffdhe2048_offered)
+{
+	static const char *const certs[] = { PAIRS, "certificate = @/ec.pem\nprivate_key = @/ec.key\n",
+					     "certificate = @/rsa.pem\nprivate_key = @/rsa.key\n" };
+	char ver[32], cipher[64];
+	size_t i;
+	SSL *c;
+
+	ASSERT_EQ(1, SSL_CTX_set_cipher_list(self->cctx, "ECDHE-ECDSA-AES256-GCM-SHA384:"
+				"ECDHE-RSA-AES256-GCM-SHA384:DHE-RSA-AES256-GCM-SHA384"));
+	ASSERT_EQ(1, SSL_CTX_set1_groups_list(self->cctx, "P-256:ffdhe2048"));
+	for (i = 0; i < sizeof(certs) / sizeof(certs[0]); i++) {
+		ASSERT_EQ(0, build(self, "imap", certs[i])) TH_LOG("%s", self->err);
+		c = client_new(self->cctx, TLS1_2_VERSION, TLS1_2_VERSION, NULL);
+		EXPECT_EQ(0, run(self, c, ver, cipher)) TH_LOG("alert %d", last_alert);
+		EXPECT_STREQ("TLSv1.2", ver);
+		EXPECT_EQ(NID_X9_62_prime256v1, SSL_get_negotiated_group(c));
+		EXPECT_NE(NULL, strstr(cipher, "ECDHE_")) TH_LOG("%s", cipher);
+		SSL_free(c);
+		mk_tls_policy_put(self->p);
+		self->p = NULL;
+	}
+}
+
 TEST_F(pol, tls13_suites)
 {
 	static const char *const suites[] = {
@@ -665,6 +695,79 @@ TEST_F(pol, keys_derivable)
 		SSL_free(s);
 		SSL_free(c);
 	}
+}
+
+/*
+ * With the records in user space no secret is kept, on every context of
+ * the listener (the SNI one too), and switching capture back on restores
+ * the kTLS keys.
+ */
+TEST_F(pol, secrets_captured_only_when_asked)
+{
+	static const char *const snis[] = { NULL, "other.example.net" };
+	struct mk_tls_dir_keys tx, rx;
+	SSL *c, *s = NULL;
+	size_t i;
+
+	ASSERT_EQ(0, build(self, "imap", PAIRS OTHER)) TH_LOG("%s", self->err);
+	for (i = 0; i < 2; i++) {
+		mk_tls_policy_capture_secrets(self->p, false);
+		c = client_new(self->cctx, TLS1_3_VERSION, TLS1_3_VERSION, snis[i]);
+		ASSERT_EQ(0, handshake(self->p, c, &s));
+		EXPECT_EQ(NULL, mk_tls_keys_get(s));
+		EXPECT_EQ(-EINVAL, mk_tls_keys_derive(s, &tx, &rx));
+		SSL_free(s);
+		SSL_free(c);
+
+		mk_tls_policy_capture_secrets(self->p, true);
+		c = client_new(self->cctx, TLS1_3_VERSION, TLS1_3_VERSION, snis[i]);
+		ASSERT_EQ(0, handshake(self->p, c, &s));
+		ASSERT_NE(NULL, mk_tls_keys_get(s));
+		EXPECT_EQ(0, mk_tls_keys_derive(s, &tx, &rx));
+		mk_tls_dir_keys_wipe(&tx);
+		mk_tls_dir_keys_wipe(&rx);
+		SSL_free(s);
+		SSL_free(c);
+	}
+}
+
+static int tickets_seen;
+
+static int count_ticket(SSL *ssl, SSL_SESSION *sess)
+{
+	tickets_seen++;
+	return 0;	/* not kept */
+}
+
+/* One TLS 1.3 ticket per handshake, full or resumed. */
+TEST_F(pol, one_ticket_per_handshake)
+{
+	SSL_SESSION *sess = NULL;
+	SSL *c, *s = NULL;
+	char buf[1];
+	int i;
+
+	ASSERT_EQ(0, build(self, "imap", PAIRS)) TH_LOG("%s", self->err);
+	SSL_CTX_set_session_cache_mode(self->cctx, SSL_SESS_CACHE_CLIENT |
+				       SSL_SESS_CACHE_NO_INTERNAL_STORE);
+	SSL_CTX_sess_set_new_cb(self->cctx, count_ticket);
+	for (i = 0; i < 2; i++) {
+		tickets_seen = 0;
+		c = client_new(self->cctx, TLS1_3_VERSION, TLS1_3_VERSION, NULL);
+		if (sess)
+			SSL_set_session(c, sess);
+		ASSERT_EQ(0, handshake(self->p, c, &s));
+		EXPECT_EQ(-1, SSL_read(c, buf, sizeof(buf)));
+		EXPECT_EQ(1, tickets_seen);
+		EXPECT_EQ(i, SSL_session_reused(c));
+		SSL_SESSION_free(sess);
+		sess = SSL_get1_session(c);
+		SSL_set_shutdown(s, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
+		SSL_set_shutdown(c, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
+		SSL_free(s);
+		SSL_free(c);
+	}
+	SSL_SESSION_free(sess);
 }
 
 TEST_HARNESS_MAIN

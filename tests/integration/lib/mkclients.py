@@ -14,6 +14,7 @@ Run with Debian's /usr/bin/python3. Every socket has a timeout. Exit status
   mkclients.py dead-backend --port P --src 127.0.0.2 --limit 1.0
   mkclients.py pp2-check --port FRONT --capture-port BACKEND  (TLS 1.3, ALPN imap)
   mkclients.py raw-proxy-login --port P --user U --password W [--with-ssl-tlv]
+  mkclients.py resume --port P --tls 1.2|1.3   (second connection resumes the first)
 """
 
 import argparse
@@ -172,6 +173,32 @@ def cmd_close_notify(args):
     return 1
 
 
+def cmd_resume(args):
+    """Two connections one after the other, the second offering the first's
+    session (a TLS 1.3 ticket, which arrives before the greeting, or a TLS
+    1.2 session): passes if the server resumed it. A third connection on the
+    second's session shows that a resumed handshake brings its own ticket."""
+    ctx = tls_context(args)
+    version = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}[args.tls]
+    ctx.minimum_version = ctx.maximum_version = version
+    session = None
+    for i in range(3):
+        sock = ctx.wrap_socket(connect(args), server_hostname=args.sni, session=session)
+        if not sock.recv(4096):
+            print(f"connection {i + 1}: no greeting")
+            return 1
+        if i and not sock.session_reused:
+            print(f"connection {i + 1}: full handshake, the session was not resumed")
+            return 1
+        session = sock.session
+        sock.close()
+        if not session or not session.has_ticket and args.tls == "1.3":
+            print(f"connection {i + 1}: no TLS 1.3 ticket before the greeting")
+            return 1
+    print(f"TLS {args.tls}: the second and third connections resumed")
+    return 0
+
+
 def cmd_dead_backend(args):
     """Time from connect until the front closes on us (any way it likes)."""
     ctx = tls_context(args)
@@ -324,7 +351,7 @@ def cmd_pp2_check(args):
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("cmd", choices=["imap", "pop3", "smtp", "close-notify", "dead-backend",
-                                   "raw-proxy-login", "pp2-check"])
+                                   "raw-proxy-login", "pp2-check", "resume"])
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--src", default="127.0.0.2")
@@ -341,12 +368,14 @@ def main():
     p.add_argument("--limit", type=float, default=1.0)
     p.add_argument("--with-ssl-tlv", action="store_true")
     p.add_argument("--capture-port", type=int)
+    p.add_argument("--tls", default="1.3", choices=["1.2", "1.3"])
     p.add_argument("--ready", help="close-notify: send nothing, create this file when "
                    "connected, wait for the server to close")
     args = p.parse_args()
     handler = {"imap": cmd_imap, "pop3": cmd_pop3, "smtp": cmd_smtp,
                "close-notify": cmd_close_notify, "dead-backend": cmd_dead_backend,
-               "raw-proxy-login": cmd_raw_proxy_login, "pp2-check": cmd_pp2_check}[args.cmd]
+               "raw-proxy-login": cmd_raw_proxy_login, "pp2-check": cmd_pp2_check,
+               "resume": cmd_resume}[args.cmd]
     try:
         return handler(args)
     except Exception as e:  # a failed check, reported as one line

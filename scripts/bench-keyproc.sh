@@ -6,11 +6,11 @@
 # (ECDSA P-256 or RSA 2048, X25519, TLS_AES_128_GCM_SHA256, no resumption)
 # with key_process = yes and = no, in one run, alternating, REPEAT times.
 #
-#   scripts/bench-keyproc.sh            ECDSA P-256, 3 x 2,000 handshakes each
+#   scripts/bench-keyproc.sh            ECDSA P-256, 3 x 5,000 handshakes each
 #   KEY=rsa scripts/bench-keyproc.sh    RSA 2048
 #
 # Knobs: KEY=ecdsa|rsa, HS_COUNT (handshakes per measurement, default
-# 2000), REPEAT (default 3), BENCH_PORT, BUILD (default build-bench).
+# 5000), REPEAT (default 3), BENCH_PORT, BUILD (default build-bench).
 # CPU is utime+stime of mailktlsd and its children (the key process), read
 # from /proc before and after the handshakes; the client and the backend
 # share the CPUs, so only figures of one run compare.
@@ -20,7 +20,7 @@ cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build-bench}
 OUT=$BUILD/bench-keyproc
 KEY=${KEY:-ecdsa}
-HS_COUNT=${HS_COUNT:-2000}
+HS_COUNT=${HS_COUNT:-5000}
 REPEAT=${REPEAT:-3}
 BASE_PORT=${BENCH_PORT:-25480}
 BACKEND_PORT=$BASE_PORT

@@ -99,9 +99,17 @@ void mk_keyproc_reload_end(bool commit);
  * @path: configuration file
  *
  * Return: 0 nothing to do, 1 restarted, a negative errno when the restart
- * failed (try again later).
+ * failed (mk_keyproc_retry() later).
  */
 int mk_keyproc_reap(const char *path);
+
+/**
+ * mk_keyproc_retry() - start a key process if none runs (a restart failed)
+ * @path: configuration file
+ *
+ * Return: 0 one runs, 1 started, a negative errno when it failed again.
+ */
+int mk_keyproc_retry(const char *path);
 
 /* Whether keys live in a key process (mk_keyproc_start() succeeded). */
 bool mk_keyproc_enabled(void);

@@ -215,28 +215,36 @@ void mk_keyproc_reload_end(bool commit)
 
 int mk_keyproc_reap(const char *path)
 {
-	char err[MK_ERR_MAX];
 	pid_t pid = mk_keyproc_pid();
-	int st, ret;
+	int st;
 
-	if (!kc.kc_enabled)
+	/* Only the key process's own end counts: the SIGCHLD of a start that
+	 * failed must not bring the next try forward. */
+	if (!kc.kc_enabled || !pid || waitpid(pid, &st, WNOHANG) != pid)
 		return 0;
-	if (pid) {
-		if (waitpid(pid, &st, WNOHANG) != pid)
-			return 0;
-		if (WIFSIGNALED(st))
-			mk_log(LOG_ERR, "key process PID %d killed by signal %d: starting a new one; "
-			       "handshakes signing meanwhile fail", (int)pid, WTERMSIG(st));
-		else
-			mk_log(LOG_ERR, "key process PID %d exited with status %d: starting a new "
-			       "one; handshakes signing meanwhile fail", (int)pid, WEXITSTATUS(st));
-		pthread_mutex_lock(&kc.kc_lock);
-		kc.kc_pid = 0;
-		pthread_mutex_unlock(&kc.kc_lock);
-	}
+	if (WIFSIGNALED(st))
+		mk_log(LOG_ERR, "key process PID %d killed by signal %d: starting a new one; "
+		       "handshakes signing meanwhile fail", (int)pid, WTERMSIG(st));
+	else
+		mk_log(LOG_ERR, "key process PID %d exited with status %d: starting a new one; "
+		       "handshakes signing meanwhile fail", (int)pid, WEXITSTATUS(st));
+	pthread_mutex_lock(&kc.kc_lock);
+	kc.kc_pid = 0;
+	pthread_mutex_unlock(&kc.kc_lock);
+	return mk_keyproc_retry(path);
+}
+
+int mk_keyproc_retry(const char *path)
+{
+	char err[MK_ERR_MAX];
+	int ret;
+
+	if (!kc.kc_enabled || mk_keyproc_pid())
+		return 0;
 	ret = mk_keyproc_start(path, err, sizeof(err));
 	if (ret) {
-		mk_log(LOG_ERR, "key process not restarted, handshakes fail until it is: %s", err);
+		mk_log(LOG_ERR, "key process not started again, handshakes fail until it is "
+		       "(next try in a second): %s", err);
 		return ret;
 	}
 	return 1;

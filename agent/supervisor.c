@@ -151,12 +151,18 @@ static void supervisor_cert_reload(struct mk_supervisor *sv)
 		sv->sv_cert_retry_ms *= 2;
 }
 
-/* The key process ended, or starting it again failed before: start one. */
-static void supervisor_keyproc(struct mk_supervisor *sv)
+/*
+ * The key process ended (@retry false), or starting it again failed a
+ * while ago (@retry true): start one, and try again later if that fails.
+ */
+static void supervisor_keyproc(struct mk_supervisor *sv, bool retry)
 {
-	sv->sv_keyproc_due_ms = 0;
-	if (mk_keyproc_reap(sv->sv_path) < 0)
+	int ret = retry ? mk_keyproc_retry(sv->sv_path) : mk_keyproc_reap(sv->sv_path);
+
+	if (ret < 0)
 		sv->sv_keyproc_due_ms = mk_now_ms() + MK_KEYPROC_RETRY_MS;
+	else if (retry || ret > 0)
+		sv->sv_keyproc_due_ms = 0;
 }
 
 /**
@@ -191,11 +197,11 @@ int mk_supervisor_wait(struct mk_supervisor *sv, int sfd)
 	if (sv->sv_cert_due_ms && mk_now_ms() >= sv->sv_cert_due_ms)
 		supervisor_cert_reload(sv);
 	if (sv->sv_keyproc_due_ms && mk_now_ms() >= sv->sv_keyproc_due_ms)
-		supervisor_keyproc(sv);
+		supervisor_keyproc(sv, true);
 	if (!(pfd[0].revents & POLLIN) || read(sfd, &si, sizeof(si)) != sizeof(si))
 		return 0;
 	if (si.ssi_signo == SIGCHLD) {
-		supervisor_keyproc(sv);
+		supervisor_keyproc(sv, false);
 		return 0;
 	}
 	if (si.ssi_signo == SIGHUP) {

@@ -164,6 +164,7 @@ def test_split(d):
         test_failed_reload(a, d, port)
         test_kill_under_load(a, port)
         test_stopped(a, port)
+        test_restart_fails(a, d, port)
     finally:
         a.stop()
         be.sock.close()
@@ -258,6 +259,37 @@ def test_stopped(a, port):
     time.sleep(0.2)
     s = tls_connect(port)
     check(read_line(s).startswith(b"* OK"), "handshakes work once it answers again")
+    s.close()
+
+
+def test_restart_fails(a, d, port):
+    """A key process that cannot start again (its key file is broken) is
+    tried again every second; handshakes fail at once meanwhile."""
+    good = open(d + "/rsa.key").read()
+    with open(d + "/rsa.key", "w") as f:
+        f.write("broken\n")
+    old = keyproc_pid(a)
+    os.kill(old, signal.SIGKILL)
+    check(a.wait_log("key process not started again"), "a failed restart is logged", a.text())
+    t0 = time.time()
+    try:
+        tls_connect(port, timeout=10).close()
+        failed = False
+    except OSError:
+        failed = True
+    took = time.time() - t0
+    check(failed and took < 1, "without a key process handshakes fail at once (%.2f s)" % took)
+    time.sleep(2.5)
+    tries = a.text().count("key process not started again")
+    check(2 <= tries <= 5, "it is tried again about every second (%d tries)" % tries)
+    with open(d + "/rsa.key", "w") as f:
+        f.write(good)
+    end = time.time() + 5
+    while keyproc_pid(a) == old and time.time() < end:
+        time.sleep(0.05)
+    check(keyproc_pid(a) != old, "once the key loads, a key process starts", a.text())
+    s = tls_connect(port)
+    check(read_line(s).startswith(b"* OK"), "and handshakes work again")
     s.close()
 
 

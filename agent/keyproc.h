@@ -27,7 +27,9 @@
 
 #define MK_KEYPROC_ID_LEN 32		/* SHA-256 of the SPKI DER */
 #define MK_KEYPROC_DATA_MAX 1024	/* an RSA-8192 block; an error text */
-#define MK_KEYPROC_TIMEOUT_MS 2000	/* lock wait and answer, together */
+/* The lock wait, then the answer, each at most this: a signature fails
+ * within twice this when the key process does not answer. */
+#define MK_KEYPROC_TIMEOUT_MS 1000
 #define MK_KEYPROC_FD 3			/* the key process's end of the socket */
 
 enum mk_keyproc_op {
@@ -118,7 +120,7 @@ pid_t mk_keyproc_pid(void);
 void mk_keyproc_stop(void);
 
 /**
- * mk_keyproc_call() - one request and its answer, bounded by
+ * mk_keyproc_call() - one request and its answer, bounded by twice
  * MK_KEYPROC_TIMEOUT_MS; safe from any thread
  * @req: the request (kr_seq is set here)
  * @ans: the answer

@@ -11,13 +11,13 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -38,26 +38,30 @@ static struct {
 	bool kc_enabled;		/* set once at start-up, then read-only */
 } kc = { .kc_lock = PTHREAD_MUTEX_INITIALIZER, .kc_fd = -1 };
 
+/* The bound on one receive on @fd: no poll() before each answer. */
+static int set_recv_timeout(int fd, unsigned int ms)
+{
+	struct timeval tv = { .tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000 };
+
+	return setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) ? -errno : 0;
+}
+
+/*
+ * The answer to request @seq. Each receive waits at most the socket's
+ * SO_RCVTIMEO; a late answer to an earlier request is skipped while
+ * @deadline has not passed.
+ */
 static int wait_answer(int fd, uint32_t seq, struct mk_keyproc_ans *ans, uint64_t deadline)
 {
 	const size_t hdr = offsetof(struct mk_keyproc_ans, ka_data);
-	struct pollfd pfd = { .fd = fd, .events = POLLIN };
-	uint64_t now;
 	ssize_t n;
-	int r;
 
 	for (;;) {
-		now = mk_now_ms();
-		if (now >= deadline)
+		n = recv(fd, ans, sizeof(*ans), 0);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
 			return -ETIMEDOUT;
-		r = poll(&pfd, 1, (int)(deadline - now));
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			return r ? -errno : -ETIMEDOUT;
-		n = recv(fd, ans, sizeof(*ans), MSG_DONTWAIT);
-		if (n < 0 && (errno == EAGAIN || errno == EINTR))
-			continue;
 		if (n <= 0)
 			return -EPIPE;
 		if ((size_t)n < hdr || ans->ka_len > sizeof(ans->ka_data) ||
@@ -65,7 +69,8 @@ static int wait_answer(int fd, uint32_t seq, struct mk_keyproc_ans *ans, uint64_
 			return -EPROTO;
 		if (ans->ka_seq == seq)
 			return 0;
-		/* the late answer to a request that timed out: skip it */
+		if (mk_now_ms() >= deadline)
+			return -ETIMEDOUT;
 	}
 }
 
@@ -107,9 +112,15 @@ static int spawn(const char *path, int *fd_out, pid_t *pid_out, char *err, size_
 		snprintf(err, errlen, "key process: cannot spawn: %s", strerror(-ret));
 		goto out_close;
 	}
-	ret = wait_answer(sv[0], 0, &ans, mk_now_ms() + MK_KEYPROC_START_MS);
+	ans.ka_status = 0;
+	ans.ka_len = 0;
+	ret = set_recv_timeout(sv[0], MK_KEYPROC_START_MS);
+	if (!ret)
+		ret = wait_answer(sv[0], 0, &ans, mk_now_ms() + MK_KEYPROC_START_MS);
 	if (!ret && ans.ka_status)
 		ret = ans.ka_status;
+	if (!ret)
+		ret = set_recv_timeout(sv[0], MK_KEYPROC_TIMEOUT_MS);
 	if (ret) {
 		if (ans.ka_status && ans.ka_len)
 			snprintf(err, errlen, "%.*s", (int)ans.ka_len, (char *)ans.ka_data);

@@ -4,8 +4,8 @@
  * and does the private-key operations the agent asks for, nothing else.
  *
  * It has no network: every descriptor but stdio and its socket is closed,
- * capabilities are dropped, it cannot gain privileges, dump core or be
- * traced by a process of the same user. One request is answered at a time
+ * capabilities are dropped (but reading files), it cannot gain privileges,
+ * dump core or be traced by a process of the same user. One request is answered at a time
  * and in order; the agent serialises its requests. A reload loads the keys
  * of the configuration file anew, for the agent to match its new
  * certificates against; once the agent commits it, the previous set stays
@@ -265,11 +265,16 @@ static void answer(const char *path, struct keyring *kg, const struct mk_keyproc
 	ERR_clear_error();
 }
 
-/* Nothing the key process does needs a capability or another descriptor. */
+/*
+ * Nothing the key process does needs another descriptor or a capability,
+ * but reading key files: started as root, it keeps CAP_DAC_READ_SEARCH so
+ * that keys which load today (0600, owned by another user) still load.
+ */
 static void confine(void)
 {
 	struct __user_cap_header_struct hdr = { .version = _LINUX_CAPABILITY_VERSION_3 };
 	struct __user_cap_data_struct data[2] = { { 0 } };
+	const uint32_t keep = 1u << CAP_DAC_READ_SEARCH;	/* in data[0] */
 	struct rlimit none = { 0, 0 };
 
 	close_range(MK_KEYPROC_FD + 1, ~0U, 0);
@@ -279,6 +284,12 @@ static void confine(void)
 	prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
 	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 	prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
+	if (syscall(SYS_capget, &hdr, data))
+		memset(data, 0, sizeof(data));
+	data[0].effective &= keep;
+	data[0].permitted &= keep;
+	data[0].inheritable = 0;
+	memset(&data[1], 0, sizeof(data[1]));
 	syscall(SYS_capset, &hdr, data);
 	setrlimit(RLIMIT_CORE, &none);
 }

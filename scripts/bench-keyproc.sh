@@ -47,17 +47,11 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-case $KEY in
-ecdsa) keyopt=(-newkey ec -pkeyopt ec_paramgen_curve:P-256) ;;
-rsa) keyopt=(-newkey rsa:2048) ;;
-*) die "KEY must be ecdsa or rsa" ;;
-esac
-openssl req -x509 "${keyopt[@]}" -nodes -days 2 -subj /CN=localhost \
-	-keyout "$TMP/key.pem" -out "$TMP/cert.pem" 2>/dev/null
-chmod 600 "$TMP"/*.pem
-
 # shellcheck source=scripts/bench/peers.sh
 . "$(dirname "$0")/bench/peers.sh"
+bench_cert "$KEY" || exit 1
+chmod 600 "$TMP"/*.pem
+
 
 cpu_ticks() {	# pid: utime+stime of it and its children
 	local p sum=0 v

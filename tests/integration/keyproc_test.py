@@ -92,6 +92,16 @@ def s_client(port, args):
     return "".join(out)
 
 
+def failing_handshake(port):
+    """Return: whether a handshake failed, and how long it took."""
+    t0 = time.time()
+    try:
+        tls_connect(port, timeout=10).close()
+        return False, time.time() - t0
+    except OSError:
+        return True, time.time() - t0
+
+
 def keyproc_pid(a, nth=-1):
     pids = re.findall(r"key process PID (\d+) holds", a.text())
     return int(pids[nth]) if pids else None
@@ -243,13 +253,7 @@ def test_stopped(a, port):
     kp = keyproc_pid(a)
     os.kill(kp, signal.SIGSTOP)
     try:
-        t0 = time.time()
-        try:
-            tls_connect(port, timeout=10).close()
-            failed = False
-        except OSError:
-            failed = True
-        took = time.time() - t0
+        failed, took = failing_handshake(port)
     finally:
         os.kill(kp, signal.SIGCONT)
     check(failed and took < SIGN_BOUND_S,
@@ -271,13 +275,7 @@ def test_restart_fails(a, d, port):
     old = keyproc_pid(a)
     os.kill(old, signal.SIGKILL)
     check(a.wait_log("key process not started again"), "a failed restart is logged", a.text())
-    t0 = time.time()
-    try:
-        tls_connect(port, timeout=10).close()
-        failed = False
-    except OSError:
-        failed = True
-    took = time.time() - t0
+    failed, took = failing_handshake(port)
     check(failed and took < 1, "without a key process handshakes fail at once (%.2f s)" % took)
     time.sleep(2.5)
     tries = a.text().count("key process not started again")

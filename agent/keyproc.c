@@ -278,8 +278,12 @@ static void confine(void)
 	struct rlimit none = { 0, 0 };
 
 	close_range(MK_KEYPROC_FD + 1, ~0U, 0);
+	/* It ends when the agent closes the socket, after the agent's own
+	 * stop: systemd's SIGTERM to the whole unit, or ^C to the terminal's
+	 * process group, would otherwise end it first. */
 	signal(SIGHUP, SIG_IGN);
-	signal(SIGINT, SIG_IGN);	/* the agent decides when it ends */
+	signal(SIGINT, SIG_IGN);
+	signal(SIGTERM, SIG_IGN);
 	signal(SIGPIPE, SIG_IGN);
 	prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
 	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);

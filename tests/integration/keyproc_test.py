@@ -171,6 +171,12 @@ def test_split(d):
               "after SIGHUP the key process holds the new keys")
         check(not any(holds(memory(a.proc.pid), s) for s in secrets),
               "after SIGHUP the agent holds none of them")
+        # systemd's SIGTERM reaches the whole unit: the key process outlives
+        # it and ends when the agent does.
+        os.kill(kp, signal.SIGTERM)
+        time.sleep(0.3)
+        check(os.path.exists("/proc/%d" % kp) and keyproc_pid(a) == kp,
+              "SIGTERM alone does not end the key process")
         test_failed_reload(a, d, port)
         test_kill_under_load(a, port)
         test_stopped(a, port)

@@ -113,10 +113,24 @@ int mk_keyproc_reap(const char *path);
  */
 int mk_keyproc_retry(const char *path);
 
-/* Whether keys live in a key process (mk_keyproc_start() succeeded). */
+/**
+ * mk_keyproc_enabled() - whether keys live in a key process
+ *
+ * Return: true once mk_keyproc_start() succeeded, for the process's life.
+ */
 bool mk_keyproc_enabled(void);
+
+/**
+ * mk_keyproc_pid() - the key process running now
+ *
+ * Return: its PID, or 0 when none runs (a restart is due).
+ */
 pid_t mk_keyproc_pid(void);
-/* Close the socket and wait for the key process to end. */
+
+/**
+ * mk_keyproc_stop() - close the socket and wait for the key process, which
+ * ends on EOF
+ */
 void mk_keyproc_stop(void);
 
 /**

@@ -15,10 +15,19 @@
 
 #include <openssl/crypto.h>
 
-#include "conn.h"
 #include "log.h"
 #include "proxy_v2.h"
 #include "registry.h"
+#include "stage.h"
+
+static void backend_complete(struct mk_conn *c, enum mk_op op, int res);
+static void backend_timeout(struct mk_conn *c);
+
+static const struct mk_conn_ops backend_ops = {
+	.h_complete = backend_complete,
+	.h_timeout = backend_timeout,
+	.h_free = mk_backend_release,
+};
 
 /* What was left out to fit the daemon's limit: a debug line, never an error. */
 static void backend_log_omitted(const struct mk_conn *c, unsigned int omitted, ssize_t len)
@@ -61,9 +70,14 @@ static int backend_proxy_header(struct mk_conn *c)
 	struct mk_buf nb;
 	ssize_t len;
 
+	/* The certificate of a resumed session was sent on an earlier
+	 * connection: CERT_SESS says so, CERT_CONN only for this one. */
 	if (s->ss_client_cert) {
-		pi.pi_client_flags |= PP2_CLIENT_CERT_CONN;
+		pi.pi_client_flags |= PP2_CLIENT_CERT_SESS;
+		if (!s->ss_resumed)
+			pi.pi_client_flags |= PP2_CLIENT_CERT_CONN;
 		pi.pi_verify = (uint32_t)s->ss_verify;
+		pi.pi_cn = s->ss_client_cn;
 	}
 	len = mk_proxy_v2_encode_within(hdr, sizeof(hdr), &pi, c->c_cfg->lc_proxy_tlvs,
 					c->c_cfg->lc_proxy_header_max, &omitted);
@@ -95,6 +109,7 @@ void mk_backend_connect(struct mk_conn *c)
 	int err, one = 1;
 
 	mk_conn_set_state(c, MK_CS_CONNECTING);
+	c->c_ops = &backend_ops;
 	c->c_deadline_ms = mk_now_ms() + c->c_cfg->lc_handshake_timeout_ms;
 	if (c->c_cfg->lc_proxy_v2) {
 		err = backend_proxy_header(c);
@@ -135,11 +150,24 @@ static void backend_register(struct mk_conn *c)
 }
 
 /**
- * mk_backend_connected() - the connect completed
- * @c:   the connection
- * @res: 0 or negative errno
+ * mk_backend_release() - the connection is being freed: its registry entry
+ * goes with it
+ * @c: the connection
  */
-void mk_backend_connected(struct mk_conn *c, int res)
+void mk_backend_release(struct mk_conn *c)
+{
+	if (c->c_registry_id)
+		mk_registry_remove(c->c_registry_id);
+	c->c_registry_id = 0;
+}
+
+static void backend_timeout(struct mk_conn *c)
+{
+	mk_conn_end(c, "error:backend_timeout");
+}
+
+/* The connect completed: @res is 0 or a negative errno. */
+static void backend_connected(struct mk_conn *c, int res)
 {
 	char addr[80];
 
@@ -157,4 +185,10 @@ void mk_backend_connected(struct mk_conn *c, int res)
 	c->c_deadline_ms = 0;
 	c->c_last_ms = mk_now_ms();
 	mk_relay_start(c);
+}
+
+static void backend_complete(struct mk_conn *c, enum mk_op op, int res)
+{
+	if (op == MK_OP_BACKEND_CONNECT)
+		backend_connected(c, res);
 }

@@ -9,22 +9,6 @@
 
 #include "buf.h"
 
-/* Before b_len goes down: remember how far data reached. */
-static void buf_mark(struct mk_buf *b)
-{
-	if (b->b_len > b->b_dirty)
-		b->b_dirty = (uint32_t)b->b_len;
-}
-
-/* Wipe what held data (not the whole allocation: a 16 KiB receive
- * buffer that saw a 20-byte command costs 20 bytes here), then free. */
-static void buf_release(struct mk_buf *b)
-{
-	buf_mark(b);
-	OPENSSL_cleanse(b->b_data, b->b_dirty);
-	free(b->b_data);
-}
-
 /**
  * mk_buf_init() - an empty buffer that never grows past @max bytes
  * @b:   the buffer
@@ -33,7 +17,7 @@ static void buf_release(struct mk_buf *b)
 void mk_buf_init(struct mk_buf *b, size_t max)
 {
 	memset(b, 0, sizeof(*b));
-	b->b_max = max < UINT32_MAX ? max : UINT32_MAX;
+	b->b_max = max;
 }
 
 /**
@@ -42,21 +26,66 @@ void mk_buf_init(struct mk_buf *b, size_t max)
  */
 void mk_buf_free(struct mk_buf *b)
 {
-	if (b->b_data)
-		buf_release(b);
+	if (b->b_data && !b->b_borrowed) {
+		OPENSSL_cleanse(b->b_data, b->b_len > b->b_written ? b->b_len : b->b_written);
+		free(b->b_data);
+	}
 	b->b_data = NULL;
-	b->b_off = b->b_len = 0;
-	b->b_cap = b->b_dirty = 0;
+	b->b_off = b->b_len = b->b_cap = b->b_written = 0;
+	b->b_borrowed = false;
 }
 
 /**
- * mk_buf_reset() - forget the contents, keep the memory
+ * mk_buf_reset() - forget the contents and give the memory back
  * @b: the buffer
  */
 void mk_buf_reset(struct mk_buf *b)
 {
-	buf_mark(b);
-	b->b_off = b->b_len = 0;
+	mk_buf_free(b);
+}
+
+/**
+ * mk_buf_borrow() - let an empty @b hold @len bytes at @data, used in place
+ * @b:    the buffer, empty
+ * @data: memory @b does not own; the caller gets it back after
+ *        mk_buf_unborrow()
+ * @len:  bytes there
+ */
+void mk_buf_borrow(struct mk_buf *b, uint8_t *data, size_t len)
+{
+	mk_buf_free(b);
+	b->b_data = data;
+	b->b_len = b->b_cap = len;
+	b->b_borrowed = true;
+}
+
+/**
+ * mk_buf_unborrow() - stop using borrowed memory: what is still unread is
+ * copied into memory of the buffer's own, exactly its size
+ * @b: the buffer (nothing happens unless it holds borrowed memory)
+ *
+ * Return: 0, or -ENOMEM (the unread bytes are then lost).
+ */
+int mk_buf_unborrow(struct mk_buf *b)
+{
+	size_t used = mk_buf_used(b);
+	uint8_t *n = NULL;
+	int err = 0;
+
+	if (!b->b_borrowed)
+		return 0;
+	if (used) {
+		n = malloc(used);
+		if (n)
+			memcpy(n, b->b_data + b->b_off, used);
+		else
+			err = -ENOMEM;
+	}
+	b->b_borrowed = false;
+	b->b_data = n;
+	b->b_off = 0;
+	b->b_len = b->b_cap = n ? used : 0;
+	return err;
 }
 
 /**
@@ -69,10 +98,8 @@ void mk_buf_consume(struct mk_buf *b, size_t len)
 	if (len > mk_buf_used(b))
 		len = mk_buf_used(b);
 	b->b_off += len;
-	if (b->b_off == b->b_len) {
-		buf_mark(b);
-		b->b_off = b->b_len = 0;
-	}
+	if (b->b_off == b->b_len)
+		mk_buf_free(b);
 }
 
 /**
@@ -87,8 +114,15 @@ uint8_t *mk_buf_reserve(struct mk_buf *b, size_t len)
 	size_t used = mk_buf_used(b), want, ncap;
 	uint8_t *n;
 
+	/* Growing borrowed memory: the unread bytes move into our own. */
+	if (b->b_borrowed) {
+		if (used + len > b->b_max || mk_buf_unborrow(b))
+			return NULL;
+	}
 	if (b->b_off && b->b_len + len > b->b_cap) {
-		buf_mark(b);
+		/* b_len shrinks here and only here: past it lie old bytes. */
+		if (b->b_len > b->b_written)
+			b->b_written = b->b_len;
 		memmove(b->b_data, b->b_data + b->b_off, used);
 		b->b_off = 0;
 		b->b_len = used;
@@ -108,11 +142,11 @@ uint8_t *mk_buf_reserve(struct mk_buf *b, size_t len)
 		return NULL;
 	if (b->b_data) {
 		memcpy(n, b->b_data, b->b_len);
-		buf_release(b);
+		OPENSSL_cleanse(b->b_data, b->b_len > b->b_written ? b->b_len : b->b_written);
+		free(b->b_data);
 	}
 	b->b_data = n;
-	b->b_cap = (uint32_t)ncap;
-	b->b_dirty = (uint32_t)b->b_len;
+	b->b_cap = ncap;
 	return b->b_data + b->b_len;
 }
 

@@ -1,11 +1,19 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * A bounded byte buffer: data at [off, len), growing up to a hard cap so
- * that nothing a peer sends can make it grow without limit.
+ * that nothing a peer sends can make it grow without limit. An empty buffer
+ * owns no memory: reading the last byte or a reset gives it back, so that a
+ * connection that waits keeps nothing.
+ *
+ * A buffer can also lend itself memory it does not own (a receive buffer
+ * of the ring, mk_buf_borrow()): the bytes are used in place, and what is
+ * left is copied into memory of its own only when it must wait
+ * (mk_buf_unborrow()).
  */
 #ifndef MAILKTLS_BUF_H
 #define MAILKTLS_BUF_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -13,12 +21,10 @@ struct mk_buf {
 	uint8_t *b_data;
 	size_t b_off;		/* first unread byte */
 	size_t b_len;		/* end of data */
-	uint32_t b_cap;		/* allocated */
-	/* Bytes from b_data on that ever held data: what a wipe covers.
-	 * Writers only add to b_len, so the mark is taken wherever buf.c
-	 * lowers it. */
-	uint32_t b_dirty;
+	size_t b_cap;		/* allocated */
 	size_t b_max;		/* never allocate more than this */
+	size_t b_written;	/* bytes ever written, at most: what a free wipes */
+	bool b_borrowed;	/* b_data is not ours: never freed, never grown */
 };
 
 void mk_buf_init(struct mk_buf *b, size_t max);
@@ -39,5 +45,7 @@ static inline uint8_t *mk_buf_head(const struct mk_buf *b)
 }
 void mk_buf_consume(struct mk_buf *b, size_t len);
 void mk_buf_reset(struct mk_buf *b);
+void mk_buf_borrow(struct mk_buf *b, uint8_t *data, size_t len);
+int mk_buf_unborrow(struct mk_buf *b);
 
 #endif

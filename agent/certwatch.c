@@ -89,7 +89,8 @@ static int certwatch_add_file(struct mk_certwatch *cw, const char *path, size_t 
 }
 
 /**
- * mk_certwatch_set() - watch the certificate and key files of @cfg
+ * mk_certwatch_set() - watch the certificate, key, ticket key and client CA
+ * files of @cfg
  * @cw:  the watcher
  * @cfg: the configuration in force
  *
@@ -104,7 +105,7 @@ int mk_certwatch_set(struct mk_certwatch *cw, const struct mk_config *cfg)
 		return -EBADF;
 	certwatch_clear(cw);
 	for (i = 0; i < cfg->cf_nlisteners; i++)
-		max += 4 * (size_t)cfg->cf_listeners[i].lc_ncerts;
+		max += 4 * (size_t)cfg->cf_listeners[i].lc_ncerts + 4;
 	if (!max)
 		return 0;
 	cw->cw_wds = calloc(max, sizeof(*cw->cw_wds));
@@ -121,6 +122,10 @@ int mk_certwatch_set(struct mk_certwatch *cw, const struct mk_config *cfg)
 			if (!err)
 				err = certwatch_add_file(cw, lc->lc_certs[j].cp_key, max);
 		}
+		if (!err && lc->lc_ticket_keys.pc_path[0])
+			err = certwatch_add_file(cw, lc->lc_ticket_keys.pc_path, max);
+		if (!err && lc->lc_client_ca.pc_path[0])
+			err = certwatch_add_file(cw, lc->lc_client_ca.pc_path, max);
 	}
 	return err ? err : (int)cw->cw_nwds;
 }

@@ -45,6 +45,8 @@ enum key_type {
 	T_CERT,		/* certificate and private_key: repeatable pairs */
 	T_KEY,
 	T_TLVS,		/* PROXY v2 TLV names, or none */
+	T_CIDRS,	/* address ranges separated by blanks */
+	T_FILE,		/* a file name, kept with its line */
 };
 
 struct key_word {
@@ -75,10 +77,13 @@ static const struct key_word w_proto[] = {
 static const struct key_word w_tls[] = {
 	{ "implicit", MK_TLS_IMPLICIT }, { "starttls", MK_TLS_STARTTLS }, { NULL, 0 } };
 static const struct key_word w_proxy[] = { { "v2", 1 }, { "none", 0 }, { NULL, 0 } };
+static const struct key_word w_yesno[] = { { "yes", 1 }, { "no", 0 }, { NULL, 0 } };
 static const struct key_word w_version[] = {
 	{ "1.2", TLS1_2_VERSION }, { "1.3", TLS1_3_VERSION }, { NULL, 0 } };
 static const struct key_word w_alpn[] = { { "strict", 1 }, { "off", 0 }, { NULL, 0 } };
-static const struct key_word w_yes_no[] = { { "yes", 1 }, { "no", 0 }, { NULL, 0 } };
+static const struct key_word w_client_cert[] = {
+	{ "none", MK_CLIENT_CERT_NONE }, { "optional", MK_CLIENT_CERT_OPTIONAL },
+	{ "require", MK_CLIENT_CERT_REQUIRE }, { NULL, 0 } };
 
 #define G(f) SCOPE_GLOBAL, offsetof(struct mk_config, f), sizeof(((struct mk_config *)0)->f)
 #define L(f) SCOPE_LISTENER, offsetof(struct mk_listener_cfg, f), \
@@ -96,11 +101,20 @@ static const struct key_desc mk_keys[] = {
 	{ "private_key", T_KEY, L(lc_certs), 0, 0, NULL, "a file name" },
 	{ "proxy_protocol", T_WORD, L(lc_proxy_v2), 0, 0, w_proxy, "v2 or none" },
 	{ "proxy_tlvs", T_TLVS, L(lc_proxy_tlvs), 0, 0, NULL,
-	  "none, or some of alpn authority ssl ssl_version ssl_cipher crc32c" },
+	  "none, or some of alpn authority ssl ssl_version ssl_cipher ssl_cn crc32c" },
 	{ "proxy_header_max", T_UINT, L(lc_proxy_header_max), 1, 65535, NULL,
 	  "a number of bytes from 1 to 65535" },
+	{ "accept_proxy", T_WORD, L(lc_accept_proxy), 0, 0, w_yesno, "yes or no" },
+	{ "trusted_proxies", T_CIDRS, L(lc_trusted_proxies), 0, 0, NULL,
+	  "IPv4 or IPv6 ranges such as 10.0.0.0/8 2001:db8::/32, separated by blanks" },
+	{ "proxy_timeout", T_DURATION, L(lc_proxy_timeout_ms), 1, MK_DURATION_MAX_MS,
+	  NULL, "a duration such as 500ms, 30s, 5m or 1h, at most 168h" },
 	{ "min_version", T_WORD, L(lc_min_version), 0, 0, w_version, "1.2 or 1.3" },
 	{ "alpn", T_WORD, L(lc_alpn_strict), 0, 0, w_alpn, "strict or off" },
+	{ "ticket_keys", T_FILE, L(lc_ticket_keys), 0, 0, NULL, "a file name" },
+	{ "client_ca", T_FILE, L(lc_client_ca), 0, 0, NULL, "a file name" },
+	{ "client_cert", T_WORD, L(lc_client_cert), 0, 0, w_client_cert,
+	  "none, optional or require" },
 	{ "handshake_timeout", T_DURATION, L(lc_handshake_timeout_ms), 1, MK_DURATION_MAX_MS,
 	  NULL, "a duration such as 500ms, 30s, 5m or 1h, at most 168h" },
 	{ "idle_timeout", T_DURATION, L(lc_idle_timeout_ms), 1, MK_DURATION_MAX_MS,
@@ -121,7 +135,7 @@ static const struct key_desc mk_keys[] = {
 	{ "ktls", T_WORD, G(cf_ktls), 0, 0, w_ktls, "auto, require or off" },
 	{ "metrics_listen", T_LOCALADDR, G(cf_metrics_listen), 0, 0, NULL,
 	  "a loopback IPv4:port or [IPv6]:port, unix:/absolute/path, or nothing" },
-	{ "key_process", T_WORD, G(cf_key_process), 0, 0, w_yes_no, "yes or no" },
+	{ "key_process", T_WORD, G(cf_key_process), 0, 0, w_yesno, "yes or no" },
 };
 
 #undef G
@@ -129,7 +143,8 @@ static const struct key_desc mk_keys[] = {
 
 /* The keys a listener cannot do without, in the order they are reported. */
 enum { K_LISTEN, K_PROTOCOL, K_TLS, K_BACKEND, K_CERTIFICATE, K_PRIVATE_KEY, K_PROXY_PROTOCOL,
-       K_PROXY_TLVS, K_PROXY_HEADER_MAX };
+       K_PROXY_TLVS, K_PROXY_HEADER_MAX, K_ACCEPT_PROXY, K_TRUSTED_PROXIES, K_PROXY_TIMEOUT,
+       K_MIN_VERSION, K_ALPN, K_TICKET_KEYS, K_CLIENT_CA, K_CLIENT_CERT };
 #define NKEYS (sizeof(mk_keys) / sizeof(mk_keys[0]))
 
 /* Where values go while a section is read, and which keys it set where. */
@@ -213,6 +228,9 @@ static void listener_set_defaults(struct mk_listener_cfg *lc)
 	lc->lc_min_version = TLS1_2_VERSION;
 	lc->lc_alpn_strict = true;
 	lc->lc_handshake_timeout_ms = 10 * 1000;
+	/* A balancer sends its header with the connection: a few seconds is
+	 * generous, and bounds what a silent peer holds. */
+	lc->lc_proxy_timeout_ms = 5 * 1000;
 	lc->lc_idle_timeout_ms = 30 * 60 * 1000;
 	lc->lc_max_connections = 10000;
 	lc->lc_pretls_timeout_ms = 60 * 1000;
@@ -527,6 +545,36 @@ static int parse_tlvs(struct parser *p, const struct key_desc *kd, const char *v
 	return 0;
 }
 
+/* "10.0.0.0/8 2001:db8::/32": at least one range, at most MK_CIDRS_MAX. */
+static int parse_cidrs(struct parser *p, const struct key_desc *kd, const char *v,
+		       struct mk_cidrs *dst)
+{
+	char one[64];
+	size_t len;
+
+	memset(dst, 0, sizeof(*dst));
+	while (*v) {
+		len = strcspn(v, " \t,");
+		if (dst->cs_n == MK_CIDRS_MAX)
+			return perr(p, p->p_line, "too many ranges in '%s' (max %d)", kd->kd_name,
+				    MK_CIDRS_MAX);
+		if (len >= sizeof(one))
+			len = sizeof(one) - 1;
+		memcpy(one, v, len);
+		one[len] = '\0';
+		if (mk_cidr_parse(one, &dst->cs_net[dst->cs_n]))
+			return perr(p, p->p_line, "bad range '%s' in '%s' (expected %s)", one,
+				    kd->kd_name, kd->kd_expect);
+		dst->cs_n++;
+		v += strcspn(v, " \t,");
+		v += strspn(v, " \t,");
+	}
+	if (!dst->cs_n)
+		return perr(p, p->p_line, "bad value '' for '%s' (expected %s)", kd->kd_name,
+			    kd->kd_expect);
+	return 0;
+}
+
 static int key_value(struct parser *p, const char *key, const char *v)
 {
 	struct section *se = p->p_cur;
@@ -558,6 +606,21 @@ static int key_value(struct parser *p, const char *key, const char *v)
 	if (kd->kd_type == T_TLVS) {
 		se->se_key_line[i] = p->p_line;
 		return parse_tlvs(p, kd, v, (unsigned int *)(base + kd->kd_off));
+	}
+	if (kd->kd_type == T_CIDRS) {
+		se->se_key_line[i] = p->p_line;
+		return parse_cidrs(p, kd, v, (struct mk_cidrs *)(base + kd->kd_off));
+	}
+	if (kd->kd_type == T_FILE) {
+		struct mk_path_cfg *pc = (struct mk_path_cfg *)(base + kd->kd_off);
+
+		if (v[0] == '\0' || strlen(v) >= sizeof(pc->pc_path))
+			return perr(p, p->p_line, "bad value '%s' for '%s' (expected %s)", v,
+				    key, kd->kd_expect);
+		strcpy(pc->pc_path, v);
+		pc->pc_line = p->p_line;
+		se->se_key_line[i] = p->p_line;
+		return 0;
 	}
 	if (!parse_value(kd, v, base + kd->kd_off))
 		return perr(p, p->p_line, "bad value '%s' for '%s' (expected %s)", v, key,
@@ -758,6 +821,18 @@ static void inherit(struct parser *p, struct section *se)
 	}
 }
 
+/* Taking client addresses from anyone who connects would let anyone choose one. */
+static int check_accept_proxy(struct parser *p, const struct section *se)
+{
+	const struct mk_listener_cfg *lc = se->se_lc;
+
+	if (lc->lc_accept_proxy && !lc->lc_trusted_proxies.cs_n)
+		return perr(p, se->se_key_line[K_ACCEPT_PROXY], "listener '%s': accept_proxy = "
+			    "yes needs trusted_proxies (the load balancers' addresses)",
+			    lc->lc_name);
+	return 0;
+}
+
 /*
  * The header must hold at least the fixed part and the addresses of the
  * listener's family, and the SSL sub-TLVs travel only inside PP2_TYPE_SSL.
@@ -767,7 +842,7 @@ static int check_proxy(struct parser *p, const struct section *se)
 	const struct mk_listener_cfg *lc = se->se_lc;
 	bool v6 = lc->lc_listen.sa_storage.ss_family == AF_INET6;
 	unsigned int need = PP2_FIXED_LEN + (v6 ? PP2_ADDR_LEN_INET6 : PP2_ADDR_LEN_INET);
-	unsigned int sub = PP2_SEND_SSL_VERSION | PP2_SEND_SSL_CIPHER;
+	unsigned int sub = PP2_SEND_SSL_VERSION | PP2_SEND_SSL_CIPHER | PP2_SEND_SSL_CN;
 
 	if (!lc->lc_proxy_v2)
 		return 0;
@@ -777,8 +852,21 @@ static int check_proxy(struct parser *p, const struct section *se)
 			    "with %s addresses and no TLV", lc->lc_name, lc->lc_proxy_header_max,
 			    need, v6 ? "IPv6" : "IPv4");
 	if ((lc->lc_proxy_tlvs & sub) && !(lc->lc_proxy_tlvs & PP2_SEND_SSL))
-		return perr(p, se->se_key_line[K_PROXY_TLVS], "listener '%s': ssl_version and "
-			    "ssl_cipher are sent inside ssl: add ssl to proxy_tlvs", lc->lc_name);
+		return perr(p, se->se_key_line[K_PROXY_TLVS], "listener '%s': ssl_version, "
+			    "ssl_cipher and ssl_cn are sent inside ssl: add ssl to proxy_tlvs",
+			    lc->lc_name);
+	return 0;
+}
+
+/* A client certificate is verified against client_ca: one without the other is a mistake. */
+static int check_client_cert(struct parser *p, const struct section *se)
+{
+	const struct mk_listener_cfg *lc = se->se_lc;
+
+	if (lc->lc_client_cert != MK_CLIENT_CERT_NONE && !lc->lc_client_ca.pc_path[0])
+		return perr(p, se->se_key_line[K_CLIENT_CERT], "listener '%s': client_cert = %s "
+			    "needs client_ca", lc->lc_name,
+			    lc->lc_client_cert == MK_CLIENT_CERT_REQUIRE ? "require" : "optional");
 	return 0;
 }
 
@@ -802,7 +890,7 @@ static int check_listener(struct parser *p, size_t idx)
 				    lc->lc_listen.sa_text, o->lc_listen.sa_text, o->lc_name,
 				    p->p_lsec[i].se_key_line[K_LISTEN]);
 	}
-	return check_proxy(p, se);
+	return check_accept_proxy(p, se) ?: check_proxy(p, se) ?: check_client_cert(p, se);
 }
 
 static int finish(struct parser *p)

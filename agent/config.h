@@ -14,6 +14,8 @@
 #include <stddef.h>
 #include <sys/socket.h>
 
+#include "cidr.h"
+
 #define MK_NAME_MAX 64
 #define MK_MAX_CERTS 4
 #define MK_MAX_LISTENERS 64
@@ -24,6 +26,8 @@ enum mk_protocol { MK_PROTO_IMAP, MK_PROTO_POP3, MK_PROTO_SUBMISSION };
 enum mk_tls_mode { MK_TLS_IMPLICIT, MK_TLS_STARTTLS };
 enum mk_ktls_mode { MK_KTLS_AUTO, MK_KTLS_REQUIRE, MK_KTLS_OFF };
 enum mk_log_target { MK_LOG_STDERR, MK_LOG_SYSLOG };
+/* optional: a certificate that fails verification fails the handshake. */
+enum mk_client_cert_mode { MK_CLIENT_CERT_NONE, MK_CLIENT_CERT_OPTIONAL, MK_CLIENT_CERT_REQUIRE };
 
 /* An address from the file: TCP (v4/v6) or, for backends, a unix path. */
 struct mk_sockaddr {
@@ -38,6 +42,12 @@ struct mk_certpair {
 	int cp_line;			/* line of the certificate key */
 };
 
+/* A file named by a key, with the key's line for messages about its content. */
+struct mk_path_cfg {
+	char pc_path[PATH_MAX];		/* "" when the key is not set */
+	int pc_line;
+};
+
 struct mk_listener_cfg {
 	char lc_name[MK_NAME_MAX];
 	int lc_line;			/* line of the [listener NAME] header */
@@ -48,10 +58,17 @@ struct mk_listener_cfg {
 	bool lc_proxy_v2;
 	unsigned int lc_proxy_tlvs;		/* PP2_SEND_* the header may carry */
 	unsigned int lc_proxy_header_max;	/* bytes; TLVs are left out to fit */
+	/* A load balancer in front: the client's address from its PROXY v2 header. */
+	bool lc_accept_proxy;
+	struct mk_cidrs lc_trusted_proxies;	/* who may send that header */
+	unsigned int lc_proxy_timeout_ms;	/* for the whole header */
 	struct mk_certpair lc_certs[MK_MAX_CERTS];
 	int lc_ncerts;
 	int lc_min_version;		/* TLS1_2_VERSION or TLS1_3_VERSION */
 	bool lc_alpn_strict;
+	struct mk_path_cfg lc_ticket_keys;	/* "": per-process ticket keys */
+	struct mk_path_cfg lc_client_ca;
+	enum mk_client_cert_mode lc_client_cert;
 	unsigned int lc_handshake_timeout_ms;
 	unsigned int lc_idle_timeout_ms;
 	unsigned int lc_max_connections;

@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * Life cycle of a client connection: accept, dispatch of completions to the
- * handler of the current stage, timeouts, and the one way out (mk_conn_end
- * then the last completion frees it).
+ * handler table of the stage in charge (c_ops), timeouts, and the one way
+ * out (mk_conn_end then the last completion frees it).
  */
 #include <errno.h>
 #include <netinet/in.h>
@@ -20,13 +20,56 @@
 #include "ktls.h"
 #include "log.h"
 #include "metrics.h"
-#include "registry.h"
 
 /* Enough for a TLS record plus headroom; a client cannot make it grow past. */
 #define MK_CIN_MAX (64 * 1024)
 #define MK_COUT_MAX (256 * 1024)
 #define MK_BOUT_MAX (256 * 1024)
-#define MK_RECV_CHUNK (16 * 1024 + 512)
+#define MK_RECV_CHUNK MK_RECV_BUF_SIZE
+/* Quiet for this long: give back what the stage keeps for traffic. */
+#define MK_IDLE_TRIM_MS 1000
+/* ENOBUFS this many times in a row: the next receive uses an own buffer. */
+#define MK_RECV_NOBUFS_RETRIES 2
+
+/* The bytes of one completed receive: in a ring buffer or an own one. */
+struct conn_rx {
+	uint8_t *rx_data;
+	int rx_bid;		/* ring buffer id, -1 for an own buffer */
+	size_t rx_len;
+};
+
+/* The first stage of a connection, by the listener's `tls` mode. Set by
+ * main.c before any worker starts, read-only afterwards. */
+static int (*conn_entry[MK_TLS_STARTTLS + 1])(struct mk_conn *c);
+
+/* The first stage of a listener with accept_proxy: the balancer's header. */
+static int (*conn_proxy_entry)(struct mk_conn *c);
+
+/* Until a stage installs its own: nothing to do on any event. */
+static const struct mk_conn_ops conn_no_ops;
+
+/**
+ * mk_conn_set_entry() - the stage that connections of @tls listeners start in
+ * @tls:   the listener's `tls` mode
+ * @start: sets the connection up for that stage and installs its handlers;
+ *         returns 0 or a negative errno (the connection then ends)
+ *
+ * Called before the workers start.
+ */
+void mk_conn_set_entry(enum mk_tls_mode tls, int (*start)(struct mk_conn *c))
+{
+	conn_entry[tls] = start;
+}
+
+/**
+ * mk_conn_set_proxy_entry() - the stage that reads a load balancer's PROXY
+ * header on listeners with accept_proxy; it calls mk_conn_begin() after it
+ * @start: as for mk_conn_set_entry()
+ */
+void mk_conn_set_proxy_entry(int (*start)(struct mk_conn *c))
+{
+	conn_proxy_entry = start;
+}
 
 static int conn_slot_alloc(struct mk_worker *w)
 {
@@ -79,9 +122,23 @@ static void conn_refuse(struct mk_listener *l, int fd, const char *why)
 }
 
 /**
+ * mk_conn_begin() - start the listener's first stage with the client:
+ * the greeting of a STARTTLS listener, or the handshake
+ * @c: the connection
+ *
+ * Return: 0, or a negative errno from the stage's setup.
+ */
+int mk_conn_begin(struct mk_conn *c)
+{
+	int (*start)(struct mk_conn *c) = conn_entry[c->c_cfg->lc_tls];
+
+	return start ? start(c) : -ENOSYS;
+}
+
+/**
  * mk_conn_accepted() - a client connected: enforce max_connections and the
  * connection ceiling before any TLS, set up the connection and start its
- * first stage (greeting or handshake)
+ * first stage (a balancer's PROXY header, the greeting or the handshake)
  * @w:  the worker that accepted it
  * @l:  the listener
  * @fd: the accepted socket; owned by this function from now on
@@ -112,6 +169,7 @@ void mk_conn_accepted(struct mk_worker *w, struct mk_listener *l, int fd)
 	c->c_slot = (uint32_t)slot;
 	c->c_gen = ++w->w_gens[slot] & 0xffffff;
 	c->c_listener = l;
+	c->c_ops = &conn_no_ops;
 	mk_metrics_add(l->l_index, MK_M_ACCEPTED, 1);
 	mk_metrics_state(l->l_index, -1, (int)c->c_state);
 	mk_runtime_get(rt);
@@ -132,10 +190,7 @@ void mk_conn_accepted(struct mk_worker *w, struct mk_listener *l, int fd)
 	w->w_conns[slot] = c;
 	w->w_nconns++;
 
-	if (lc->lc_tls == MK_TLS_STARTTLS)
-		err = mk_starttls_start(c);
-	else
-		err = mk_handshake_start(c);
+	err = lc->lc_accept_proxy && conn_proxy_entry ? conn_proxy_entry(c) : mk_conn_begin(c);
 	if (err)
 		mk_conn_end(c, "error:setup");
 	mk_conn_reap(c);
@@ -193,8 +248,8 @@ static void conn_free(struct mk_conn *c)
 {
 	struct mk_worker *w = c->c_worker;
 
-	if (c->c_registry_id)
-		mk_registry_remove(c->c_registry_id);
+	if (c->c_ops->h_free)
+		c->c_ops->h_free(c);
 	mk_metrics_state(c->c_listener->l_index, (int)c->c_state, -1);
 	mk_metrics_add(c->c_listener->l_index, MK_M_BYTES_IN, c->c_c2b.d_bytes);
 	mk_metrics_add(c->c_listener->l_index, MK_M_BYTES_OUT, c->c_b2c.d_bytes);
@@ -221,6 +276,8 @@ static void conn_free(struct mk_conn *c)
 	mk_buf_free(&c->c_cout);
 	mk_buf_free(&c->c_bout);
 	mk_buf_free(&c->c_bin);
+	free(c->c_crecv_own);
+	free(c->c_brecv_own);
 	mk_worker_release(w, c->c_listener);
 	mk_runtime_put(c->c_rt);
 	w->w_conns[c->c_slot] = NULL;
@@ -322,16 +379,15 @@ void mk_conn_tick(struct mk_conn *c, uint64_t now)
 		if (c->c_cfg->lc_idle_timeout_ms &&
 		    now - c->c_last_ms >= c->c_cfg->lc_idle_timeout_ms)
 			mk_conn_end(c, "timeout");
+		else if (now - c->c_last_ms >= MK_IDLE_TRIM_MS && c->c_ops->h_idle)
+			c->c_ops->h_idle(c);
 		return;
 	}
 	if (c->c_deadline_ms && now >= c->c_deadline_ms) {
-		if (c->c_state == MK_CS_PRETLS && c->c_pretls && !c->c_csend_busy) {
-			mk_buf_reset(&c->c_cout);
-			mk_pretls_timeout(c->c_pretls, &c->c_cout);
-			send(c->c_fd, mk_buf_head(&c->c_cout), mk_buf_used(&c->c_cout),
-			     MSG_NOSIGNAL | MSG_DONTWAIT);
-		}
-		mk_conn_end(c, c->c_state == MK_CS_CONNECTING ? "error:backend_timeout" : "timeout");
+		if (c->c_ops->h_timeout)
+			c->c_ops->h_timeout(c);
+		else
+			mk_conn_end(c, "timeout");
 	}
 	mk_conn_reap(c);
 }
@@ -358,15 +414,93 @@ void mk_conn_send_client(struct mk_conn *c)
 	c->c_csend_busy = true;
 }
 
+/*
+ * Queue a receive of at most @len bytes from @fd: into a buffer of the
+ * worker's ring, which the kernel picks only when bytes are there, or into
+ * a new own buffer *@own when there is no ring or it ran dry.
+ */
+static int conn_queue_recv(struct mk_conn *c, enum mk_op op, int fd, size_t len, uint8_t **own,
+			   uint8_t nobufs)
+{
+	bool ring = c->c_worker->w_rbufs && nobufs < MK_RECV_NOBUFS_RETRIES;
+	struct io_uring_sqe *sqe;
+
+	if (!ring) {
+		*own = malloc(len);
+		if (!*own)
+			return -ENOMEM;
+	}
+	sqe = mk_conn_sqe(c, op);
+	if (!sqe) {
+		free(*own);
+		*own = NULL;
+		return -EBUSY;
+	}
+	if (ring) {
+		/* The length still bounds the read (the handover relies on it). */
+		io_uring_prep_recv(sqe, fd, NULL, len, 0);
+		sqe->flags |= IOSQE_BUFFER_SELECT;
+		sqe->buf_group = MK_RECV_BGID;
+	} else {
+		io_uring_prep_recv(sqe, fd, *own, len, 0);
+	}
+	return 0;
+}
+
+/* Which buffer a completed receive used; *@own is handed over to @rx. */
+static void conn_rx_take(struct mk_conn *c, struct conn_rx *rx, int res, uint32_t flags,
+			 uint8_t **own)
+{
+	rx->rx_len = res > 0 ? (size_t)res : 0;
+	rx->rx_bid = -1;
+	rx->rx_data = *own;
+	*own = NULL;
+	if (flags & IORING_CQE_F_BUFFER) {
+		rx->rx_bid = (int)(flags >> IORING_CQE_BUFFER_SHIFT);
+		rx->rx_data = mk_worker_rbuf(c->c_worker, (unsigned int)rx->rx_bid);
+	}
+}
+
+static void conn_rx_release(struct mk_conn *c, struct conn_rx *rx)
+{
+	if (rx->rx_bid >= 0)
+		mk_worker_rbuf_put(c->c_worker, (unsigned int)rx->rx_bid);
+	else if (rx->rx_data)
+		OPENSSL_clear_free(rx->rx_data, rx->rx_len);
+	rx->rx_data = NULL;
+	rx->rx_bid = -1;
+}
+
+/* Hand the received bytes to @b: in place when @b is empty, else after
+ * what it already holds. Return: 0 or -ENOBUFS (past its limit). */
+static int conn_rx_lend(struct conn_rx *rx, struct mk_buf *b)
+{
+	if (!mk_buf_used(b)) {
+		mk_buf_borrow(b, rx->rx_data, rx->rx_len);
+		return 0;
+	}
+	return mk_buf_append(b, rx->rx_data, rx->rx_len) ? -ENOBUFS : 0;
+}
+
+/* The stage is done with the bytes: keep only what it left unread, in
+ * memory of @b's own, and give the receive buffer back. */
+static int conn_rx_settle(struct mk_conn *c, struct conn_rx *rx, struct mk_buf *b)
+{
+	int err = mk_buf_unborrow(b);
+
+	conn_rx_release(c, rx);
+	return err;
+}
+
 /**
- * mk_conn_recv_client() - queue one receive from the client into c->c_cin
+ * mk_conn_recv_client() - queue one receive from the client; its bytes
+ * reach the stage in c->c_cin
  * @c: the connection
  */
 void mk_conn_recv_client(struct mk_conn *c)
 {
-	struct io_uring_sqe *sqe;
 	size_t len;
-	uint8_t *p;
+	int err;
 
 	if (c->c_crecv_busy || c->c_state == MK_CS_CLOSING)
 		return;
@@ -375,17 +509,16 @@ void mk_conn_recv_client(struct mk_conn *c)
 	 * what follows belongs to the kernel. */
 	if (c->c_recv_limit && c->c_recv_limit < len)
 		len = c->c_recv_limit;
-	p = mk_buf_reserve(&c->c_cin, len);
-	if (!p) {
+	if (mk_buf_used(&c->c_cin) + len > c->c_cin.b_max) {
 		mk_conn_end(c, "error:input_too_long");
 		return;
 	}
-	sqe = mk_conn_sqe(c, MK_OP_CLIENT_RECV);
-	if (!sqe) {
-		mk_conn_end(c, "error:no_sqe");
+	err = conn_queue_recv(c, MK_OP_CLIENT_RECV, c->c_fd, len, &c->c_crecv_own,
+			      c->c_crecv_nobufs);
+	if (err) {
+		mk_conn_end(c, err == -EBUSY ? "error:no_sqe" : "error:no_memory");
 		return;
 	}
-	io_uring_prep_recv(sqe, c->c_fd, p, len, 0);
 	c->c_crecv_busy = true;
 }
 
@@ -410,63 +543,83 @@ void mk_conn_send_backend(struct mk_conn *c)
 }
 
 /**
- * mk_conn_recv_backend() - queue one receive from the backend into c->c_bin
+ * mk_conn_recv_backend() - queue one receive from the backend; its bytes
+ * reach the stage in c->c_bin
  * @c: the connection
  */
 void mk_conn_recv_backend(struct mk_conn *c)
 {
-	struct io_uring_sqe *sqe;
-	uint8_t *p;
+	int err;
 
 	if (c->c_brecv_busy || c->c_state == MK_CS_CLOSING)
 		return;
-	p = mk_buf_reserve(&c->c_bin, MK_RECV_CHUNK);
-	if (!p) {
+	if (mk_buf_used(&c->c_bin) + MK_RECV_CHUNK > c->c_bin.b_max) {
 		mk_conn_end(c, "error:backend_buffer");
 		return;
 	}
-	sqe = mk_conn_sqe(c, MK_OP_BACKEND_RECV);
-	if (!sqe) {
-		mk_conn_end(c, "error:no_sqe");
+	err = conn_queue_recv(c, MK_OP_BACKEND_RECV, c->c_bfd, MK_RECV_CHUNK, &c->c_brecv_own,
+			      c->c_brecv_nobufs);
+	if (err) {
+		mk_conn_end(c, err == -EBUSY ? "error:no_sqe" : "error:no_memory");
 		return;
 	}
-	io_uring_prep_recv(sqe, c->c_bfd, p, MK_RECV_CHUNK, 0);
 	c->c_brecv_busy = true;
 }
 
-static void conn_client_recv_done(struct mk_conn *c, int res)
+/*
+ * The first steps of a receive completion, alike for both sockets: take
+ * the buffer, and when the ring had none queue the receive again (its
+ * buffers come back as this batch of completions is handled, so the ring is
+ * tried once more before an own buffer). Return: whether the stage is to
+ * see the result.
+ */
+static bool conn_rx_begin(struct mk_conn *c, struct conn_rx *rx, int res, uint32_t flags,
+			  uint8_t **own, uint8_t *nobufs, void (*again)(struct mk_conn *c))
 {
-	c->c_crecv_busy = false;
-	/* Counted even when closing: the buffer's wipe covers what it holds. */
-	if (res > 0)
-		c->c_cin.b_len += (size_t)res;
+	conn_rx_take(c, rx, res, flags, own);
 	if (c->c_state == MK_CS_CLOSING)
-		return;
+		return false;
+	if (res == -ENOBUFS) {
+		(*nobufs)++;
+		again(c);
+		return false;
+	}
+	*nobufs = 0;
+	return true;
+}
+
+static void conn_client_recv_done(struct mk_conn *c, int res, uint32_t flags)
+{
+	struct conn_rx rx;
+
+	c->c_crecv_busy = false;
+	if (!conn_rx_begin(c, &rx, res, flags, &c->c_crecv_own, &c->c_crecv_nobufs,
+			   mk_conn_recv_client))
+		goto out_release;
 	if (res < 0) {
 		mk_conn_end(c, res == -ECONNRESET ? "reset" : "error:recv:%s", strerror(-res));
-		return;
+		goto out_release;
 	}
 	if (res == 0) {
-		if (c->c_state == MK_CS_RELAY)
-			mk_relay_client_eof(c, "eof");
+		if (c->c_ops->h_client_eof)
+			c->c_ops->h_client_eof(c);
 		else
 			mk_conn_end(c, c->c_handshake_done ? "eof" : "error:eof_before_tls");
-		return;
+		goto out_release;
+	}
+	if (conn_rx_lend(&rx, &c->c_cin)) {
+		mk_conn_end(c, "error:input_too_long");
+		goto out_release;
 	}
 	c->c_last_ms = mk_now_ms();
-	switch (c->c_state) {
-	case MK_CS_PRETLS:
-		mk_starttls_input(c);
-		break;
-	case MK_CS_HANDSHAKE:
-		mk_handshake_input(c);
-		break;
-	case MK_CS_RELAY:
-		mk_relay_user_client_data(c);
-		break;
-	default:
-		break;
-	}
+	if (c->c_ops->h_client_input)
+		c->c_ops->h_client_input(c);
+	if (conn_rx_settle(c, &rx, &c->c_cin))
+		mk_conn_end(c, "error:no_memory");
+	return;
+
+out_release:
+	conn_rx_release(c, &rx);
 }
 
 static void conn_client_send_done(struct mk_conn *c, int res)
@@ -485,19 +638,8 @@ static void conn_client_send_done(struct mk_conn *c, int res)
 		mk_conn_send_client(c);
 		return;
 	}
-	switch (c->c_state) {
-	case MK_CS_PRETLS:
-		mk_starttls_output_sent(c);
-		break;
-	case MK_CS_HANDSHAKE:
-		mk_handshake_output_sent(c);
-		break;
-	case MK_CS_RELAY:
-		mk_relay_user_sent(c);
-		break;
-	default:
-		break;
-	}
+	if (c->c_ops->h_client_sent)
+		c->c_ops->h_client_sent(c);
 }
 
 static void conn_backend_send_done(struct mk_conn *c, int res)
@@ -515,57 +657,69 @@ static void conn_backend_send_done(struct mk_conn *c, int res)
 		mk_conn_send_backend(c);
 		return;
 	}
-	mk_relay_user_sent(c);
+	if (c->c_ops->h_backend_sent)
+		c->c_ops->h_backend_sent(c);
 }
 
-static void conn_backend_recv_done(struct mk_conn *c, int res)
+static void conn_backend_recv_done(struct mk_conn *c, int res, uint32_t flags)
 {
+	struct conn_rx rx;
+
 	c->c_brecv_busy = false;
-	/* Counted even when closing: the buffer's wipe covers what it holds. */
-	if (res > 0)
-		c->c_bin.b_len += (size_t)res;
-	if (c->c_state == MK_CS_CLOSING)
-		return;
+	if (!conn_rx_begin(c, &rx, res, flags, &c->c_brecv_own, &c->c_brecv_nobufs,
+			   mk_conn_recv_backend))
+		goto out_release;
 	if (res < 0) {
 		mk_conn_end(c, "error:backend_recv:%s", strerror(-res));
-		return;
+		goto out_release;
 	}
 	if (res > 0) {
+		if (conn_rx_lend(&rx, &c->c_bin)) {
+			mk_conn_end(c, "error:backend_buffer");
+			goto out_release;
+		}
 		c->c_last_ms = mk_now_ms();
 	} else {
 		c->c_b2c.d_eof = true;
 	}
-	mk_relay_user_backend_data(c);
+	if (c->c_ops->h_backend_input)
+		c->c_ops->h_backend_input(c);
+	if (conn_rx_settle(c, &rx, &c->c_bin))
+		mk_conn_end(c, "error:no_memory");
+	return;
+
+out_release:
+	conn_rx_release(c, &rx);
 }
 
 /**
  * mk_conn_complete() - one completion for @c
- * @w:   its worker
- * @c:   the connection
- * @op:  what completed
- * @res: the CQE result
+ * @w:     its worker
+ * @c:     the connection
+ * @op:    what completed
+ * @res:   the CQE result
+ * @flags: the CQE flags (which receive buffer)
  */
-void mk_conn_complete(struct mk_worker *w, struct mk_conn *c, enum mk_op op, int res)
+void mk_conn_complete(struct mk_worker *w, struct mk_conn *c, enum mk_op op, int res,
+		      uint32_t flags)
 {
 	c->c_inflight--;
 	switch (op) {
 	case MK_OP_CLIENT_RECV:
-		conn_client_recv_done(c, res);
+		conn_client_recv_done(c, res, flags);
 		break;
 	case MK_OP_CLIENT_SEND:
 		conn_client_send_done(c, res);
-		break;
-	case MK_OP_BACKEND_CONNECT:
-		mk_backend_connected(c, res);
 		break;
 	case MK_OP_BACKEND_SEND:
 		conn_backend_send_done(c, res);
 		break;
 	case MK_OP_BACKEND_RECV:
-		conn_backend_recv_done(c, res);
+		conn_backend_recv_done(c, res, flags);
 		break;
 	default:
-		mk_relay_splice_complete(c, op, res);
+		if (c->c_ops->h_complete)
+			c->c_ops->h_complete(c, op, res);
 		break;
 	}
 	/* Whatever the handler did, a closing connection with nothing in

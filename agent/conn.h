@@ -1,14 +1,17 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
- * One client connection, from accept to close, and the handlers that move
- * it along. Owned by exactly one worker; never touched by another thread.
+ * One client connection, from accept to close. Owned by exactly one worker;
+ * never touched by another thread.
  *
- *   accept -> [pretls: STARTTLS dialogue] -> handshake -> handover
+ *   accept -> [PROXY v2 from a balancer] -> [pretls: STARTTLS dialogue]
+ *          -> handshake -> handover
  *          -> connect backend (+ PROXY v2) -> relay -> closing
  *
- * handshake.c drives OpenSSL over memory BIOs; handover.c moves the keys to
- * kernel TLS; relay_splice.c (kernel TLS) and relay_user.c (OpenSSL in user
- * space) move the bytes; conn.c holds the life cycle.
+ * conn.c holds the life cycle (accept, timeouts, the one way out) and the
+ * I/O primitives (receive, send, the SQEs of a connection). The stages
+ * (stage.h) each install a handler table, struct mk_conn_ops, on the
+ * connection; conn.c hands every event to the table in force and knows no
+ * stage by name.
  */
 #ifndef MAILKTLS_CONN_H
 #define MAILKTLS_CONN_H
@@ -32,6 +35,29 @@ enum mk_conn_state {
 	MK_CS_CONNECTING,
 	MK_CS_RELAY,
 	MK_CS_CLOSING,
+	MK_CS_PROXY,		/* reading a load balancer's PROXY v2 header */
+};
+
+struct mk_conn;
+
+/*
+ * What the stage in charge does with the connection's events. A NULL
+ * handler: the event needs nothing from this stage (timeout and client EOF
+ * then end the connection). Every handler may call mk_conn_end(); none
+ * frees the connection.
+ */
+struct mk_conn_ops {
+	void (*h_client_input)(struct mk_conn *c);	/* bytes in c_cin */
+	void (*h_client_eof)(struct mk_conn *c);	/* the client closed TCP */
+	void (*h_client_sent)(struct mk_conn *c);	/* c_cout all sent */
+	void (*h_backend_input)(struct mk_conn *c);	/* bytes in c_bin, or c_b2c.d_eof */
+	void (*h_backend_sent)(struct mk_conn *c);	/* c_bout all sent */
+	/* Completion of an operation the stage queued itself (connect,
+	 * poll, splice). */
+	void (*h_complete)(struct mk_conn *c, enum mk_op op, int res);
+	void (*h_timeout)(struct mk_conn *c);		/* c_deadline_ms passed */
+	void (*h_idle)(struct mk_conn *c);		/* relaying, quiet for a while */
+	void (*h_free)(struct mk_conn *c);		/* the connection is being freed */
 };
 
 /* One direction of the relay. */
@@ -53,6 +79,7 @@ struct mk_conn {
 	const struct mk_listener_cfg *c_cfg;	/* valid while c_rt is held */
 	struct mk_runtime *c_rt;		/* reference held */
 	enum mk_conn_state c_state;
+	const struct mk_conn_ops *c_ops;	/* the stage in charge */
 	int c_fd;				/* client */
 	int c_bfd;				/* backend, -1 until connected */
 	unsigned int c_inflight;		/* SQEs not yet completed */
@@ -68,6 +95,10 @@ struct mk_conn {
 	struct mk_buf c_bin;			/* from backend */
 	struct mk_capfilter *c_filter;		/* NULL once done */
 	bool c_csend_busy, c_crecv_busy, c_bsend_busy, c_brecv_busy;
+	/* A receive goes into a buffer of the worker's ring; when the ring
+	 * ran dry twice in a row, into one of the connection's own. */
+	uint8_t *c_crecv_own, *c_brecv_own;	/* own buffer of the receive in flight */
+	uint8_t c_crecv_nobufs, c_brecv_nobufs;	/* the ring was empty, times in a row */
 
 	bool c_ktls;				/* record layer in the kernel */
 	bool c_starttls_pending;		/* handshake after c_cout is sent */
@@ -83,6 +114,7 @@ struct mk_conn {
 
 	struct mk_dir c_c2b, c_b2c;
 	struct sockaddr_storage c_client;	/* for the log lines */
+	struct sockaddr_storage c_local;	/* from a PROXY header; else unset */
 	uint64_t c_start_ms;
 	uint64_t c_deadline_ms;			/* handshake/pretls/connect deadline */
 	uint64_t c_last_ms;			/* last relay activity */
@@ -91,8 +123,12 @@ struct mk_conn {
 };
 
 /* conn.c */
+void mk_conn_set_entry(enum mk_tls_mode tls, int (*start)(struct mk_conn *c));
+void mk_conn_set_proxy_entry(int (*start)(struct mk_conn *c));
 void mk_conn_accepted(struct mk_worker *w, struct mk_listener *l, int fd);
-void mk_conn_complete(struct mk_worker *w, struct mk_conn *c, enum mk_op op, int res);
+int mk_conn_begin(struct mk_conn *c);
+void mk_conn_complete(struct mk_worker *w, struct mk_conn *c, enum mk_op op, int res,
+		      uint32_t flags);
 void mk_conn_end(struct mk_conn *c, const char *why, ...) __attribute__((format(printf, 2, 3)));
 void mk_conn_set_state(struct mk_conn *c, enum mk_conn_state state);
 void mk_conn_tick(struct mk_conn *c, uint64_t now);
@@ -104,34 +140,5 @@ void mk_conn_send_client(struct mk_conn *c);
 void mk_conn_recv_client(struct mk_conn *c);
 void mk_conn_send_backend(struct mk_conn *c);
 void mk_conn_recv_backend(struct mk_conn *c);
-
-/* handshake.c */
-unsigned int mk_tls_count_records(const uint8_t *buf, size_t len, size_t *partial);
-int mk_handshake_start(struct mk_conn *c);
-void mk_handshake_input(struct mk_conn *c);
-void mk_handshake_output_sent(struct mk_conn *c);
-
-/* pretls driving, starttls.c */
-int mk_starttls_start(struct mk_conn *c);
-void mk_starttls_input(struct mk_conn *c);
-void mk_starttls_output_sent(struct mk_conn *c);
-
-/* handover.c */
-void mk_handover(struct mk_conn *c);
-
-/* backend.c */
-void mk_backend_connect(struct mk_conn *c);
-void mk_backend_connected(struct mk_conn *c, int res);
-
-/* relay_splice.c / relay_user.c */
-void mk_relay_start(struct mk_conn *c);
-void mk_relay_user_client_data(struct mk_conn *c);
-void mk_relay_user_backend_data(struct mk_conn *c);
-void mk_relay_user_sent(struct mk_conn *c);
-void mk_relay_splice_start(struct mk_conn *c);
-void mk_relay_splice_complete(struct mk_conn *c, enum mk_op op, int res);
-void mk_relay_close_notify(struct mk_conn *c);
-void mk_relay_splice_eof(struct mk_conn *c, bool c2b);
-void mk_relay_client_eof(struct mk_conn *c, const char *how);
 
 #endif

@@ -22,11 +22,12 @@
 #include <openssl/err.h>
 #include <openssl/x509.h>
 
-#include "conn.h"
 #include "ktls.h"
 #include "log.h"
+#include "stage.h"
 #include "metrics.h"
 #include "registry.h"
+#include "tls_client_cert.h"
 #include "tls_keys.h"
 
 static void handover_group(SSL *ssl, char *out, size_t len)
@@ -48,13 +49,14 @@ static void handover_fill_session(struct mk_conn *c, struct mk_session *s)
 	socklen_t len = sizeof(s->ss_local);
 	const char *name;
 	unsigned int alpn_len;
-	X509 *peer;
 
 	snprintf(s->ss_listener, sizeof(s->ss_listener), "%s", c->c_cfg->lc_name);
 	s->ss_client = c->c_client;
-	/* Asked here, not kept from accept: only the PROXY header needs it,
-	 * and an idle connection should not carry it. */
-	if (c->c_cfg->lc_proxy_v2)
+	/* Asked here, not kept from accept: only the PROXY header needs it.
+	 * Behind a balancer, its header said where the client connected. */
+	if (c->c_local.ss_family)
+		s->ss_local = c->c_local;
+	else if (c->c_cfg->lc_proxy_v2)
 		getsockname(c->c_fd, (struct sockaddr *)&s->ss_local, &len);
 	s->ss_version = (uint16_t)SSL_version(c->c_ssl);
 	snprintf(s->ss_version_name, sizeof(s->ss_version_name), "%s", SSL_get_version(c->c_ssl));
@@ -69,13 +71,8 @@ static void handover_fill_session(struct mk_conn *c, struct mk_session *s)
 		alpn_len = sizeof(s->ss_alpn) - 1;
 	memcpy(s->ss_alpn, alpn ? (const char *)alpn : "", alpn ? alpn_len : 0);
 	s->ss_alpn[alpn ? alpn_len : 0] = '\0';
-	peer = SSL_get0_peer_certificate(c->c_ssl);
-	if (peer) {
-		s->ss_client_cert = true;
-		X509_NAME_oneline(X509_get_subject_name(peer), s->ss_client_subject,
-				  sizeof(s->ss_client_subject));
-		s->ss_verify = (int32_t)SSL_get_verify_result(c->c_ssl);
-	}
+	s->ss_resumed = SSL_session_reused(c->c_ssl) == 1;
+	mk_client_cert_describe(c->c_ssl, s);
 }
 
 /*
@@ -106,6 +103,8 @@ static int handover_leftover(struct mk_conn *c)
 			break;
 		c->c_bout.b_len += (size_t)n;
 	}
+	if (!mk_buf_used(&c->c_bout))
+		mk_buf_free(&c->c_bout);
 	if (SSL_get_error(c->c_ssl, n) == SSL_ERROR_ZERO_RETURN)
 		c->c_c2b.d_eof = true;	/* close_notify right after Finished */
 	else if (SSL_get_error(c->c_ssl, n) != SSL_ERROR_WANT_READ)

@@ -13,12 +13,20 @@
 
 #include <openssl/err.h>
 
-#include "conn.h"
 #include "log.h"
 #include "metrics.h"
+#include "stage.h"
 #include "tls_keys.h"
 
 #define MK_TLS_RECORD_HEADER 5
+
+static void handshake_input(struct mk_conn *c);
+static void handshake_output_sent(struct mk_conn *c);
+
+static const struct mk_conn_ops handshake_ops = {
+	.h_client_input = handshake_input,
+	.h_client_sent = handshake_output_sent,
+};
 
 /**
  * mk_tls_count_records() - how many whole TLS records @buf holds
@@ -102,6 +110,9 @@ int mk_handshake_start(struct mk_conn *c)
 	c->c_ssl = mk_tls_policy_new_ssl(pol);
 	if (!c->c_ssl)
 		return -ENOMEM;
+	/* OpenSSL's record buffers (two of 16 KiB and more) only while a
+	 * record is in them: a connection that waits keeps none. */
+	SSL_set_mode(c->c_ssl, SSL_MODE_RELEASE_BUFFERS);
 	c->c_rbio = BIO_new(BIO_s_mem());
 	c->c_wbio = BIO_new(BIO_s_mem());
 	if (!c->c_rbio || !c->c_wbio) {
@@ -115,6 +126,7 @@ int mk_handshake_start(struct mk_conn *c)
 	SSL_set_bio(c->c_ssl, c->c_rbio, c->c_wbio);
 	SSL_set_accept_state(c->c_ssl);
 	mk_conn_set_state(c, MK_CS_HANDSHAKE);
+	c->c_ops = &handshake_ops;
 	c->c_deadline_ms = mk_now_ms() + c->c_cfg->lc_handshake_timeout_ms;
 	mk_buf_reset(&c->c_cin);
 	mk_conn_recv_client(c);
@@ -173,11 +185,8 @@ static void handshake_proceed(struct mk_conn *c)
 	mk_handover(c);
 }
 
-/**
- * mk_handshake_input() - bytes arrived from the client during the handshake
- * @c: the connection; the bytes are in c->c_cin
- */
-void mk_handshake_input(struct mk_conn *c)
+/* Bytes arrived from the client during the handshake, in c->c_cin. */
+static void handshake_input(struct mk_conn *c)
 {
 	size_t out_before;
 	int ret, err;
@@ -236,18 +245,15 @@ void mk_handshake_input(struct mk_conn *c)
 		handshake_proceed(c);
 }
 
-/**
- * mk_handshake_output_sent() - everything queued for the client was sent
- * @c: the connection
- */
-void mk_handshake_output_sent(struct mk_conn *c)
+/* Everything queued for the client was sent. */
+static void handshake_output_sent(struct mk_conn *c)
 {
 	if (c->c_close_after_send) {
 		mk_conn_end(c, "%s", c->c_end[0] ? c->c_end : "error:handshake");
 		return;
 	}
 	if (mk_buf_used(&c->c_cin))
-		mk_handshake_input(c);
+		handshake_input(c);
 	else if (c->c_handshake_done)
 		handshake_proceed(c);
 }

@@ -30,6 +30,7 @@ static const char *const log_kind_name[MK_LOG_NKINDS] = {
 	[MK_LOG_REFUSED] = "refused",
 	[MK_LOG_HANDSHAKE] = "handshake_failed",
 	[MK_LOG_BACKEND] = "backend_error",
+	[MK_LOG_PROXY] = "proxy_refused",
 };
 
 /* One limiter per kind, shared by every worker (ratelimit.h: no locks). */
@@ -158,13 +159,26 @@ static const char *log_token(const char *in, char *out, size_t len)
 	return out;
 }
 
+/* A client certificate's subject, inside double quotes: no quote, backslash
+ * or control character (the client chose the subject). */
+static const char *log_quoted(const char *in, char *out, size_t len)
+{
+	size_t i;
+
+	for (i = 0; in[i] && i + 1 < len; i++)
+		out[i] = ((unsigned char)in[i] >= ' ' && in[i] != 127 && in[i] != '"' &&
+			  in[i] != '\\') ? in[i] : '?';
+	out[i] = '\0';
+	return out;
+}
+
 /**
  * mk_log_tls() - the line logged when TLS is established
  * @s: what was negotiated
  */
 void mk_log_tls(const struct mk_session *s)
 {
-	char client[80], sni[256], alpn[64];
+	char client[80], sni[256], alpn[64], subject[256], cert[300] = "";
 	const char *ktls;
 
 	if (s->ss_ktls_tx && s->ss_ktls_rx)
@@ -175,12 +189,17 @@ void mk_log_tls(const struct mk_session *s)
 		ktls = "rx";
 	else
 		ktls = "off";
+	if (s->ss_client_cert)
+		snprintf(cert, sizeof(cert), " client_subject=\"%s\" verify=%d",
+			 log_quoted(s->ss_client_subject, subject, sizeof(subject)),
+			 (int)s->ss_verify);
 	mk_log(LOG_INFO,
-	       "tls listener=%s client=%s version=%s cipher=%s group=%s sni=%s alpn=%s ktls=%s",
+	       "tls listener=%s client=%s version=%s cipher=%s group=%s sni=%s alpn=%s ktls=%s "
+	       "resumed=%s%s",
 	       s->ss_listener, mk_sockaddr_str(&s->ss_client, client, sizeof(client)),
 	       s->ss_version_name, s->ss_cipher, s->ss_group[0] ? s->ss_group : "-",
 	       log_token(s->ss_sni, sni, sizeof(sni)), log_token(s->ss_alpn, alpn, sizeof(alpn)),
-	       ktls);
+	       ktls, s->ss_resumed ? "yes" : "no", cert);
 }
 
 /**

@@ -25,6 +25,7 @@ enum mk_log_kind {
 	MK_LOG_REFUSED,		/* "refused listener=... reason=..." */
 	MK_LOG_HANDSHAKE,	/* "handshake failed ..." */
 	MK_LOG_BACKEND,		/* the backend connect failed */
+	MK_LOG_PROXY,		/* "proxy_refused listener=... reason=..." */
 	MK_LOG_NKINDS,
 };
 

@@ -33,8 +33,10 @@
 #include "ktls.h"
 #include "log.h"
 #include "metrics.h"
+#include "proxy_in.h"
 #include "registry.h"
 #include "runtime.h"
+#include "stage.h"
 #include "supervisor.h"
 #include "tls_keys.h"
 #include "worker.h"
@@ -274,6 +276,9 @@ static int run(const char *path, struct mk_runtime *rt)
 	if (!workers)
 		return 1;
 	mk_runtime_publish(rt);
+	mk_conn_set_entry(MK_TLS_IMPLICIT, mk_handshake_start);
+	mk_conn_set_entry(MK_TLS_STARTTLS, mk_starttls_start);
+	mk_conn_set_proxy_entry(mk_proxy_in_start);
 	for (i = 0; i < nworkers; i++) {
 		if (mk_worker_start(&workers[i], (int)i, rt, &adm)) {
 			rc = 1;

@@ -21,7 +21,7 @@
 #define MK_LABEL_MAX 64
 
 static const char *const mk_state_names[MK_METRICS_NSTATES] = {
-	"pretls", "handshake", "connecting", "relay", "closing",
+	"pretls", "handshake", "connecting", "relay", "closing", "proxy",
 };
 
 struct mk_labelled {
@@ -249,6 +249,8 @@ static void render_counters(struct mk_text *t, size_t nl)
 		  "STARTTLS or STLS upgrades begun.", "" },
 		{ MK_M_AUTH_REFUSED, "mailktls_cleartext_auth_refusals_total",
 		  "Logins before TLS refused (RFC 8314 section 4.1).", "" },
+		{ MK_M_PROXY_REFUSED, "mailktls_proxy_refused_total",
+		  "Connections closed for their PROXY header (peer, content or timeout).", "" },
 		{ MK_M_ACCEPT_PAUSES, "mailktls_accept_pauses_total",
 		  "Times accept was paused for lack of descriptors or memory.", "" },
 	};

@@ -18,7 +18,7 @@
 #include "config.h"
 
 /* Connection states as the gauge names them (enum mk_conn_state order). */
-#define MK_METRICS_NSTATES 5
+#define MK_METRICS_NSTATES 6
 
 enum mk_metric {
 	MK_M_ACCEPTED,			/* connections accepted */
@@ -27,6 +27,7 @@ enum mk_metric {
 	MK_M_HANDSHAKES,		/* TLS established */
 	MK_M_STARTTLS,			/* STARTTLS/STLS upgrades begun */
 	MK_M_AUTH_REFUSED,		/* cleartext logins refused */
+	MK_M_PROXY_REFUSED,		/* accept_proxy: closed before TLS */
 	MK_M_ACCEPT_PAUSES,		/* accept paused: out of descriptors/memory */
 	MK_M_BYTES_IN,			/* plaintext from clients */
 	MK_M_BYTES_OUT,			/* plaintext to clients */

@@ -27,13 +27,14 @@
 /*
  * Longest strings the encoder accepts; they match the decoder's fields so
  * that everything encoded decodes, and keep the worst case well under
- * PP2_HEADER_MAX (16 + 36 + 66 + 258 + 270 + 7 = 653 bytes).
+ * PP2_HEADER_MAX (16 + 36 + 66 + 258 + 528 + 7 = 911 bytes).
  */
 #define PP2_MAX_VERSION		63
 #define PP2_MAX_CIPHER		127
 #define PP2_MAX_SIG_ALG		63
 #define PP2_MAX_AUTHORITY	255
 #define PP2_MAX_ALPN		63
+#define PP2_MAX_CN		255
 
 static void put_be16(uint8_t *p, uint16_t v)
 {
@@ -113,7 +114,8 @@ static bool info_strings_fit(const struct mk_proxy_info *info)
 	       str_fits(info->pi_cipher, PP2_MAX_CIPHER) &&
 	       str_fits(info->pi_sig_alg, PP2_MAX_SIG_ALG) &&
 	       str_fits(info->pi_authority, PP2_MAX_AUTHORITY) &&
-	       str_fits(info->pi_alpn, PP2_MAX_ALPN);
+	       str_fits(info->pi_alpn, PP2_MAX_ALPN) &&
+	       str_fits(info->pi_cn, PP2_MAX_CN);
 }
 
 static uint8_t family_of(const struct sockaddr *src, const struct sockaddr *dst)
@@ -169,6 +171,7 @@ static void out_ssl(struct pp2_out *o, const struct mk_proxy_info *info, unsigne
 	out_str_tlv(o, PP2_SUBTYPE_SSL_VERSION, info->pi_version, send, PP2_SEND_SSL_VERSION);
 	out_str_tlv(o, PP2_SUBTYPE_SSL_CIPHER, info->pi_cipher, send, PP2_SEND_SSL_CIPHER);
 	out_str_tlv(o, PP2_SUBTYPE_SSL_SIG_ALG, info->pi_sig_alg, send, PP2_SEND_SSL_SIG_ALG);
+	out_str_tlv(o, PP2_SUBTYPE_SSL_CN, info->pi_cn, send, PP2_SEND_SSL_CN);
 	if (!o->o_full)
 		put_be16(o->o_buf + start + 1, (uint16_t)(o->o_len - start - PP2_TLV_HDR));
 }
@@ -219,6 +222,8 @@ static unsigned int info_present(const struct mk_proxy_info *info)
 		have |= PP2_SEND_SSL_CIPHER;
 	if (info->pi_sig_alg && *info->pi_sig_alg)
 		have |= PP2_SEND_SSL_SIG_ALG;
+	if (info->pi_cn && *info->pi_cn)
+		have |= PP2_SEND_SSL_CN;
 	return have;
 }
 
@@ -229,8 +234,8 @@ static unsigned int info_present(const struct mk_proxy_info *info)
  * @info: what to put in it
  *
  * Strings are limited to what mk_proxy_v2_decode() stores (version 63,
- * cipher 127, signature algorithm 63, authority 255, ALPN 63 bytes), which
- * bounds the header to 653 bytes.
+ * cipher 127, signature algorithm 63, authority 255, ALPN 63, CN 255 bytes),
+ * which bounds the header to 911 bytes.
  *
  * Return: the header length, or -ENOSPC if @cap is too small, -EINVAL for
  * a string longer than its limit.
@@ -257,7 +262,7 @@ ssize_t mk_proxy_v2_encode(uint8_t *buf, size_t cap, const struct mk_proxy_info 
  *
  * TLVs are left out one at a time, in the order of the PP2_SEND_* bits,
  * until the header fits in the smaller of @cap and @max. Each attempt
- * rewrites the header from the start; there are at most eight.
+ * rewrites the header from the start; there are at most nine.
  *
  * Return: the header length, -ENOSPC if not even the addresses fit, or
  * -EINVAL for a string longer than a TLV can carry.
@@ -311,6 +316,8 @@ const char *mk_proxy_v2_tlv_name(unsigned int bit)
 		return "alpn";
 	case PP2_SEND_SSL:
 		return "ssl";
+	case PP2_SEND_SSL_CN:
+		return "ssl_cn";
 	default:
 		return NULL;
 	}
@@ -336,7 +343,9 @@ static int decode_ssl_sub(uint8_t type, const uint8_t *v, size_t len,
 		return copy_str(out->pd_cipher, sizeof(out->pd_cipher), v, len);
 	case PP2_SUBTYPE_SSL_SIG_ALG:
 		return copy_str(out->pd_sig_alg, sizeof(out->pd_sig_alg), v, len);
-	default:	/* CN, key algorithm, future ones: not ours to judge */
+	case PP2_SUBTYPE_SSL_CN:
+		return copy_str(out->pd_cn, sizeof(out->pd_cn), v, len);
+	default:	/* key algorithm, future ones: not ours to judge */
 		return 0;
 	}
 }
@@ -467,6 +476,7 @@ static int check_fixed(const uint8_t *buf, struct mk_proxy_decoded *out)
 		return -EINVAL;
 	out->pd_command = cmd;
 	out->pd_family = fam;
+	out->pd_transport = proto;
 	return 0;
 }
 
@@ -509,4 +519,33 @@ ssize_t mk_proxy_v2_decode(const uint8_t *buf, size_t len, struct mk_proxy_decod
 		return err;
 	out->pd_len = total;
 	return (ssize_t)total;
+}
+
+/**
+ * mk_proxy_v2_wanted() - how many more bytes complete the header at @buf
+ * @buf: bytes received so far
+ * @len: how many
+ * @max: largest whole header the caller accepts
+ *
+ * Only the fixed part is looked at: its 16 bytes first, then the length it
+ * announces. Whether the rest is valid is mk_proxy_v2_decode()'s job.
+ *
+ * Return: bytes still to read (> 0), 0 when @len bytes are the whole
+ * header, -EINVAL if they cannot start a PROXY v2 header, -EMSGSIZE if it
+ * announces more than @max bytes (or @len is already beyond the header).
+ */
+ssize_t mk_proxy_v2_wanted(const uint8_t *buf, size_t len, size_t max)
+{
+	size_t total;
+
+	if (memcmp(buf, PP2_SIGNATURE, len < PP2_SIG_LEN ? len : PP2_SIG_LEN))
+		return -EINVAL;
+	if (len > PP2_SIG_LEN && (buf[12] >> 4) != 2)
+		return -EINVAL;
+	if (len < PP2_FIXED_LEN)
+		return (ssize_t)(PP2_FIXED_LEN - len);
+	total = PP2_FIXED_LEN + get_be16(buf + 14);
+	if (total > max || len > total)
+		return -EMSGSIZE;
+	return (ssize_t)(total - len);
 }

@@ -34,8 +34,10 @@
  * client chooses the SNI's length; then what no daemon reads (signature
  * algorithm, cipher, version: Postfix, Exim, Cyrus read only addresses,
  * Dovecot ignores them); then the CRC32C that only haproxy checks; then ALPN;
- * PP2_TYPE_SSL last, since its PP2_CLIENT_SSL flag is what makes Dovecot
- * count the session as secured. The addresses are never left out.
+ * then the client certificate's CN, which Dovecot takes as the user name for
+ * SASL EXTERNAL (a login, where ALPN is only informative); PP2_TYPE_SSL last,
+ * since its PP2_CLIENT_SSL flag is what makes Dovecot count the session as
+ * secured. The addresses are never left out.
  */
 #define PP2_SEND_AUTHORITY	0x01
 #define PP2_SEND_SSL_SIG_ALG	0x02
@@ -43,8 +45,9 @@
 #define PP2_SEND_SSL_VERSION	0x08
 #define PP2_SEND_CRC32C		0x10
 #define PP2_SEND_ALPN		0x20
-#define PP2_SEND_SSL		0x40
-#define PP2_SEND_ALL		0x7f
+#define PP2_SEND_SSL_CN		0x40
+#define PP2_SEND_SSL		0x80
+#define PP2_SEND_ALL		0xff
 
 #define PP2_FIXED_LEN		16	/* signature, ver/cmd, family, length */
 #define PP2_ADDR_LEN_INET	12
@@ -63,6 +66,7 @@ struct mk_proxy_info {
 	const char *pi_version;		/* "TLSv1.3", NULL to omit */
 	const char *pi_cipher;		/* NULL to omit */
 	const char *pi_sig_alg;		/* NULL to omit */
+	const char *pi_cn;		/* verified client certificate's CN, NULL to omit */
 	const char *pi_authority;	/* SNI, NULL or "" to omit */
 	const char *pi_alpn;		/* NULL or "" to omit */
 };
@@ -114,12 +118,13 @@ const char *mk_proxy_v2_tlv_name(unsigned int bit);
 struct mk_proxy_decoded {
 	uint8_t pd_command;		/* 0 LOCAL, 1 PROXY */
 	uint8_t pd_family;		/* 0 UNSPEC, 1 INET, 2 INET6, 3 UNIX */
+	uint8_t pd_transport;		/* 0 UNSPEC, 1 STREAM, 2 DGRAM */
 	struct sockaddr_storage pd_src, pd_dst;
 	bool pd_has_ssl;
 	uint8_t pd_client_flags;
 	uint32_t pd_verify;
 	char pd_version[64], pd_cipher[128], pd_sig_alg[64];
-	char pd_authority[256], pd_alpn[64];
+	char pd_authority[256], pd_alpn[64], pd_cn[256];
 	bool pd_has_crc;
 	bool pd_crc_ok;
 	size_t pd_len;			/* total header length */
@@ -136,6 +141,20 @@ struct mk_proxy_decoded {
  * -EINVAL if the bytes are not a valid PROXY v2 header.
  */
 ssize_t mk_proxy_v2_decode(const uint8_t *buf, size_t len, struct mk_proxy_decoded *out);
+
+/**
+ * mk_proxy_v2_wanted() - how many more bytes complete the header that
+ * starts @buf, so that a reader takes exactly the header and not one byte
+ * of what follows it (a ClientHello, a cleartext command)
+ * @buf: bytes received so far
+ * @len: how many
+ * @max: largest whole header the caller accepts
+ *
+ * Return: the number of bytes still to read (> 0), 0 when @len bytes are
+ * the whole header, -EINVAL if they cannot start a PROXY v2 header
+ * (signature or version), -EMSGSIZE if it announces more than @max bytes.
+ */
+ssize_t mk_proxy_v2_wanted(const uint8_t *buf, size_t len, size_t max);
 
 /* CRC32C (Castagnoli), as used by PP2_TYPE_CRC32C; start with crc = 0. */
 uint32_t mk_crc32c(uint32_t crc, const void *data, size_t len);

@@ -20,14 +20,33 @@
 #include <errno.h>
 #include <string.h>
 
+#include <openssl/buffer.h>
 #include <openssl/err.h>
 
-#include "conn.h"
 #include "ktls.h"
 #include "log.h"
+#include "stage.h"
 #include "tls_record.h"
 
 #define MK_PLAIN_CHUNK 16384
+
+static void relay_user_client_data(struct mk_conn *c);
+static void relay_user_backend_data(struct mk_conn *c);
+static void relay_user_sent(struct mk_conn *c);
+static void relay_user_trim(struct mk_conn *c);
+static void relay_client_eof(struct mk_conn *c);
+
+/* The registry entry made by backend.c lives as long as the relay. */
+static const struct mk_conn_ops relay_ops = {
+	.h_client_input = relay_user_client_data,
+	.h_client_eof = relay_client_eof,
+	.h_client_sent = relay_user_sent,
+	.h_backend_input = relay_user_backend_data,
+	.h_backend_sent = relay_user_sent,
+	.h_complete = mk_relay_splice_complete,
+	.h_idle = relay_user_trim,
+	.h_free = mk_backend_release,
+};
 
 static bool relay_greeting_ok(const struct mk_conn *c)
 {
@@ -66,24 +85,6 @@ static void relay_check_done(struct mk_conn *c)
 		mk_conn_end(c, "close");
 }
 
-/*
- * With kernel TLS, once the capability filter is done both directions go by
- * splice: the buffers of the user-space path (the backend read buffer alone
- * is 32 KiB) are never used again, so an idle connection must not keep
- * them. Each is freed once drained and no queued operation points into it.
- */
-static void relay_ktls_trim(struct mk_conn *c)
-{
-	if (!c->c_ktls || c->c_filter)
-		return;
-	if (!mk_buf_used(&c->c_bin) && !c->c_brecv_busy)
-		mk_buf_free(&c->c_bin);
-	if (!mk_buf_used(&c->c_cout) && !c->c_csend_busy)
-		mk_buf_free(&c->c_cout);
-	if (!mk_buf_used(&c->c_bout) && !c->c_bsend_busy)
-		mk_buf_free(&c->c_bout);
-}
-
 /* Advance the client -> backend direction as far as it can go now. */
 static void relay_c2b_next(struct mk_conn *c)
 {
@@ -106,7 +107,7 @@ static void relay_c2b_next(struct mk_conn *c)
 		/* Records the client sent behind its Finished are already in
 		 * OpenSSL's read BIO: use them before reading more. */
 		d->d_started = true;
-		mk_relay_user_client_data(c);
+		relay_user_client_data(c);
 	} else {
 		mk_conn_recv_client(c);
 	}
@@ -158,6 +159,33 @@ void mk_relay_close_notify(struct mk_conn *c)
 	relay_check_done(c);
 }
 
+/*
+ * Without kTLS: give back what OpenSSL holds beyond the session itself
+ * while nothing is in it. A memory BIO keeps the largest buffer it ever held (the handshake's
+ * flight, a burst of records): an empty one is swapped for a new one. The
+ * record buffers go too, unless part of a record is in them.
+ */
+static void relay_user_trim(struct mk_conn *c)
+{
+	BUF_MEM *bm;
+	BIO *b;
+
+	if (c->c_ktls || !c->c_ssl)
+		return;
+	BIO_get_mem_ptr(c->c_rbio, &bm);
+	if (bm->max && !BIO_ctrl_pending(c->c_rbio) && (b = BIO_new(BIO_s_mem()))) {
+		BIO_set_mem_eof_return(b, -1);
+		SSL_set0_rbio(c->c_ssl, b);
+		c->c_rbio = b;
+	}
+	BIO_get_mem_ptr(c->c_wbio, &bm);
+	if (bm->max && !BIO_ctrl_pending(c->c_wbio) && (b = BIO_new(BIO_s_mem()))) {
+		SSL_set0_wbio(c->c_ssl, b);
+		c->c_wbio = b;
+	}
+	SSL_free_buffers(c->c_ssl);
+}
+
 /**
  * mk_relay_start() - the backend is connected: send the PROXY header and
  * whatever is queued, start both directions
@@ -165,6 +193,7 @@ void mk_relay_close_notify(struct mk_conn *c)
  */
 void mk_relay_start(struct mk_conn *c)
 {
+	c->c_ops = &relay_ops;
 	c->c_filter = mk_capfilter_new(c->c_cfg->lc_protocol,
 				       c->c_cfg->lc_tls == MK_TLS_STARTTLS);
 	if (!c->c_filter) {
@@ -175,6 +204,7 @@ void mk_relay_start(struct mk_conn *c)
 		mk_conn_send_backend(c);
 	relay_b2c_next(c);
 	relay_c2b_next(c);
+	relay_user_trim(c);	/* what the handshake left */
 }
 
 /*
@@ -224,11 +254,8 @@ static int relay_feed_openssl(struct mk_conn *c, const uint8_t *p, size_t len)
 	return 0;
 }
 
-/**
- * mk_relay_user_client_data() - ciphertext from the client (no kTLS)
- * @c: the connection; the bytes are in c->c_cin
- */
-void mk_relay_user_client_data(struct mk_conn *c)
+/* Ciphertext from the client (no kTLS), in c->c_cin. */
+static void relay_user_client_data(struct mk_conn *c)
 {
 	uint8_t *out;
 	int n, err;
@@ -243,7 +270,10 @@ void mk_relay_user_client_data(struct mk_conn *c)
 		mk_buf_reset(&c->c_cin);
 	}
 	for (;;) {
-		out = mk_buf_reserve(&c->c_bout, MK_PLAIN_CHUNK);
+		/* Room for two records at once: an empty buffer is new each
+		 * time, and growing it would copy the first. */
+		out = mk_buf_reserve(&c->c_bout, mk_buf_used(&c->c_bout) ? MK_PLAIN_CHUNK :
+					2 * MK_PLAIN_CHUNK);
 		if (!out)
 			break;	/* the backend is slow: resume when it drained */
 		ERR_clear_error();
@@ -259,6 +289,9 @@ void mk_relay_user_client_data(struct mk_conn *c)
 		c->c_bout.b_len += (size_t)n;
 		c->c_c2b.d_bytes += (uint64_t)n;
 	}
+	/* The last reserve found nothing to read: keep no empty buffer. */
+	if (!mk_buf_used(&c->c_bout))
+		mk_buf_free(&c->c_bout);
 	/* OpenSSL may have something to say (e.g. an alert). */
 	if (!c->c_csend_busy && mk_conn_drain_wbio(c) < 0) {
 		mk_conn_end(c, "error:no_memory");
@@ -271,12 +304,9 @@ void mk_relay_user_client_data(struct mk_conn *c)
 		relay_c2b_next(c);
 }
 
-/**
- * mk_relay_user_backend_data() - plaintext (or EOF) from the backend,
- * through the capability filter while it is active
- * @c: the connection; the bytes are in c->c_bin, EOF in c->c_b2c.d_eof
- */
-void mk_relay_user_backend_data(struct mk_conn *c)
+/* Plaintext (or EOF) from the backend, through the capability filter while
+ * it is active: the bytes are in c->c_bin, EOF in c->c_b2c.d_eof. */
+static void relay_user_backend_data(struct mk_conn *c)
 {
 	size_t used = mk_buf_used(&c->c_bin);
 	struct mk_buf plain;
@@ -306,14 +336,10 @@ void mk_relay_user_backend_data(struct mk_conn *c)
 	else
 		relay_b2c_next(c);
 	relay_c2b_next(c);	/* the greeting may have arrived */
-	relay_ktls_trim(c);
 }
 
-/**
- * mk_relay_user_sent() - a send to the client or the backend finished
- * @c: the connection
- */
-void mk_relay_user_sent(struct mk_conn *c)
+/* A send to the client or the backend finished. */
+static void relay_user_sent(struct mk_conn *c)
 {
 	if (c->c_b2c.d_eof && !c->c_ktls && !mk_buf_used(&c->c_cout) &&
 	    (SSL_get_shutdown(c->c_ssl) & SSL_SENT_SHUTDOWN) && !c->c_b2c.d_done) {
@@ -324,7 +350,6 @@ void mk_relay_user_sent(struct mk_conn *c)
 	}
 	relay_b2c_next(c);
 	relay_c2b_next(c);
-	relay_ktls_trim(c);
 }
 
 /**
@@ -341,13 +366,9 @@ void mk_relay_splice_eof(struct mk_conn *c, bool c2b)
 		relay_b2c_next(c);
 }
 
-/**
- * mk_relay_client_eof() - the client closed its side of TCP
- * @c:   the connection
- * @how: the `end=` reason if none was recorded yet
- */
-void mk_relay_client_eof(struct mk_conn *c, const char *how)
+/* The client closed its side of TCP. */
+static void relay_client_eof(struct mk_conn *c)
 {
-	relay_client_ended(c, how);
+	relay_client_ended(c, "eof");
 	relay_c2b_next(c);
 }

@@ -35,9 +35,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "conn.h"
 #include "ktls.h"
 #include "log.h"
+#include "stage.h"
 #include "tls_record.h"
 
 #define MK_SPLICE_LEN (256 * 1024)

@@ -29,8 +29,10 @@ struct mk_session {
 	char ss_sni[256];
 	char ss_alpn[32];
 	char ss_client_subject[256];		/* client certificate, if any */
+	char ss_client_cn[256];			/* its CN, only when verified */
 	int32_t ss_verify;			/* X509_V_OK, or the error */
 	bool ss_client_cert;
+	bool ss_resumed;			/* session resumed (ticket or cache) */
 	bool ss_ktls_tx;
 	bool ss_ktls_rx;
 };

@@ -9,9 +9,21 @@
  */
 #include <errno.h>
 
-#include "conn.h"
+#include <sys/socket.h>
+
 #include "log.h"
 #include "metrics.h"
+#include "stage.h"
+
+static void starttls_input(struct mk_conn *c);
+static void starttls_output_sent(struct mk_conn *c);
+static void starttls_timeout(struct mk_conn *c);
+
+static const struct mk_conn_ops starttls_ops = {
+	.h_client_input = starttls_input,
+	.h_client_sent = starttls_output_sent,
+	.h_timeout = starttls_timeout,
+};
 
 /**
  * mk_starttls_start() - send the greeting of a STARTTLS listener
@@ -30,6 +42,7 @@ int mk_starttls_start(struct mk_conn *c)
 	if (!c->c_pretls)
 		return -ENOMEM;
 	mk_conn_set_state(c, MK_CS_PRETLS);
+	c->c_ops = &starttls_ops;
 	c->c_deadline_ms = mk_now_ms() + c->c_cfg->lc_pretls_timeout_ms;
 	if (mk_pretls_greeting(c->c_pretls, &c->c_cout))
 		return -ENOBUFS;
@@ -53,11 +66,21 @@ static void starttls_log_events(struct mk_conn *c, const struct mk_pretls_event 
 	}
 }
 
-/**
- * mk_starttls_input() - cleartext bytes from the client
- * @c: the connection; the bytes are in c->c_cin
- */
-void mk_starttls_input(struct mk_conn *c)
+/* The pre-TLS time is up: the protocol's parting line, best effort (the
+ * socket is non-blocking and this is the last thing we write). */
+static void starttls_timeout(struct mk_conn *c)
+{
+	if (c->c_pretls && !c->c_csend_busy) {
+		mk_buf_reset(&c->c_cout);
+		mk_pretls_timeout(c->c_pretls, &c->c_cout);
+		send(c->c_fd, mk_buf_head(&c->c_cout), mk_buf_used(&c->c_cout),
+		     MSG_NOSIGNAL | MSG_DONTWAIT);
+	}
+	mk_conn_end(c, "timeout");
+}
+
+/* Cleartext bytes from the client, in c->c_cin. */
+static void starttls_input(struct mk_conn *c)
 {
 	struct mk_pretls_event ev[8];
 	enum mk_pretls_verdict v;
@@ -89,14 +112,11 @@ void mk_starttls_input(struct mk_conn *c)
 	if (mk_buf_used(&c->c_cout))
 		mk_conn_send_client(c);
 	else
-		mk_starttls_output_sent(c);
+		starttls_output_sent(c);
 }
 
-/**
- * mk_starttls_output_sent() - the queued reply went out
- * @c: the connection
- */
-void mk_starttls_output_sent(struct mk_conn *c)
+/* The queued reply went out. */
+static void starttls_output_sent(struct mk_conn *c)
 {
 	if (c->c_close_after_send) {
 		mk_conn_end(c, "pretls_close");
@@ -104,7 +124,7 @@ void mk_starttls_output_sent(struct mk_conn *c)
 	}
 	if (!c->c_starttls_pending) {
 		if (mk_buf_used(&c->c_cin))
-			mk_starttls_input(c);
+			starttls_input(c);
 		return;
 	}
 	c->c_starttls_pending = false;

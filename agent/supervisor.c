@@ -73,6 +73,9 @@ static int reload(const char *path, bool ktls, const char *why, char *err)
 	if (keys)
 		mk_keyproc_reload_end(true);
 	mk_runtime_publish(rt);
+	/* From here a worker takes the new runtime at its next accept, so a
+	 * client that connects once this line is logged gets it. */
+	atomic_fetch_add(&mk_reload_generation, 1);
 	mk_log(LOG_INFO, "reloaded %s (%s): new connections use the new configuration", path, why);
 	ret = 0;
 	goto out;
@@ -116,7 +119,6 @@ static int supervisor_reload(struct mk_supervisor *sv, const char *why, char *er
 	sd_notify(0, "RELOADING=1");
 	ret = reload(sv->sv_path, sv->sv_ktls, why, err);
 	if (!ret) {
-		atomic_fetch_add(&mk_reload_generation, 1);
 		for (i = 0; i < sv->sv_nworkers; i++)
 			mk_worker_wake(&sv->sv_workers[i]);
 		supervisor_watch(sv);

@@ -36,8 +36,10 @@
 #include <openssl/x509v3.h>
 
 #include "keyproc.h"
+#include "tls_client_cert.h"
 #include "tls_keys.h"
 #include "tls_policy.h"
+#include "tls_tickets.h"
 
 #define MK_TLS12_CIPHERS \
 	"ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:" \
@@ -80,6 +82,7 @@ struct mk_tls_policy {
 	/* Secrets slot on new SSLs; set before the runtime is published. */
 	bool tp_capture_secrets;
 	unsigned char tp_sid_ctx[SHA256_DIGEST_LENGTH];
+	struct mk_ticket_keys *tp_tickets;	/* NULL: OpenSSL's per-context keys */
 };
 
 static int policy_err(char *err, size_t errlen, const struct mk_config *cfg, int line,
@@ -398,15 +401,64 @@ static void policy_free(struct mk_tls_policy *p)
 			X509_free(p->tp_ctx[i].tc_leaf[j]);
 		SSL_CTX_free(p->tp_ctx[i].tc_ctx);
 	}
+	mk_ticket_keys_free(p->tp_tickets);
 	free(p);
+}
+
+/*
+ * What every context of the listener shares beyond its certificates: the
+ * ticket keys from ticket_keys, the client certificate check.
+ */
+static int policy_share(struct mk_tls_policy *p, const struct mk_config *cfg,
+			const struct mk_listener_cfg *lc, char *err, size_t errlen)
+{
+	int i, ret;
+
+	if (lc->lc_ticket_keys.pc_path[0]) {
+		ret = mk_ticket_keys_load(cfg, lc, &p->tp_tickets, err, errlen);
+		if (ret)
+			return ret;
+	}
+	for (i = 0; i < p->tp_nctx; i++) {
+		SSL_CTX *ctx = p->tp_ctx[i].tc_ctx;
+
+		if (p->tp_tickets && mk_ticket_keys_attach(ctx, p->tp_tickets))
+			return -ENOMEM;
+		ret = mk_client_cert_setup(ctx, cfg, lc, err, errlen);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+/*
+ * Sessions resume only on the listener that made them, and only under the
+ * client certificate policy they were made with: a session from before
+ * client_cert = require carries no certificate.
+ */
+static int policy_sid_ctx(struct mk_tls_policy *p, const struct mk_listener_cfg *lc)
+{
+	static const char sid_label[] = "mailktls listener ";
+	unsigned char mode = (unsigned char)lc->lc_client_cert;
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	int ok;
+
+	ok = md && EVP_DigestInit_ex(md, EVP_sha256(), NULL) &&
+	     EVP_DigestUpdate(md, sid_label, strlen(sid_label)) &&
+	     EVP_DigestUpdate(md, lc->lc_name, strlen(lc->lc_name));
+	if (ok && lc->lc_client_cert != MK_CLIENT_CERT_NONE)
+		ok = EVP_DigestUpdate(md, &mode, 1) &&
+		     EVP_DigestUpdate(md, lc->lc_client_ca.pc_path,
+				      strlen(lc->lc_client_ca.pc_path));
+	ok = ok && EVP_DigestFinal_ex(md, p->tp_sid_ctx, NULL);
+	EVP_MD_CTX_free(md);
+	return ok ? 0 : -ENOMEM;
 }
 
 int mk_tls_policy_build(const struct mk_config *cfg, const struct mk_listener_cfg *lc,
 			struct mk_tls_policy **out, char *err, size_t errlen)
 {
-	static const char sid_label[] = "mailktls listener ";
 	struct mk_tls_policy *p;
-	EVP_MD_CTX *md;
 	int i, ret;
 
 	if (lc->lc_ncerts == 0)
@@ -419,28 +471,23 @@ int mk_tls_policy_build(const struct mk_config *cfg, const struct mk_listener_cf
 	p->tp_capture_secrets = true;
 	p->tp_proto = lc->lc_protocol;
 	p->tp_alpn_strict = lc->lc_alpn_strict;
-	/* Sessions resume only on the listener that made them. */
-	md = EVP_MD_CTX_new();
-	if (!md || !EVP_DigestInit_ex(md, EVP_sha256(), NULL) ||
-	    !EVP_DigestUpdate(md, sid_label, strlen(sid_label)) ||
-	    !EVP_DigestUpdate(md, lc->lc_name, strlen(lc->lc_name)) ||
-	    !EVP_DigestFinal_ex(md, p->tp_sid_ctx, NULL)) {
-		ret = -ENOMEM;
+	ret = policy_sid_ctx(p, lc);
+	if (ret)
 		goto out_free;
-	}
 	for (i = 0; i < lc->lc_ncerts; i++) {
 		ret = load_pair(p, cfg, lc, &lc->lc_certs[i], err, errlen);
 		if (ret)
 			goto out_free;
 	}
-	EVP_MD_CTX_free(md);
+	ret = policy_share(p, cfg, lc, err, errlen);
+	if (ret)
+		goto out_free;
 	*out = p;
 	return 0;
 
 out_free:
 	if (ret == -ENOMEM)
 		snprintf(err, errlen, "%s:%d: out of memory", cfg->cf_path, lc->lc_line);
-	EVP_MD_CTX_free(md);
 	policy_free(p);
 	return ret;
 }

@@ -5,7 +5,8 @@
  * Threading model. mailktlsd runs one worker thread per core (config key
  * `workers`). Each worker owns an io_uring, its own listening socket per
  * listener (bound with SO_REUSEPORT, so the kernel spreads new connections
- * over the workers), its own connection table and its own pipe pool. A
+ * over the workers), its own connection table, its own pipe pool and its
+ * own ring of receive buffers. A
  * connection is accepted, handshaken, relayed and closed by the worker
  * that accepted it, and only ever touched by that thread. That is why the
  * connection code has no locks at all.
@@ -41,8 +42,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <openssl/crypto.h>
 
 #include "conn.h"
 #include "log.h"
@@ -87,6 +91,87 @@ struct io_uring_sqe *mk_worker_sqe(struct mk_worker *w)
 		sqe = io_uring_get_sqe(&w->w_ring);
 	}
 	return sqe;
+}
+
+/**
+ * mk_worker_rbuf() - the memory of a receive buffer of the ring
+ * @w:   the worker
+ * @bid: the buffer id a completion reported
+ *
+ * Return: MK_RECV_BUF_SIZE bytes.
+ */
+uint8_t *mk_worker_rbuf(struct mk_worker *w, unsigned int bid)
+{
+	return w->w_rbuf_mem + (size_t)bid * MK_RECV_BUF_SIZE;
+}
+
+/**
+ * mk_worker_rbuf_put() - give a receive buffer back to the ring
+ * @w:   the worker
+ * @bid: its id
+ *
+ * Not wiped here: the next receive overwrites it, and the whole ring is
+ * wiped when the worker ends (wiping every receive would cost as much as
+ * copying it).
+ */
+void mk_worker_rbuf_put(struct mk_worker *w, unsigned int bid)
+{
+	io_uring_buf_ring_add(w->w_rbufs, mk_worker_rbuf(w, bid), MK_RECV_BUF_SIZE, (unsigned short)bid,
+			      io_uring_buf_ring_mask(MK_RECV_BUFS), 0);
+	io_uring_buf_ring_advance(w->w_rbufs, 1);
+}
+
+/* Kernels before 5.19 have no buffer rings: connections then receive into
+ * buffers of their own, allocated for each receive. */
+static void worker_rbufs_init(struct mk_worker *w)
+{
+	size_t ring_len = MK_RECV_BUFS * sizeof(struct io_uring_buf);
+	size_t mem_len = (size_t)MK_RECV_BUFS * MK_RECV_BUF_SIZE;
+	struct io_uring_buf_reg reg = { .ring_entries = MK_RECV_BUFS, .bgid = MK_RECV_BGID };
+	void *ring, *mem;
+	unsigned int i;
+	int ret;
+
+	ring = mmap(NULL, ring_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	/* Resident from the start: the ring is the worker's memory, whatever
+	 * the number of connections, and traffic touches all of it anyway. */
+	mem = mmap(NULL, mem_len, PROT_READ | PROT_WRITE,
+		   MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+	if (ring == MAP_FAILED || mem == MAP_FAILED) {
+		ret = -ENOMEM;
+		goto out_unmap;
+	}
+	reg.ring_addr = (uintptr_t)ring;
+	ret = io_uring_register_buf_ring(&w->w_ring, &reg, 0);
+	if (ret)
+		goto out_unmap;
+	w->w_rbufs = ring;
+	w->w_rbuf_mem = mem;
+	io_uring_buf_ring_init(w->w_rbufs);
+	for (i = 0; i < MK_RECV_BUFS; i++)
+		io_uring_buf_ring_add(w->w_rbufs, mk_worker_rbuf(w, i), MK_RECV_BUF_SIZE,
+				      (unsigned short)i, io_uring_buf_ring_mask(MK_RECV_BUFS), (int)i);
+	io_uring_buf_ring_advance(w->w_rbufs, MK_RECV_BUFS);
+	return;
+
+out_unmap:
+	if (ring != MAP_FAILED)
+		munmap(ring, ring_len);
+	if (mem != MAP_FAILED)
+		munmap(mem, mem_len);
+	if (w->w_id == 0)
+		mk_log(LOG_NOTICE, "io_uring buffer ring: %s; receiving into per-connection buffers",
+		       strerror(-ret));
+}
+
+static void worker_rbufs_free(struct mk_worker *w)
+{
+	if (!w->w_rbufs)
+		return;
+	OPENSSL_cleanse(w->w_rbuf_mem, (size_t)MK_RECV_BUFS * MK_RECV_BUF_SIZE);
+	munmap(w->w_rbuf_mem, (size_t)MK_RECV_BUFS * MK_RECV_BUF_SIZE);
+	munmap(w->w_rbufs, MK_RECV_BUFS * sizeof(struct io_uring_buf));
+	w->w_rbufs = NULL;
 }
 
 /**
@@ -266,6 +351,22 @@ static void worker_pause_accept(struct mk_worker *w, struct mk_listener *l, int 
 	l->l_accepting = true;
 }
 
+/* Take the runtime published by the main thread for new connections. */
+static void worker_reload(struct mk_worker *w)
+{
+	struct mk_runtime *rt;
+
+	w->w_reload_seen = atomic_load(&mk_reload_generation);
+	rt = mk_runtime_current();
+
+	if (!rt || rt == w->w_rt) {
+		mk_runtime_put(rt);
+		return;
+	}
+	mk_runtime_put(w->w_rt);
+	w->w_rt = rt;
+}
+
 static void worker_accept_done(struct mk_worker *w, uint32_t idx, int res)
 {
 	struct mk_listener *l;
@@ -275,6 +376,9 @@ static void worker_accept_done(struct mk_worker *w, uint32_t idx, int res)
 	l = &w->w_listeners[idx];
 	l->l_accepting = false;
 	if (res >= 0) {
+		/* A reload the wake-up has not brought yet applies already. */
+		if (atomic_load(&mk_reload_generation) != w->w_reload_seen)
+			worker_reload(w);
 		l->l_backoff_ms = 0;
 		if (w->w_stopping)
 			close(res);
@@ -312,19 +416,6 @@ static void worker_tick(struct mk_worker *w)
 		worker_arm_accept(w, &w->w_listeners[i]);
 	mk_log_limited_flush();
 	worker_arm_tick(w);
-}
-
-/* Take the runtime published by the main thread for new connections. */
-static void worker_reload(struct mk_worker *w)
-{
-	struct mk_runtime *rt = mk_runtime_current();
-
-	if (!rt || rt == w->w_rt) {
-		mk_runtime_put(rt);
-		return;
-	}
-	mk_runtime_put(w->w_rt);
-	w->w_rt = rt;
 }
 
 static void worker_stop(struct mk_worker *w)
@@ -383,7 +474,7 @@ static void worker_complete(struct mk_worker *w, struct io_uring_cqe *cqe)
 		return;
 	c = w->w_conns[slot];
 	if (c)
-		mk_conn_complete(w, c, op, cqe->res);
+		mk_conn_complete(w, c, op, cqe->res, cqe->flags);
 }
 
 static void *worker_main(void *arg)
@@ -451,6 +542,7 @@ int mk_worker_start(struct mk_worker *w, int id, struct mk_runtime *rt, struct m
 		mk_log(LOG_ERR, "worker %d: io_uring_queue_init: %s", id, strerror(-ret));
 		return -1;
 	}
+	worker_rbufs_init(w);
 	w->w_wake_fd = eventfd(0, EFD_CLOEXEC);
 	if (w->w_wake_fd < 0) {
 		mk_log(LOG_ERR, "worker %d: eventfd: %s", id, strerror(errno));
@@ -469,6 +561,7 @@ int mk_worker_start(struct mk_worker *w, int id, struct mk_runtime *rt, struct m
 	w->w_nlisteners = cfg->cf_nlisteners;
 	mk_runtime_get(rt);
 	w->w_rt = rt;
+	w->w_reload_seen = atomic_load(&mk_reload_generation);
 	if (pthread_create(&w->w_thread, NULL, worker_main, w)) {
 		mk_log(LOG_ERR, "worker %d: cannot start thread", id);
 		return -1;
@@ -504,6 +597,7 @@ void mk_worker_join(struct mk_worker *w)
 		free(p);
 	}
 	io_uring_queue_exit(&w->w_ring);
+	worker_rbufs_free(w);
 	close(w->w_wake_fd);
 	mk_runtime_put(w->w_rt);
 	free(w->w_conns);

@@ -53,6 +53,16 @@ static inline uint32_t mk_udata_slot(uint64_t u) { return (uint32_t)(u >> 8); }
 static inline uint32_t mk_udata_gen(uint64_t u) { return (uint32_t)(u >> 40); }
 
 /*
+ * Receive buffers: one group per worker, handed to the kernel as a provided
+ * buffer ring. A receive names the group, not a buffer, so the kernel takes
+ * one only when bytes arrive and an idle socket owns none; the connection
+ * gives it back as soon as it has used (or copied) the bytes.
+ */
+#define MK_RECV_BUF_SIZE (16 * 1024 + 512)	/* a TLS record and its header */
+#define MK_RECV_BUFS 64				/* a power of two */
+#define MK_RECV_BGID 0
+
+/*
  * Who may connect, shared by all workers. The counters are atomics, taken
  * and given back once per connection; the limits are set before any worker
  * starts and never change.
@@ -87,6 +97,7 @@ struct mk_worker {
 	struct io_uring w_ring;
 	int w_wake_fd;			/* eventfd: main thread -> worker */
 	uint64_t w_wake_val;
+	unsigned int w_reload_seen;	/* mk_reload_generation w_rt is from */
 	struct mk_runtime *w_rt;	/* runtime for new connections (ref held) */
 	struct mk_listener w_listeners[MK_MAX_LISTENERS];
 	size_t w_nlisteners;
@@ -95,6 +106,8 @@ struct mk_worker {
 	uint32_t w_nslots;
 	uint32_t w_free_hint;
 	uint32_t w_nconns;
+	struct io_uring_buf_ring *w_rbufs;	/* NULL: the kernel has no buffer rings */
+	uint8_t *w_rbuf_mem;		/* MK_RECV_BUFS x MK_RECV_BUF_SIZE */
 	struct mk_pipe *w_pipes;	/* free pipes */
 	unsigned int w_npipes;
 	struct mk_admission *w_adm;
@@ -117,6 +130,8 @@ void mk_worker_release(struct mk_worker *w, struct mk_listener *l);
 
 /* For connections: queue an SQE, tagged with @op for @c. */
 struct io_uring_sqe *mk_worker_sqe(struct mk_worker *w);
+uint8_t *mk_worker_rbuf(struct mk_worker *w, unsigned int bid);
+void mk_worker_rbuf_put(struct mk_worker *w, unsigned int bid);
 struct mk_pipe *mk_worker_pipe_get(struct mk_worker *w);
 void mk_worker_pipe_put(struct mk_worker *w, struct mk_pipe *p);
 uint64_t mk_now_ms(void);

@@ -80,14 +80,20 @@ grep -q '^bench-row ' "$OUT/vm.out" || die "no results from the VM"
 echo
 awk '
 BEGIN {
-	fmt = "%-8s | %7s | %9s | %12s | %8s | %12s | %9s | %13s\n"
-	printf fmt, "proxy", "up MB/s", "down MB/s", "handshakes/s", "KiB/conn", "sys KiB/conn",
-		"CPU s/GiB", "sys CPU s/GiB"
+	fmt = "%-8s | %7s | %9s | %12s | %6s %7s %6s | %6s %7s %6s | %9s | %13s\n"
+	printf "%-8s | %7s | %9s | %12s | %-22s | %-22s |\n", "", "", "", "",
+		"   KiB/conn", " sys KiB/conn"
+	printf fmt, "proxy", "up MB/s", "down MB/s", "handshakes/s", "silent", "greeted", "IDLE",
+		"silent", "greeted", "IDLE", "CPU s/GiB", "sys CPU s/GiB"
 }
-$1 == "bench-row" { printf fmt, $2, $3, $4, $5, $6, $7, $8, $9 }' "$OUT/vm.out"
+$1 == "bench-row" {
+	printf fmt, $2, $3, $4, $5, $11, $13, $6, $12, $14, $7, $8, $9
+}' "$OUT/vm.out"
 echo
 echo "TLS 1.3 TLS_AES_128_GCM_SHA256, ECDSA P-256 certificate, $BULK_MIB MiB each way," \
-	"$HS_COUNT handshakes from 2 processes, $IDLE_CONNS idle connections;" \
+	"$HS_COUNT handshakes from 2 processes, $IDLE_CONNS idle connections per state" \
+	"(silent: handshake done, backend says nothing; greeted: after an IMAP greeting," \
+	"before login; IDLE: logged in, one byte relayed each way);" \
 	"Debian $(grep -m1 '^# vm: kernel' "$OUT/vm.out" | cut -d' ' -f4) VM, 2 vCPUs shared by" \
 	"client, backend and proxy; $took s."
 echo "QEMU TCG emulates the guest CPU: absolute figures are meaningless, compare only" \

@@ -31,7 +31,12 @@
 #                  client processes; each connection also echoes one byte
 #                  through the backend and ends with close_notify;
 #   KiB/conn       RSS growth of the proxy (sum of VmRSS over its processes)
-#                  with IDLE_CONNS established connections, divided by them;
+#                  with IDLE_CONNS established connections, divided by them,
+#                  in three idle states, each with a freshly started proxy:
+#                  "silent" (handshake done, the backend accepted and says
+#                  nothing), "greeted" (after an IMAP greeting, before login)
+#                  and "IDLE" (logged in, one byte relayed each way, as in
+#                  IMAP IDLE); see scripts/bench/bench_proto.h;
 #   CPU s/GiB      utime+stime of the proxy's processes during the two bulk
 #                  transfers, per GiB relayed.
 # Then a second table, the handshake CPU:
@@ -68,6 +73,9 @@ HS_CPU_REPEAT=${HS_CPU_REPEAT:-3}
 HS_PROCS=2
 TICK=$(getconf CLK_TCK)
 BACKEND_PORT=$BASE_PORT
+LOGIN_BACKEND=$BASE_PORT
+SILENT_BACKEND=$((BASE_PORT + 30))
+GREET_BACKEND=$((BASE_PORT + 31))
 
 die() { echo "bench: $*" >&2; exit 1; }
 
@@ -172,17 +180,23 @@ start_hitch() {
 client() { timeout "$1" "$OUT/bench_client" "${@:2}"; }
 field() { sed -n "s/.*$1=\([0-9.]*\).*/\1/p"; }
 
-# Prints "KiB/conn" (or "fail").
-measure_idle() {	# port pid
+# Prints "KiB/conn" (or "fail"): STATE is login, greet or silent (bench_client
+# idle), BACKEND the port of the backend the proxy forwards to.
+measure_idle() {	# port pid state backend
 	local before after cpid i
-	client 60 hs "$1" 20 1 >/dev/null || { echo fail; return; }
+	client 60 idle "$1" 20 0 "$3" >/dev/null || { echo fail; return; }
 	sleep 1
 	before=$(rss_kib "$2")
-	"$OUT/bench_client" idle "$1" "$IDLE_CONNS" 120 >"$TMP/idle.out" 2>"$TMP/idle.err" &
+	"$OUT/bench_client" idle "$1" "$IDLE_CONNS" 120 "$3" >"$TMP/idle.out" 2>"$TMP/idle.err" &
 	cpid=$!
 	for i in $(seq 1200); do
 		grep -q ready "$TMP/idle.out" && break
 		kill -0 "$cpid" 2>/dev/null || break
+		sleep 0.1
+	done
+	# "silent": the client is done before the proxy; wait for the backend side
+	for i in $(seq 300); do
+		[ "$(bench_established "$4")" -ge "$IDLE_CONNS" ] && break
 		sleep 0.1
 	done
 	if ! grep -q ready "$TMP/idle.out"; then
@@ -191,7 +205,7 @@ measure_idle() {	# port pid
 		echo fail
 		return
 	fi
-	sleep 1
+	sleep 2	# let the connections settle: proxies may trim what a quiet one keeps
 	after=$(rss_kib "$2")
 	kill "$cpid" 2>/dev/null || true
 	wait "$cpid" 2>/dev/null || true
@@ -199,19 +213,37 @@ measure_idle() {	# port pid
 	awk -v a="$after" -v b="$before" -v n="$IDLE_CONNS" 'BEGIN {printf "%.1f", (a - b) / n}'
 }
 
+# A fresh proxy in front of the silent or the greeting backend: its idle
+# cost in STATE_KIB.
+measure_idle_state() {	# name port state backend
+	local pid
+	BACKEND_PORT=$4
+	"start_$1" "$2"
+	pid=$!
+	BACKEND_PORT=$LOGIN_BACKEND
+	PIDS+=("$pid")
+	STATE_KIB=fail
+	wait_listen "$2" && STATE_KIB=$(measure_idle "$2" "$pid" "$3" "$4")
+	stop_pid "$pid"
+}
+
 bench_proxy() {	# name port
-	local name=$1 port=$2 pid idle hs up down t0 t1 cpu
+	local name=$1 port=$2 pid idle silent greet hs up down t0 t1 cpu
+	measure_idle_state "$name" $((port + 10)) silent "$SILENT_BACKEND"
+	silent=$STATE_KIB
+	measure_idle_state "$name" $((port + 20)) greet "$GREET_BACKEND"
+	greet=$STATE_KIB
 	"start_$name" "$port"
 	pid=$!
 	PIDS+=("$pid")
 	if ! wait_listen "$port"; then
 		echo "bench: $name did not start; its log:" >&2
 		cat "$TMP/$name.log" >&2 || true
-		printf '%-10s | %9s | %9s | %12s | %8s | %9s\n' "$name" - - - - - >>"$TMP/table"
+		printf "$ROW" "$name" - - - "$silent" "$greet" - - >>"$TMP/table"
 		return
 	fi
 	echo "bench: $name ($(proc_tree "$pid" | wc -w) processes)" >&2
-	idle=$(measure_idle "$port" "$pid")
+	idle=$(measure_idle "$port" "$pid" login "$LOGIN_BACKEND")
 	hs=$(client 300 hs "$port" "$HS_COUNT" "$HS_PROCS" | field rate) || hs=""
 	t0=$(cpu_ticks "$pid")
 	up=$(client 120 bulk "$port" up $((BULK_MIB << 20)) | field mbps) || up=""
@@ -220,8 +252,8 @@ bench_proxy() {	# name port
 	cpu=$(awk -v d=$((t1 - t0)) -v t="$TICK" -v m="$BULK_MIB" \
 		'BEGIN {printf "%.2f", d / t / (2 * m / 1024)}')
 	[ -n "$up" ] && [ -n "$down" ] || cpu=fail
-	printf '%-10s | %9s | %9s | %12s | %8s | %9s\n' "$name" "${up:-fail}" "${down:-fail}" \
-		"${hs:-fail}" "$idle" "$cpu" >>"$TMP/table"
+	printf "$ROW" "$name" "${up:-fail}" "${down:-fail}" "${hs:-fail}" "$silent" "$greet" \
+		"$idle" "$cpu" >>"$TMP/table"
 	stop_pid "$pid"
 }
 
@@ -267,9 +299,15 @@ bench_hs_cpu() {
 	done
 }
 
-"$OUT/bench_backend" "$BACKEND_PORT" &
+"$OUT/bench_backend" "$LOGIN_BACKEND" login &
 PIDS+=("$!")
-wait_listen "$BACKEND_PORT" || die "backend did not start"
+"$OUT/bench_backend" "$SILENT_BACKEND" silent &
+PIDS+=("$!")
+"$OUT/bench_backend" "$GREET_BACKEND" greet &
+PIDS+=("$!")
+for p in "$LOGIN_BACKEND" "$SILENT_BACKEND" "$GREET_BACKEND"; do
+	wait_listen "$p" || die "backend on $p did not start"
+done
 
 for p in $PROXIES; do
 	declare -F "start_$p" >/dev/null || die "unknown proxy $p"
@@ -278,8 +316,11 @@ start=$(date +%s)
 if [ "${HANDSHAKE_ONLY:-0}" != 1 ]; then
 	echo "bench: KEY=$KEY BULK_MIB=$BULK_MIB HS_COUNT=$HS_COUNT HS_PROCS=$HS_PROCS" \
 		"IDLE_CONNS=$IDLE_CONNS, $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
-	printf '%-10s | %9s | %9s | %12s | %8s | %9s\n' proxy "up MB/s" "down MB/s" \
-		handshakes/s KiB/conn "CPU s/GiB" >"$TMP/table"
+	ROW='%-10s | %9s | %9s | %12s | %10s | %11s | %8s | %9s\n'
+	{
+		printf "%-10s | %9s | %9s | %12s | %-35s | %9s\n" "" "" "" "" "   idle KiB/conn" ""
+		printf "$ROW" proxy "up MB/s" "down MB/s" handshakes/s silent greeted IDLE "CPU s/GiB"
+	} >"$TMP/table"
 	port=$((BASE_PORT + 1))
 	for p in $PROXIES; do
 		bench_proxy "$p" "$port"

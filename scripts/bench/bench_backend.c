@@ -4,7 +4,9 @@
  * echo on one port, single-threaded epoll, so that it costs as little CPU
  * as possible next to the TLS terminator being measured.
  *
- * Usage: bench_backend PORT   (listens on 127.0.0.1 only, runs until killed)
+ * Usage: bench_backend PORT [login|greet|silent]
+ *   (listens on 127.0.0.1 only, runs until killed; the second argument
+ *   picks the greeting, see bench_proto.h; default login)
  *
  * Per connection, the client sends requests of 9 bytes: one mode byte and a
  * 64-bit big-endian count N, then
@@ -45,6 +47,7 @@ struct bb_conn {
 };
 
 static unsigned char bb_buf[BB_IO_SIZE];
+static const char *bb_greeting = BENCH_GREETING;
 
 static int bb_listen(int port)
 {
@@ -175,8 +178,8 @@ static void bb_accept(int ep, int lfd)
 		c->bc_fd = fd;
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 		/* A fresh socket's send buffer always takes the short greeting. */
-		if (send(fd, BENCH_GREETING, sizeof(BENCH_GREETING) - 1, MSG_NOSIGNAL) !=
-		    sizeof(BENCH_GREETING) - 1) {
+		if (*bb_greeting && send(fd, bb_greeting, strlen(bb_greeting), MSG_NOSIGNAL) !=
+		    (ssize_t)strlen(bb_greeting)) {
 			close(fd);
 			free(c);
 			continue;
@@ -194,8 +197,12 @@ int main(int argc, char **argv)
 	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = NULL }, evs[BB_MAX_EVENTS];
 	int lfd, ep;
 
-	if (argc != 2) {
-		fprintf(stderr, "usage: %s PORT\n", argv[0]);
+	if (argc == 3 && !strcmp(argv[2], "greet"))
+		bb_greeting = BENCH_GREETING_PRELOGIN;
+	else if (argc == 3 && !strcmp(argv[2], "silent"))
+		bb_greeting = "";
+	else if (argc != 2 && !(argc == 3 && !strcmp(argv[2], "login"))) {
+		fprintf(stderr, "usage: %s PORT [login|greet|silent]\n", argv[0]);
 		return 2;
 	}
 	signal(SIGPIPE, SIG_IGN);

@@ -14,9 +14,12 @@
  *       each connection also echoes one byte through the backend so that
  *       the server has finished its side, then sends close_notify.
  *       Prints: handshakes=N seconds=S rate=R
- *   bench_client idle PORT COUNT SECONDS
- *       opens COUNT connections, relays one byte each way on each, prints
- *       "ready N" and holds them until SIGTERM or SECONDS have passed.
+ *   bench_client idle PORT COUNT SECONDS [login|greet|silent]
+ *       opens COUNT connections and holds them until SIGTERM or SECONDS
+ *       have passed, printing "ready N" once all are open. login (the
+ *       default): read the logged-in greeting and relay one byte each way,
+ *       as in IMAP IDLE; greet: read the pre-login greeting only; silent:
+ *       the handshake only (the backend says nothing). See bench_proto.h.
  *
  * Every session uses TLS 1.3 with TLS_AES_128_GCM_SHA256 and X25519 only,
  * and is a full handshake: no session is ever offered for resumption, and
@@ -30,6 +33,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -87,17 +91,19 @@ static int bc_read_full(SSL *ssl, unsigned char *buf, uint64_t len, size_t chunk
 
 /*
  * Connect to 127.0.0.1:port, complete a full handshake and read the
- * backend's greeting; NULL on error.
+ * backend's greeting, @greeting_len bytes; NULL on error.
  */
-static SSL *bc_connect(SSL_CTX *ctx, int port)
+static SSL *bc_connect_greeted(SSL_CTX *ctx, int port, size_t greeting_len)
 {
 	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons(port) };
 	struct timeval tv = { .tv_sec = BC_IO_TIMEOUT_S };
-	unsigned char greeting[sizeof(BENCH_GREETING) - 1];
+	unsigned char greeting[256];
 	int one = 1, fd;
 	SSL *ssl;
 
 	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (greeting_len > sizeof(greeting))
+		return NULL;
 	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return NULL;
@@ -110,12 +116,17 @@ static SSL *bc_connect(SSL_CTX *ctx, int port)
 	}
 	ssl = SSL_new(ctx);
 	if (!ssl || !SSL_set_fd(ssl, fd) || SSL_connect(ssl) != 1 || SSL_session_reused(ssl) ||
-	    bc_read_full(ssl, greeting, sizeof(greeting), sizeof(greeting))) {
+	    (greeting_len && bc_read_full(ssl, greeting, greeting_len, greeting_len))) {
 		SSL_free(ssl);
 		close(fd);
 		return NULL;
 	}
 	return ssl;
+}
+
+static SSL *bc_connect(SSL_CTX *ctx, int port)
+{
+	return bc_connect_greeted(ctx, port, sizeof(BENCH_GREETING) - 1);
 }
 
 static void bc_close(SSL *ssl)
@@ -254,10 +265,18 @@ static void bc_on_term(int sig)
 	bc_stop = 1;
 }
 
-static int bc_idle(SSL_CTX *ctx, int port, long count, long seconds)
+static int bc_idle(SSL_CTX *ctx, int port, long count, long seconds, const char *state)
 {
+	bool login = !strcmp(state, "login");
+	size_t greeting_len = sizeof(BENCH_GREETING) - 1;
 	SSL **conns;
 
+	if (!strcmp(state, "greet"))
+		greeting_len = sizeof(BENCH_GREETING_PRELOGIN) - 1;
+	else if (!strcmp(state, "silent"))
+		greeting_len = 0;
+	else if (!login)
+		return 2;
 	if (count < 1 || count > BC_MAX_IDLE)
 		return 2;
 	conns = calloc(count, sizeof(*conns));
@@ -265,8 +284,8 @@ static int bc_idle(SSL_CTX *ctx, int port, long count, long seconds)
 		bc_die("calloc");
 	signal(SIGTERM, bc_on_term);
 	for (long i = 0; i < count; i++) {
-		conns[i] = bc_connect(ctx, port);
-		if (!conns[i] || bc_echo(conns[i])) {
+		conns[i] = bc_connect_greeted(ctx, port, greeting_len);
+		if (!conns[i] || (login && bc_echo(conns[i]))) {
 			fprintf(stderr, "bench_client: idle connection %ld failed\n", i);
 			return 1;
 		}
@@ -285,9 +304,9 @@ int main(int argc, char **argv)
 {
 	SSL_CTX *ctx;
 
-	if (argc != 5) {
+	if (argc != 5 && !(argc == 6 && !strcmp(argv[1], "idle"))) {
 		fprintf(stderr, "usage: %s bulk PORT up|down BYTES | hs PORT COUNT PROCS |"
-			" idle PORT COUNT SECONDS\n", argv[0]);
+			" idle PORT COUNT SECONDS [login|greet|silent]\n", argv[0]);
 		return 2;
 	}
 	signal(SIGPIPE, SIG_IGN);
@@ -297,6 +316,7 @@ int main(int argc, char **argv)
 	if (!strcmp(argv[1], "hs"))
 		return bc_hs(ctx, atoi(argv[2]), atol(argv[3]), atoi(argv[4]));
 	if (!strcmp(argv[1], "idle"))
-		return bc_idle(ctx, atoi(argv[2]), atol(argv[3]), atol(argv[4]));
+		return bc_idle(ctx, atoi(argv[2]), atol(argv[3]), atol(argv[4]),
+			       argc == 6 ? argv[5] : "login");
 	return 2;
 }

@@ -15,4 +15,15 @@
 
 #define BENCH_GREETING "* OK bench backend ready\r\nb0 OK [CAPABILITY IMAP4rev1] logged in\r\n"
 
+/*
+ * The idle states measured besides the logged-in one (bench_backend's
+ * second argument, bench_client idle's fifth): "greet", Dovecot's greeting
+ * of a client that has not logged in yet (the capability filter stays
+ * active behind it); "silent", a backend that accepts and says nothing (a
+ * slow daemon, or a mass reconnect the daemon has not caught up with).
+ */
+#define BENCH_GREETING_PRELOGIN                                                           \
+	"* OK [CAPABILITY IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE LITERAL+ "     \
+	"AUTH=PLAIN] Dovecot (Debian) ready.\r\n"
+
 #endif

@@ -20,6 +20,14 @@ bench_cert() {
 		-keyout "$TMP/key.pem" -out "$TMP/cert.pem" 2>/dev/null
 }
 
+# bench_established PORT - how many TCP connections on 127.0.0.1 have local
+# port PORT and are established: a backend's side of what proxies opened
+bench_established() {
+	awk -v port="$(printf '%04X' "$1")" \
+		'$4 == "01" && substr($2, index($2, ":") + 1) == port { n++ } END { print n + 0 }' \
+		/proc/net/tcp
+}
+
 # mailktlsd_conf PORT KTLS - mailktlsd's benchmark config on stdout
 mailktlsd_conf() {
 	cat <<EOF

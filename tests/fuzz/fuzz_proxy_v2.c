@@ -35,6 +35,7 @@ static unsigned int present(const struct mk_proxy_decoded *d)
 		have |= d->pd_version[0] ? PP2_SEND_SSL_VERSION : 0;
 		have |= d->pd_cipher[0] ? PP2_SEND_SSL_CIPHER : 0;
 		have |= d->pd_sig_alg[0] ? PP2_SEND_SSL_SIG_ALG : 0;
+		have |= d->pd_cn[0] ? PP2_SEND_SSL_CN : 0;
 	}
 	return have;
 }
@@ -76,6 +77,7 @@ static void check_roundtrip(const struct mk_proxy_decoded *d, const uint8_t *dat
 		.pi_ssl = d->pd_has_ssl, .pi_client_flags = d->pd_client_flags,
 		.pi_verify = d->pd_verify, .pi_version = opt(d->pd_version),
 		.pi_cipher = opt(d->pd_cipher), .pi_sig_alg = opt(d->pd_sig_alg),
+		.pi_cn = opt(d->pd_cn),
 		.pi_authority = d->pd_authority, .pi_alpn = d->pd_alpn,
 	};
 	static struct mk_proxy_decoded again;
@@ -93,7 +95,8 @@ static void check_roundtrip(const struct mk_proxy_decoded *d, const uint8_t *dat
 	    again.pd_has_ssl != d->pd_has_ssl ||
 	    strcmp(again.pd_cipher, d->pd_cipher) || strcmp(again.pd_version, d->pd_version) ||
 	    strcmp(again.pd_sig_alg, d->pd_sig_alg) ||
-	    strcmp(again.pd_authority, d->pd_authority) || strcmp(again.pd_alpn, d->pd_alpn))
+	    strcmp(again.pd_authority, d->pd_authority) || strcmp(again.pd_alpn, d->pd_alpn) ||
+	    strcmp(again.pd_cn, d->pd_cn))
 		abort();
 	check_within(d, &info, data[size - 1] & PP2_SEND_ALL,
 		     (size_t)data[size - 2] << 8 | data[size - 1]);

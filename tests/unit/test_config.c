@@ -461,7 +461,8 @@ TEST(proxy_tlvs_and_header_max)
 	cfg = good(_metadata, IMAPS "proxy_tlvs = alpn authority ssl ssl_version ssl_cipher "
 		   "crc32c\nproxy_header_max = 28\n");
 	ASSERT_NE(NULL, cfg);
-	EXPECT_EQ(PP2_SEND_ALL & ~PP2_SEND_SSL_SIG_ALG, cfg->cf_listeners[0].lc_proxy_tlvs);
+	EXPECT_EQ(PP2_SEND_ALL & ~(PP2_SEND_SSL_SIG_ALG | PP2_SEND_SSL_CN),
+		  cfg->cf_listeners[0].lc_proxy_tlvs);
 	mk_config_free(cfg);
 	/* No PROXY header at all: its limit does not matter. */
 	cfg = good(_metadata, IMAPS "proxy_protocol = none\nproxy_header_max = 1\n");
@@ -470,16 +471,16 @@ TEST(proxy_tlvs_and_header_max)
 
 	bad(_metadata, IMAPS "proxy_tlvs = alpn sni\n", "t.conf:8: unknown TLV 'sni' in "
 	    "'proxy_tlvs' (expected none, or some of alpn authority ssl ssl_version "
-	    "ssl_cipher crc32c)");
+	    "ssl_cipher ssl_cn crc32c)");
 	bad(_metadata, IMAPS "proxy_tlvs = alpn none\n", "t.conf:8: unknown TLV 'none' in "
 	    "'proxy_tlvs' (expected none, or some of alpn authority ssl ssl_version "
-	    "ssl_cipher crc32c)");
+	    "ssl_cipher ssl_cn crc32c)");
 	bad(_metadata, IMAPS "proxy_tlvs = ssl alpn ssl\n",
 	    "t.conf:8: TLV 'ssl' twice in 'proxy_tlvs'");
 	bad(_metadata, IMAPS "proxy_tlvs =\n", "t.conf:8: bad value '' for 'proxy_tlvs' "
-	    "(expected none, or some of alpn authority ssl ssl_version ssl_cipher crc32c)");
+	    "(expected none, or some of alpn authority ssl ssl_version ssl_cipher ssl_cn crc32c)");
 	bad(_metadata, IMAPS "proxy_tlvs = alpn ssl_cipher\n", "t.conf:8: listener 'imaps': "
-	    "ssl_version and ssl_cipher are sent inside ssl: add ssl to proxy_tlvs");
+	    "ssl_version, ssl_cipher and ssl_cn are sent inside ssl: add ssl to proxy_tlvs");
 	bad(_metadata, IMAPS "proxy_header_max = 27\n", "t.conf:8: listener 'imaps': "
 	    "proxy_header_max = 27 is below the 28 bytes of a PROXY v2 header with IPv4 "
 	    "addresses and no TLV");
@@ -495,6 +496,52 @@ TEST(proxy_tlvs_and_header_max)
 }
 
 /* Each required key, removed from an otherwise good listener. */
+/* ticket_keys and client_ca keep their line (for messages about the files). */
+TEST(tickets_and_client_certs)
+{
+	struct mk_config *cfg;
+	const struct mk_listener_cfg *lc;
+
+	cfg = good(_metadata, "[defaults]\nticket_keys = /etc/mailktls/tickets\n"
+		   "client_ca = /etc/mailktls/ca.pem\n" IMAPS "client_cert = optional\n"
+		   "[listener pop3s]\nlisten = 127.0.0.1:995\nprotocol = pop3\ntls = implicit\n"
+		   "backend = 127.0.0.1:110\ncertificate = /a\nprivate_key = /b\n"
+		   "client_cert = require\nclient_ca = /other-ca.pem\n"
+		   "[listener subm]\nlisten = 127.0.0.1:465\nprotocol = submission\n"
+		   "tls = implicit\nbackend = 127.0.0.1:25\ncertificate = /a\nprivate_key = /b\n");
+	ASSERT_NE(NULL, cfg);
+	lc = &cfg->cf_listeners[0];
+	EXPECT_STREQ("/etc/mailktls/tickets", lc->lc_ticket_keys.pc_path);
+	EXPECT_EQ(2, lc->lc_ticket_keys.pc_line);
+	EXPECT_STREQ("/etc/mailktls/ca.pem", lc->lc_client_ca.pc_path);
+	EXPECT_EQ(3, lc->lc_client_ca.pc_line);
+	EXPECT_EQ(MK_CLIENT_CERT_OPTIONAL, lc->lc_client_cert);
+	lc = &cfg->cf_listeners[1];
+	EXPECT_EQ(MK_CLIENT_CERT_REQUIRE, lc->lc_client_cert);
+	EXPECT_STREQ("/other-ca.pem", lc->lc_client_ca.pc_path);
+	EXPECT_EQ(20, lc->lc_client_ca.pc_line);
+	lc = &cfg->cf_listeners[2];
+	EXPECT_EQ(MK_CLIENT_CERT_NONE, lc->lc_client_cert);
+	mk_config_free(cfg);
+
+	cfg = good(_metadata, IMAPS);
+	ASSERT_NE(NULL, cfg);
+	EXPECT_STREQ("", cfg->cf_listeners[0].lc_ticket_keys.pc_path);
+	EXPECT_EQ(MK_CLIENT_CERT_NONE, cfg->cf_listeners[0].lc_client_cert);
+	mk_config_free(cfg);
+
+	bad(_metadata, IMAPS "client_cert = require\n", "t.conf:8: listener 'imaps': "
+	    "client_cert = require needs client_ca");
+	bad(_metadata, IMAPS "client_cert = yes\n", "t.conf:8: bad value 'yes' for 'client_cert' "
+	    "(expected none, optional or require)");
+	bad(_metadata, IMAPS "ticket_keys =\n", "t.conf:8: bad value '' for 'ticket_keys' "
+	    "(expected a file name)");
+	bad(_metadata, IMAPS "client_ca = /a\nclient_ca = /b\n",
+	    "t.conf:9: duplicate key 'client_ca' (first at line 8)");
+	bad(_metadata, "[global]\nticket_keys = /t\n" IMAPS, "t.conf:2: unknown key "
+	    "'ticket_keys' in [global] (listener keys go in [defaults] or [listener NAME])");
+}
+
 TEST(missing_keys)
 {
 	static const char *const keys[] = { "listen", "protocol", "tls", "backend",
@@ -603,6 +650,57 @@ TEST(many_listeners)
 		mk_config_free(cfg);
 	}
 	free(text);
+}
+
+/* A load balancer in front: off by default, and never without trusted_proxies. */
+TEST(accept_proxy)
+{
+	const struct mk_cidrs *tp;
+	struct mk_config *cfg;
+
+	cfg = good(_metadata, IMAPS);
+	ASSERT_NE(NULL, cfg);
+	EXPECT_FALSE(cfg->cf_listeners[0].lc_accept_proxy);
+	EXPECT_EQ(0u, cfg->cf_listeners[0].lc_trusted_proxies.cs_n);
+	EXPECT_EQ(5000, cfg->cf_listeners[0].lc_proxy_timeout_ms);
+	mk_config_free(cfg);
+
+	cfg = good(_metadata, "[defaults]\ntrusted_proxies = 10.0.0.0/8, 2001:db8::/32\t192.0.2.7\n"
+		   IMAPS "accept_proxy = yes\nproxy_timeout = 1500ms\n");
+	ASSERT_NE(NULL, cfg);
+	EXPECT_TRUE(cfg->cf_listeners[0].lc_accept_proxy);
+	EXPECT_EQ(1500, cfg->cf_listeners[0].lc_proxy_timeout_ms);
+	tp = &cfg->cf_listeners[0].lc_trusted_proxies;
+	ASSERT_EQ(3u, tp->cs_n);
+	EXPECT_EQ(AF_INET, tp->cs_net[0].ci_family);
+	EXPECT_EQ(8, tp->cs_net[0].ci_prefix);
+	EXPECT_EQ(AF_INET6, tp->cs_net[1].ci_family);
+	EXPECT_EQ(32, tp->cs_net[1].ci_prefix);
+	EXPECT_EQ(32, tp->cs_net[2].ci_prefix);
+	mk_config_free(cfg);
+	/* Ranges alone do nothing, but are not an error. */
+	cfg = good(_metadata, IMAPS "accept_proxy = no\ntrusted_proxies = 127.0.0.1/32\n");
+	ASSERT_NE(NULL, cfg);
+	EXPECT_FALSE(cfg->cf_listeners[0].lc_accept_proxy);
+	mk_config_free(cfg);
+
+	bad(_metadata, IMAPS "accept_proxy = yes\n", "t.conf:8: listener 'imaps': accept_proxy "
+	    "= yes needs trusted_proxies (the load balancers' addresses)");
+	bad(_metadata, "[defaults]\naccept_proxy = yes\n" IMAPS, "t.conf:2: listener 'imaps': "
+	    "accept_proxy = yes needs trusted_proxies (the load balancers' addresses)");
+	bad(_metadata, IMAPS "accept_proxy = on\n", "t.conf:8: bad value 'on' for "
+	    "'accept_proxy' (expected yes or no)");
+	bad(_metadata, IMAPS "trusted_proxies = 10.1.2.3/8\n", "t.conf:8: bad range "
+	    "'10.1.2.3/8' in 'trusted_proxies' (expected IPv4 or IPv6 ranges such as "
+	    "10.0.0.0/8 2001:db8::/32, separated by blanks)");
+	bad(_metadata, IMAPS "trusted_proxies = lb.example.org\n", "t.conf:8: bad range "
+	    "'lb.example.org' in 'trusted_proxies' (expected IPv4 or IPv6 ranges such as "
+	    "10.0.0.0/8 2001:db8::/32, separated by blanks)");
+	bad(_metadata, IMAPS "trusted_proxies =\n", "t.conf:8: bad value '' for "
+	    "'trusted_proxies' (expected IPv4 or IPv6 ranges such as 10.0.0.0/8 "
+	    "2001:db8::/32, separated by blanks)");
+	bad(_metadata, IMAPS "proxy_timeout = 0\n", "t.conf:8: bad value '0' for "
+	    "'proxy_timeout' (expected a duration such as 500ms, 30s, 5m or 1h, at most 168h)");
 }
 
 TEST_HARNESS_MAIN

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "kselftest_harness.h"
+#include "proxy_in.h"
 #include "proxy_v2.h"
 
 #define SIG "\r\n\r\n\0\r\nQUIT\n"
@@ -81,6 +82,7 @@ FIXTURE(pp2)
 	struct mk_proxy_info info4, info6;
 	uint8_t buf[PP2_HEADER_MAX];
 	struct mk_proxy_decoded dec;
+	char long_cn[257];
 };
 
 FIXTURE_SETUP(pp2)
@@ -283,7 +285,7 @@ static const struct drop_step {
 	  "\x20\x00\x05" "\x01" "\x00\x00\x00\x00", 43, 0x1f },
 	{ V4_FIXED "\x00\x14" V4_ADDR
 	  "\x20\x00\x05" "\x01" "\x00\x00\x00\x00", 36, 0x3f },
-	{ V4_FIXED "\x00\x0c" V4_ADDR, 28, 0x7f },
+	{ V4_FIXED "\x00\x0c" V4_ADDR, 28, PP2_SEND_ALL & ~PP2_SEND_SSL_CN },
 };
 
 /* The longest SNI a ClientHello carries: 253 octets, labels of 63. */
@@ -356,7 +358,7 @@ TEST_F(pp2, within_each_drop_step_exact)
 TEST_F(pp2, within_order_for_every_limit)
 {
 	struct mk_proxy_decoded dec;
-	unsigned int omitted, prev = 0;
+	unsigned int omitted, prev = 0, o;
 	size_t max;
 	ssize_t n;
 
@@ -368,7 +370,9 @@ TEST_F(pp2, within_order_for_every_limit)
 		n = mk_proxy_v2_encode_within(self->buf, sizeof(self->buf), &self->info4,
 					      PP2_SEND_ALL, max, &omitted);
 		ASSERT_LE((size_t)n, max);
-		EXPECT_EQ(0u, omitted & (omitted + 1)) TH_LOG("max %zu omitted %#x", max, omitted);
+		/* info4 has no CN: nothing of it to leave out. */
+		o = omitted & PP2_SEND_SSL ? omitted | PP2_SEND_SSL_CN : omitted;
+		EXPECT_EQ(0u, o & (o + 1)) TH_LOG("max %zu omitted %#x", max, omitted);
 		EXPECT_LE(prev, omitted);
 		prev = omitted;
 		decodes(_metadata, self->buf, n, &dec, !(omitted & PP2_SEND_CRC32C));
@@ -378,7 +382,55 @@ TEST_F(pp2, within_order_for_every_limit)
 		EXPECT_EQ(!(omitted & PP2_SEND_SSL_CIPHER), dec.pd_cipher[0] != '\0');
 		EXPECT_EQ(self->src4.sin_port, ((struct sockaddr_in *)&dec.pd_src)->sin_port);
 	}
-	EXPECT_EQ(0x7fu, prev);
+	EXPECT_EQ(PP2_SEND_ALL & ~PP2_SEND_SSL_CN, prev);
+}
+
+/*
+ * A verified client certificate's CN rides inside PP2_TYPE_SSL; it is left
+ * out after ALPN and before the SSL TLV itself, and only when asked to.
+ */
+TEST_F(pp2, ssl_cn)
+{
+	struct mk_proxy_decoded dec;
+	unsigned int omitted;
+	ssize_t full, n;
+
+	self->info4.pi_client_flags |= PP2_CLIENT_CERT_CONN;
+	self->info4.pi_cn = "alice@example.org";
+	full = mk_proxy_v2_encode_within(self->buf, sizeof(self->buf), &self->info4,
+					 PP2_SEND_ALL, 1500, &omitted);
+	ASSERT_EQ((ssize_t)sizeof(expect_v4) - 1 + 3 + 17, full);
+	EXPECT_EQ(0u, omitted);
+	decodes(_metadata, self->buf, full, &dec, true);
+	EXPECT_STREQ("alice@example.org", dec.pd_cn);
+	EXPECT_EQ(PP2_CLIENT_SSL | PP2_CLIENT_CERT_CONN, dec.pd_client_flags);
+	/* Room for the addresses, SSL and its CN: ALPN went, CN stayed. */
+	n = mk_proxy_v2_encode_within(self->buf, sizeof(self->buf), &self->info4,
+				      PP2_SEND_ALL, 28 + 3 + 5 + 3 + 17, &omitted);
+	ASSERT_EQ(28 + 3 + 5 + 3 + 17, n);
+	EXPECT_EQ(0x3fu, omitted);
+	decodes(_metadata, self->buf, n, &dec, false);
+	EXPECT_STREQ("alice@example.org", dec.pd_cn);
+	EXPECT_TRUE(dec.pd_has_ssl);
+	/* One byte less: the CN goes, the SSL flags stay. */
+	n = mk_proxy_v2_encode_within(self->buf, sizeof(self->buf), &self->info4,
+				      PP2_SEND_ALL, 28 + 3 + 5 + 3 + 16, &omitted);
+	ASSERT_EQ(36, n);
+	EXPECT_EQ(0x7fu, omitted);
+	decodes(_metadata, self->buf, n, &dec, false);
+	EXPECT_STREQ("", dec.pd_cn);
+	EXPECT_TRUE(dec.pd_has_ssl);
+	/* Not in proxy_tlvs: never sent, never reported as left out. */
+	n = mk_proxy_v2_encode_within(self->buf, sizeof(self->buf), &self->info4,
+				      PP2_SEND_ALL & ~PP2_SEND_SSL_CN, 1500, &omitted);
+	EXPECT_EQ(full - 20, n);
+	EXPECT_EQ(0u, omitted);
+	/* Longer than a CN the decoder keeps: refused, not cut. */
+	self->info4.pi_cn = self->long_cn;
+	memset(self->long_cn, 'c', 256);
+	self->long_cn[256] = '\0';
+	EXPECT_EQ(-EINVAL, mk_proxy_v2_encode_within(self->buf, sizeof(self->buf), &self->info4,
+						     PP2_SEND_ALL, 1500, &omitted));
 }
 
 /* What the listener does not send is neither sent nor reported as left out. */
@@ -470,7 +522,8 @@ TEST_F(pp2, tlv_names)
 
 	for (bit = 1; bit <= PP2_SEND_ALL; bit <<= 1)
 		named += mk_proxy_v2_tlv_name(bit) != NULL;
-	EXPECT_EQ(6, named);
+	EXPECT_EQ(7, named);
+	EXPECT_STREQ("ssl_cn", mk_proxy_v2_tlv_name(PP2_SEND_SSL_CN));
 	EXPECT_STREQ("authority", mk_proxy_v2_tlv_name(PP2_SEND_AUTHORITY));
 	EXPECT_STREQ("ssl", mk_proxy_v2_tlv_name(PP2_SEND_SSL));
 	EXPECT_EQ(NULL, mk_proxy_v2_tlv_name(PP2_SEND_SSL_SIG_ALG));
@@ -572,6 +625,90 @@ TEST(decode_local_without_crc)
 	EXPECT_EQ(0, dec.pd_command);
 	EXPECT_FALSE(dec.pd_has_crc);
 	EXPECT_FALSE(dec.pd_crc_ok);
+}
+
+/* The reader asks for 16 bytes, then exactly what the header announces. */
+TEST(wanted)
+{
+	uint8_t b[sizeof(expect_v4) - 1];
+	size_t i;
+
+	memcpy(b, expect_v4, sizeof(b));
+	for (i = 0; i < 16; i++)
+		EXPECT_EQ((ssize_t)(16 - i), mk_proxy_v2_wanted(b, i, 3072));
+	for (i = 16; i <= sizeof(b); i++)
+		EXPECT_EQ((ssize_t)(sizeof(b) - i), mk_proxy_v2_wanted(b, i, 3072));
+	EXPECT_EQ(-EMSGSIZE, mk_proxy_v2_wanted(b, 16, sizeof(b) - 1));
+	EXPECT_EQ(0, mk_proxy_v2_wanted(b, sizeof(b), sizeof(b)));
+	b[14] = 0xff;	/* 16 + 0xff71 */
+	EXPECT_EQ(-EMSGSIZE, mk_proxy_v2_wanted(b, 16, 3072));
+	EXPECT_EQ(-EINVAL, mk_proxy_v2_wanted((const uint8_t *)"\x16\x03\x01", 3, 3072));
+	EXPECT_EQ(-EINVAL, mk_proxy_v2_wanted((const uint8_t *)"PROXY TCP4 ", 11, 3072));
+	memcpy(b, expect_v4, sizeof(b));
+	b[12] = 0x11;	/* version 1 in a binary header */
+	EXPECT_EQ(-EINVAL, mk_proxy_v2_wanted(b, 13, 3072));
+	b[11] ^= 1;
+	EXPECT_EQ(-EINVAL, mk_proxy_v2_wanted(b, 12, 3072));
+}
+
+TEST(incoming_proxy)
+{
+	const struct sockaddr_in *src, *dst;
+	struct mk_proxy_in pn;
+	const char *reason = NULL;
+
+	ASSERT_EQ(0, mk_proxy_in_parse(expect_v4, sizeof(expect_v4) - 1, &pn, &reason));
+	EXPECT_FALSE(pn.pn_local);
+	src = (const void *)&pn.pn_client;
+	dst = (const void *)&pn.pn_dest;
+	EXPECT_EQ(AF_INET, src->sin_family);
+	EXPECT_EQ(htonl(0xcb007109), src->sin_addr.s_addr);
+	EXPECT_EQ(htons(51234), src->sin_port);
+	EXPECT_EQ(htonl(0xc0000201), dst->sin_addr.s_addr);
+	EXPECT_EQ(htons(993), dst->sin_port);
+	ASSERT_EQ(0, mk_proxy_in_parse(expect_v6, sizeof(expect_v6) - 1, &pn, &reason));
+	EXPECT_EQ(AF_INET6, pn.pn_client.ss_family);
+	EXPECT_EQ(AF_INET6, pn.pn_dest.ss_family);
+}
+
+TEST(incoming_local_and_refusals)
+{
+	/* LOCAL with an address block: still LOCAL, the block is ignored. */
+	static const uint8_t local[] = SIG "\x20" "\x11" "\x00\x0c"
+		"\x01\x02\x03\x04" "\x05\x06\x07\x08" "\x00\x01" "\x00\x02";
+	static const uint8_t local_unspec[] = SIG "\x20" "\x00" "\x00\x00";
+	static const uint8_t proxy_unspec[] = SIG "\x21" "\x00" "\x00\x00";
+	static const uint8_t proxy_udp[] = SIG "\x21" "\x12" "\x00\x0c"
+		"\x01\x02\x03\x04" "\x05\x06\x07\x08" "\x00\x01" "\x00\x02";
+	static const uint8_t short_addr[] = SIG "\x21" "\x11" "\x00\x08"
+		"\x01\x02\x03\x04" "\x05\x06\x07\x08";
+	uint8_t bad_crc[sizeof(expect_v4) - 1];
+	struct mk_proxy_in pn;
+	const char *reason = NULL;
+
+	ASSERT_EQ(0, mk_proxy_in_parse(local, sizeof(local) - 1, &pn, &reason));
+	EXPECT_TRUE(pn.pn_local);
+	EXPECT_EQ(0, pn.pn_client.ss_family);
+	ASSERT_EQ(0, mk_proxy_in_parse(local_unspec, sizeof(local_unspec) - 1, &pn, &reason));
+	EXPECT_TRUE(pn.pn_local);
+	EXPECT_EQ(-EINVAL, mk_proxy_in_parse(proxy_unspec, sizeof(proxy_unspec) - 1, &pn,
+					     &reason));
+	EXPECT_STREQ("unsupported_address", reason);
+	reason = NULL;
+	EXPECT_EQ(-EINVAL, mk_proxy_in_parse(proxy_udp, sizeof(proxy_udp) - 1, &pn, &reason));
+	EXPECT_STREQ("unsupported_address", reason);
+	reason = NULL;
+	EXPECT_EQ(-EINVAL, mk_proxy_in_parse(short_addr, sizeof(short_addr) - 1, &pn, &reason));
+	EXPECT_STREQ("malformed", reason);
+	memcpy(bad_crc, expect_v4, sizeof(bad_crc));
+	bad_crc[sizeof(bad_crc) - 1] ^= 1;
+	reason = NULL;
+	EXPECT_EQ(-EINVAL, mk_proxy_in_parse(bad_crc, sizeof(bad_crc), &pn, &reason));
+	EXPECT_STREQ("malformed", reason);
+	/* Bytes past the header are not part of it: the caller read too much. */
+	reason = NULL;
+	EXPECT_EQ(-EINVAL, mk_proxy_in_parse(local, sizeof(local), &pn, &reason));
+	EXPECT_STREQ("malformed", reason);
 }
 
 TEST_HARNESS_MAIN

@@ -17,6 +17,8 @@
 #include <openssl/x509v3.h>
 
 #include "config.h"
+#include "session.h"
+#include "tls_client_cert.h"
 #include "tls_keys.h"
 #include "tls_policy.h"
 #include "kselftest_harness.h"
@@ -649,6 +651,104 @@ TEST_F(pol, resumption_per_listener)
 	SSL_free(c);
 	SSL_SESSION_free(sess);
 	mk_tls_policy_put(first);
+}
+
+/* A client presenting @cert (NULL: none) to a listener with @mode; the session facts. */
+static int with_client_cert(FIXTURE_DATA(pol) *self, int version, const char *mode,
+			    const char *cert, struct mk_session *sess)
+{
+	char body[512], crt[128], key[128];
+	SSL *c, *s = NULL;
+	int ret;
+
+	snprintf(body, sizeof(body), PAIRS "client_cert = %s\nclient_ca = @/ec.pem\n", mode);
+	mk_tls_policy_put(self->p);
+	self->p = NULL;
+	if (build(self, "imap", body))
+		return -EINVAL;
+	c = client_new(self->cctx, version, version, NULL);
+	if (cert) {
+		snprintf(crt, sizeof(crt), "%s/%s.pem", self->dir, cert);
+		snprintf(key, sizeof(key), "%s/%s.key", self->dir, cert);
+		SSL_use_certificate_file(c, crt, SSL_FILETYPE_PEM);
+		SSL_use_PrivateKey_file(c, key, SSL_FILETYPE_PEM);
+	}
+	ret = handshake(self->p, c, &s);
+	memset(sess, 0, sizeof(*sess));
+	if (!ret)
+		mk_client_cert_describe(s, sess);
+	else
+		SSL_read(c, body, 1);	/* TLS 1.3: the verdict follows the client's Finished */
+	SSL_free(s);
+	SSL_free(c);
+	return ret;
+}
+
+/* client_ca is the ec certificate itself (self-signed): ec verifies, other does not. */
+TEST_F(pol, client_cert)
+{
+	struct mk_session ss;
+	int v;
+
+	for (v = TLS1_2_VERSION; v <= TLS1_3_VERSION; v++) {
+		ASSERT_EQ(0, with_client_cert(self, v, "require", "ec", &ss)) TH_LOG("%s", self->err);
+		EXPECT_TRUE(ss.ss_client_cert);
+		EXPECT_EQ(X509_V_OK, ss.ss_verify);
+		EXPECT_STREQ("/CN=mail.example.org", ss.ss_client_subject);
+		EXPECT_STREQ("mail.example.org", ss.ss_client_cn);
+
+		last_alert = -1;
+		EXPECT_EQ(-EPROTO, with_client_cert(self, v, "require", NULL, &ss));
+		EXPECT_EQ(v == TLS1_3_VERSION ? 116 : SSL_AD_HANDSHAKE_FAILURE, last_alert);
+		last_alert = -1;
+		EXPECT_EQ(-EPROTO, with_client_cert(self, v, "require", "other", &ss));
+		EXPECT_EQ(SSL_AD_UNKNOWN_CA, last_alert);
+
+		EXPECT_EQ(0, with_client_cert(self, v, "optional", NULL, &ss));
+		EXPECT_FALSE(ss.ss_client_cert);
+		EXPECT_STREQ("", ss.ss_client_cn);
+		/* optional, as nginx's: a certificate that does not verify is refused. */
+		last_alert = -1;
+		EXPECT_EQ(-EPROTO, with_client_cert(self, v, "optional", "other", &ss));
+		EXPECT_EQ(SSL_AD_UNKNOWN_CA, last_alert);
+	}
+	mk_tls_policy_put(self->p);
+	self->p = NULL;
+	EXPECT_NE(0, build(self, "imap", PAIRS "client_cert = require\nclient_ca = @/bad.pem\n"));
+	EXPECT_NE(NULL, strstr(self->err, "t.conf:11: client_ca "));
+	EXPECT_NE(NULL, strstr(self->err, "bad.pem: "));
+}
+
+/* Only a single, printable CN becomes a user name. */
+TEST(client_cert_cn)
+{
+	X509_NAME *n = X509_NAME_new();
+	char cn[16];
+
+	mk_client_cert_cn(n, cn, sizeof(cn));
+	EXPECT_STREQ("", cn);
+	X509_NAME_add_entry_by_txt(n, "O", MBSTRING_ASC, (const unsigned char *)"Org", -1, -1, 0);
+	X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_UTF8,
+				   (const unsigned char *)"j\xc3\xb6rg", -1, -1, 0);
+	mk_client_cert_cn(n, cn, sizeof(cn));
+	EXPECT_STREQ("j\xc3\xb6rg", cn);
+	X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC, (const unsigned char *)"bob", -1, -1, 0);
+	mk_client_cert_cn(n, cn, sizeof(cn));
+	EXPECT_STREQ("", cn);
+	X509_NAME_free(n);
+
+	n = X509_NAME_new();
+	X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC, (const unsigned char *)"a\nb", -1, -1, 0);
+	mk_client_cert_cn(n, cn, sizeof(cn));
+	EXPECT_STREQ("", cn);
+	X509_NAME_free(n);
+
+	n = X509_NAME_new();
+	X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC,
+				   (const unsigned char *)"sixteen-or-more!", -1, -1, 0);
+	mk_client_cert_cn(n, cn, sizeof(cn));
+	EXPECT_STREQ("", cn);
+	X509_NAME_free(n);
 }
 
 /* An SSL keeps its policy alive after the listener dropped it (reload). */

@@ -29,6 +29,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+
 #include "kselftest_harness.h"
 #include "vm_tls.h"
 
@@ -130,6 +133,7 @@ struct vm_env_opts {
 	int eo_backlog;		/* of the backend listener */
 	bool eo_unix_backend;	/* else TCP on 127.0.0.1 */
 	bool eo_qsock;		/* give the agent a query socket */
+	bool eo_ticket_keys;	/* and a ticket_keys file (tickets under our callback) */
 };
 
 static inline const char *vm_agent_path(void)
@@ -137,11 +141,37 @@ static inline const char *vm_agent_path(void)
 	return getenv("MK_AGENT") ?: "agent/mailktlsd";
 }
 
-static inline int vm_write_config(const struct vm_env *e, bool qsock)
+/* Three random keys in haproxy's format: dir/tickets, mode 0600. */
+static inline int vm_write_ticket_keys(const char *dir)
+{
+	unsigned char raw[80], line[112];
+	char path[160];
+	FILE *f;
+	int i, fd;
+
+	snprintf(path, sizeof(path), "%s/tickets", dir);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	f = fd < 0 ? NULL : fdopen(fd, "w");
+	if (!f)
+		return -1;
+	for (i = 0; i < 3; i++) {
+		if (RAND_bytes(raw, sizeof(raw)) != 1)
+			break;
+		EVP_EncodeBlock(line, raw, sizeof(raw));
+		fprintf(f, "%s\n", line);
+	}
+	OPENSSL_cleanse(raw, sizeof(raw));
+	return fclose(f) || i < 3 ? -1 : 0;
+}
+
+static inline int vm_write_config(const struct vm_env *e, bool qsock, bool tickets)
 {
 	char backend[128];
-	FILE *f = fopen(e->e_conf, "we");
+	FILE *f;
 
+	if (tickets && vm_write_ticket_keys(e->e_dir))
+		return -1;
+	f = fopen(e->e_conf, "we");
 	if (!f)
 		return -1;
 	if (e->e_bsock[0])
@@ -155,6 +185,8 @@ static inline int vm_write_config(const struct vm_env *e, bool qsock)
 		   "certificate = %s/cert.pem\nprivate_key = %s/key.pem\nalpn = off\n",
 		   qsock ? e->e_qsock : "", getenv("MK_KTLS") ?: "require", e->e_port, backend,
 		   e->e_dir, e->e_dir);
+	if (tickets)
+		fprintf(f, "ticket_keys = %s/tickets\n", e->e_dir);
 	return fclose(f) ? -1 : 0;
 }
 
@@ -248,7 +280,7 @@ static inline int vm_env_prepare(struct vm_env *e, const struct vm_env_opts *o, 
 	}
 	e->e_port = vm_free_port();
 	if (e->e_blfd < 0 || e->e_port < 0 || vm_write_cert(e->e_dir, o->eo_cn) ||
-	    vm_write_config(e, o->eo_qsock)) {
+	    vm_write_config(e, o->eo_qsock, o->eo_ticket_keys)) {
 		snprintf(why, whylen, "cannot prepare %s", e->e_dir);
 		return -1;
 	}
@@ -317,7 +349,7 @@ static inline int vm_env_stop(struct vm_env *e)
 static inline void vm_env_cleanup(struct vm_env *e)
 {
 	static const char *const files[] = { "cert.pem", "key.pem", "mailktlsd.conf",
-					     "agent.log", "q.sock", "b.sock" };
+					     "agent.log", "q.sock", "b.sock", "tickets" };
 	char path[160];
 	size_t i;
 

@@ -11,10 +11,14 @@
 # mk-ktls mk-off stunnel haproxy hitch), BULK_MIB, HS_COUNT, IDLE_CONNS.
 #
 # Output: "# ..." progress lines, then one line per proxy
-#   bench-row NAME UP DOWN HS KIB SYSKIB CPU SYSCPU PROCS
-# where KIB is the RSS growth of the proxy's processes per idle connection,
-# SYSKIB the growth of the whole VM's used memory (kernel included: kTLS
-# state and socket buffers are not in any RSS) per idle connection, CPU the
+#   bench-row NAME UP DOWN HS KIB SYSKIB CPU SYSCPU PROCS SKIB SSYSKIB GKIB GSYSKIB
+# where KIB is the RSS growth of the proxy's processes per idle connection
+# logged in (IMAP IDLE), SKIB and GKIB the same with a backend that stays
+# silent and after a pre-login greeting (each with a freshly started proxy,
+# see scripts/bench/bench_proto.h),
+# SYSKIB (SSYSKIB, GSYSKIB) the growth of the whole VM's used memory (kernel
+# included: kTLS state and socket buffers are not in any RSS) per idle
+# connection, CPU the
 # proxy's utime+stime per GiB during the two bulk transfers and SYSCPU the
 # busy time of every CPU of the VM per GiB (client and backend included,
 # the same work for every proxy). "-" marks a figure that failed.
@@ -35,6 +39,9 @@ BIN=/mk/$BIN
 TMP=/tmp/bench
 TICK=100	# USER_HZ on x86
 BACKEND_PORT=25400
+LOGIN_BACKEND=$BACKEND_PORT
+SILENT_BACKEND=$((BACKEND_PORT + 30))
+GREET_BACKEND=$((BACKEND_PORT + 31))
 mkdir -p "$TMP"
 ulimit -n 65536
 # hitch drops its workers to nobody; the initramfs knows only root.
@@ -134,16 +141,23 @@ start_hitch() {
 
 field() { sed -n "s/.*$1=\([0-9.]*\).*/\1/p"; }
 
-# Sets IDLE_KIB and IDLE_SYSKIB.
-measure_idle() {	# port pid
+# Sets IDLE_KIB and IDLE_SYSKIB. STATE: login, greet or silent (bench_client
+# idle); BACKEND: the port of the backend the proxy forwards to.
+measure_idle() {	# port pid state backend
 	IDLE_KIB=- IDLE_SYSKIB=-
-	timeout 120 "$BIN/bench_client" hs "$1" 20 1 >/dev/null || return
+	timeout 120 "$BIN/bench_client" idle "$1" 20 0 "$3" >/dev/null || return
 	sleep 1
-	set -- "$1" "$2" "$(tree_stat "$2" | cut -d' ' -f1)" "$(sys_used_kib)"
-	"$BIN/bench_client" idle "$1" "$IDLE_CONNS" 300 >"$TMP/idle.out" 2>"$TMP/idle.err" &
+	set -- "$1" "$2" "$3" "$4" "$(tree_stat "$2" | cut -d' ' -f1)" "$(sys_used_kib)"
+	"$BIN/bench_client" idle "$1" "$IDLE_CONNS" 300 "$3" >"$TMP/idle.out" 2>"$TMP/idle.err" &
 	cpid=$!
 	i=0
 	while [ $i -lt 2400 ] && ! grep -q ready "$TMP/idle.out" && kill -0 $cpid 2>/dev/null; do
+		sleep 0.1
+		i=$((i + 1))
+	done
+	# "silent": the client is done before the proxy; wait for the backend side
+	i=0
+	while [ $i -lt 600 ] && [ "$(bench_established "$4")" -lt "$IDLE_CONNS" ]; do
 		sleep 0.1
 		i=$((i + 1))
 	done
@@ -151,8 +165,8 @@ measure_idle() {	# port pid
 		sleep 2
 		rss=$(tree_stat "$2" | cut -d' ' -f1)
 		used=$(sys_used_kib)
-		IDLE_KIB=$(awk -v a="$rss" -v b="$3" -v n="$IDLE_CONNS" 'BEGIN {printf "%.1f", (a - b) / n}')
-		IDLE_SYSKIB=$(awk -v a="$used" -v b="$4" -v n="$IDLE_CONNS" \
+		IDLE_KIB=$(awk -v a="$rss" -v b="$5" -v n="$IDLE_CONNS" 'BEGIN {printf "%.1f", (a - b) / n}')
+		IDLE_SYSKIB=$(awk -v a="$used" -v b="$6" -v n="$IDLE_CONNS" \
 			'BEGIN {printf "%.1f", (a - b) / n}')
 	else
 		log "idle connections failed: $(head -n 3 "$TMP/idle.err")"
@@ -162,20 +176,39 @@ measure_idle() {	# port pid
 	sleep 2	# let the proxy tear the connections down
 }
 
+# A fresh proxy in front of the silent or the greeting backend: sets
+# IDLE_KIB and IDLE_SYSKIB.
+measure_idle_state() {	# name port state backend
+	BACKEND_PORT=$4
+	"start_$(echo "$1" | tr - _)" "$2"
+	spid=$!
+	BACKEND_PORT=$LOGIN_BACKEND
+	IDLE_KIB=- IDLE_SYSKIB=-
+	if wait_listen "$2"; then
+		log "$1: idle connections, $3 backend"
+		measure_idle "$2" $spid "$3" "$4"
+	fi
+	stop_pid $spid
+}
+
 bench_proxy() {	# name port
 	name=$1 port=$2
+	measure_idle_state "$name" $((port + 10)) silent "$SILENT_BACKEND"
+	skib=$IDLE_KIB ssyskib=$IDLE_SYSKIB
+	measure_idle_state "$name" $((port + 20)) greet "$GREET_BACKEND"
+	gkib=$IDLE_KIB gsyskib=$IDLE_SYSKIB
 	"start_$(echo "$name" | tr - _)" "$port"
 	pid=$!
 	if ! wait_listen "$port"; then
 		log "$name did not start; its log:"
 		sed 's/^/#   /' "$TMP/$name.log" 2>/dev/null
-		echo "bench-row $name - - - - - - - 0"
+		echo "bench-row $name - - - - - - - 0 $skib $ssyskib $gkib $gsyskib"
 		stop_pid "$pid"
 		return
 	fi
 	nproc=$(tree_stat "$pid" | cut -d' ' -f3)
-	log "$name: $nproc processes, measuring idle connections"
-	measure_idle "$port" "$pid"
+	log "$name: $nproc processes, measuring idle connections, logged-in backend"
+	measure_idle "$port" "$pid" login "$LOGIN_BACKEND"
 	log "$name: handshakes"
 	hs=$(timeout 300 "$BIN/bench_client" hs "$port" "$HS_COUNT" 2 | field rate)
 	log "$name: bulk"
@@ -206,13 +239,20 @@ bench_proxy() {	# name port
 				tr '\n' ' ')"
 		;;
 	esac
-	echo "bench-row $name ${up:--} ${down:--} ${hs:--} $IDLE_KIB $IDLE_SYSKIB $cpu $syscpu $nproc"
+	echo "bench-row $name ${up:--} ${down:--} ${hs:--} $IDLE_KIB $IDLE_SYSKIB $cpu $syscpu $nproc" \
+		"$skib $ssyskib $gkib $gsyskib"
 	stop_pid "$pid"
 }
 
-"$BIN/bench_backend" $BACKEND_PORT &
+"$BIN/bench_backend" "$LOGIN_BACKEND" login &
 backend=$!
-wait_listen $BACKEND_PORT || { log "backend did not start"; exit 1; }
+"$BIN/bench_backend" "$SILENT_BACKEND" silent &
+silent_backend=$!
+"$BIN/bench_backend" "$GREET_BACKEND" greet &
+greet_backend=$!
+for p in "$LOGIN_BACKEND" "$SILENT_BACKEND" "$GREET_BACKEND"; do
+	wait_listen "$p" || { log "backend on $p did not start"; exit 1; }
+done
 log "BULK_MIB=$BULK_MIB HS_COUNT=$HS_COUNT IDLE_CONNS=$IDLE_CONNS, $(nproc) CPUs," \
 	"kernel $(uname -r), $(awk '/^MemTotal/ {print $2}' /proc/meminfo) KiB RAM"
 t_start=$(date +%s)
@@ -231,4 +271,6 @@ log "kernel gcm(aes) drivers: $(awk '/^name/ { n = $3 } /^driver/ && n == "gcm(a
 log "kernel TLS counters: $(tr -s ' \t' ' ' </proc/net/tls_stat 2>/dev/null | tr '\n' ' ')"
 log "$(($(date +%s) - t_start)) s"
 stop_pid $backend
+stop_pid $silent_backend
+stop_pid $greet_backend
 exit 0

@@ -122,8 +122,9 @@ class Backend:
     """Echo backend with a greeting; mode 'echo', 'stall' (accept, never
     read or write) or 'reset' (greet, then reset on the first bytes)."""
 
-    def __init__(self, mode="echo"):
+    def __init__(self, mode="echo", greeting=b"* OK ready\r\n"):
         self.mode = mode
+        self.greeting = greeting
         self.port = free_port()
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -146,7 +147,7 @@ class Backend:
         if self.mode == "stall":
             return
         try:
-            c.sendall(b"* OK ready\r\n")
+            c.sendall(self.greeting)
             while True:
                 d = c.recv(65536)
                 if not d:

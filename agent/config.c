@@ -135,6 +135,7 @@ static const struct key_desc mk_keys[] = {
 	{ "ktls", T_WORD, G(cf_ktls), 0, 0, w_ktls, "auto, require or off" },
 	{ "metrics_listen", T_LOCALADDR, G(cf_metrics_listen), 0, 0, NULL,
 	  "a loopback IPv4:port or [IPv6]:port, unix:/absolute/path, or nothing" },
+	{ "key_process", T_WORD, G(cf_key_process), 0, 0, w_yesno, "yes or no" },
 };
 
 #undef G
@@ -956,6 +957,7 @@ static void parser_init(struct parser *p, struct mk_config *cfg, const char *nam
 	snprintf(cfg->cf_path, sizeof(cfg->cf_path), "%s", name);
 	cfg->cf_log = MK_LOG_STDERR;
 	cfg->cf_ktls = MK_KTLS_AUTO;
+	cfg->cf_key_process = true;
 	snprintf(cfg->cf_query_socket, sizeof(cfg->cf_query_socket), "/run/mailktls/query.sock");
 }
 

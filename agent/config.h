@@ -86,6 +86,7 @@ struct mk_config {
 	char cf_query_socket[PATH_MAX];	/* "" disables the query socket */
 	enum mk_ktls_mode cf_ktls;
 	struct mk_sockaddr cf_metrics_listen;	/* sa_len 0: no metrics endpoint */
+	bool cf_key_process;		/* private keys in a process of their own */
 	struct mk_listener_cfg *cf_listeners;
 	size_t cf_nlisteners;
 };

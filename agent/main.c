@@ -5,6 +5,7 @@
  *   mailktlsd -c FILE      run in the foreground
  *   mailktlsd -c FILE -t   check the configuration and exit
  *   mailktlsd -V           version and the kernel features found
+ *   mailktlsd -K -c FILE   the key process (keyproc.h), spawned by the agent
  *
  * The main thread only waits for signals: SIGTERM/SIGINT stop (listeners
  * closed, every connection closed with close_notify), SIGHUP reloads the
@@ -28,6 +29,7 @@
 #include <openssl/opensslv.h>
 
 #include "fdbudget.h"
+#include "keyproc.h"
 #include "ktls.h"
 #include "log.h"
 #include "metrics.h"
@@ -251,6 +253,7 @@ static int run(const char *path, struct mk_runtime *rt)
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGHUP);
 	sigaddset(&set, SIGPIPE);
+	sigaddset(&set, SIGCHLD);	/* the key process ended */
 	/* Blocked before any thread exists, so every thread inherits it. */
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	sfd = signalfd(-1, &set, SFD_CLOEXEC);
@@ -300,21 +303,53 @@ static int run(const char *path, struct mk_runtime *rt)
 	mk_metrics_server_stop();
 	mk_query_server_stop();
 	mk_runtime_publish(NULL);
+	mk_keyproc_stop();
 	free(workers);
 	close(sfd);
 	mk_log(LOG_INFO, "stopped");
 	return rc;
 }
 
+/*
+ * Unless key_process = no, spawn the key process before anything reads a
+ * key: the agent then loads certificates only. A configuration check (-t)
+ * reads and matches the keys itself: it serves no network, and it reports
+ * the same errors without a second process.
+ * Return: 0, or -1 with the reason on stderr.
+ */
+static int keys_apart(const char *path)
+{
+	struct mk_config *cfg;
+	char err[MK_ERR_MAX];
+	bool apart;
+
+	if (mk_config_load(path, &cfg, err, sizeof(err))) {
+		fprintf(stderr, "%s\n", err);
+		return -1;
+	}
+	apart = cfg->cf_key_process;
+	mk_log_open(cfg->cf_log);
+	mk_config_free(cfg);
+	if (!apart) {
+		mk_log(LOG_INFO, "key_process = no: private keys in the agent itself");
+		return 0;
+	}
+	if (mk_keyproc_start(path, err, sizeof(err))) {
+		mk_log(LOG_ERR, "%s", err);
+		return -1;
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	const char *path = NULL;
-	bool test_only = false;
+	bool test_only = false, key_process = false;
 	struct mk_runtime *rt;
 	char err[MK_ERR_MAX];
 	int opt;
 
-	while ((opt = getopt(argc, argv, "c:tVh")) != -1) {
+	while ((opt = getopt(argc, argv, "c:tVhK")) != -1) {
 		switch (opt) {
 		case 'c':
 			path = optarg;
@@ -324,6 +359,9 @@ int main(int argc, char **argv)
 			break;
 		case 'V':
 			return print_version();
+		case 'K':
+			key_process = true;
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -336,13 +374,18 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
+	if (key_process)
+		return mk_keyproc_main(path);
 	if (mk_tls_keys_init() || mk_registry_init()) {
 		fprintf(stderr, "mailktlsd: out of memory\n");
 		return 1;
 	}
+	if (!test_only && keys_apart(path))
+		return 1;
 	rt = mk_runtime_build(path, err, sizeof(err));
 	if (!rt) {
 		fprintf(stderr, "%s\n", err);
+		mk_keyproc_stop();
 		return 1;
 	}
 	if (test_only) {
@@ -353,6 +396,7 @@ int main(int argc, char **argv)
 	mk_log_open(rt->rt_cfg->cf_log);
 	if (choose_ktls(rt, false)) {
 		mk_runtime_put(rt);
+		mk_keyproc_stop();
 		return 1;
 	}
 	return run(path, rt);

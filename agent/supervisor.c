@@ -20,6 +20,7 @@
 
 #include <systemd/sd-daemon.h>
 
+#include "keyproc.h"
 #include "log.h"
 #include "runtime.h"
 #include "supervisor.h"
@@ -29,6 +30,8 @@
 /* A pair that does not load is tried again, less and less often. */
 #define MK_CERT_RETRY_MS 5000
 #define MK_CERT_RETRY_MAX_MS (5 * 60 * 1000)
+/* A key process that could not be started again is retried this often. */
+#define MK_KEYPROC_RETRY_MS 1000
 
 /* Every listener is bound and every worker runs. A reload keeps the
  * listeners, so their number from the start holds. */
@@ -46,12 +49,17 @@ static void notify_ready(size_t nlisteners, unsigned int nworkers)
 static int reload(const char *path, bool ktls, const char *why, char *err)
 {
 	struct mk_runtime *cur = mk_runtime_current(), *rt;
+	bool keys = mk_keyproc_enabled();
 	int ret = -1;
 	size_t i;
 
+	/* The key process first: the new certificates are matched against the
+	 * keys it loads; they are in force only with the new runtime. */
+	if (keys && mk_keyproc_reload(err, MK_ERR_MAX))
+		goto out;
 	rt = mk_runtime_build(path, err, MK_ERR_MAX);
 	if (!rt)
-		goto out;
+		goto out_keys;
 	/* Listening sockets stay as they are: a reload changes policies and
 	 * certificates, not addresses. */
 	if (rt->rt_cfg->cf_nlisteners != cur->rt_cfg->cf_nlisteners)
@@ -62,6 +70,8 @@ static int reload(const char *path, bool ktls, const char *why, char *err)
 			   cur->rt_cfg->cf_listeners[i].lc_listen.sa_text))
 			goto out_mismatch;
 	rt->rt_ktls = ktls;
+	if (keys)
+		mk_keyproc_reload_end(true);
 	mk_runtime_publish(rt);
 	/* From here a worker takes the new runtime at its next accept, so a
 	 * client that connects once this line is logged gets it. */
@@ -73,6 +83,9 @@ static int reload(const char *path, bool ktls, const char *why, char *err)
 out_mismatch:
 	snprintf(err, MK_ERR_MAX, "listeners were added, removed or moved; restart instead");
 	mk_runtime_put(rt);
+out_keys:
+	if (keys)
+		mk_keyproc_reload_end(false);
 out:
 	mk_runtime_put(cur);
 	return ret;
@@ -140,10 +153,24 @@ static void supervisor_cert_reload(struct mk_supervisor *sv)
 		sv->sv_cert_retry_ms *= 2;
 }
 
+/*
+ * The key process ended (@retry false), or starting it again failed a
+ * while ago (@retry true): start one, and try again later if that fails.
+ */
+static void supervisor_keyproc(struct mk_supervisor *sv, bool retry)
+{
+	int ret = retry ? mk_keyproc_retry(sv->sv_path) : mk_keyproc_reap(sv->sv_path);
+
+	if (ret < 0)
+		sv->sv_keyproc_due_ms = mk_now_ms() + MK_KEYPROC_RETRY_MS;
+	else if (retry || ret > 0)
+		sv->sv_keyproc_due_ms = 0;
+}
+
 /**
  * mk_supervisor_wait() - wait for a signal or a certificate change, and act
  * @sv:  the supervisor
- * @sfd: the signalfd of SIGHUP, SIGTERM and SIGINT
+ * @sfd: the signalfd of SIGHUP, SIGTERM, SIGINT and SIGCHLD
  *
  * Return: 0 to go on, 1 when a stop was asked for.
  */
@@ -160,14 +187,25 @@ int mk_supervisor_wait(struct mk_supervisor *sv, int sfd)
 
 	if (sv->sv_cert_due_ms)
 		timeout = sv->sv_cert_due_ms > now ? (int)(sv->sv_cert_due_ms - now) : 0;
+	if (sv->sv_keyproc_due_ms) {
+		int t = sv->sv_keyproc_due_ms > now ? (int)(sv->sv_keyproc_due_ms - now) : 0;
+
+		timeout = timeout < 0 || t < timeout ? t : timeout;
+	}
 	if (poll(pfd, sv->sv_cw.cw_fd >= 0 ? 2 : 1, timeout) < 0)
 		return 0;
 	if ((pfd[1].revents & POLLIN) && mk_certwatch_changed(&sv->sv_cw))
 		sv->sv_cert_due_ms = mk_now_ms() + MK_CERT_SETTLE_MS;
 	if (sv->sv_cert_due_ms && mk_now_ms() >= sv->sv_cert_due_ms)
 		supervisor_cert_reload(sv);
+	if (sv->sv_keyproc_due_ms && mk_now_ms() >= sv->sv_keyproc_due_ms)
+		supervisor_keyproc(sv, true);
 	if (!(pfd[0].revents & POLLIN) || read(sfd, &si, sizeof(si)) != sizeof(si))
 		return 0;
+	if (si.ssi_signo == SIGCHLD) {
+		supervisor_keyproc(sv, false);
+		return 0;
+	}
 	if (si.ssi_signo == SIGHUP) {
 		if (supervisor_reload(sv, "SIGHUP", err))
 			mk_log(LOG_ERR, "reload failed, keeping the running configuration: %s", err);

@@ -24,6 +24,7 @@ struct mk_supervisor {
 	uint64_t sv_cert_due_ms;	/* 0: no certificate reload pending */
 	unsigned int sv_cert_retry_ms;
 	bool sv_cert_failing;		/* the last try failed, and said so */
+	uint64_t sv_keyproc_due_ms;	/* 0: no key process restart pending */
 };
 
 void mk_supervisor_init(struct mk_supervisor *sv, const char *path, bool ktls, size_t nlisteners);

@@ -35,6 +35,7 @@
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
 
+#include "keyproc.h"
 #include "tls_client_cert.h"
 #include "tls_keys.h"
 #include "tls_policy.h"
@@ -294,7 +295,17 @@ static X509 *read_leaf(const struct mk_config *cfg, const struct mk_certpair *cp
 	return x;
 }
 
-static EVP_PKEY *read_key(const struct mk_config *cfg, const struct mk_certpair *cp,
+/**
+ * mk_tls_read_key() - read the private key of a pair
+ * @cfg:    the configuration (for its name in messages)
+ * @cp:     the pair
+ * @err:    "FILE:LINE: message" on failure
+ * @errlen: size of @err
+ *
+ * Return: the key, or NULL with @err set (unreadable, not an unencrypted
+ * PEM key).
+ */
+EVP_PKEY *mk_tls_read_key(const struct mk_config *cfg, const struct mk_certpair *cp,
 			  char *err, size_t errlen)
 {
 	BIO *bio = BIO_new_file(cp->cp_key, "r");
@@ -314,6 +325,34 @@ static EVP_PKEY *read_key(const struct mk_config *cfg, const struct mk_certpair 
 	return pkey;
 }
 
+/*
+ * The key of a pair: read here, or, when the key process holds the keys,
+ * one that asks it to sign (the agent never reads a private key then).
+ */
+static int pair_key(const struct mk_config *cfg, const struct mk_certpair *cp, X509 *leaf,
+		    EVP_PKEY **out, char *err, size_t errlen)
+{
+	char why[MK_ERR_MAX];
+
+	if (mk_keyproc_enabled()) {
+		*out = mk_keyproc_pkey(leaf, why, sizeof(why));
+		if (!*out)
+			return policy_err(err, errlen, cfg, cp->cp_line, "private key %s for "
+					  "certificate %s: %s", cp->cp_key, cp->cp_cert, why);
+		return 0;
+	}
+	*out = mk_tls_read_key(cfg, cp, err, errlen);
+	if (!*out)
+		return -EINVAL;
+	if (X509_check_private_key(leaf, *out) != 1) {
+		EVP_PKEY_free(*out);
+		*out = NULL;
+		return policy_err(err, errlen, cfg, cp->cp_line, "private key %s does not match "
+				  "certificate %s", cp->cp_key, cp->cp_cert);
+	}
+	return 0;
+}
+
 /* Load one pair: leaf and chain from the certificate file, then its key. */
 static int load_pair(struct mk_tls_policy *p, const struct mk_config *cfg,
 		     const struct mk_listener_cfg *lc, const struct mk_certpair *cp,
@@ -327,16 +366,9 @@ static int load_pair(struct mk_tls_policy *p, const struct mk_config *cfg,
 	leaf = read_leaf(cfg, cp, err, errlen);
 	if (!leaf)
 		return -EINVAL;
-	pkey = read_key(cfg, cp, err, errlen);
-	if (!pkey) {
-		ret = -EINVAL;
+	ret = pair_key(cfg, cp, leaf, &pkey, err, errlen);
+	if (ret)
 		goto out_leaf;
-	}
-	if (X509_check_private_key(leaf, pkey) != 1) {
-		ret = policy_err(err, errlen, cfg, cp->cp_line, "private key %s does not match "
-				 "certificate %s", cp->cp_key, cp->cp_cert);
-		goto out_key;
-	}
 	ret = pick_ctx(p, cfg, lc, cp, leaf, &tc, err, errlen);
 	if (ret)
 		goto out_key;

@@ -45,6 +45,11 @@ void mk_tls_policy_capture_secrets(struct mk_tls_policy *p, bool on);
 void mk_tls_policy_get(struct mk_tls_policy *p);
 void mk_tls_policy_put(struct mk_tls_policy *p);
 
+/* The private key of a pair, read from its file ("FILE:LINE: message" in
+ * @err on failure). */
+EVP_PKEY *mk_tls_read_key(const struct mk_config *cfg, const struct mk_certpair *cp,
+			  char *err, size_t errlen);
+
 /* The ALPN protocol id this listener expects: "imap", "pop3", "smtp". */
 const char *mk_tls_policy_alpn_id(enum mk_protocol proto);
 

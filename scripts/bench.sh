@@ -144,13 +144,11 @@ stop_pid() {	# pid: SIGTERM, bounded wait, then SIGKILL (children too)
 
 # --- certificates -------------------------------------------------------------
 
-case $KEY in
-ecdsa) keyopt=(-newkey ec -pkeyopt ec_paramgen_curve:P-256) ;;
-rsa) keyopt=(-newkey rsa:2048) ;;
-*) die "KEY must be ecdsa or rsa" ;;
-esac
-openssl req -x509 "${keyopt[@]}" -nodes -days 2 -subj /CN=localhost \
-	-keyout "$TMP/key.pem" -out "$TMP/cert.pem" 2>/dev/null
+# bench_cert, mailktlsd_conf, start_stunnel, start_haproxy: the same set-ups on the host and
+# in the VM
+# shellcheck source=scripts/bench/peers.sh
+. "$(dirname "$0")/bench/peers.sh"
+bench_cert "$KEY" || exit 1
 cat "$TMP/cert.pem" "$TMP/key.pem" >"$TMP/combined.pem"
 chmod 600 "$TMP"/*.pem
 
@@ -166,10 +164,6 @@ start_mk_base() {	# port
 	mailktlsd_conf "$1" "$MK_KTLS" >"$TMP/mk_base.conf"
 	"$MAILKTLSD_BASE" -c "$TMP/mk_base.conf" 2>"$TMP/mk_base.log" &
 }
-
-# mailktlsd_conf, start_stunnel, start_haproxy: the same set-ups on the host and in the VM
-# shellcheck source=scripts/bench/peers.sh
-. "$(dirname "$0")/bench/peers.sh"
 
 start_hitch() {
 	local hitch_user=()

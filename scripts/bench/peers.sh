@@ -8,6 +8,18 @@
 # key.pem, combined.pem) come from the caller; BENCH_WORKERS (default 2)
 # is the number of workers/threads of each.
 
+# bench_cert ecdsa|rsa - a self-signed localhost pair, TMP/cert.pem and
+# TMP/key.pem (ECDSA P-256 or RSA 2048)
+bench_cert() {
+	case $1 in
+	ecdsa) set -- -newkey ec -pkeyopt ec_paramgen_curve:P-256 ;;
+	rsa) set -- -newkey rsa:2048 ;;
+	*) echo "bench: KEY must be ecdsa or rsa" >&2; return 1 ;;
+	esac
+	openssl req -x509 "$@" -nodes -days 2 -subj /CN=localhost \
+		-keyout "$TMP/key.pem" -out "$TMP/cert.pem" 2>/dev/null
+}
+
 # bench_established PORT - how many TCP connections on 127.0.0.1 have local
 # port PORT and are established: a backend's side of what proxies opened
 bench_established() {

@@ -134,6 +134,15 @@ TEST(every_key)
 	mk_config_free(cfg);
 }
 
+TEST(key_process)
+{
+	struct mk_config *cfg = good(_metadata, "[global]\nkey_process = no\n" IMAPS);
+
+	ASSERT_NE(NULL, cfg);
+	EXPECT_FALSE(cfg->cf_key_process);
+	mk_config_free(cfg);
+}
+
 TEST(builtin_defaults)
 {
 	struct mk_config *cfg = good(_metadata, IMAPS);
@@ -145,6 +154,7 @@ TEST(builtin_defaults)
 	EXPECT_EQ(MK_LOG_STDERR, cfg->cf_log);
 	EXPECT_STREQ("/run/mailktls/query.sock", cfg->cf_query_socket);
 	EXPECT_EQ(MK_KTLS_AUTO, cfg->cf_ktls);
+	EXPECT_TRUE(cfg->cf_key_process);
 	lc = &cfg->cf_listeners[0];
 	EXPECT_TRUE(lc->lc_proxy_v2);
 	EXPECT_EQ(PP2_SEND_ALL, lc->lc_proxy_tlvs);
@@ -377,6 +387,7 @@ TEST(bad_values)
 		{ "query_socket = run/q", "bad value 'run/q' for 'query_socket' (expected an "
 		  "absolute path shorter than 108 bytes, or nothing)" },
 		{ "ktls = yes", "bad value 'yes' for 'ktls' (expected auto, require or off)" },
+		{ "key_process = on", "bad value 'on' for 'key_process' (expected yes or no)" },
 	};
 	static const struct { const char *line, *msg; } lcases[] = {
 		{ "listen = localhost:993", "bad value 'localhost:993' for 'listen' (expected "

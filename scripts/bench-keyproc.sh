@@ -1,0 +1,111 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# scripts/bench-keyproc.sh - what keeping the private keys in a key process
+# costs per handshake: CPU seconds per 1,000 full TLS 1.3 handshakes
+# (ECDSA P-256 or RSA 2048, X25519, TLS_AES_128_GCM_SHA256, no resumption)
+# with key_process = yes and = no, in one run, alternating, REPEAT times.
+#
+#   scripts/bench-keyproc.sh            ECDSA P-256, 3 x 5,000 handshakes each
+#   KEY=rsa scripts/bench-keyproc.sh    RSA 2048
+#
+# Knobs: KEY=ecdsa|rsa, HS_COUNT (handshakes per measurement, default
+# 5000), REPEAT (default 3), BENCH_PORT, BUILD (default build-bench).
+# CPU is utime+stime of mailktlsd and its children (the key process), read
+# from /proc before and after the handshakes; the client and the backend
+# share the CPUs, so only figures of one run compare.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+BUILD=${BUILD:-build-bench}
+OUT=$BUILD/bench-keyproc
+KEY=${KEY:-ecdsa}
+HS_COUNT=${HS_COUNT:-5000}
+REPEAT=${REPEAT:-3}
+BASE_PORT=${BENCH_PORT:-25480}
+BACKEND_PORT=$BASE_PORT
+TICK=$(getconf CLK_TCK)
+
+die() { echo "bench-keyproc: $*" >&2; exit 1; }
+
+mkdir -p "$OUT"
+make --no-print-directory BUILD="$BUILD" agent/mailktlsd >/dev/null
+cp agent/mailktlsd "$OUT/mailktlsd"	# others may relink agent/mailktlsd meanwhile
+for prog in bench_backend bench_client; do
+	gcc -std=gnu11 -O2 -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
+		-o "$OUT/$prog" "scripts/bench/$prog.c" -lssl -lcrypto
+done
+
+TMP=$(mktemp -d /tmp/mailktls-bench-keyproc.XXXXXX)
+PIDS=()
+cleanup() {
+	local pid
+	for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+	for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+	rm -rf "$TMP"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# shellcheck source=scripts/bench/peers.sh
+. "$(dirname "$0")/bench/peers.sh"
+bench_cert "$KEY" || exit 1
+chmod 600 "$TMP"/*.pem
+
+
+cpu_ticks() {	# pid: utime+stime of it and its children
+	local p sum=0 v
+	for p in $1 $(ps -o pid= --ppid "$1" 2>/dev/null || true); do
+		v=$(sed 's/.*) //' "/proc/$p/stat" 2>/dev/null | awk '{print $12 + $13}' || true)
+		sum=$((sum + ${v:-0}))
+	done
+	echo "$sum"
+}
+
+wait_listen() {
+	local i
+	for i in $(seq 100); do
+		ss -Hltn "sport = :$1" | grep -q . && return 0
+		sleep 0.1
+	done
+	return 1
+}
+
+"$OUT/bench_backend" "$BACKEND_PORT" &
+PIDS+=($!)
+wait_listen "$BACKEND_PORT" || die "backend did not start"
+
+# One measurement: prints CPU seconds per 1,000 handshakes.
+measure() {	# key_process port
+	local pid t0 t1 i rate
+	# key_process is a [global] key: it goes above the listener.
+	mailktlsd_conf "$2" off | sed "s/^\[listener bench\]/key_process = $1\n&/" \
+		>"$TMP/mailktlsd.conf"
+	"$OUT/mailktlsd" -c "$TMP/mailktlsd.conf" 2>"$TMP/mailktlsd.log" &
+	pid=$!
+	PIDS+=("$pid")
+	wait_listen "$2" || { cat "$TMP/mailktlsd.log" >&2; die "mailktlsd did not start"; }
+	timeout 60 "$OUT/bench_client" hs "$2" 100 2 >/dev/null	# warm-up
+	t0=$(cpu_ticks "$pid")
+	rate=$(timeout 600 "$OUT/bench_client" hs "$2" "$HS_COUNT" 2 |
+		sed -n 's/.*rate=\([0-9.]*\).*/\1/p')
+	t1=$(cpu_ticks "$pid")
+	kill "$pid"
+	for i in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+	wait "$pid" 2>/dev/null || true
+	[ -n "$rate" ] || die "handshakes failed with key_process = $1"
+	awk -v d=$((t1 - t0)) -v t="$TICK" -v n="$HS_COUNT" -v r="$rate" \
+		'BEGIN {printf "%.3f %.0f", d / t / n * 1000, r}'
+}
+
+echo "bench-keyproc: KEY=$KEY, $HS_COUNT TLS 1.3 handshakes per measurement," \
+	"load $(cut -d' ' -f1 /proc/loadavg) before" >&2
+printf '%-6s | %-17s | %-17s | %s\n' run "key process CPU s" "in-process CPU s" \
+	"key process / in-process"
+for r in $(seq "$REPEAT"); do
+	read -r yes yrate <<<"$(measure yes $((BASE_PORT + 1)))"
+	read -r no nrate <<<"$(measure no $((BASE_PORT + 2)))"
+	printf '%-6s | %8s (%4s/s) | %8s (%4s/s) | %+.1f %%\n' "$r" "$yes" "$yrate" "$no" "$nrate" \
+		"$(awk -v a="$yes" -v b="$no" 'BEGIN {print (a / b - 1) * 100}')"
+done
+echo "(CPU s per 1,000 handshakes: mailktlsd plus its key process)"

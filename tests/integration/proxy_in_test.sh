@@ -303,13 +303,20 @@ c_silent() {
 check "nothing sent: closed after proxy_timeout (1s), reason=timeout" c_silent
 
 # Every refusal above counted: 7 kinds, 10 more untrusted in the flood.
+# Each refusal ends one connection with end=error:proxy_*, and close lines
+# are never rate-limited: the counter of each listener must match them.
 c_metrics() {
-	local out n
+	local out l n closed
 	out=$("$CTL" metrics "unix:$MK_TMP/metrics.sock") || { echo "$out"; return 1; }
 	grep 'proxy' <<<"$out"
+	for l in lb lbstarttls; do
+		n=$(sed -n 's/^mailktls_proxy_refused_total{listener="'$l'"} //p' <<<"$out")
+		closed=$(grep -c "close listener=$l client=.* end=error:proxy_" "$AGENT_LOG")
+		echo "$l: counter ${n:-none}, close lines $closed"
+		[ "${n:-x}" = "$closed" ] || return 1
+	done
 	n=$(sed -n 's/^mailktls_proxy_refused_total{listener="lb"} //p' <<<"$out")
-	[ "${n:-0}" -ge 17 ] &&
-		grep -qx 'mailktls_proxy_refused_total{listener="lbstarttls"} 0' <<<"$out"
+	[ "${n:-0}" -ge 17 ]
 }
 check "metrics: mailktls_proxy_refused_total counts the refusals" c_metrics
 

@@ -17,11 +17,11 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "listen_sock.h"
 #include "log.h"
 #include "metrics.h"
 
@@ -198,26 +198,11 @@ static void *metrics_thread(void *arg)
 static int bind_listener(const struct mk_sockaddr *addr)
 {
 	const struct sockaddr *sa = (const struct sockaddr *)&addr->sa_storage;
-	const struct sockaddr_un *sun = (const struct sockaddr_un *)sa;
-	struct stat st;
-	int fd, err, one = 1;
+	int fd = mk_listen_stream(sa, addr->sa_len, 16);
 
-	if (sa->sa_family == AF_UNIX && lstat(sun->sun_path, &st) == 0 && S_ISSOCK(st.st_mode))
-		unlink(sun->sun_path);	/* left by a previous run; nothing else is removed */
-	fd = socket(sa->sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	if (sa->sa_family != AF_UNIX)
-		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (bind(fd, sa, addr->sa_len) < 0 || listen(fd, 16) < 0) {
-		err = -errno;
-		close(fd);
-		return err;
-	}
-	if (sa->sa_family == AF_UNIX) {
-		chmod(sun->sun_path, 0660);
-		snprintf(mk_ms.ms_path, sizeof(mk_ms.ms_path), "%s", sun->sun_path);
-	}
+	if (fd >= 0 && sa->sa_family == AF_UNIX)
+		snprintf(mk_ms.ms_path, sizeof(mk_ms.ms_path), "%s",
+			 ((const struct sockaddr_un *)sa)->sun_path);
 	return fd;
 }
 

@@ -23,10 +23,10 @@
 #include <unistd.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
-#include <sys/stat.h>
 #include <sys/un.h>
 
 #include "mailktls.h"
+#include "listen_sock.h"
 #include "log.h"
 #include "query.h"
 #include "lib/mk_addr.h"
@@ -343,41 +343,11 @@ static void *mk_qs_thread(void *arg)
 static int mk_bind_unix(const char *path)
 {
 	struct sockaddr_un sun = { .sun_family = AF_UNIX };
-	struct stat st;
-	int fd, err;
 
 	if (strlen(path) >= sizeof(sun.sun_path))
 		return -ENAMETOOLONG;
 	strcpy(sun.sun_path, path);
-	/* A socket left by a previous run; never remove anything else. */
-	if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode))
-		unlink(path);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0 ||
-	    listen(fd, MK_QS_BACKLOG) < 0) {
-		err = -errno;
-		close(fd);
-		return err;
-	}
-	/* Daemons in the socket's group may ask; others may not. */
-	chmod(path, 0660);
-	return fd;
-}
-
-/* /run/mailktls is not there after boot: create the last level only. */
-static int mk_mkdir_parent(const char *path)
-{
-	char dir[sizeof(mk_qs.qs_path)];
-	char *slash;
-
-	mk_strlcpy(dir, path, sizeof(dir));
-	slash = strrchr(dir, '/');
-	if (!slash || slash == dir)
-		return -ENOENT;
-	*slash = '\0';
-	return mkdir(dir, 0755) == 0 || errno == EEXIST ? 0 : -errno;
+	return mk_listen_stream((struct sockaddr *)&sun, sizeof(sun), MK_QS_BACKLOG);
 }
 
 static int mk_qs_epoll_add(int fd, void *tag)
@@ -420,8 +390,6 @@ int mk_query_server_start(const char *path)
 		goto out_fds;
 	}
 	mk_qs.qs_listen_fd = mk_bind_unix(path);
-	if (mk_qs.qs_listen_fd == -ENOENT && mk_mkdir_parent(path) == 0)
-		mk_qs.qs_listen_fd = mk_bind_unix(path);
 	if (mk_qs.qs_listen_fd < 0) {
 		err = mk_qs.qs_listen_fd;
 		goto out_fds;

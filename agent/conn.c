@@ -276,6 +276,7 @@ static void conn_free(struct mk_conn *c)
 	mk_buf_free(&c->c_cout);
 	mk_buf_free(&c->c_bout);
 	mk_buf_free(&c->c_bin);
+	free(c->c_proxy_dst);
 	free(c->c_crecv_own);
 	free(c->c_brecv_own);
 	mk_worker_release(w, c->c_listener);

@@ -114,7 +114,9 @@ struct mk_conn {
 
 	struct mk_dir c_c2b, c_b2c;
 	struct sockaddr_storage c_client;	/* for the log lines */
-	struct sockaddr_storage c_local;	/* from a PROXY header; else unset */
+	/* Where the client connected, from a balancer's PROXY header; only
+	 * behind one, until the handover copies it. */
+	struct sockaddr_storage *c_proxy_dst;
 	uint64_t c_start_ms;
 	uint64_t c_deadline_ms;			/* handshake/pretls/connect deadline */
 	uint64_t c_last_ms;			/* last relay activity */

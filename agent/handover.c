@@ -54,9 +54,11 @@ static void handover_fill_session(struct mk_conn *c, struct mk_session *s)
 	s->ss_client = c->c_client;
 	/* Asked here, not kept from accept: only the PROXY header needs it.
 	 * Behind a balancer, its header said where the client connected. */
-	if (c->c_local.ss_family)
-		s->ss_local = c->c_local;
-	else if (c->c_cfg->lc_proxy_v2)
+	if (c->c_proxy_dst) {
+		s->ss_local = *c->c_proxy_dst;
+		free(c->c_proxy_dst);
+		c->c_proxy_dst = NULL;
+	} else if (c->c_cfg->lc_proxy_v2)
 		getsockname(c->c_fd, (struct sockaddr *)&s->ss_local, &len);
 	s->ss_version = (uint16_t)SSL_version(c->c_ssl);
 	snprintf(s->ss_version_name, sizeof(s->ss_version_name), "%s", SSL_get_version(c->c_ssl));

@@ -9,6 +9,7 @@
  * is one rate-limited log line: a scan of the port must not flood the log.
  */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "conn.h"
@@ -98,7 +99,12 @@ static void proxy_in_apply(struct mk_conn *c, const struct mk_proxy_in *pn)
 {
 	if (!pn->pn_local) {
 		c->c_client = pn->pn_client;
-		c->c_local = pn->pn_dest;
+		c->c_proxy_dst = malloc(sizeof(*c->c_proxy_dst));
+		if (!c->c_proxy_dst) {
+			mk_conn_end(c, "error:no_memory");
+			return;
+		}
+		*c->c_proxy_dst = pn->pn_dest;
 	}
 	mk_buf_reset(&c->c_cin);
 	c->c_recv_limit = 0;

@@ -274,32 +274,34 @@ static void render_counters(struct mk_text *t, size_t nl)
 		    "from_client", MK_M_BYTES_IN, "to_client", MK_M_BYTES_OUT);
 }
 
-static void render_labelled(struct mk_text *t)
+/* A table of labelled counts; @label_b is NULL for a table of one label. */
+static void render_table(struct mk_text *t, const char *name, const char *help,
+			 const struct mk_labelled *tab, size_t n, const char *label_a,
+			 const char *label_b)
 {
 	char ln[2 * MK_NAME_MAX], a[2 * MK_LABEL_MAX], b[2 * MK_LABEL_MAX];
 	size_t i;
 
-	family(t, "mailktls_tls_sessions_total", "counter",
-	       "TLS sessions established, by version and IANA cipher name.");
-	for (i = 0; i < mk_m.m_nsessions; i++) {
-		const struct mk_labelled *l = &mk_m.m_sessions[i];
-
-		text_printf(t, "mailktls_tls_sessions_total{listener=\"%s\",version=\"%s\","
-			    "cipher=\"%s\"} %llu\n",
-			    label_value(mk_m.m_listener[l->ml_listener], ln, sizeof(ln)),
-			    label_value(l->ml_a, a, sizeof(a)), label_value(l->ml_b, b, sizeof(b)),
-			    (unsigned long long)l->ml_count);
+	family(t, name, "counter", help);
+	for (i = 0; i < n; i++) {
+		text_printf(t, "%s{listener=\"%s\",%s=\"%s\"", name,
+			    label_value(mk_m.m_listener[tab[i].ml_listener], ln, sizeof(ln)),
+			    label_a, label_value(tab[i].ml_a, a, sizeof(a)));
+		if (label_b)
+			text_printf(t, ",%s=\"%s\"", label_b,
+				    label_value(tab[i].ml_b, b, sizeof(b)));
+		text_printf(t, "} %llu\n", (unsigned long long)tab[i].ml_count);
 	}
-	family(t, "mailktls_handshake_failures_total", "counter",
-	       "TLS handshakes that failed, by reason.");
-	for (i = 0; i < mk_m.m_nfailures; i++) {
-		const struct mk_labelled *l = &mk_m.m_failures[i];
+}
 
-		text_printf(t, "mailktls_handshake_failures_total{listener=\"%s\","
-			    "reason=\"%s\"} %llu\n",
-			    label_value(mk_m.m_listener[l->ml_listener], ln, sizeof(ln)),
-			    label_value(l->ml_a, a, sizeof(a)), (unsigned long long)l->ml_count);
-	}
+static void render_labelled(struct mk_text *t)
+{
+	render_table(t, "mailktls_tls_sessions_total",
+		     "TLS sessions established, by version and IANA cipher name.",
+		     mk_m.m_sessions, mk_m.m_nsessions, "version", "cipher");
+	render_table(t, "mailktls_handshake_failures_total",
+		     "TLS handshakes that failed, by reason.", mk_m.m_failures,
+		     mk_m.m_nfailures, "reason", NULL);
 	family(t, "mailktls_metrics_label_sets_dropped_total", "counter",
 	       "Label sets not kept because the table was full.");
 	text_printf(t, "mailktls_metrics_label_sets_dropped_total %llu\n",

@@ -28,48 +28,15 @@ TICK=$(getconf CLK_TCK)
 
 die() { echo "bench-keyproc: $*" >&2; exit 1; }
 
-mkdir -p "$OUT"
-make --no-print-directory BUILD="$BUILD" agent/mailktlsd >/dev/null
-cp agent/mailktlsd "$OUT/mailktlsd"	# others may relink agent/mailktlsd meanwhile
-for prog in bench_backend bench_client; do
-	gcc -std=gnu11 -O2 -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
-		-o "$OUT/$prog" "scripts/bench/$prog.c" -lssl -lcrypto
-done
-
-TMP=$(mktemp -d /tmp/mailktls-bench-keyproc.XXXXXX)
-PIDS=()
-cleanup() {
-	local pid
-	for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-	for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-	rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+# shellcheck source=scripts/bench/common.sh
+. scripts/bench/common.sh
+bench_build "$OUT" "$BUILD"
+bench_tmp mailktls-bench-keyproc
 
 # shellcheck source=scripts/bench/peers.sh
 . "$(dirname "$0")/bench/peers.sh"
 bench_cert "$KEY" || exit 1
 chmod 600 "$TMP"/*.pem
-
-
-cpu_ticks() {	# pid: utime+stime of it and its children
-	local p sum=0 v
-	for p in $1 $(ps -o pid= --ppid "$1" 2>/dev/null || true); do
-		v=$(sed 's/.*) //' "/proc/$p/stat" 2>/dev/null | awk '{print $12 + $13}' || true)
-		sum=$((sum + ${v:-0}))
-	done
-	echo "$sum"
-}
-
-wait_listen() {
-	local i
-	for i in $(seq 100); do
-		ss -Hltn "sport = :$1" | grep -q . && return 0
-		sleep 0.1
-	done
-	return 1
-}
 
 "$OUT/bench_backend" "$BACKEND_PORT" &
 PIDS+=($!)

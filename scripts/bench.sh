@@ -99,29 +99,10 @@ bench_build "$OUT" "$BUILD"
 
 bench_tmp mailktls-bench
 
-# The process and its children (haproxy, hitch fork workers), two levels.
-proc_tree() {
-	local kids grandkids
-	kids=$(ps -o pid= --ppid "$1" 2>/dev/null | tr '\n' ' ' || true)
-	grandkids=""
-	[ -n "${kids// /}" ] && grandkids=$(ps -o pid= --ppid "${kids// /,}" 2>/dev/null |
-		tr '\n' ' ' || true)
-	echo "$1 $kids $grandkids"
-}
-
 rss_kib() {	# sum of VmRSS over the tree
 	local p sum=0 v
 	for p in $(proc_tree "$1"); do
 		v=$(awk '/^VmRSS:/ {print $2}' "/proc/$p/status" 2>/dev/null || true)
-		sum=$((sum + ${v:-0}))
-	done
-	echo "$sum"
-}
-
-cpu_ticks() {	# sum of utime+stime over the tree
-	local p sum=0 v
-	for p in $(proc_tree "$1"); do
-		v=$(sed 's/.*) //' "/proc/$p/stat" 2>/dev/null | awk '{print $12 + $13}' || true)
 		sum=$((sum + ${v:-0}))
 	done
 	echo "$sum"

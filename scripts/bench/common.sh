@@ -1,9 +1,9 @@
 # SPDX-License-Identifier: GPL-2.0
 # shellcheck shell=bash
 #
-# What scripts/bench.sh and scripts/bench/hs-callgrind.sh share: building
-# private copies of the binaries, a temporary directory and the processes
-# started there (stopped by PID at exit), waiting for a listener. Sourced
+# What the benchmark scripts share: building private copies of the
+# binaries, a temporary directory and the processes started there (stopped
+# by PID at exit), waiting for a listener, the CPU time of a process tree. Sourced
 # from the top of the tree.
 
 # bench_build OUT BUILD [MAILKTLSD]: OUT/mailktlsd (this tree's, built in
@@ -53,4 +53,23 @@ wait_listen() {
 		sleep 0.1
 	done
 	return 1
+}
+
+# The process and its children (haproxy, hitch fork workers), two levels.
+proc_tree() {
+	local kids grandkids
+	kids=$(ps -o pid= --ppid "$1" 2>/dev/null | tr '\n' ' ' || true)
+	grandkids=""
+	[ -n "${kids// /}" ] && grandkids=$(ps -o pid= --ppid "${kids// /,}" 2>/dev/null |
+		tr '\n' ' ' || true)
+	echo "$1 $kids $grandkids"
+}
+
+cpu_ticks() {	# sum of utime+stime over the tree
+	local p sum=0 v
+	for p in $(proc_tree "$1"); do
+		v=$(sed 's/.*) //' "/proc/$p/stat" 2>/dev/null | awk '{print $12 + $13}' || true)
+		sum=$((sum + ${v:-0}))
+	done
+	echo "$sum"
 }

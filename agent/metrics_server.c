@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "listen_sock.h"
+#include "clock.h"
 #include "log.h"
 #include "metrics.h"
 
@@ -76,26 +77,18 @@ int mk_metrics_parse_request(const char *buf, size_t len)
 	return 404;
 }
 
-static int64_t mk_now_ms64(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Read until the request line is complete or the time is up. */
 static int read_request(int fd)
 {
 	char buf[MK_METRICS_REQUEST_MAX];
-	int64_t deadline = mk_now_ms64() + MK_METRICS_READ_MS;
+	int64_t deadline = (int64_t)mk_now_ms() + MK_METRICS_READ_MS;
 	struct pollfd pfd = { .fd = fd, .events = POLLIN };
 	size_t got = 0;
 	ssize_t n;
 	int verdict;
 
 	for (;;) {
-		int left = (int)(deadline - mk_now_ms64());
+		int left = (int)(deadline - (int64_t)mk_now_ms());
 
 		if (left <= 0 || poll(&pfd, 1, left) <= 0)
 			return -1;
@@ -113,12 +106,12 @@ static int read_request(int fd)
 
 static void send_all(int fd, const char *p, size_t len)
 {
-	int64_t deadline = mk_now_ms64() + MK_METRICS_SEND_MS;
+	int64_t deadline = (int64_t)mk_now_ms() + MK_METRICS_SEND_MS;
 	struct pollfd pfd = { .fd = fd, .events = POLLOUT };
 	ssize_t n;
 
 	while (len) {
-		int left = (int)(deadline - mk_now_ms64());
+		int left = (int)(deadline - (int64_t)mk_now_ms());
 
 		if (left <= 0 || poll(&pfd, 1, left) <= 0)
 			return;

@@ -27,6 +27,7 @@
 
 #include "mailktls.h"
 #include "listen_sock.h"
+#include "clock.h"
 #include "log.h"
 #include "query.h"
 #include "lib/mk_addr.h"
@@ -73,14 +74,6 @@ static struct {
 	.qs_stop_fd = -1,
 	.qs_epoll_fd = -1,
 };
-
-static int64_t mk_qs_now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* --- clients --------------------------------------------------------------- */
 
@@ -315,7 +308,8 @@ static void *mk_qs_thread(void *arg)
 	int i, n;
 
 	while (!stop) {
-		n = epoll_wait(mk_qs.qs_epoll_fd, ev, MK_QS_EVENTS, mk_qs_timeout(mk_qs_now()));
+		n = epoll_wait(mk_qs.qs_epoll_fd, ev, MK_QS_EVENTS,
+			       mk_qs_timeout((int64_t)mk_now_ms()));
 		if (n < 0 && errno != EINTR) {
 			mk_log(LOG_ERR, "query socket: epoll_wait: %s", strerror(errno));
 			break;
@@ -324,12 +318,12 @@ static void *mk_qs_thread(void *arg)
 			if (ev[i].data.ptr == &mk_qs.qs_stop_fd)
 				stop = true;
 			else if (ev[i].data.ptr == &mk_qs.qs_listen_fd)
-				mk_qs_accept(mk_qs_now());
+				mk_qs_accept((int64_t)mk_now_ms());
 			else
 				mk_qs_client_event(ev[i].data.ptr, ev[i].events);
 		}
-		mk_qs_expire(mk_qs_now());
-		mk_qs_report(mk_qs_now());
+		mk_qs_expire((int64_t)mk_now_ms());
+		mk_qs_report((int64_t)mk_now_ms());
 		mk_qs_free_closed();
 	}
 	while (mk_qs.qs_oldest)

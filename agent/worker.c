@@ -63,19 +63,6 @@ atomic_bool mk_stop_requested;
 atomic_uint mk_reload_generation;
 
 /**
- * mk_now_ms() - monotonic milliseconds, for deadlines
- *
- * Return: milliseconds since an arbitrary start.
- */
-uint64_t mk_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-/**
  * mk_worker_sqe() - a free SQE of @w's ring, submitting first if it is full
  * @w: the worker
  *

@@ -13,6 +13,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "clock.h"
 #include "config.h"
 #include "runtime.h"
 
@@ -134,6 +135,5 @@ uint8_t *mk_worker_rbuf(struct mk_worker *w, unsigned int bid);
 void mk_worker_rbuf_put(struct mk_worker *w, unsigned int bid);
 struct mk_pipe *mk_worker_pipe_get(struct mk_worker *w);
 void mk_worker_pipe_put(struct mk_worker *w, struct mk_pipe *p);
-uint64_t mk_now_ms(void);
 
 #endif

@@ -43,16 +43,21 @@ say = @printf '  %-7s %s\n' $(1) $(2)
 MAKEFLAGS += --no-print-directory
 endif
 
+# The agent's parts, one folder each (README, "Layout"); headers are
+# included by name, so a file can move between parts without edits.
+AGENT_PARTS := core stage tls keyproc services base
+AGENT_INC := -Iagent $(addprefix -Iagent/,$(AGENT_PARTS))
+
 WARN := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wno-unused-parameter
 BASE_CFLAGS := -std=gnu11 $(WARN) -D_GNU_SOURCE -DMAILKTLS_VERSION='"$(VERSION)"' \
-	-Iinclude -Iagent -fstack-protector-strong -D_FORTIFY_SOURCE=2 -fPIC
+	-Iinclude $(AGENT_INC) -fstack-protector-strong -D_FORTIFY_SOURCE=2 -fPIC
 ALL_CFLAGS := $(BASE_CFLAGS) $(CPPFLAGS) $(CFLAGS) -MMD -MP
 AGENT_LIBS := -luring -lssl -lcrypto -lmnl -lsystemd -lpthread
 
-# The daemon is every agent/*.c; main.c only for the binary, the rest also
-# links into the unit tests.
-AGENT_SRCS := $(wildcard agent/*.c)
-AGENT_CORE_OBJS := $(patsubst agent/%.c,$(BUILD)/agent/%.o,$(filter-out agent/main.c,$(AGENT_SRCS)))
+# The daemon is every .c of its parts; core/main.c only for the binary, the
+# rest also links into the unit tests.
+AGENT_SRCS := $(foreach p,$(AGENT_PARTS),$(wildcard agent/$(p)/*.c))
+AGENT_CORE_OBJS := $(patsubst agent/%.c,$(BUILD)/agent/%.o,$(filter-out agent/core/main.c,$(AGENT_SRCS)))
 LIB_SRCS := $(wildcard agent/lib/*.c)
 LIB_OBJS := $(patsubst agent/lib/%.c,$(BUILD)/lib/%.o,$(LIB_SRCS))
 CTL_SRCS := $(wildcard agent/ctl/*.c)
@@ -61,7 +66,7 @@ CTL_OBJS := $(patsubst agent/ctl/%.c,$(BUILD)/ctl/%.o,$(CTL_SRCS))
 # the rest also links into the unit tests; it logs through the agent's log.c.
 MILTER_SRCS := $(wildcard agent/milter/*.c)
 MILTER_CORE_OBJS := $(patsubst agent/milter/%.c,$(BUILD)/milter/%.o,$(filter-out agent/milter/main.c,$(MILTER_SRCS)))
-MILTER_AGENT_OBJS := $(BUILD)/agent/log.o $(BUILD)/agent/ratelimit.o $(BUILD)/agent/session.o
+MILTER_AGENT_OBJS := $(BUILD)/agent/base/log.o $(BUILD)/agent/base/ratelimit.o $(BUILD)/agent/core/session.o
 MILTER_LIBS := -lmilter -lmnl -lpthread
 
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
@@ -111,7 +116,7 @@ $(BUILD)/ctl/%.o: agent/ctl/%.c
 	@mkdir -p $(@D)
 	$(Q)$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
-agent/mailktlsd: $(BUILD)/agent/main.o $(AGENT_CORE_OBJS) $(LIB_OBJS)
+agent/mailktlsd: $(BUILD)/agent/core/main.o $(AGENT_CORE_OBJS) $(LIB_OBJS)
 	$(call say,LD,$@)
 	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(AGENT_LIBS)
 
@@ -196,7 +201,7 @@ $(SAN_BUILD)/tests/unit/%: tests/unit/%.c $(SAN_AGENT_OBJS) $(SAN_LIB_OBJS) $(SA
 
 sanitize-tests: $(SAN_UNIT_BINS)
 
-$(SAN_BUILD)/agent/mailktlsd: $(SAN_BUILD)/agent/main.o $(SAN_AGENT_OBJS) $(SAN_LIB_OBJS)
+$(SAN_BUILD)/agent/mailktlsd: $(SAN_BUILD)/agent/core/main.o $(SAN_AGENT_OBJS) $(SAN_LIB_OBJS)
 	$(call say,LD-SAN,$@)
 	$(Q)$(CC) $(SAN_FLAGS) -o $@ $^ $(AGENT_LIBS)
 

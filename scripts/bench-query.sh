@@ -34,7 +34,10 @@ SECONDS_EACH=${DURATION:-5}
 CHURN=${CHURN:-2000}
 OUT=$BUILD/bench-query
 CFLAGS_BENCH=(-std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter -D_GNU_SOURCE -O2 -g
-	-Iinclude -Iagent)
+	-Iinclude -Iagent -Iagent/core -Iagent/stage -Iagent/tls -Iagent/keyproc -Iagent/services
+	-Iagent/base)
+AGENT_PART_SRCS=(agent/core/*.c agent/stage/*.c agent/tls/*.c agent/keyproc/*.c agent/services/*.c
+	agent/base/*.c)
 LIBS=(-luring -lssl -lcrypto -lmnl -lpthread)
 
 die() { echo "bench-query: $*" >&2; exit 1; }
@@ -42,15 +45,15 @@ die() { echo "bench-query: $*" >&2; exit 1; }
 mkdir -p "$OUT"
 make -s -j2 BUILD="$BUILD" agent/mailktlsd >/dev/null || die "make failed"
 
-# The agent's objects but main.o, for this tree ($1 = a list of agent/*.c
-# names to leave out, $2 = objects to add instead).
+# The agent's objects but main.o, for this tree ($1 = a list of source
+# names, without folder and .c, to leave out, $2 = objects to add instead).
 agent_objs() {
 	local src name
-	for src in agent/*.c; do
+	for src in "${AGENT_PART_SRCS[@]}"; do
 		name=$(basename "$src" .c)
 		[ "$name" = main ] && continue
 		case " $1 " in *" $name "*) continue ;; esac
-		echo "$BUILD/agent/$name.o"
+		echo "$BUILD/${src%.c}.o"
 	done
 	echo "$2"
 	ls "$BUILD"/lib/*.o
@@ -74,8 +77,9 @@ if [ "${BASELINE:-}" != none ] && git rev-parse --git-dir >/dev/null 2>&1; then
 	git show "$BASELINE:agent/registry.c" >"$OUT/old/registry.c"
 	git show "$BASELINE:agent/registry.h" >"$OUT/old/inc/registry.h"
 	split=""
-	for src in agent/*.c; do
-		git cat-file -e "$BASELINE:$src" 2>/dev/null || split+=" $(basename "$src" .c)"
+	# (the baseline predates the part folders: its sources were agent/NAME.c)
+	for src in "${AGENT_PART_SRCS[@]}"; do
+		git cat-file -e "$BASELINE:agent/${src##*/}" 2>/dev/null || split+=" $(basename "$src" .c)"
 	done
 	# shellcheck disable=SC2046
 	if gcc "${CFLAGS_BENCH[@]}" -iquote "$OUT/old/inc" -c -o "$OUT/old/registry.o" \

@@ -27,7 +27,7 @@ perl "$cp" --no-tree --strict --terse --show-types -f $files || rc=1
 # User space follows the same kernel style; clang-format only where the
 # project ships a configuration for it.
 if [ -f .clang-format ] && command -v clang-format >/dev/null; then
-	clang-format --dry-run --Werror agent/*.c agent/lib/*.c agent/ctl/*.c || rc=1
+	clang-format --dry-run --Werror agent/*/*.c || rc=1
 fi
 [ "$rc" -eq 0 ] && echo "style: ok"
 exit "$rc"

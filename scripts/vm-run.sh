@@ -64,7 +64,7 @@ command -v qemu-system-x86_64 >/dev/null || bail "qemu-system-x86_64 missing (qe
 if [ "${VM_NO_BUILD:-0}" != 1 ]; then
 	# the agent binaries too, so a run by hand does not test stale ones
 	targets=(vm-tests)
-	[ -f agent/main.c ] && targets+=(agent/mailktlsd)
+	[ -f agent/core/main.c ] && targets+=(agent/mailktlsd)
 	compgen -G 'agent/ctl/*.c' >/dev/null && targets+=(agent/mailktlsctl)
 	compgen -G 'agent/milter/*.c' >/dev/null && targets+=(agent/mailktls-milter)
 	make -s BUILD="$BUILD" "${targets[@]}" >"$vmdir/make.log" 2>&1 ||

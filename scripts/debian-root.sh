@@ -1,0 +1,81 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# scripts/debian-root.sh - a Debian root of another release, made once with
+# debootstrap and kept, for what this machine's release cannot do itself:
+# build the module with the compiler a newer kernel was built with, run the
+# suite against Debian 13's daemons on a Debian 12 host (and back).
+#
+#   scripts/debian-root.sh SUITE                 make it if missing, print its path
+#   scripts/debian-root.sh SUITE -- CMD [ARG...] run CMD in it (cwd: this tree,
+#                                                bind-mounted at /src/mailktls)
+#
+# SUITE is bookworm or trixie. The root lives in $MK_ROOT_CACHE/root-SUITE
+# (default /var/cache/mailktls; outside the tree, so a fresh clone on the
+# same machine finds it) and is rebuilt when missing or broken. Its apt
+# sources are the release, its updates and security suites, and for trixie
+# also trixie-backports (the 7.x kernels). Needs root and the Debian mirror
+# this machine's apt uses.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+suite=${1:?usage: $0 SUITE [-- CMD...]}
+shift
+case $suite in bookworm | trixie) ;; *) echo "debian-root: unknown suite $suite" >&2; exit 2 ;; esac
+cache=${MK_ROOT_CACHE:-/var/cache/mailktls}
+root=$cache/root-$suite
+mkdir -p "$cache"
+
+mirror=$(sed -n 's/^URIs: *//p' /etc/apt/sources.list.d/debian.sources 2>/dev/null | grep -v security | head -n1)
+[ -n "$mirror" ] || mirror=$(awk '$1 == "deb" && $2 !~ /security/ {print $2; exit}' /etc/apt/sources.list 2>/dev/null)
+[ -n "$mirror" ] || mirror=http://deb.debian.org/debian
+security=$(sed -n 's/^URIs: *//p' /etc/apt/sources.list.d/debian.sources 2>/dev/null | grep security | head -n1)
+[ -n "$security" ] || security=${mirror%/debian}/debian-security
+
+exec 8>"$cache/root-$suite.lock"
+flock 8	# one debootstrap (and one apt) per root at a time
+if [ ! -x "$root/usr/bin/apt-get" ] || [ ! -f "$root/.mailktls-root-ok" ]; then
+	command -v debootstrap >/dev/null || { apt-get update -qq && apt-get install -y -qq debootstrap >/dev/null; }
+	echo "debian-root: debootstrap $suite into $root (once)" >&2
+	rm -rf "$root"
+	debootstrap --variant=minbase --include=ca-certificates,make,git "$suite" "$root" "$mirror" >&2
+	{
+		echo "deb $mirror $suite main"
+		echo "deb $mirror $suite-updates main"
+		echo "deb $security $suite-security main"
+		[ "$suite" = trixie ] && echo "deb $mirror $suite-backports main"
+	} >"$root/etc/apt/sources.list"
+	rm -f "$root/etc/apt/sources.list.d/"*
+	chroot "$root" apt-get update -qq >&2
+	touch "$root/.mailktls-root-ok"
+fi
+flock -u 8
+
+if [ $# -eq 0 ]; then
+	echo "$root"
+	exit 0
+fi
+[ "$1" = -- ] && shift
+
+# Mounts are undone on every exit; a tree with anything still mounted in it
+# is never removed (the root is kept anyway).
+mounts=()
+cleanup() {
+	local i
+	for ((i = ${#mounts[@]} - 1; i >= 0; i--)); do umount -l "${mounts[i]}" 2>/dev/null || true; done
+}
+trap cleanup EXIT
+bind() {	# what, where (inside the root)
+	mkdir -p "$root$2"
+	mount --bind "$1" "$root$2"
+	mounts+=("$root$2")
+}
+bind /proc /proc
+bind /sys /sys
+bind /dev /dev
+bind /dev/pts /dev/pts
+bind "$PWD" /src/mailktls
+cp /etc/resolv.conf "$root/etc/resolv.conf" 2>/dev/null || true
+chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root \
+	TERM="${TERM:-dumb}" ${CI:+CI=$CI} MK_IN_ROOT="$suite" \
+	bash -c 'cd /src/mailktls && exec "$@"' bash "$@"

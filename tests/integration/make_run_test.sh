@@ -15,6 +15,9 @@
 # beside others. When a daemon answers on 127.0.0.1:143/110/587, make run
 # would use it instead: the test then asks for the demo with DEMO=yes.
 #
+# Then `make run DEMO=no` (with a configuration of free ports in RUN_DIR):
+# the agent alone, as before the demo, and nothing else.
+#
 # TAP output. Needs root (the demo's Dovecot and Postfix).
 
 # Checks are called through check(), which shellcheck cannot see.
@@ -26,7 +29,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=lib/common.sh
 . "$here/lib/common.sh"
 
-PLAN=14
+PLAN=17
 START_SECONDS=${START_SECONDS:-300}	# install check, build, daemons
 MAKE_PID='' DEMO_TMP=''
 declare -a CMDS=() RUN_PORTS=()
@@ -65,12 +68,34 @@ start_make_run() {
 		answers "$p" && demo=DEMO=yes
 	done
 	[ -n "$demo" ] && echo "# a daemon answers on 127.0.0.1:143/110/587: make run $demo"
+	make_run_bg "$OUT" "${vars[@]}" $demo
+}
+
+# make_run_bg OUT VAR=VALUE... - make run in the background as a terminal
+# would start it: a session of its own, SIGINT at its default (a
+# background job of a script would ignore it). MAKE_PID, also the session.
+make_run_bg() {
+	local out=$1
+	shift
 	(cd "$MK_ROOT" && exec env -u MAKEFLAGS -u MAKELEVEL -u MFLAGS "$MK_PY" -c '
 import os, signal, sys
 signal.signal(signal.SIGINT, signal.SIG_DFL)
 os.setsid()
-os.execvp(sys.argv[1], sys.argv[1:])' make run "${vars[@]}" $demo) >"$OUT" 2>&1 &
+os.execvp(sys.argv[1], sys.argv[1:])' make run "$@") >"$out" 2>&1 &
 	MAKE_PID=$!
+}
+
+# interrupt - SIGINT to make run's process group, as Ctrl-C; until make ends.
+interrupt() {
+	local i
+	kill -INT -- "-$MAKE_PID"
+	for ((i = 0; i < 600; i++)); do
+		kill -0 "$MAKE_PID" 2>/dev/null || break
+		sleep 0.05
+	done
+	wait "$MAKE_PID"
+	echo "make exited with status $?"
+	! kill -0 "$MAKE_PID" 2>/dev/null
 }
 
 c_banner() {
@@ -198,21 +223,14 @@ snapshot() {
 }
 
 c_stop() {
-	local i
 	snapshot >"$MK_TMP/procs"
 	echo "processes of make run: $(wc -l <"$MK_TMP/procs")"
 	cat "$MK_TMP/procs"
 	grep -q 'dovecot' "$MK_TMP/procs" && grep -q 'mailktls-milter' "$MK_TMP/procs" &&
 		grep -q 'mailktlsd' "$MK_TMP/procs" && grep -q ' qmgr ' "$MK_TMP/procs" || return 1
-	kill -INT -- "-$MAKE_PID"
-	for ((i = 0; i < 600; i++)); do
-		kill -0 "$MAKE_PID" 2>/dev/null || break
-		sleep 0.05
-	done
-	wait "$MAKE_PID"
-	echo "make exited with status $?"
+	interrupt || return 1
 	tail -n 8 "$OUT"
-	! kill -0 "$MAKE_PID" 2>/dev/null && grep -q '^stopping: mailktlsd' "$OUT"
+	grep -q '^stopping: mailktlsd' "$OUT"
 }
 
 c_nothing_left() {
@@ -242,6 +260,45 @@ c_ports_closed() {
 	[ "$open" -eq 0 ] && [ "${#RUN_PORTS[@]}" -eq 7 ]
 }
 
+# c_alone - make run DEMO=no with RUN_DIR holding a configuration on free
+# ports: the agent starts on it, alone.
+c_alone() {
+	local dir=$MK_TMP/alone p1 p2
+	mkdir -p "$dir"
+	p1=$(free_port)
+	p2=$(free_port)
+	ALONE_PORT=$p1
+	printf '[global]\nworkers = 1\nlog = stderr\nquery_socket = %s\n\n[listener imaps]\nlisten = 127.0.0.1:%s\nprotocol = imap\ntls = implicit\nbackend = 127.0.0.1:%s\nproxy_protocol = none\ncertificate = %s\nprivate_key = %s\n' \
+		"$dir/query.sock" "$p1" "$p2" "$dir/rsa.crt" "$dir/rsa.key" >"$dir/mailktlsd.conf"
+	make_run_bg "$MK_TMP/alone.out" DEMO=no "RUN_DIR=$dir"
+	wait_grep "$MK_TMP/alone.out" '^mailktlsd: started' 120
+	cat "$MK_TMP/alone.out"
+	grep -q "^mailktlsd: config $dir/mailktlsd.conf" "$MK_TMP/alone.out" &&
+		answers "$p1" && ! grep -q '^mailktls demo' "$MK_TMP/alone.out"
+}
+
+# c_alone_only - in make run's session: make, the agent (and its key
+# process), nothing of the demo.
+c_alone_only() {
+	local p st rest f n=0 bad=0
+	for p in /proc/[0-9]*; do
+		read -r st 2>/dev/null <"$p/stat" || continue
+		rest=${st##*) }
+		read -r -a f <<<"$rest"
+		[ "${f[3]}" = "$MAKE_PID" ] || continue
+		n=$((n + 1))
+		echo "${p#/proc/} $(tr '\0' ' ' <"$p/cmdline" 2>/dev/null)"
+		grep -qaE 'dovecot|postfix|milter' "$p/cmdline" 2>/dev/null && bad=1
+	done
+	[ "$n" -gt 0 ] && [ "$bad" -eq 0 ]
+}
+
+c_alone_stop() {
+	interrupt || return 1
+	tail -n 3 "$MK_TMP/alone.out"
+	! answers "$ALONE_PORT" && grep -q '^mailktlsd: stopped' "$MK_TMP/alone.out"
+}
+
 echo "1..$PLAN"
 if [ -z "$fatal" ]; then
 	[ "$(id -u)" = 0 ] || fatal="needs root (the demo's Dovecot and Postfix)"
@@ -263,5 +320,9 @@ check "SIGINT to make run's process group: it stops" c_stop
 check "no process it started is left (agent, milters, Dovecot, Postfix)" c_nothing_left
 check "its directory is removed" c_dir_gone
 check "its ports no longer answer" c_ports_closed
+check "make run DEMO=no: the agent alone on RUN_DIR's configuration" c_alone
+check "...and no Dovecot, Postfix or milter" c_alone_only
+check "...Ctrl-C stops it" c_alone_stop
+MAKE_PID=''
 
 check_done "$PLAN" "$OUT" "make run"

@@ -15,6 +15,7 @@
 #   RUN_IMAP_PORT=10143 RUN_POP3_PORT=10110 RUN_SUBMISSION_PORT=10587
 #   RUN_METRICS_PORT=9155
 # MK_KEEP_TMP=1 keeps the directory (configs, logs, mail) after the stop.
+
 # Functions called through traps and hooks, which shellcheck cannot see.
 # shellcheck disable=SC2317
 set -u

@@ -5,7 +5,8 @@
 #
 #   make            build everything for this host
 #   make check      install what is missing, build, run every test (VM too)
-#   make run        install what is missing, build, start the agent
+#   make run        install what is missing, build, start the agent (with a demo
+#                   Dovecot and Postfix behind it; DEMO=no: the agent alone)
 #   make fuzz       run every fuzz target for FUZZ_SECONDS each
 #   make style      checkpatch on the module, clang-format check on user space
 #   make deb        Debian packages into build/deb/ (mailktls, libmailktls-dev,

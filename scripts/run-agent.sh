@@ -14,8 +14,33 @@
 # The backends get no PROXY header in this default (proxy_protocol = none),
 # so a stock Dovecot or Postfix on the standard ports works as it is; the
 # README shows the production setup with PROXY v2.
+#
+# Unless DEMO=no, MAILKTLS_CONF is set, a daemon already answers on
+# 127.0.0.1:143, 110 or 587 or it does not run as root, it runs
+# scripts/run-demo.sh instead: the agent in front of a private Dovecot and
+# Postfix. DEMO=yes does even when a daemon answers.
 set -eu
 cd "$(dirname "$0")/.."
+
+answers() {	# PORT: something accepts on 127.0.0.1:PORT
+	timeout 2 bash -c ": </dev/tcp/127.0.0.1/$1" 2>/dev/null
+}
+if [ "${DEMO:-}" != no ] && [ -z "${MAILKTLS_CONF:-}" ]; then
+	busy=
+	if [ "${DEMO:-}" != yes ]; then
+		for p in 143 110 587; do
+			answers "$p" && busy="$busy $p"
+		done
+	fi
+	if [ "$(id -u)" != 0 ]; then
+		echo "the demo's Dovecot and Postfix need root: the agent alone"
+	elif [ -z "$busy" ]; then
+		exec scripts/run-demo.sh
+	else
+		echo "a daemon answers on 127.0.0.1 port$busy: the agent alone, in front of it" \
+			"(make run DEMO=yes starts the demo with its own Dovecot and Postfix)"
+	fi
+fi
 RUN_DIR=${RUN_DIR:-build/run}
 CONF=${MAILKTLS_CONF:-$RUN_DIR/mailktlsd.conf}
 mkdir -p "$RUN_DIR"

@@ -26,6 +26,9 @@
 #   DOVECOT_CONF_EXTRA	text appended to dovecot.conf
 #   POSTFIX_SETUP	a function called with Postfix's config dir after
 #			the standard services are in place, before start
+#   DOVECOT_SEED	a function called with the user's Maildir, which fills
+#			it instead of the one test message (make run's demo)
+#   MK_TMP_NAME		mk_setup_tmp's directory name in /tmp (default mk-it)
 
 MK_USER=${MK_USER:-mkuser}
 MK_PASS=${MK_PASS:-Secret-pass-42}
@@ -39,7 +42,7 @@ MK_ROOT=${MK_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)}
 # mk_setup_tmp - make the private directory. The daemons drop privileges
 # (dovenull, dovecot, postfix, nobody), so it must be traversable (0755).
 mk_setup_tmp() {
-	MK_TMP=$(mktemp -d /tmp/mk-it.XXXXXX) || return 1
+	MK_TMP=$(mktemp -d "/tmp/${MK_TMP_NAME:-mk-it}.XXXXXX") || return 1
 	chmod 0755 "$MK_TMP"
 	export MK_TMP
 }
@@ -133,7 +136,7 @@ mk_write_test_message() {
 
 # start_dovecot - Dovecot with IMAP and POP3 listeners that require PROXY v2.
 # Sets DOVECOT_DIR DOVECOT_IMAP_PORT DOVECOT_POP3_PORT DOVECOT_LOG
-# DOVECOT_PID MK_TEST_MSG.
+# DOVECOT_PID MK_TEST_MSG DOVECOT_MAILDIR.
 start_dovecot() {
 	local d=$MK_TMP/dovecot home
 	DOVECOT_DIR=$d
@@ -141,7 +144,12 @@ start_dovecot() {
 	mkdir -p "$d/run" "$d/state" "$home/Maildir/cur" "$home/Maildir/new" "$home/Maildir/tmp"
 	MK_TEST_MSG=$d/test-message.eml
 	mk_write_test_message "$MK_TEST_MSG"
-	cp "$MK_TEST_MSG" "$home/Maildir/cur/1700000000.M1P1.mailktls:2,"
+	DOVECOT_MAILDIR=$home/Maildir
+	if [ -n "${DOVECOT_SEED:-}" ]; then
+		"$DOVECOT_SEED" "$DOVECOT_MAILDIR" || return 1
+	else
+		cp "$MK_TEST_MSG" "$home/Maildir/cur/1700000000.M1P1.mailktls:2,"
+	fi
 	chown -R "$MK_MAIL_UID:$MK_MAIL_GID" "$d/home"
 	DOVECOT_IMAP_PORT=$(free_port)
 	DOVECOT_POP3_PORT=$(free_port)
@@ -223,6 +231,7 @@ EOF
 		return 1
 	fi
 	export DOVECOT_DIR DOVECOT_IMAP_PORT DOVECOT_POP3_PORT DOVECOT_LOG DOVECOT_PID MK_TEST_MSG
+	export DOVECOT_MAILDIR
 }
 
 # stop_dovecot - stop the master started by start_dovecot (it ends its children).

@@ -15,10 +15,12 @@
 # so a stock Dovecot or Postfix on the standard ports works as it is; the
 # README shows the production setup with PROXY v2.
 #
-# Unless DEMO=no, MAILKTLS_CONF is set, a daemon already answers on
-# 127.0.0.1:143, 110 or 587 or it does not run as root, it runs
-# scripts/run-demo.sh instead: the agent in front of a private Dovecot and
-# Postfix. DEMO=yes does even when a daemon answers.
+# Unless DEMO=no or MAILKTLS_CONF is set, or it does not run as root, it
+# runs scripts/run-demo.sh instead: the agent in front of a private Dovecot
+# and Postfix on ports of their own. A daemon already answering on
+# 127.0.0.1:143, 110 or 587 does not switch the demo off: on a fresh Debian
+# machine that is the stock Dovecot or Postfix the install step just
+# started (unconfigured for PROXY v2), so it only earns a hint.
 set -eu
 cd "$(dirname "$0")/.."
 
@@ -26,19 +28,16 @@ answers() {	# PORT: something accepts on 127.0.0.1:PORT
 	timeout 2 bash -c ": </dev/tcp/127.0.0.1/$1" 2>/dev/null
 }
 if [ "${DEMO:-}" != no ] && [ -z "${MAILKTLS_CONF:-}" ]; then
-	busy=
-	if [ "${DEMO:-}" != yes ]; then
+	if [ "$(id -u)" != 0 ]; then
+		echo "the demo's Dovecot and Postfix need root: the agent alone"
+	else
+		busy=
 		for p in 143 110 587; do
 			answers "$p" && busy="$busy $p"
 		done
-	fi
-	if [ "$(id -u)" != 0 ]; then
-		echo "the demo's Dovecot and Postfix need root: the agent alone"
-	elif [ -z "$busy" ]; then
+		[ -z "$busy" ] || echo "a daemon answers on 127.0.0.1 port$busy: the demo uses daemons" \
+			"of its own; make run DEMO=no puts the agent in front of yours"
 		exec scripts/run-demo.sh
-	else
-		echo "a daemon answers on 127.0.0.1 port$busy: the agent alone, in front of it" \
-			"(make run DEMO=yes starts the demo with its own Dovecot and Postfix)"
 	fi
 fi
 RUN_DIR=${RUN_DIR:-build/run}

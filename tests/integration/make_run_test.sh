@@ -12,8 +12,8 @@
 # group): nothing it started may be left, its directory neither.
 #
 # The user-facing ports are taken free (RUN_*_PORT) so that the test runs
-# beside others. When a daemon answers on 127.0.0.1:143/110/587, make run
-# would use it instead: the test then asks for the demo with DEMO=yes.
+# beside others. A daemon answering on 127.0.0.1:143/110/587 changes
+# nothing: the demo runs as printed, as the README says.
 #
 # Then `make run DEMO=no` (with a configuration of free ports in RUN_DIR):
 # the agent alone, as before the demo, and nothing else.
@@ -59,16 +59,12 @@ answers() {	# PORT
 # start_make_run - `make run` with free ports, in a session of its own with
 # SIGINT at its default (a background job of a script would ignore it).
 start_make_run() {
-	local vars=() p demo=
+	local vars=() p
 	for p in IMAPS POP3S SUBMISSIONS IMAP POP3 SUBMISSION METRICS; do
 		RUN_PORTS+=("$(free_port)")
 		vars+=("RUN_${p}_PORT=${RUN_PORTS[-1]}")
 	done
-	for p in 143 110 587; do
-		answers "$p" && demo=DEMO=yes
-	done
-	[ -n "$demo" ] && echo "# a daemon answers on 127.0.0.1:143/110/587: make run $demo"
-	make_run_bg "$OUT" "${vars[@]}" $demo
+	make_run_bg "$OUT" "${vars[@]}"
 }
 
 # make_run_bg OUT VAR=VALUE... - make run in the background as a terminal

@@ -148,7 +148,7 @@ agent/mailktls-milter: $(BUILD)/milter/main.o $(MILTER_CORE_OBJS) $(MILTER_AGENT
 
 agent/mailktlsctl: $(CTL_OBJS) agent/libmailktls.a
 	$(call say,LD,$@)
-	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(CTL_OBJS) agent/libmailktls.a -lmnl
+	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(CTL_OBJS) agent/libmailktls.a -lmnl -lunbound -lssl -lcrypto
 
 # --- kselftest harness ------------------------------------------------------
 

@@ -117,7 +117,7 @@ struct audit_rr_set {
 	bool rs_nxdomain;
 	unsigned int rs_count;
 	const uint8_t **rs_data;
-	const size_t *rs_len;
+	const int *rs_len; /* libunbound's lengths are ints */
 	char rs_why[AUDIT_DETAIL_MAX];
 	void *rs_priv; /* the ub_result */
 };

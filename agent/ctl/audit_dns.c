@@ -178,7 +178,7 @@ static void fill_set(const struct audit_dns *d, struct ub_result *res, struct au
 			n++;
 	rs->rs_count = n;
 	rs->rs_data = (const uint8_t **)res->data;
-	rs->rs_len = (const size_t *)res->len;
+	rs->rs_len = res->len;
 }
 
 /**

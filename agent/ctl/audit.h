@@ -96,6 +96,7 @@ struct audit_caps {
 /* A server line, classified. */
 enum audit_status { AUDIT_ST_MORE, AUDIT_ST_OK, AUDIT_ST_NO, AUDIT_ST_BAD };
 
+int audit_line_take(char *buf, size_t *have, char *line, size_t *len);
 enum audit_status audit_line_classify(enum audit_proto proto, const char *tag, const char *line,
 				      size_t len);
 void audit_caps_scan(enum audit_proto proto, const char *line, size_t len,

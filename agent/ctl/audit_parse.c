@@ -143,6 +143,32 @@ int audit_tlsa_parse(const uint8_t *rd, size_t len, struct audit_tlsa *out)
 	return 0;
 }
 
+/**
+ * audit_line_take() - the next line out of a receive buffer.
+ * @buf: AUDIT_LINE_MAX bytes received and not yet consumed
+ * @have: how many; reduced by what is taken
+ * @line: AUDIT_LINE_MAX + 1 bytes: the line, CR LF or LF removed, NUL-ended
+ * @len: its length
+ *
+ * Return: 1 with a line taken, 0 when more bytes are needed, -E2BIG when
+ * @buf is full and holds no line end (a line longer than AUDIT_LINE_MAX).
+ */
+int audit_line_take(char *buf, size_t *have, char *line, size_t *len)
+{
+	char *nl = memchr(buf, '\n', *have);
+	size_t l;
+
+	if (!nl)
+		return *have >= AUDIT_LINE_MAX ? -E2BIG : 0;
+	l = (size_t)(nl - buf);
+	*len = l && buf[l - 1] == '\r' ? l - 1 : l;
+	memcpy(line, buf, *len);
+	line[*len] = '\0';
+	*have -= l + 1;
+	memmove(buf, nl + 1, *have);
+	return 1;
+}
+
 static bool is_sep(char c)
 {
 	return c == ' ' || c == '[' || c == ']';

@@ -181,22 +181,14 @@ static int conn_write(struct audit_conn *c, const char *s)
 static int read_line(struct audit_conn *c)
 {
 	for (;;) {
-		char *nl = memchr(c->cn_buf, '\n', c->cn_have);
+		int rc = audit_line_take(c->cn_buf, &c->cn_have, c->cn_line, &c->cn_len);
 		ssize_t n;
 
-		if (nl) {
-			size_t l = (size_t)(nl - c->cn_buf);
-
-			c->cn_len = l && c->cn_buf[l - 1] == '\r' ? l - 1 : l;
-			memcpy(c->cn_line, c->cn_buf, c->cn_len);
-			c->cn_line[c->cn_len] = '\0';
-			c->cn_have -= l + 1;
-			memmove(c->cn_buf, nl + 1, c->cn_have);
+		if (rc == 1)
 			return 0;
-		}
-		if (c->cn_have == AUDIT_LINE_MAX) {
+		if (rc < 0) {
 			c->cn_err = "line longer than 2048 bytes";
-			return -E2BIG;
+			return rc;
 		}
 		n = conn_read(c, c->cn_buf + c->cn_have, AUDIT_LINE_MAX - c->cn_have);
 		if (n == 0) {

@@ -669,9 +669,12 @@ void audit_probe(struct audit_target *t, const struct sockaddr *sa, unsigned int
 		}
 	}
 	err = tls_handshake(&c, ctx, sni, &v);
-	if (err) {
-		audit_add(&t->at_fs, err == -ETIMEDOUT ? "timeout" : "tls-handshake-failed",
-			  AUDIT_MUST, "4", "no TLS 1.2 or later: %s", c.cn_err);
+	if (err == -ETIMEDOUT) {
+		audit_add(&t->at_fs, "timeout", AUDIT_MUST, "4",
+			  "no TLS handshake within %lld ms", (long long)po->po_step_ms);
+	} else if (err) {
+		audit_add(&t->at_fs, "tls-handshake-failed", AUDIT_MUST, "4",
+			  "no TLS 1.2 or later: %s", c.cn_err);
 	} else {
 		check_session(t, po, &c, &v);
 		if (t->at_def->sd_implicit)

@@ -28,6 +28,7 @@
 # TAP output. The resolver is only ever 127.0.0.1:PORT.
 #   MK_KEEP_TMP=1   keep the temp dir
 #   MAILKTLSD=path  the agent binary (default agent/mailktlsd)
+#   MAILKTLSCTL=path  the mailktlsctl binary (default agent/mailktlsctl)
 
 # Checks are called through check(), which shellcheck cannot see.
 # shellcheck disable=SC2317
@@ -40,12 +41,13 @@ here=$(cd "$(dirname "$0")" && pwd)
 
 MK_ROOT=$(cd "$here/../.." && pwd)
 MAILKTLSD=${MAILKTLSD:-$MK_ROOT/agent/mailktlsd}
-CTL=$MK_ROOT/agent/mailktlsctl
+CTL=${MAILKTLSCTL:-$MK_ROOT/agent/mailktlsctl}
 SRVS=("$MK_PY" "$here/lib/audit_servers.py")
 PLAN=19
 ZONE=audit.example
 TMO=8		# --timeout of most runs, seconds
-AGENT_PID= NSD_PID= LOOSE_PID= S10_PID= SILENT_PID= BANNER_PID= BIGLINE_PID= FAKEDNS_PID=
+AGENT_PID='' NSD_PID='' LOOSE_PID='' S10_PID='' SILENT_PID='' BANNER_PID='' BIGLINE_PID=''
+FAKEDNS_PID=''
 
 cleanup() {
 	local p
@@ -214,6 +216,7 @@ write_zones() {
 	mkdir -p "$z"
 	good_tlsa=$(tlsa_of "$CERTS/good.crt")
 	{
+		# shellcheck disable=SC2016 # zone file directives, not shell
 		printf '$ORIGIN %s.\n$TTL 300\n' "$ZONE"
 		printf '@ SOA ns.%s. hostmaster.%s. 1 3600 600 86400 300\n@ NS ns\nns A 127.0.0.1\n' \
 			"$ZONE" "$ZONE"
@@ -240,6 +243,7 @@ write_zones() {
 		srv banner submission 0 "$P_BANNER"; srv banner imap 0 "$P_BIGLINE"
 	} >"$z/$ZONE.zone"
 	{
+		# shellcheck disable=SC2016
 		printf '$ORIGIN unsigned.example.\n$TTL 300\n'
 		printf '@ SOA ns hostmaster 1 3600 600 86400 300\n@ NS ns\nns A 127.0.0.1\n'
 		printf 'mail A 127.0.0.1\n@ MX 10 mail\n'

@@ -37,6 +37,12 @@ struct audit_dns_wait {
 	struct ub_result *dw_res;
 };
 
+/**
+ * audit_sec_name() - the DNSSEC state as the table and the JSON spell it.
+ * @s: the state
+ *
+ * Return: "secure", "insecure", "bogus", "error" or "unvalidated".
+ */
 const char *audit_sec_name(enum audit_sec s)
 {
 	switch (s) {
@@ -230,6 +236,10 @@ int audit_dns_query(struct audit_dns *d, const char *name, int rrtype, int64_t d
 	return 0;
 }
 
+/**
+ * audit_rr_set_free() - release an answer of audit_dns_query(); safe twice.
+ * @rs: the answer
+ */
 void audit_rr_set_free(struct audit_rr_set *rs)
 {
 	ub_resolve_free(rs->rs_priv);
@@ -237,11 +247,22 @@ void audit_rr_set_free(struct audit_rr_set *rs)
 	rs->rs_count = 0;
 }
 
+/**
+ * audit_dns_validating() - is a trust anchor loaded?
+ * @d: the context
+ *
+ * Return: true when answers can be secure or bogus, false when every
+ * answer is unvalidated.
+ */
 bool audit_dns_validating(const struct audit_dns *d)
 {
 	return d->dn_validating;
 }
 
+/**
+ * audit_dns_close() - end the libunbound context (and its thread).
+ * @d: the context, or NULL
+ */
 void audit_dns_close(struct audit_dns *d)
 {
 	if (!d)

@@ -162,13 +162,14 @@ static int best_prio(const struct audit_svc_srv *s)
 static void check_preference(struct audit_ctx *a)
 {
 	struct audit_findings *fs = &a->ac_run.ar_fs;
-	bool any = false;
+	bool any = false, all_answered = true;
 
 	for (unsigned int i = 0; i < 6; i += 2) {
 		const struct audit_svc_srv *imp = &a->ac_srv[i], *st = &a->ac_srv[i + 1];
 		int pi = best_prio(imp), ps = best_prio(st);
 
 		any |= imp->ss_count || st->ss_count;
+		all_answered &= imp->ss_answered && st->ss_answered;
 		if (!imp->ss_answered && !st->ss_answered)
 			continue;
 		if (pi < 0 && ps >= 0)
@@ -185,7 +186,8 @@ static void check_preference(struct audit_ctx *a)
 				  "_%s._tcp is \".\": STARTTLS service not offered",
 				  audit_svc_defs[i + 1].sd_name);
 	}
-	if (!any)
+	/* failed lookups have findings of their own; "none" needs six answers */
+	if (!any && all_answered)
 		audit_add(fs, "srv-missing", AUDIT_SHOULD, "4.5",
 			  "no SRV records (RFC 6186) for any mail service");
 }

@@ -23,6 +23,7 @@
 #   closed    nothing listens                      -> connect-failed
 #   silent    accepts, never speaks                -> timeout, within --timeout
 #   banner    endless banner / 1 MiB line          -> protocol-error
+#   bogus     an SRV record changed after signing  -> dnssec-bogus
 # and unsigned.example (TLSA without DNSSEC)      -> tlsa-unsigned.
 #
 # TAP output. The resolver is only ever 127.0.0.1:PORT.
@@ -43,16 +44,16 @@ MK_ROOT=$(cd "$here/../.." && pwd)
 MAILKTLSD=${MAILKTLSD:-$MK_ROOT/agent/mailktlsd}
 CTL=${MAILKTLSCTL:-$MK_ROOT/agent/mailktlsctl}
 SRVS=("$MK_PY" "$here/lib/audit_servers.py")
-PLAN=19
+PLAN=21
 ZONE=audit.example
 TMO=8		# --timeout of most runs, seconds
 AGENT_PID='' NSD_PID='' LOOSE_PID='' S10_PID='' SILENT_PID='' BANNER_PID='' BIGLINE_PID=''
-FAKEDNS_PID=''
+FAKEDNS_PID='' MUTEDNS_PID=''
 
 cleanup() {
 	local p
 	for p in "$AGENT_PID" "$NSD_PID" "$LOOSE_PID" "$S10_PID" "$SILENT_PID" "$BANNER_PID" \
-		"$BIGLINE_PID" "$FAKEDNS_PID"; do
+		"$BIGLINE_PID" "$FAKEDNS_PID" "$MUTEDNS_PID"; do
 		stop_pid "$p"
 	done
 	stop_postfix
@@ -241,6 +242,7 @@ write_zones() {
 		srv closed imaps 0 "$P_CLOSED"
 		srv silent imaps 0 "$P_SILENT"
 		srv banner submission 0 "$P_BANNER"; srv banner imap 0 "$P_BIGLINE"
+		srv bogus imaps 0 "$P_IMAPS"
 	} >"$z/$ZONE.zone"
 	{
 		# shellcheck disable=SC2016
@@ -252,6 +254,10 @@ write_zones() {
 	} >"$z/unsigned.example.zone"
 	(cd "$z" && KEY=$(ldns-keygen -a ECDSAP256SHA256 -k "$ZONE") &&
 		ldns-signzone -n "$ZONE.zone" "$KEY" && cp "$KEY.key" anchor.key) || return 1
+	# a record changed after signing: its signature no longer holds
+	sed -i "s/^\(_imaps\._tcp\.bogus\.$ZONE\.[[:space:]].*SRV[[:space:]]\+0 1 \)$P_IMAPS /\1$P_CLOSED /" \
+		"$z/$ZONE.zone.signed"
+	grep -q "SRV[[:space:]]\+0 1 $P_CLOSED mail\.bogus" "$z/$ZONE.zone.signed" || return 1
 	ANCHOR=$z/anchor.key
 }
 
@@ -286,9 +292,10 @@ start_nsd() {
 }
 
 start_fake_dns() {
-	FAKE_PORT=$(free_port)
+	FAKE_PORT=$(free_port) MUTE_PORT=$(free_port)
 	"${SRVS[@]}" dns "$FAKE_PORT" "$P_CLOSED" & FAKEDNS_PID=$!
-	wait_port 127.0.0.1 "$FAKE_PORT"
+	"${SRVS[@]}" dnssilent "$MUTE_PORT" & MUTEDNS_PID=$!
+	wait_port 127.0.0.1 "$FAKE_PORT" && wait_port 127.0.0.1 "$MUTE_PORT"
 }
 
 # --- running the audit ----------------------------------------------------------
@@ -408,6 +415,14 @@ c_dns_many() {
 			for s in json.load(open(sys.argv[1]))["services"]))' "$MK_TMP/many.json")" -le 8 ]
 }
 
+c_bogus() { audit bogus "bogus.$ZONE"; expect bogus 1 dnssec-bogus; }
+
+# A DNS server that never answers: every lookup fails, the run ends in time.
+c_dns_mute() {
+	DNS_PORT=$MUTE_PORT audit mute mute.example
+	expect mute 0 srv-lookup-failed
+}
+
 c_usage() {
 	local rc
 	"$CTL" audit 2>/dev/null; rc=$?
@@ -448,6 +463,8 @@ check "a truncated DNS answer: srv-lookup-failed, in time" c_dns_trunc
 check "an oversized DNS answer: the audit ends in time" c_dns_big
 check "a CNAME loop: srv-lookup-failed, in time" c_dns_loop
 check "500 SRV targets: srv-too-many, at most 8 checked, in time" c_dns_many
+check "an SRV record whose signature fails: dnssec-bogus" c_bogus
+check "a DNS server that never answers: srv-lookup-failed, in time" c_dns_mute
 check "usage errors exit 2, an unusable resolver 3" c_usage
 check "mailktlsd kept running through the audits" agent_alive
 check_done "$PLAN" "$AGENT_LOG" mailktlsd

@@ -5,6 +5,7 @@
   audit_servers.py silent PORT       accept, never say anything
   audit_servers.py banner PORT       an SMTP greeting that never ends ("220-" lines)
   audit_servers.py bigline PORT      one 1 MiB line, then CRLF
+  audit_servers.py dnssilent PORT   a DNS server that never answers (UDP and TCP)
   audit_servers.py dns PORT SRVPORT  a DNS server (UDP and TCP) for bad.example:
       _imaps._tcp.trunc.bad.example SRV  UDP: TC set; TCP: an answer cut inside its record
       _imaps._tcp.big.bad.example SRV    UDP: ~9 KB answer, over any EDNS size, TC clear
@@ -152,7 +153,11 @@ def dns_tcp_conn(conn, srvport):
 
 def main():
     mode, port = sys.argv[1], int(sys.argv[2])
-    if mode == "dns":
+    if mode == "dnssilent":
+        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        udp.bind(("127.0.0.1", port))  # read by nobody: queries go unanswered
+        serve_tcp(port, silent)
+    elif mode == "dns":
         srvport = int(sys.argv[3])
         threading.Thread(target=dns_udp, args=(port, srvport), daemon=True).start()
         serve_tcp(port, lambda c: dns_tcp_conn(c, srvport))

@@ -109,8 +109,9 @@ static void lookup_srv(struct audit_ctx *a, unsigned int i)
 	struct audit_svc_srv *s = &a->ac_srv[i];
 	struct audit_findings *fs = &a->ac_run.ar_fs;
 	char name[AUDIT_NAME_MAX + 32];
+	struct audit_srv *all;
 	struct audit_rr_set rs;
-	unsigned int bad = 0;
+	unsigned int bad = 0, n = 0;
 	int err;
 
 	snprintf(name, sizeof(name), "%s.%s", audit_svc_defs[i].sd_srv, a->ac_run.ar_domain);
@@ -126,16 +127,22 @@ static void lookup_srv(struct audit_ctx *a, unsigned int i)
 		goto out;
 	}
 	s->ss_answered = true;
-	for (unsigned int k = 0; k < rs.rs_count; k++) {
-		struct audit_srv srv;
-
-		if (audit_srv_parse(rs.rs_data[k], rs.rs_len[k], &srv)) {
-			bad++;
-			continue;
-		}
-		if (s->ss_count < AUDIT_TARGETS_MAX)
-			s->ss_list[s->ss_count++] = srv;
+	/* all of them, sorted, so that the best AUDIT_TARGETS_MAX are kept */
+	all = calloc(rs.rs_count ? rs.rs_count : 1, sizeof(*all));
+	if (!all) {
+		audit_add(fs, "srv-lookup-failed", AUDIT_SHOULD, "4.5", "%s: out of memory", name);
+		goto out;
 	}
+	for (unsigned int k = 0; k < rs.rs_count; k++) {
+		if (audit_srv_parse(rs.rs_data[k], rs.rs_len[k], &all[n]))
+			bad++;
+		else
+			n++;
+	}
+	qsort(all, n, sizeof(*all), cmp_srv);
+	s->ss_count = n < AUDIT_TARGETS_MAX ? n : AUDIT_TARGETS_MAX;
+	memcpy(s->ss_list, all, s->ss_count * sizeof(*all));
+	free(all);
 	if (bad)
 		audit_add(fs, "srv-bad-record", AUDIT_SHOULD, "4.5",
 			  "%s: %u records unreadable", name, bad);
@@ -143,7 +150,6 @@ static void lookup_srv(struct audit_ctx *a, unsigned int i)
 		audit_add(fs, "srv-too-many", AUDIT_NOTE, "4.5",
 			  "%s has %u targets; the first %u by priority are checked", name,
 			  rs.rs_count - bad, AUDIT_TARGETS_MAX);
-	qsort(s->ss_list, s->ss_count, sizeof(s->ss_list[0]), cmp_srv);
 	s->ss_dot = s->ss_count == 1 && !strcmp(s->ss_list[0].sr_target, ".");
 	if (s->ss_count)
 		note_sec(fs, rs.rs_sec, "SRV", name, "");

@@ -10,7 +10,8 @@
       _imaps._tcp.trunc.bad.example SRV  UDP: TC set; TCP: an answer cut inside its record
       _imaps._tcp.big.bad.example SRV    UDP: ~9 KB answer, over any EDNS size, TC clear
       _imaps._tcp.loop.bad.example SRV   a CNAME loop of three names
-      _imaps._tcp.many.bad.example SRV   UDP: TC; TCP: 500 SRV targets (port SRVPORT)
+      _imaps._tcp.many.bad.example SRV   UDP: TC; TCP: 500 SRV targets (port SRVPORT),
+                                         tN with priority 499 - N
       tN.many.bad.example, *.big.bad.example A   127.0.0.1
   Everything else: NXDOMAIN. Every loop is bounded; the process ends when
   killed (the test stops it by PID).
@@ -88,8 +89,8 @@ def rr(name, rtype, rdata, ttl=60):
     return wire(name) + struct.pack("!HHIH", rtype, 1, ttl, len(rdata)) + rdata
 
 
-def srv_rdata(target, port):
-    return struct.pack("!HHH", 0, 1, port) + wire(target)
+def srv_rdata(target, port, prio=0):
+    return struct.pack("!HHH", prio, 1, port) + wire(target)
 
 
 def message(qid, question, answers, rcode=0, tc=False):
@@ -119,8 +120,10 @@ def answer(msg, tcp, srvport):
     if name == "_imaps._tcp.many.bad.example." and qtype == 33:
         if not tcp:
             return message(qid, question, [], tc=True)
+        # the best priority last: t499 is the one to try first
         return message(qid, question, [rr(name, 33, srv_rdata(f"t{n}.many.bad.example.",
-                                                              srvport)) for n in range(500)])
+                                                              srvport, 499 - n))
+                                       for n in range(500)])
     if (name.endswith(".many.bad.example.") or name.endswith(".big.bad.example.")) and qtype == 1:
         return message(qid, question, [rr(name, 1, socket.inet_aton("127.0.0.1"))])
     return message(qid, question, [], rcode=3)

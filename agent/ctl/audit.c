@@ -427,6 +427,15 @@ static void check_versions(struct audit_ctx *a)
 	}
 }
 
+/* Not one SRV or MX lookup answered (resolver down or mute): nothing to audit. */
+static bool no_dns(const struct audit_ctx *a)
+{
+	for (unsigned int i = 0; i < 6; i++)
+		if (a->ac_srv[i].ss_sec != AUDIT_SEC_ERROR)
+			return false;
+	return a->ac_run.ar_mx_sec == AUDIT_SEC_ERROR;
+}
+
 static int parse_opts(int argc, char **argv, struct audit_dns_opts *o, bool *json, long *tmo,
 		      const char **domain)
 {
@@ -466,7 +475,8 @@ static int parse_opts(int argc, char **argv, struct audit_dns_opts *o, bool *jso
 /**
  * audit_main() - `mailktlsctl audit ...`; argv[0] is "audit".
  * Return: 0 when no MUST failed, 1 when one did, 2 for a usage error,
- * 3 when the audit could not run (resolver or trust anchor unusable).
+ * 3 when the audit could not run (resolver or trust anchor unusable, or
+ * not one DNS lookup answered).
  */
 int audit_main(int argc, char **argv)
 {
@@ -499,10 +509,16 @@ int audit_main(int argc, char **argv)
 		lookup_srv(&a, i);
 	check_preference(&a);
 	lookup_mx(&a);
-	plan_targets(&a);
-	for (unsigned int i = 0; i < a.ac_run.ar_ntargets; i++)
-		check_target(&a, &a.ac_targets[i]);
-	check_versions(&a);
+	a.ac_run.ar_no_dns = no_dns(&a);
+	if (!a.ac_run.ar_no_dns) {
+		plan_targets(&a);
+		for (unsigned int i = 0; i < a.ac_run.ar_ntargets; i++)
+			check_target(&a, &a.ac_targets[i]);
+		check_versions(&a);
+	} else {
+		fprintf(stderr, "mailktlsctl: audit: no DNS answer for %s: nothing checked\n",
+			domain);
+	}
 	if (json)
 		audit_print_json(&a.ac_run);
 	else

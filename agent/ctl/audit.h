@@ -174,6 +174,7 @@ struct audit_run {
 	char ar_mx[AUDIT_TARGETS_MAX][AUDIT_NAME_MAX];
 	unsigned int ar_nmx;
 	enum audit_sec ar_mx_sec;
+	bool ar_no_dns; /* not one lookup answered: nothing could be checked */
 };
 
 int audit_exit_code(const struct audit_run *r);

@@ -61,15 +61,29 @@ static void count_all(const struct audit_run *r, unsigned int n[3])
 }
 
 /**
- * audit_exit_code() - 1 when any MUST failed, else 0.
+ * audit_exit_code() - 1 when any MUST failed, else 0; 3 when no DNS lookup
+ * answered at all, so that nothing was checked.
  * Return: the exit status of `mailktlsctl audit`.
  */
 int audit_exit_code(const struct audit_run *r)
 {
 	unsigned int n[3];
 
+	if (r->ar_no_dns)
+		return 3;
 	count_all(r, n);
 	return n[AUDIT_MUST] ? 1 : 0;
+}
+
+static const char *result_name(const struct audit_run *r)
+{
+	switch (audit_exit_code(r)) {
+	case 0:
+		return "pass";
+	case 1:
+		return "fail";
+	}
+	return "error";
 }
 
 /* "fail" (a MUST), "warn" (a SHOULD), "pass", or "absent" for a guess that found nothing. */
@@ -135,7 +149,7 @@ void audit_print_table(const struct audit_run *r)
 	count_all(r, n);
 	printf("summary: %s: %u endpoints, %u must failed, %u should failed, %u notes: %s\n",
 	       r->ar_domain, r->ar_ntargets, n[AUDIT_MUST], n[AUDIT_SHOULD], n[AUDIT_NOTE],
-	       n[AUDIT_MUST] ? "FAIL" : "PASS");
+	       r->ar_no_dns ? "ERROR (no DNS answer)" : n[AUDIT_MUST] ? "FAIL" : "PASS");
 }
 
 static void json_str(const char *s)
@@ -232,6 +246,6 @@ void audit_print_json(const struct audit_run *r)
 	}
 	printf("],\"summary\":{\"endpoints\":%u,\"must_failed\":%u,\"should_failed\":%u,"
 	       "\"notes\":%u,\"result\":\"%s\",\"exit\":%d}}\n",
-	       r->ar_ntargets, n[AUDIT_MUST], n[AUDIT_SHOULD], n[AUDIT_NOTE],
-	       n[AUDIT_MUST] ? "fail" : "pass", audit_exit_code(r));
+	       r->ar_ntargets, n[AUDIT_MUST], n[AUDIT_SHOULD], n[AUDIT_NOTE], result_name(r),
+	       audit_exit_code(r));
 }

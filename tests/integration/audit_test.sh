@@ -422,10 +422,12 @@ c_dns_many() {
 
 c_bogus() { audit bogus "bogus.$ZONE"; expect bogus 1 dnssec-bogus; }
 
-# A DNS server that never answers: every lookup fails, the run ends in time.
+# A DNS server that never answers: every lookup fails, the run ends in time
+# and says it could check nothing (exit 3), never PASS.
 c_dns_mute() {
 	DNS_PORT=$MUTE_PORT audit mute mute.example
-	expect mute 0 srv-lookup-failed
+	expect mute 3 srv-lookup-failed && grep -q '"result":"error"' "$MK_TMP/mute.json" &&
+		grep -q 'no DNS answer' "$MK_TMP/mute.err"
 }
 
 c_usage() {
@@ -469,7 +471,7 @@ check "an oversized DNS answer: the audit ends in time" c_dns_big
 check "a CNAME loop: srv-lookup-failed, in time" c_dns_loop
 check "500 SRV targets: srv-too-many, the 8 best by priority checked, in time" c_dns_many
 check "an SRV record whose signature fails: dnssec-bogus" c_bogus
-check "a DNS server that never answers: srv-lookup-failed, in time" c_dns_mute
+check "a DNS server that never answers: srv-lookup-failed, exit 3, in time" c_dns_mute
 check "usage errors exit 2, an unusable resolver 3" c_usage
 check "mailktlsd kept running through the audits" agent_alive
 check_done "$PLAN" "$AGENT_LOG" mailktlsd

@@ -149,7 +149,7 @@ agent/mailktls-milter: $(BUILD)/milter/main.o $(MILTER_CORE_OBJS) $(MILTER_AGENT
 
 agent/mailktlsctl: $(CTL_OBJS) agent/libmailktls.a
 	$(call say,LD,$@)
-	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(CTL_OBJS) agent/libmailktls.a -lmnl
+	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(CTL_OBJS) agent/libmailktls.a -lmnl -lunbound -lssl -lcrypto
 
 # --- kselftest harness ------------------------------------------------------
 
@@ -237,6 +237,13 @@ $(BUILD)/fuzz/%: tests/fuzz/%.c $(FUZZ_AGENT_OBJS) $(FUZZ_LIB_OBJS) $(FUZZ_MILTE
 	@mkdir -p $(@D)
 	$(Q)$(CLANG) $(BASE_CFLAGS) -U_FORTIFY_SOURCE $(FUZZ_FLAGS) -o $@ $< $(FUZZ_AGENT_OBJS) \
 		$(FUZZ_LIB_OBJS) $(FUZZ_MILTER_OBJS) $(AGENT_LIBS)
+
+# mailktlsctl audit's parsers: pure functions of agent/ctl, built from source.
+$(BUILD)/fuzz/fuzz_audit_parse: tests/fuzz/fuzz_audit_parse.c agent/ctl/audit_parse.c agent/ctl/audit.h
+	$(call say,CC-FUZZ,$@)
+	@mkdir -p $(@D)
+	$(Q)$(CLANG) $(BASE_CFLAGS) -Iagent/ctl -U_FORTIFY_SOURCE $(FUZZ_FLAGS) -o $@ \
+		tests/fuzz/fuzz_audit_parse.c agent/ctl/audit_parse.c -lcrypto
 
 fuzz: $(FUZZ_BINS)
 	$(Q)scripts/run-fuzz.sh $(FUZZ_SECONDS) $(FUZZ_BINS)

@@ -6,10 +6,13 @@
  *   mailktlsctl [-s PATH] query --fd N | --addr IP:PORT
  *   mailktlsctl [-s PATH] received --addr IP:PORT
  *   mailktlsctl metrics [IP:PORT | unix:PATH]
+ *   mailktlsctl audit DOMAIN [--resolver ADDR[:PORT]] [--trust-anchor FILE]
+ *                            [--json] [--timeout S]       (audit.c)
  *
  * -s PATH names the agent's query socket (default $MAILKTLS_QUERY_SOCKET,
  * then /run/mailktls/query.sock).  Exit status: 0 found, 1 not found,
- * 2 usage, 3 other errors.
+ * 2 usage, 3 other errors; audit: 0 no MUST failed, 1 a MUST failed,
+ * 2 usage, 3 the audit could not run.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -22,6 +25,7 @@
 
 #include "mailktls.h"
 #include "lib/mk_addr.h"
+#include "audit.h"
 
 #define MK_METRICS_DEFAULT "/run/mailktls/metrics.sock"
 
@@ -32,7 +36,9 @@ static int usage(void)
 		"       mailktlsctl [-s PATH] query --fd N | --addr IP:PORT\n"
 		"       mailktlsctl [-s PATH] received --addr IP:PORT\n"
 		"       mailktlsctl metrics [IP:PORT | unix:PATH]   (default $MAILKTLS_METRICS,\n"
-		"                                                 then unix:" MK_METRICS_DEFAULT ")\n");
+		"                                                 then unix:" MK_METRICS_DEFAULT ")\n"
+		"       mailktlsctl audit DOMAIN [--resolver ADDR[:PORT]] [--trust-anchor FILE]\n"
+		"                                [--json] [--timeout S]\n");
 	return 2;
 }
 
@@ -216,6 +222,8 @@ int main(int argc, char **argv)
 		return usage();
 	if (!strcmp(argv[0], "status") && argc == 1)
 		return cmd_status();
+	if (!strcmp(argv[0], "audit"))
+		return audit_main(argc, argv);
 	if (!strcmp(argv[0], "metrics") && argc <= 2)
 		return cmd_metrics(argc == 2 ? argv[1] : NULL);
 	if (strcmp(argv[0], "query") && strcmp(argv[0], "received"))

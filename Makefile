@@ -159,6 +159,10 @@ $(KSFT_HDR):
 	@mkdir -p $(KSFT_DIR)
 	$(Q)tar -xJf $(LINUX_SOURCE_TAR) -C $(KSFT_DIR) --strip-components=4 --wildcards \
 		'*/tools/testing/selftests/kselftest_harness.h' '*/tools/testing/selftests/kselftest.h'
+	@# 6.12's TEST_F sets 'child' after setjmp() and reads it after an
+	@# ASSERT's longjmp(): without volatile its value there is indeterminate
+	@# (C11 7.13.2.1; GCC 14: -Wclobbered). 6.1's harness has no such line.
+	$(Q)sed -i 's/^\([[:space:]]*\)pid_t child = 1; \\$$/\1volatile pid_t child = 1; \\/' $@
 	@test -f $@
 
 KSFT_CFLAGS := -I$(KSFT_DIR) -Wno-sign-compare -Wno-unused-function -Wno-shadow

@@ -47,6 +47,7 @@ enum key_type {
 	T_TLVS,		/* PROXY v2 TLV names, or none */
 	T_CIDRS,	/* address ranges separated by blanks */
 	T_FILE,		/* a file name, kept with its line */
+	T_GROUPS,	/* key-exchange group names, kept with their line */
 };
 
 struct key_word {
@@ -111,6 +112,8 @@ static const struct key_desc mk_keys[] = {
 	  NULL, "a duration such as 500ms, 30s, 5m or 1h, at most 168h" },
 	{ "min_version", T_WORD, L(lc_min_version), 0, 0, w_version, "1.2 or 1.3" },
 	{ "alpn", T_WORD, L(lc_alpn_strict), 0, 0, w_alpn, "strict or off" },
+	{ "groups", T_GROUPS, L(lc_groups), 0, 0, NULL,
+	  "group names separated by colons, such as X25519MLKEM768:x25519:secp256r1" },
 	{ "ticket_keys", T_FILE, L(lc_ticket_keys), 0, 0, NULL, "a file name" },
 	{ "client_ca", T_FILE, L(lc_client_ca), 0, 0, NULL, "a file name" },
 	{ "client_cert", T_WORD, L(lc_client_cert), 0, 0, w_client_cert,
@@ -144,7 +147,7 @@ static const struct key_desc mk_keys[] = {
 /* The keys a listener cannot do without, in the order they are reported. */
 enum { K_LISTEN, K_PROTOCOL, K_TLS, K_BACKEND, K_CERTIFICATE, K_PRIVATE_KEY, K_PROXY_PROTOCOL,
        K_PROXY_TLVS, K_PROXY_HEADER_MAX, K_ACCEPT_PROXY, K_TRUSTED_PROXIES, K_PROXY_TIMEOUT,
-       K_MIN_VERSION, K_ALPN, K_TICKET_KEYS, K_CLIENT_CA, K_CLIENT_CERT };
+       K_MIN_VERSION, K_ALPN, K_GROUPS, K_TICKET_KEYS, K_CLIENT_CA, K_CLIENT_CERT };
 #define NKEYS (sizeof(mk_keys) / sizeof(mk_keys[0]))
 
 /* Where values go while a section is read, and which keys it set where. */
@@ -575,6 +578,22 @@ static int parse_cidrs(struct parser *p, const struct key_desc *kd, const char *
 	return 0;
 }
 
+/*
+ * The characters of OpenSSL's group-list syntax; whether the names exist is
+ * for the linked OpenSSL to say (mk_tls_groups_check()).
+ */
+static bool valid_groups(const char *v, size_t size)
+{
+	size_t len = strlen(v);
+
+	if (len == 0 || len >= size)
+		return false;
+	for (; *v; v++)
+		if (!isalnum((unsigned char)*v) && !strchr(":/-_?*", *v))
+			return false;
+	return true;
+}
+
 static int key_value(struct parser *p, const char *key, const char *v)
 {
 	struct section *se = p->p_cur;
@@ -619,6 +638,17 @@ static int key_value(struct parser *p, const char *key, const char *v)
 				    key, kd->kd_expect);
 		strcpy(pc->pc_path, v);
 		pc->pc_line = p->p_line;
+		se->se_key_line[i] = p->p_line;
+		return 0;
+	}
+	if (kd->kd_type == T_GROUPS) {
+		struct mk_groups_cfg *gc = (struct mk_groups_cfg *)(base + kd->kd_off);
+
+		if (!valid_groups(v, sizeof(gc->gc_list)))
+			return perr(p, p->p_line, "bad value '%s' for '%s' (expected %s)", v,
+				    key, kd->kd_expect);
+		strcpy(gc->gc_list, v);
+		gc->gc_line = p->p_line;
 		se->se_key_line[i] = p->p_line;
 		return 0;
 	}

@@ -42,6 +42,13 @@ struct mk_certpair {
 	int cp_line;			/* line of the certificate key */
 };
 
+/* Key-exchange groups in OpenSSL's list syntax; "" keeps OpenSSL's default. */
+#define MK_GROUPS_MAX 512
+struct mk_groups_cfg {
+	char gc_list[MK_GROUPS_MAX];
+	int gc_line;			/* for "unknown group" from tls_policy.c */
+};
+
 /* A file named by a key, with the key's line for messages about its content. */
 struct mk_path_cfg {
 	char pc_path[PATH_MAX];		/* "" when the key is not set */
@@ -65,6 +72,7 @@ struct mk_listener_cfg {
 	struct mk_certpair lc_certs[MK_MAX_CERTS];
 	int lc_ncerts;
 	int lc_min_version;		/* TLS1_2_VERSION or TLS1_3_VERSION */
+	struct mk_groups_cfg lc_groups;
 	bool lc_alpn_strict;
 	struct mk_path_cfg lc_ticket_keys;	/* "": per-process ticket keys */
 	struct mk_path_cfg lc_client_ca;

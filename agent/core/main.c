@@ -349,6 +349,10 @@ int main(int argc, char **argv)
 	char err[MK_ERR_MAX];
 	int opt;
 
+	/* An OpenSSL built with enable-sslkeylog (3.5) writes the secrets of
+	 * every session to this file, whatever keylog callback the agent
+	 * sets: the agent, its workers and its key process never see it. */
+	unsetenv("SSLKEYLOGFILE");
 	while ((opt = getopt(argc, argv, "c:tVhK")) != -1) {
 		switch (opt) {
 		case 'c':

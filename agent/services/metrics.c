@@ -42,6 +42,8 @@ static struct {
 	size_t m_nsessions;				/* m_lock */
 	struct mk_labelled m_failures[MK_LABELLED_MAX];	/* m_lock: reason */
 	size_t m_nfailures;				/* m_lock */
+	struct mk_labelled m_groups[MK_LABELLED_MAX];	/* m_lock: key-exchange group */
+	size_t m_ngroups;				/* m_lock */
 	uint64_t m_dropped;				/* m_lock: label sets not kept */
 } mk_m = { .m_lock = PTHREAD_MUTEX_INITIALIZER };
 
@@ -122,15 +124,18 @@ static void labelled_inc(struct mk_labelled *tab, size_t *n, int li, const char 
  * @li:      listener index
  * @version: "TLSv1.3"
  * @cipher:  IANA name
+ * @group:   key-exchange group ("X25519MLKEM768"), "" for none
  * @ktls:    the kernel has the records both ways
  */
-void mk_metrics_tls_up(int li, const char *version, const char *cipher, bool ktls)
+void mk_metrics_tls_up(int li, const char *version, const char *cipher, const char *group,
+		       bool ktls)
 {
 	mk_metrics_add(li, MK_M_HANDSHAKES, 1);
 	atomic_fetch_add_explicit(ktls ? &mk_m.m_tls_kernel : &mk_m.m_tls_user, 1,
 				  memory_order_relaxed);
 	pthread_mutex_lock(&mk_m.m_lock);
 	labelled_inc(mk_m.m_sessions, &mk_m.m_nsessions, li, version, cipher);
+	labelled_inc(mk_m.m_groups, &mk_m.m_ngroups, li, group[0] ? group : "none", "");
 	pthread_mutex_unlock(&mk_m.m_lock);
 }
 
@@ -299,6 +304,9 @@ static void render_labelled(struct mk_text *t)
 	render_table(t, "mailktls_tls_sessions_total",
 		     "TLS sessions established, by version and IANA cipher name.",
 		     mk_m.m_sessions, mk_m.m_nsessions, "version", "cipher");
+	render_table(t, "mailktls_tls_groups_total",
+		     "TLS sessions established, by key-exchange group (none: resumed "
+		     "without one).", mk_m.m_groups, mk_m.m_ngroups, "group", NULL);
 	render_table(t, "mailktls_handshake_failures_total",
 		     "TLS handshakes that failed, by reason.", mk_m.m_failures,
 		     mk_m.m_nfailures, "reason", NULL);

@@ -45,7 +45,8 @@ void mk_metrics_state(int li, int from, int to);
 
 /* TLS established on listener @li: version, IANA cipher, and where the
  * records are (kernel both ways or user space), for the gauges. */
-void mk_metrics_tls_up(int li, const char *version, const char *cipher, bool ktls);
+void mk_metrics_tls_up(int li, const char *version, const char *cipher, const char *group,
+		       bool ktls);
 /* ... and ended. */
 void mk_metrics_tls_down(bool ktls);
 

@@ -54,31 +54,13 @@ static void backend_log_omitted(const struct mk_conn *c, unsigned int omitted, s
 static int backend_proxy_header(struct mk_conn *c)
 {
 	const struct mk_session *s = c->c_session;
-	struct mk_proxy_info pi = {
-		.pi_src = (const struct sockaddr *)&c->c_client,
-		.pi_dst = (const struct sockaddr *)&s->ss_local,
-		.pi_ssl = true,
-		.pi_client_flags = PP2_CLIENT_SSL,
-		.pi_verify = 0,
-		.pi_version = s->ss_version_name,
-		.pi_cipher = s->ss_cipher,
-		.pi_authority = s->ss_sni,
-		.pi_alpn = s->ss_alpn,
-	};
+	struct mk_proxy_info pi;
 	uint8_t hdr[PP2_HEADER_MAX];
 	unsigned int omitted;
 	struct mk_buf nb;
 	ssize_t len;
 
-	/* The certificate of a resumed session was sent on an earlier
-	 * connection: CERT_SESS says so, CERT_CONN only for this one. */
-	if (s->ss_client_cert) {
-		pi.pi_client_flags |= PP2_CLIENT_CERT_SESS;
-		if (!s->ss_resumed)
-			pi.pi_client_flags |= PP2_CLIENT_CERT_CONN;
-		pi.pi_verify = (uint32_t)s->ss_verify;
-		pi.pi_cn = s->ss_client_cn;
-	}
+	mk_proxy_v2_session_info(&pi, s, c->c_cfg->lc_protocol);
 	len = mk_proxy_v2_encode_within(hdr, sizeof(hdr), &pi, c->c_cfg->lc_proxy_tlvs,
 					c->c_cfg->lc_proxy_header_max, &omitted);
 	if (len < 0)

@@ -266,9 +266,18 @@ static bool smtp_continued(const struct cf_line *l)
 	return l->l_len >= 4 && l->l_text[3] == '-';
 }
 
+/*
+ * Does the reply line start with @code? The text is bytes from the
+ * backend, not a C string: compare only what the line holds.
+ */
+static bool smtp_code_is(const struct cf_line *l, const char *code)
+{
+	return l->l_len >= 3 && memcmp(l->l_text, code, 3) == 0;
+}
+
 static bool smtp_is_starttls(const struct cf_line *l)
 {
-	return l->l_len >= 12 && !strncmp(l->l_text, "250", 3) &&
+	return l->l_len >= 12 && smtp_code_is(l, "250") &&
 	       (l->l_text[3] == '-' || l->l_text[3] == ' ') &&
 	       word_is(l->l_text + 4, l->l_len - 4, "STARTTLS");
 }
@@ -300,7 +309,7 @@ static int smtp_flush_block(struct mk_capfilter *f, struct mk_buf *out)
 
 static int smtp_line(struct mk_capfilter *f, struct mk_buf *out)
 {
-	struct cf_line l = split_line(&f->f_line);
+	struct cf_line l = split_line(&f->f_line), first;
 	bool more = smtp_continued(&l);
 
 	if (!f->f_greeting_seen) {
@@ -316,7 +325,8 @@ static int smtp_line(struct mk_capfilter *f, struct mk_buf *out)
 	if (more)
 		return CF_NEXT;
 	/* The first multi-line 250 reply after the greeting is EHLO's. */
-	f->f_done = !strncmp((const char *)mk_buf_head(&f->f_block), "250", 3);
+	first = split_line(&f->f_block);
+	f->f_done = smtp_code_is(&first, "250");
 	return smtp_flush_block(f, out);
 }
 

@@ -12,7 +12,6 @@
  * every key are freed and wiped: after this point no TLS state of the
  * connection is left in user space.
  */
-#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,19 +27,8 @@
 #include "metrics.h"
 #include "registry.h"
 #include "tls_client_cert.h"
+#include "tls_groups.h"
 #include "tls_keys.h"
-
-static void handover_group(SSL *ssl, char *out, size_t len)
-{
-	int nid = SSL_get_negotiated_group(ssl);
-	const char *name = nid ? SSL_group_to_name(ssl, nid) : NULL;
-	size_t i;
-
-	/* TLS group names as the IANA registry writes them: "x25519". */
-	for (i = 0; name && name[i] && i + 1 < len; i++)
-		out[i] = (char)tolower((unsigned char)name[i]);
-	out[i] = '\0';
-}
 
 static void handover_fill_session(struct mk_conn *c, struct mk_session *s)
 {
@@ -65,7 +53,7 @@ static void handover_fill_session(struct mk_conn *c, struct mk_session *s)
 	s->ss_cipher_id = (uint16_t)(SSL_CIPHER_get_id(cipher) & 0xffff);
 	name = SSL_CIPHER_standard_name(cipher);
 	snprintf(s->ss_cipher, sizeof(s->ss_cipher), "%s", name ? name : "");
-	handover_group(c->c_ssl, s->ss_group, sizeof(s->ss_group));
+	mk_tls_group_name(c->c_ssl, s->ss_group, sizeof(s->ss_group));
 	name = SSL_get_servername(c->c_ssl, TLSEXT_NAMETYPE_host_name);
 	snprintf(s->ss_sni, sizeof(s->ss_sni), "%s", name ? name : "");
 	SSL_get0_alpn_selected(c->c_ssl, &alpn, &alpn_len);
@@ -186,7 +174,8 @@ void mk_handover(struct mk_conn *c)
 	}
 	s->ss_ktls_tx = s->ss_ktls_rx = c->c_ktls;
 	mk_log_tls(s);
-	mk_metrics_tls_up(c->c_listener->l_index, s->ss_version_name, s->ss_cipher, c->c_ktls);
+	mk_metrics_tls_up(c->c_listener->l_index, s->ss_version_name, s->ss_cipher, s->ss_group,
+			  c->c_ktls);
 	c->c_tls_counted = true;
 	if (c->c_ktls) {
 		/* Nothing of the handshake is needed any more. */

@@ -12,6 +12,7 @@
 #include <sys/un.h>
 
 #include "proxy_v2.h"
+#include "session.h"
 
 #define PP2_VER_CMD_PROXY	0x21
 #define PP2_TLV_HDR		3	/* type, length (big-endian 16 bits) */
@@ -548,4 +549,28 @@ ssize_t mk_proxy_v2_wanted(const uint8_t *buf, size_t len, size_t max)
 	if (total > max || len > total)
 		return -EMSGSIZE;
 	return (ssize_t)(total - len);
+}
+
+void mk_proxy_v2_session_info(struct mk_proxy_info *pi, const struct mk_session *s,
+			      enum mk_protocol proto)
+{
+	*pi = (struct mk_proxy_info){
+		.pi_src = (const struct sockaddr *)&s->ss_client,
+		.pi_dst = (const struct sockaddr *)&s->ss_local,
+		.pi_ssl = true,
+		.pi_client_flags = PP2_CLIENT_SSL,
+		.pi_verify = PP2_VERIFY_NO_CERT,
+		.pi_version = s->ss_version_name,
+		.pi_cipher = s->ss_cipher,
+		.pi_authority = s->ss_sni,
+		.pi_alpn = mk_protocol_name(proto),
+	};
+	if (!s->ss_client_cert)
+		return;
+	pi->pi_client_flags |= PP2_CLIENT_CERT_SESS;
+	if (!s->ss_resumed)
+		pi->pi_client_flags |= PP2_CLIENT_CERT_CONN;
+	pi->pi_verify = (uint32_t)s->ss_verify;
+	if (s->ss_verify == 0)
+		pi->pi_cn = s->ss_client_cn;
 }

@@ -13,6 +13,8 @@
 #include <sys/socket.h>
 #include <sys/types.h>
 
+#include "config.h"
+
 #define PP2_SIGNATURE "\r\n\r\n\0\r\nQUIT\n"
 #define PP2_SIG_LEN 12
 #define PP2_HEADER_MAX 1024	/* what the encoder will ever produce */
@@ -56,13 +58,16 @@
 #define PP2_CLIENT_SSL		0x01
 #define PP2_CLIENT_CERT_CONN	0x02
 #define PP2_CLIENT_CERT_SESS	0x04
+/* verify of a session without a client certificate: the field is 0 only
+ * when one was presented and verified (X509_V_ERR_UNSPECIFIED). */
+#define PP2_VERIFY_NO_CERT	1
 
 struct mk_proxy_info {
 	const struct sockaddr *pi_src;	/* client; AF_INET or AF_INET6 */
 	const struct sockaddr *pi_dst;	/* address the client connected to */
 	bool pi_ssl;			/* emit PP2_TYPE_SSL */
 	uint8_t pi_client_flags;	/* PP2_CLIENT_* */
-	uint32_t pi_verify;		/* 0: client cert verified (or none asked) */
+	uint32_t pi_verify;		/* 0: a client cert was sent and verified */
 	const char *pi_version;		/* "TLSv1.3", NULL to omit */
 	const char *pi_cipher;		/* NULL to omit */
 	const char *pi_sig_alg;		/* NULL to omit */
@@ -70,6 +75,25 @@ struct mk_proxy_info {
 	const char *pi_authority;	/* SNI, NULL or "" to omit */
 	const char *pi_alpn;		/* NULL or "" to omit */
 };
+
+struct mk_session;
+
+/**
+ * mk_proxy_v2_session_info() - what the header says about a session
+ * @pi:    filled in; its strings point into @s
+ * @s:     the session, TLS established
+ * @proto: the listener's protocol
+ *
+ * ALPN is the port's protocol (imap, pop3, submission), whatever the client
+ * offered: Dovecot 2.4.1 and later drop a connection whose ALPN TLV is
+ * anything else, "smtp" included. A client certificate sets CERT_SESS, and
+ * CERT_CONN unless the session was resumed (the certificate then came with
+ * an earlier connection); verify is 0 only for a certificate that was sent
+ * and verified, which is what Dovecot 2.4.4 and later require before they
+ * count it as valid, and the CN is sent only then.
+ */
+void mk_proxy_v2_session_info(struct mk_proxy_info *pi, const struct mk_session *s,
+			      enum mk_protocol proto);
 
 /**
  * mk_proxy_v2_encode() - build a PROXY v2 header with a CRC32C TLV

@@ -37,6 +37,7 @@
 
 #include "keyproc.h"
 #include "tls_client_cert.h"
+#include "tls_groups.h"
 #include "tls_keys.h"
 #include "tls_policy.h"
 #include "tls_tickets.h"
@@ -47,7 +48,6 @@
 	"ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256"
 #define MK_TLS13_SUITES \
 	"TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256:TLS_AES_128_GCM_SHA256"
-#define MK_GROUPS "x25519:P-256:P-384"
 /* No SHA-1 and no PKCS#1 v1.5 in TLS 1.3 (OpenSSL drops those by itself). */
 #define MK_SIGALGS \
 	"ECDSA+SHA256:ECDSA+SHA384:ECDSA+SHA512:ed25519:ed448:" \
@@ -183,7 +183,9 @@ static int ctx_new(struct mk_tls_policy *p, const struct mk_listener_cfg *lc, SS
 	    !SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION) ||
 	    !SSL_CTX_set_cipher_list(ctx, MK_TLS12_CIPHERS) ||
 	    !SSL_CTX_set_ciphersuites(ctx, MK_TLS13_SUITES) ||
-	    !SSL_CTX_set1_groups_list(ctx, MK_GROUPS) ||
+	    /* No groups key: OpenSSL's default (3.5: X25519MLKEM768 first). */
+	    (lc->lc_groups.gc_list[0] &&
+	     !SSL_CTX_set1_groups_list(ctx, lc->lc_groups.gc_list)) ||
 	    !SSL_CTX_set1_sigalgs_list(ctx, MK_SIGALGS) ||
 	    !SSL_CTX_set_max_early_data(ctx, 0) ||
 	    !SSL_CTX_set_num_tickets(ctx, MK_TLS13_TICKETS) ||
@@ -455,6 +457,25 @@ static int policy_sid_ctx(struct mk_tls_policy *p, const struct mk_listener_cfg 
 	return ok ? 0 : -ENOMEM;
 }
 
+/* A group the linked OpenSSL does not know is a configuration error (-t). */
+static int policy_groups(const struct mk_config *cfg, const struct mk_listener_cfg *lc,
+			 char *err, size_t errlen)
+{
+	const struct mk_groups_cfg *gc = &lc->lc_groups;
+	char bad[MK_GROUPS_MAX];
+	int ret;
+
+	if (!gc->gc_list[0])
+		return 0;
+	ret = mk_tls_groups_check(gc->gc_list, bad, sizeof(bad));
+	if (ret == -EINVAL)
+		return policy_err(err, errlen, cfg, gc->gc_line, "groups: '%s' is not a key-"
+				  "exchange group %s knows", bad, OpenSSL_version(OPENSSL_VERSION));
+	if (ret)
+		snprintf(err, errlen, "%s:%d: out of memory", cfg->cf_path, gc->gc_line);
+	return ret;
+}
+
 int mk_tls_policy_build(const struct mk_config *cfg, const struct mk_listener_cfg *lc,
 			struct mk_tls_policy **out, char *err, size_t errlen)
 {
@@ -464,6 +485,9 @@ int mk_tls_policy_build(const struct mk_config *cfg, const struct mk_listener_cf
 	if (lc->lc_ncerts == 0)
 		return policy_err(err, errlen, cfg, lc->lc_line, "listener '%s' has no "
 				  "certificate", lc->lc_name);
+	ret = policy_groups(cfg, lc, err, errlen);
+	if (ret)
+		return ret;
 	p = calloc(1, sizeof(*p));
 	if (!p)
 		return -ENOMEM;

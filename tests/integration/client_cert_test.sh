@@ -220,8 +220,8 @@ check "TLS 1.2, require, certificate of another CA: alert unknown_ca" \
 	c_handshake "$PORT_REQ" 1.2 stranger "alert TLSV1_ALERT_UNKNOWN_CA"
 check "optional, certificate of another CA: alert unknown_ca, no PROXY header (no CN)" \
 	c_no_header_for_bad_cert
-check "optional without a certificate: PROXY v2 has PP2_CLIENT_SSL only and no CN" \
-	c_header - "flags=0x01 verify=0 cn="
+check "optional without a certificate: PROXY v2 has PP2_CLIENT_SSL only, verify non-zero, no CN" \
+	c_header - "flags=0x01 verify=1 cn="
 check "optional with a certificate: CERT_CONN, CERT_SESS, verify 0, CN mkuser" \
 	c_header mkuser "flags=0x07 verify=0 cn=mkuser"
 check "the tls line has the subject and the verify result" c_tls_line

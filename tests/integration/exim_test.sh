@@ -266,7 +266,7 @@ check "253-octet SNI from [::1], default proxy_header_max 232: Exim accepts" \
 	c_swaks_long_sni_v6 long-sni-232 "$P_SUBS6"
 check "delivered; Exim saw [::1] and the Received header has the clause" \
 	received long-sni-232 --client-ip ::1
-check "agent: that header was 102 bytes, AUTHORITY left out (logged)" c_agent_omitted exims6 102
+check "agent: that header was 115 bytes, AUTHORITY left out (logged)" c_agent_omitted exims6 115
 check "connection unknown to the agent (PROXY header by hand): Exim accepts" c_unknown_connection
 check "delivered; valid Received header without a tls clause" received raw-unknown --no-clause
 check "test bed: Dovecot refuses LOGIN from [::1] unless PROXY v2 has PP2_TYPE_SSL" \

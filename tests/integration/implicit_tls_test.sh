@@ -14,7 +14,8 @@
 #
 #   MK_KEEP_TMP=1  keep the temp dir (configs, logs, mail) for a look
 #   MK_FRONT=haproxy  put haproxy in front instead of the agent: validates
-#                  the daemon setup and the checks; the ALPN, agent-log and
+#                  the daemon setup and the checks; the ALPN, agent-log, PROXY
+#                  header (haproxy sends verify 0 without a certificate) and
 #                  SIGTERM checks are expected to fail there.
 
 # Checks are called through check(), which shellcheck cannot see.

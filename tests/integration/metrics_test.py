@@ -142,6 +142,15 @@ def main():
             check(value(m, "mailktls_tls_sessions_total", listener="imaps", version="TLSv1.2",
                         cipher="TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256") == 2,
                   "2 TLS 1.2 ChaCha20 sessions")
+            # Python's ssl offers OpenSSL's default groups: with 3.5 the TLS 1.3
+            # sessions get the hybrid post-quantum group, TLS 1.2 stays on x25519
+            pq = ssl.OPENSSL_VERSION_INFO >= (3, 5)
+            check((value(m, "mailktls_tls_groups_total", listener="imaps",
+                         group="X25519MLKEM768") or 0) == (3 if pq else 0) and
+                  value(m, "mailktls_tls_groups_total", listener="imaps",
+                        group="x25519") == (2 if pq else 5),
+                  "sessions by key-exchange group (%s)" % ssl.OPENSSL_VERSION,
+                  "\n".join(ln for ln in text.splitlines() if "groups" in ln))
             check(value(m, "mailktls_handshakes_total", listener="imaps") == 5 and
                   value(m, "mailktls_handshakes_total", listener="imap") == 1,
                   "handshakes by listener: 5 and 1")

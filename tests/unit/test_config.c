@@ -542,6 +542,45 @@ TEST(tickets_and_client_certs)
 	    "'ticket_keys' in [global] (listener keys go in [defaults] or [listener NAME])");
 }
 
+/*
+ * groups: kept as written with its line (the linked OpenSSL judges the
+ * names, tls_policy.c), inherited from [defaults], empty when unset so
+ * that OpenSSL's own default (post-quantum first on 3.5) stays.
+ */
+TEST(groups)
+{
+	struct mk_config *cfg;
+	const struct mk_listener_cfg *lc;
+
+	cfg = good(_metadata, "[defaults]\ngroups = X25519MLKEM768:x25519\n" IMAPS
+		   "[listener pop3s]\nlisten = 127.0.0.1:995\nprotocol = pop3\ntls = implicit\n"
+		   "backend = 127.0.0.1:110\ncertificate = /a\nprivate_key = /b\n"
+		   "groups = ?X25519MLKEM768:*secp384r1/x448:-ffdhe2048\n");
+	ASSERT_NE(NULL, cfg);
+	lc = &cfg->cf_listeners[0];
+	EXPECT_STREQ("X25519MLKEM768:x25519", lc->lc_groups.gc_list);
+	EXPECT_EQ(2, lc->lc_groups.gc_line);
+	lc = &cfg->cf_listeners[1];
+	EXPECT_STREQ("?X25519MLKEM768:*secp384r1/x448:-ffdhe2048", lc->lc_groups.gc_list);
+	EXPECT_EQ(17, lc->lc_groups.gc_line);
+	mk_config_free(cfg);
+
+	cfg = good(_metadata, IMAPS);
+	ASSERT_NE(NULL, cfg);
+	EXPECT_STREQ("", cfg->cf_listeners[0].lc_groups.gc_list);
+	mk_config_free(cfg);
+
+	bad(_metadata, IMAPS "groups =\n", "t.conf:8: bad value '' for 'groups' (expected "
+	    "group names separated by colons, such as X25519MLKEM768:x25519:secp256r1)");
+	bad(_metadata, IMAPS "groups = x25519 secp256r1\n", "t.conf:8: bad value 'x25519 "
+	    "secp256r1' for 'groups' (expected group names separated by colons, such as "
+	    "X25519MLKEM768:x25519:secp256r1)");
+	bad(_metadata, IMAPS "groups = x25519\ngroups = secp256r1\n",
+	    "t.conf:9: duplicate key 'groups' (first at line 8)");
+	bad(_metadata, "[global]\ngroups = x25519\n" IMAPS, "t.conf:2: unknown key "
+	    "'groups' in [global] (listener keys go in [defaults] or [listener NAME])");
+}
+
 TEST(missing_keys)
 {
 	static const char *const keys[] = { "listen", "protocol", "tls", "backend",

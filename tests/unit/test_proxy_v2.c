@@ -13,6 +13,7 @@
 #include "kselftest_harness.h"
 #include "proxy_in.h"
 #include "proxy_v2.h"
+#include "session.h"
 
 #define SIG "\r\n\r\n\0\r\nQUIT\n"
 
@@ -462,11 +463,11 @@ TEST_F(pp2, within_send_mask)
 }
 
 /*
- * The agent's header for a submission client: ALPN smtp, AUTHORITY, SSL
- * with version and cipher, CRC32C. With a 253-octet SNI that is 341 (IPv4)
- * and 365 (IPv6) bytes in full, over Exim's and Cyrus's 232; within 232
- * only AUTHORITY goes, and Dovecot keeps ALPN and the PP2_CLIENT_SSL flag.
- * A short SNI fits whole.
+ * The agent's header for a submission client: ALPN submission, AUTHORITY,
+ * SSL with version and cipher, CRC32C. With a 253-octet SNI that is 347
+ * (IPv4) and 371 (IPv6) bytes in full, over Exim's and Cyrus's 232; within
+ * 232 only AUTHORITY goes, and Dovecot keeps ALPN and the PP2_CLIENT_SSL
+ * flag. A short SNI fits whole.
  */
 TEST_F(pp2, within_sni_sizes)
 {
@@ -475,11 +476,11 @@ TEST_F(pp2, within_sni_sizes)
 		size_t max, len;
 		unsigned int omitted;
 	} cases[] = {
-		{ false, true, 232, 85, PP2_SEND_AUTHORITY }, { true, true, 232, 109, PP2_SEND_AUTHORITY },
-		{ false, true, 1500, 341, 0 }, { true, true, 1500, 365, 0 },
-		{ false, true, 536, 341, 0 }, { true, true, 536, 365, 0 },
-		{ false, false, 232, 105, 0 }, { true, false, 232, 129, 0 },
-		{ false, false, 1500, 105, 0 }, { true, false, 1500, 129, 0 },
+		{ false, true, 232, 91, PP2_SEND_AUTHORITY }, { true, true, 232, 115, PP2_SEND_AUTHORITY },
+		{ false, true, 1500, 347, 0 }, { true, true, 1500, 371, 0 },
+		{ false, true, 536, 347, 0 }, { true, true, 536, 371, 0 },
+		{ false, false, 232, 111, 0 }, { true, false, 232, 135, 0 },
+		{ false, false, 1500, 111, 0 }, { true, false, 1500, 135, 0 },
 	};
 	struct mk_proxy_decoded dec;
 	struct mk_proxy_info *pi;
@@ -494,7 +495,7 @@ TEST_F(pp2, within_sni_sizes)
 
 		pi = cases[i].v6 ? &self->info6 : &self->info4;
 		pi->pi_authority = want;
-		pi->pi_alpn = "smtp";
+		pi->pi_alpn = "submission";
 		pi->pi_sig_alg = NULL;
 		pi->pi_client_flags = PP2_CLIENT_SSL;
 		pi->pi_verify = 0;
@@ -508,10 +509,149 @@ TEST_F(pp2, within_sni_sizes)
 		EXPECT_EQ(cases[i].v6 ? 2 : 1, dec.pd_family);
 		EXPECT_TRUE(dec.pd_has_ssl);
 		EXPECT_EQ(PP2_CLIENT_SSL, dec.pd_client_flags);
-		EXPECT_STREQ("smtp", dec.pd_alpn);
+		EXPECT_STREQ("submission", dec.pd_alpn);
 		EXPECT_STREQ("TLSv1.3", dec.pd_version);
 		EXPECT_STREQ("TLS_AES_256_GCM_SHA384", dec.pd_cipher);
 		EXPECT_STREQ(omitted ? "" : want, dec.pd_authority);
+	}
+}
+
+static void session_new(struct mk_session *s, const char *client_alpn)
+{
+	memset(s, 0, sizeof(*s));
+	sin4((struct sockaddr_in *)&s->ss_client, "203.0.113.9", 51234);
+	sin4((struct sockaddr_in *)&s->ss_local, "192.0.2.1", 993);
+	strcpy(s->ss_version_name, "TLSv1.3");
+	strcpy(s->ss_cipher, "TLS_AES_256_GCM_SHA384");
+	strcpy(s->ss_sni, "mail.example.org");
+	strcpy(s->ss_alpn, client_alpn);
+}
+
+/*
+ * Dovecot 2.4.1 and later drop a connection whose ALPN TLV is not imap,
+ * pop3 or submission: the header names the port's protocol whether the
+ * client offered nothing, the same, or "smtp" (submission's ALPN id).
+ */
+TEST(session_info_alpn_is_the_ports_protocol)
+{
+	static const struct {
+		enum mk_protocol proto;
+		const char *client, *sent;
+	} cases[] = {
+		{ MK_PROTO_IMAP, "", "imap" }, { MK_PROTO_IMAP, "imap", "imap" },
+		{ MK_PROTO_POP3, "", "pop3" }, { MK_PROTO_POP3, "pop3", "pop3" },
+		{ MK_PROTO_SUBMISSION, "", "submission" },
+		{ MK_PROTO_SUBMISSION, "smtp", "submission" },
+	};
+	struct mk_proxy_decoded dec;
+	struct mk_proxy_info pi;
+	struct mk_session s;
+	uint8_t buf[PP2_HEADER_MAX];
+	size_t i;
+	ssize_t n;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		session_new(&s, cases[i].client);
+		mk_proxy_v2_session_info(&pi, &s, cases[i].proto);
+		n = mk_proxy_v2_encode(buf, sizeof(buf), &pi);
+		ASSERT_GT(n, 0);
+		ASSERT_EQ(n, mk_proxy_v2_decode(buf, (size_t)n, &dec));
+		EXPECT_STREQ(cases[i].sent, dec.pd_alpn) TH_LOG("case %zu", i);
+		EXPECT_STREQ("mail.example.org", dec.pd_authority);
+		EXPECT_STREQ("TLSv1.3", dec.pd_version);
+		EXPECT_TRUE(dec.pd_has_ssl);
+	}
+}
+
+/*
+ * Client flags and verify (haproxy's proxy-protocol.txt 2.2.5): verify is
+ * 0 only for a certificate that was sent and verified, the one case
+ * Dovecot 2.4.4 counts as valid; CERT_CONN only when it came with this
+ * connection (not a resumption); the CN only when verified.
+ */
+TEST(session_info_client_cert_flags)
+{
+	static const struct {
+		bool cert, resumed;
+		int32_t verify;
+		uint8_t flags;
+		uint32_t sent_verify;
+		const char *cn;
+	} cases[] = {
+		{ false, false, 0, PP2_CLIENT_SSL, PP2_VERIFY_NO_CERT, "" },
+		{ false, true, 0, PP2_CLIENT_SSL, PP2_VERIFY_NO_CERT, "" },
+		{ true, false, 0, PP2_CLIENT_SSL | PP2_CLIENT_CERT_CONN | PP2_CLIENT_CERT_SESS, 0,
+		  "mkuser" },
+		{ true, true, 0, PP2_CLIENT_SSL | PP2_CLIENT_CERT_SESS, 0, "mkuser" },
+		{ true, false, 20, PP2_CLIENT_SSL | PP2_CLIENT_CERT_CONN | PP2_CLIENT_CERT_SESS, 20,
+		  "" },
+	};
+	struct mk_proxy_decoded dec;
+	struct mk_proxy_info pi;
+	struct mk_session s;
+	uint8_t buf[PP2_HEADER_MAX];
+	size_t i;
+	ssize_t n;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		session_new(&s, "imap");
+		s.ss_client_cert = cases[i].cert;
+		s.ss_resumed = cases[i].resumed;
+		s.ss_verify = cases[i].verify;
+		/* mk_client_cert_describe() keeps a CN only when verified; the
+		 * header must not rely on that. */
+		strcpy(s.ss_client_cn, cases[i].cert ? "mkuser" : "");
+		mk_proxy_v2_session_info(&pi, &s, MK_PROTO_IMAP);
+		n = mk_proxy_v2_encode(buf, sizeof(buf), &pi);
+		ASSERT_GT(n, 0);
+		ASSERT_EQ(n, mk_proxy_v2_decode(buf, (size_t)n, &dec));
+		EXPECT_EQ(cases[i].flags, dec.pd_client_flags) TH_LOG("case %zu", i);
+		EXPECT_EQ(cases[i].sent_verify, dec.pd_verify) TH_LOG("case %zu", i);
+		EXPECT_STREQ(cases[i].cn, dec.pd_cn) TH_LOG("case %zu", i);
+	}
+}
+
+/*
+ * Within each daemon's limit (DESIGN.md: Exim and Cyrus 232, Postfix 536,
+ * Dovecot 1500), for every port kind, with a 253-octet SNI and a verified
+ * certificate's 64-byte CN: the header fits, Dovecot's 1500 takes it
+ * whole, and within 232 the ALPN TLV and PP2_CLIENT_SSL survive.
+ */
+TEST(session_info_within_daemon_limits)
+{
+	static const enum mk_protocol protos[] = {
+		MK_PROTO_IMAP, MK_PROTO_POP3, MK_PROTO_SUBMISSION,
+	};
+	static const size_t limits[] = { 232, 536, 1500 };
+	struct mk_proxy_decoded dec;
+	struct mk_proxy_info pi;
+	struct mk_session s;
+	uint8_t buf[PP2_HEADER_MAX];
+	unsigned int omitted;
+	size_t i, j;
+	ssize_t n;
+
+	for (i = 0; i < sizeof(protos) / sizeof(protos[0]); i++) {
+		for (j = 0; j < sizeof(limits) / sizeof(limits[0]); j++) {
+			session_new(&s, "");
+			sin6((struct sockaddr_in6 *)&s.ss_client, "2001:db8::9", 51234);
+			sin6((struct sockaddr_in6 *)&s.ss_local, "2001:db8::1", 993);
+			long_sni(s.ss_sni);
+			s.ss_client_cert = true;
+			memset(s.ss_client_cn, 'c', 64);
+			s.ss_client_cn[64] = '\0';
+			mk_proxy_v2_session_info(&pi, &s, protos[i]);
+			n = mk_proxy_v2_encode_within(buf, sizeof(buf), &pi, PP2_SEND_ALL,
+						      limits[j], &omitted);
+			ASSERT_GT(n, 0);
+			EXPECT_LE((size_t)n, limits[j]);
+			ASSERT_EQ(n, mk_proxy_v2_decode(buf, (size_t)n, &dec));
+			EXPECT_STREQ(mk_protocol_name(protos[i]), dec.pd_alpn);
+			EXPECT_TRUE(dec.pd_has_ssl);
+			EXPECT_EQ(PP2_CLIENT_SSL, dec.pd_client_flags & PP2_CLIENT_SSL);
+			if (limits[j] == 1500)
+				EXPECT_EQ(0u, omitted) TH_LOG("proto %zu: %#x", i, omitted);
+		}
 	}
 }
 

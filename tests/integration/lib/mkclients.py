@@ -335,7 +335,8 @@ def cmd_pp2_check(args):
     if byt.get(0x01) != b"imap":
         errors.append(f"ALPN {byt.get(0x01)!r}")
     ssl_v = byt.get(0x20, b"")
-    if len(ssl_v) < 5 or not ssl_v[0] & 0x01 or ssl_v[1:5] != b"\0\0\0\0":
+    # PP2_CLIENT_SSL only, verify non-zero: no client certificate was sent
+    if len(ssl_v) < 5 or ssl_v[0] != 0x01 or ssl_v[1:5] == b"\0\0\0\0":
         errors.append(f"SSL TLV head {ssl_v[:5].hex()}")
     sub = {t: v for t, _, v in parse_tlvs(ssl_v[5:])} if len(ssl_v) >= 5 else {}
     if sub.get(0x21) != version.encode():

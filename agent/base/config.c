@@ -225,7 +225,7 @@ static void listener_set_defaults(struct mk_listener_cfg *lc)
 {
 	memset(lc, 0, sizeof(*lc));
 	lc->lc_proxy_v2 = true;
-	lc->lc_proxy_tlvs = PP2_SEND_ALL;
+	lc->lc_proxy_tlvs = PP2_SEND_DEFAULT;
 	/* Exim's and Cyrus's limit; Postfix reads 536 bytes, Dovecot 1500. */
 	lc->lc_proxy_header_max = 232;
 	lc->lc_min_version = TLS1_2_VERSION;

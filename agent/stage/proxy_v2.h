@@ -50,6 +50,12 @@
 #define PP2_SEND_SSL_CN		0x40
 #define PP2_SEND_SSL		0x80
 #define PP2_SEND_ALL		0xff
+/*
+ * What proxy_tlvs sends by default: everything but the ALPN TLV. Dovecot
+ * 2.4.1 (Debian 13) drops every header that carries one, whatever its
+ * value, and no other daemon behind the agent reads it.
+ */
+#define PP2_SEND_DEFAULT	(PP2_SEND_ALL & ~PP2_SEND_ALPN)
 
 #define PP2_FIXED_LEN		16	/* signature, ver/cmd, family, length */
 #define PP2_ADDR_LEN_INET	12

@@ -337,7 +337,7 @@ check "SMTP QUIT: server side ends with close_notify" \
 	c_close_notify smtp "$FRONT_SUBMISSIONS_PORT"
 check "agent log: close line for imaps" c_agent_close_line imaps
 check "agent log: close line for pop3s" c_agent_close_line pop3s
-check "PROXY v2 header: addresses, CRC32C, AUTHORITY, ALPN, SSL version/cipher as the client saw" \
+check "PROXY v2 header: addresses, CRC32C, AUTHORITY, no ALPN (default), SSL version/cipher as the client saw" \
 	c_pp2_header
 check "dead backend: client is closed within 1 s" c_dead_backend
 check "dead backend: an error line is logged" c_dead_backend_logged

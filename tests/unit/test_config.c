@@ -157,7 +157,7 @@ TEST(builtin_defaults)
 	EXPECT_TRUE(cfg->cf_key_process);
 	lc = &cfg->cf_listeners[0];
 	EXPECT_TRUE(lc->lc_proxy_v2);
-	EXPECT_EQ(PP2_SEND_ALL, lc->lc_proxy_tlvs);
+	EXPECT_EQ(PP2_SEND_DEFAULT, lc->lc_proxy_tlvs);
 	EXPECT_EQ(232, lc->lc_proxy_header_max);
 	EXPECT_EQ(TLS1_2_VERSION, lc->lc_min_version);
 	EXPECT_TRUE(lc->lc_alpn_strict);

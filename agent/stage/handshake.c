@@ -229,16 +229,12 @@ static void handshake_input(struct mk_conn *c)
 	handshake_complete(c, mk_buf_head(&c->c_cout) + out_before,
 			   mk_buf_used(&c->c_cout) - out_before);
 	/*
-	 * TLS 1.3: the last flight is the NewSessionTicket, which the client
-	 * does not wait for. In user space the daemon's first bytes (or our
-	 * answer to the client's first command) follow it through the same
-	 * socket, and MSG_MORE lets the kernel send both in one segment: a
-	 * packet, an ACK and a wake-up of the client less per handshake. Not
-	 * for TLS 1.2, whose client waits for our Finished; not with kTLS,
-	 * where it must be on the wire before the kernel's own records.
+	 * The final flight (TLS 1.3: the NewSessionTicket) leaves now, never
+	 * corked with MSG_MORE for bytes that may follow: after STARTTLS the
+	 * client speaks first, so nothing follows until it does, and a client
+	 * with Nagle on holds its first command until this flight's segment
+	 * acknowledges its Finished: the delayed-ACK timer, 40 ms, every time.
 	 */
-	c->c_cout_more = !c->c_rt->rt_ktls && SSL_version(c->c_ssl) == TLS1_3_VERSION &&
-			 mk_buf_used(&c->c_cout);
 	if (mk_buf_used(&c->c_cout))
 		mk_conn_send_client(c);
 	else

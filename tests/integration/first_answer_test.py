@@ -22,7 +22,7 @@ from agenttest import (AGENT, CLIENT_IP, Agent, check, free_port, gen_cert,  # n
                        results)
 
 SESSIONS = 20
-P90_BOUND_MS = 20.0	# far below the 40 ms delayed-ACK timer, far above loopback
+P90_BOUND_MS = 25.0	# far below the 40 ms delayed-ACK timer, far above loopback
 
 
 class ProtoBackend:

@@ -18,9 +18,10 @@
  * descriptor per pending signature; the worker polls one socket per
  * channel instead and finds the handshake by the answer's sequence number.
  *
- * A pending signature (struct kp_wait) lives on the paused job's stack,
- * linked in its channel until it is answered, failed or cancelled; the
- * job unlinks nothing itself once resumed: whoever finishes it does.
+ * A pending signature (struct kp_wait) belongs to the paused job, which
+ * frees it once resumed; it is linked in its channel until it is answered,
+ * failed or cancelled, and whoever finishes it unlinks it. Its request and
+ * answer buffers are on the job's stack, which stays while it is paused.
  */
 #include <errno.h>
 #include <stdatomic.h>
@@ -37,7 +38,7 @@
 struct kp_wait {
 	struct kp_wait *w_next;
 	void *w_waiter;			/* the connection, for the resume call */
-	struct mk_keyproc_req *w_req;	/* on the job's stack */
+	struct mk_keyproc_req *w_req;	/* on the paused job's stack */
 	struct mk_keyproc_ans *w_ans;
 	uint64_t w_deadline;
 	int w_status;
@@ -60,6 +61,37 @@ struct mk_keyproc_chan {
 
 static __thread struct mk_keyproc_chan *tl_chan;
 static __thread void *tl_waiter;
+
+#if OPENSSL_VERSION_NUMBER >= 0x30200000L
+/*
+ * The whole handshake runs on the job's stack, and OpenSSL gives a job
+ * 32 KiB, sized before the post-quantum groups (X25519MLKEM768, 3.5's
+ * default) whose ML-KEM state takes kilobytes. The agent's group list does
+ * not offer them today; the job's stack must not be what stops it. From
+ * 3.2 the size can be chosen: 256 KiB, of which only the pages touched
+ * take memory (malloc maps a block this size on its own).
+ */
+#define MK_ASYNC_STACK (256 * 1024)
+
+static void *async_stack_alloc(size_t *num)
+{
+	if (*num < MK_ASYNC_STACK)
+		*num = MK_ASYNC_STACK;
+	return malloc(*num);
+}
+
+static void async_stack_free(void *addr)
+{
+	free(addr);
+}
+#endif
+
+void mk_keyproc_async_init(void)
+{
+#if OPENSSL_VERSION_NUMBER >= 0x30200000L
+	ASYNC_set_mem_functions(async_stack_alloc, async_stack_free);
+#endif
+}
 
 struct mk_keyproc_chan *mk_keyproc_chan_new(unsigned int proc)
 {
@@ -147,33 +179,58 @@ static int send_wait(struct mk_keyproc_chan *ch, struct kp_wait *w)
 	return 0;
 }
 
+/* The key process is gone: nothing it was asked will be answered. */
+static void chan_lost(struct mk_keyproc_chan *ch)
+{
+	struct kp_wait *w;
+
+	close(ch->ch_fd);
+	ch->ch_fd = -1;
+	for (w = ch->ch_waits; w; w = w->w_next)
+		w->w_sent = false;
+}
+
 int mk_keyproc_sign(struct mk_keyproc_req *req, struct mk_keyproc_ans *ans)
 {
 	struct mk_keyproc_chan *ch = tl_chan;
-	struct kp_wait w = { .w_req = req, .w_ans = ans, .w_waiter = tl_waiter };
+	struct kp_wait *w;
 	int ret;
 
-	if (!ch || !w.w_waiter || !ASYNC_get_current_job())
+	if (!ch || !tl_waiter || !ASYNC_get_current_job())
 		return mk_keyproc_call(ch ? ch->ch_proc : 0, req, ans);
 	if (ch->ch_down)
 		return -ENOTCONN;
+	w = calloc(1, sizeof(*w));
+	if (!w)
+		return -ENOMEM;
+	w->w_req = req;
+	w->w_ans = ans;
+	w->w_waiter = tl_waiter;
 	req->kr_seq = ++ch->ch_seq;
-	w.w_deadline = mk_now_ms() + MK_KEYPROC_TIMEOUT_MS;
+	w->w_deadline = mk_now_ms() + MK_KEYPROC_TIMEOUT_MS;
 	if (ch->ch_fd >= 0) {
-		ret = send_wait(ch, &w);
-		if (ret)
-			return ret;
+		ret = send_wait(ch, w);
+		/* Its key process died and the EOF is not read yet: the
+		 * successor gets it, like what it owed. */
+		if (ret == -EPIPE || ret == -ECONNRESET)
+			chan_lost(ch);
+		else if (ret)
+			goto out_free;
 	}
 	/* Not sent while the key process restarts: its successor gets it. */
-	w.w_next = ch->ch_waits;
-	ch->ch_waits = &w;
-	while (!w.w_done) {
+	w->w_next = ch->ch_waits;
+	ch->ch_waits = w;
+	while (!w->w_done) {
 		if (!ASYNC_pause_job()) {
-			unlink_wait(ch, &w);
-			return -EIO;
+			unlink_wait(ch, w);
+			ret = -EIO;
+			goto out_free;
 		}
 	}
-	return w.w_status;
+	ret = w->w_status;
+out_free:
+	free(w);
+	return ret;
 }
 
 void mk_keyproc_cancel(void *waiter)
@@ -198,17 +255,6 @@ static struct kp_wait *find_seq(struct mk_keyproc_chan *ch, uint32_t seq)
 		if (w->w_sent && w->w_req->kr_seq == seq)
 			return w;
 	return NULL;
-}
-
-/* The key process is gone: nothing it was asked will be answered. */
-static void chan_lost(struct mk_keyproc_chan *ch)
-{
-	struct kp_wait *w;
-
-	close(ch->ch_fd);
-	ch->ch_fd = -1;
-	for (w = ch->ch_waits; w; w = w->w_next)
-		w->w_sent = false;
 }
 
 int mk_keyproc_chan_input(struct mk_keyproc_chan *ch)

@@ -41,4 +41,10 @@ void mk_keyproc_chan_publish(struct mk_keyproc_chan *ch, int fd);
  */
 void mk_keyproc_chan_free(struct mk_keyproc_chan *ch);
 
+/**
+ * mk_keyproc_async_init() - size the stacks of OpenSSL's async jobs, before
+ * the first job
+ */
+void mk_keyproc_async_init(void);
+
 #endif

@@ -236,6 +236,7 @@ int mk_keyproc_start(const char *path, unsigned int nprocs, unsigned int nchan, 
 	nprocs = nprocs < 1 ? 1 : nprocs > nchan ? nchan : nprocs;
 	if (nprocs > MK_KEYPROC_PROCS_MAX)
 		nprocs = MK_KEYPROC_PROCS_MAX;
+	mk_keyproc_async_init();
 	kc.kc_chan = calloc(nchan, sizeof(*kc.kc_chan));
 	if (!kc.kc_chan) {
 		snprintf(err, errlen, "key process: out of memory");

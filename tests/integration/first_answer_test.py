@@ -22,7 +22,9 @@ from agenttest import (AGENT, CLIENT_IP, Agent, check, free_port, gen_cert,  # n
                        results)
 
 SESSIONS = 20
-P90_BOUND_MS = 25.0	# far below the 40 ms delayed-ACK timer, far above loopback
+# A stall delays every session by the 40 ms delayed-ACK timer, so the
+# median shows it; a loaded host's scheduling hits a few sessions only.
+P50_BOUND_MS = 20.0
 
 
 class ProtoBackend:
@@ -112,9 +114,9 @@ def session(port, proto, starttls, version):
     return ms
 
 
-def p90(xs):
+def pct(xs, p):
     xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(len(xs) * 0.9))]
+    return xs[min(len(xs) - 1, int(len(xs) * p / 100))]
 
 
 def conf(d, listeners):
@@ -151,9 +153,10 @@ def main():
                     except OSError as e:
                         check(False, "%s: sessions complete" % what, "%s\n%s" % (e, a.text()))
                         continue
-                    check(p90(ms) < P90_BOUND_MS,
-                          "%s, Nagle on: first answer p90 %.1f ms < %.0f ms over %d sessions"
-                          " (max %.1f ms)" % (what, p90(ms), P90_BOUND_MS, SESSIONS, max(ms)))
+                    check(pct(ms, 50) < P50_BOUND_MS,
+                          "%s, Nagle on: first answer median %.1f ms < %.0f ms over %d sessions"
+                          " (p90 %.1f ms, max %.1f ms)" % (what, pct(ms, 50), P50_BOUND_MS,
+                                                           SESSIONS, pct(ms, 90), max(ms)))
         finally:
             a.stop()
     print("1..%d" % len(results))

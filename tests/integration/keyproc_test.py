@@ -312,7 +312,8 @@ def keyproc_pids(agent_pid):
                 st = f.read()
         except OSError:
             continue
-        if int(st.rsplit(")", 1)[1].split()[1]) == agent_pid:
+        f = st.rsplit(")", 1)[1].split()
+        if int(f[1]) == agent_pid and f[0] != "Z":	# not one dead, unreaped
             out.append(int(e))
     return sorted(out)
 

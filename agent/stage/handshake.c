@@ -228,7 +228,7 @@ static void handshake_step(struct mk_conn *c)
 	if (ret != 1) {
 		err = SSL_get_error(c->c_ssl, ret);
 		/* A signature is asked of the key process: the answer runs
-		 * handshake_signed(); client bytes meanwhile wait in the BIO. */
+		 * handshake_signed(); client bytes meanwhile wait in c_cin. */
 		if (err == SSL_ERROR_WANT_ASYNC)
 			return;
 		if (err != SSL_ERROR_WANT_READ) {

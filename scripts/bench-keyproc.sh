@@ -10,7 +10,10 @@
 #   KEY=rsa scripts/bench-keyproc.sh    RSA 2048
 #
 # Knobs: KEY=ecdsa|rsa, HS_COUNT (handshakes per measurement, default
-# 5000), REPEAT (default 3), BENCH_PORT, BUILD (default build-bench).
+# 5000), REPEAT (default 3), HS_PROCS (client processes, default 2: the
+# rate then shows each handshake's latency; 8 shows the throughput),
+# BENCH_WORKERS (default 2), BENCH_PORT, BUILD (default build-bench).
+# With key_process = yes, key_processes is the default (auto).
 # CPU is utime+stime of mailktlsd and its children (the key process), read
 # from /proc before and after the handshakes; the client and the backend
 # share the CPUs, so only figures of one run compare.
@@ -22,6 +25,7 @@ OUT=$BUILD/bench-keyproc
 KEY=${KEY:-ecdsa}
 HS_COUNT=${HS_COUNT:-5000}
 REPEAT=${REPEAT:-3}
+HS_PROCS=${HS_PROCS:-2}
 BASE_PORT=${BENCH_PORT:-25480}
 BACKEND_PORT=$BASE_PORT
 TICK=$(getconf CLK_TCK)
@@ -54,7 +58,7 @@ measure() {	# key_process port
 	wait_listen "$2" || { cat "$TMP/mailktlsd.log" >&2; die "mailktlsd did not start"; }
 	timeout 60 "$OUT/bench_client" hs "$2" 100 2 >/dev/null	# warm-up
 	t0=$(cpu_ticks "$pid")
-	rate=$(timeout 600 "$OUT/bench_client" hs "$2" "$HS_COUNT" 2 |
+	rate=$(timeout 600 "$OUT/bench_client" hs "$2" "$HS_COUNT" "$HS_PROCS" |
 		sed -n 's/.*rate=\([0-9.]*\).*/\1/p')
 	t1=$(cpu_ticks "$pid")
 	kill "$pid"
@@ -65,7 +69,8 @@ measure() {	# key_process port
 		'BEGIN {printf "%.3f %.0f", d / t / n * 1000, r}'
 }
 
-echo "bench-keyproc: KEY=$KEY, $HS_COUNT TLS 1.3 handshakes per measurement," \
+echo "bench-keyproc: KEY=$KEY, $HS_COUNT TLS 1.3 handshakes per measurement from" \
+	"$HS_PROCS client processes, ${BENCH_WORKERS:-2} workers," \
 	"load $(cut -d' ' -f1 /proc/loadavg) before" >&2
 printf '%-6s | %-17s | %-17s | %s\n' run "key process CPU s" "in-process CPU s" \
 	"key process / in-process"

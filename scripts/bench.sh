@@ -6,7 +6,7 @@
 #
 #   scripts/bench.sh              full run (a few minutes)
 #   QUICK=1 scripts/bench.sh      smaller counts (about a minute)
-#   HANDSHAKE_ONLY=1 scripts/bench.sh   only the handshake CPU table
+#   HANDSHAKE_ONLY=1 scripts/bench.sh   only the handshake CPU and latency tables
 #
 # Knobs (environment): QUICK=1, HANDSHAKE_ONLY=1, KEY=ecdsa|rsa (server
 # key: ECDSA P-256, the default, or RSA 2048), PROXIES="mailktlsd stunnel
@@ -48,6 +48,18 @@
 #                  connection, it has no such knob), freshly started and
 #                  warmed up with 50 handshakes; measured 3 times, the
 #                  proxies taking turns, and printed as the range min-max.
+#   hs/s           the handshake-loop rate of the same runs (8 clients,
+#                  each: connect, handshake, one-byte echo, close_notify,
+#                  wait for the close), also as min-max.
+# Then a third table, the first-answer latency (LATENCY=0 skips it):
+#   p50/p99 ms     from the end of the handshake to the first answer, for a
+#                  client with Nagle on (Python's ssl, scripts/bench/
+#                  first_answer.py; LAT_N sessions, one after another):
+#                  one command (IMAP NOOP, SMTP EHLO) and its answer, from
+#                  a line backend that answers at once; TLS 1.2 and 1.3;
+#                  Implicit TLS and STARTTLS (IMAP and SMTP) for mailktlsd,
+#                  Implicit TLS IMAP for the others (none does STARTTLS).
+#                  A 40 ms figure is a delayed-ACK stall.
 # mailktlsd runs with protocol = imap, so its capability filter sees the
 # backend's first bytes; the backend greets like an IMAP server
 # (scripts/bench/bench_proto.h) so that the filter is done before the
@@ -71,11 +83,14 @@ HS_CPU_COUNT=${HS_CPU_COUNT:-$([ "${QUICK:-0}" = 1 ] && echo 800 || echo 4000)}
 HS_CPU_PROCS=8
 HS_CPU_REPEAT=${HS_CPU_REPEAT:-3}
 HS_PROCS=2
+LAT_N=${LAT_N:-$([ "${QUICK:-0}" = 1 ] && echo 40 || echo 200)}
 TICK=$(getconf CLK_TCK)
 BACKEND_PORT=$BASE_PORT
 LOGIN_BACKEND=$BASE_PORT
 SILENT_BACKEND=$((BASE_PORT + 30))
 GREET_BACKEND=$((BASE_PORT + 31))
+LAT_IMAP_BACKEND=$((BASE_PORT + 32))
+LAT_SMTP_BACKEND=$((BASE_PORT + 33))
 
 die() { echo "bench: $*" >&2; exit 1; }
 
@@ -241,22 +256,24 @@ bench_proxy() {	# name port
 # One measurement of the handshake CPU table: appends "CPU s per 1,000
 # handshakes" (or "fail") to $TMP/hscpu.NAME.
 hs_cpu_once() {	# name port
-	local name=$1 port=$2 pid t0 t1 v=fail
+	local name=$1 port=$2 pid t0 t1 v=fail rate=fail out
 	BENCH_WORKERS=1 "start_$name" "$port"
 	pid=$!
 	PIDS+=("$pid")
 	if wait_listen "$port" && client 60 hs "$port" 50 2 >/dev/null; then
 		t0=$(cpu_ticks "$pid")
-		if client 600 hs "$port" "$HS_CPU_COUNT" "$HS_CPU_PROCS" >/dev/null; then
+		if out=$(client 600 hs "$port" "$HS_CPU_COUNT" "$HS_CPU_PROCS"); then
 			t1=$(cpu_ticks "$pid")
 			v=$(awk -v d=$((t1 - t0)) -v t="$TICK" -v n="$HS_CPU_COUNT" \
 				'BEGIN {printf "%.3f", d / t / n * 1000}')
+			rate=$(echo "$out" | field rate)
 		fi
 	else
 		echo "bench: $name did not start or failed the warm-up; its log:" >&2
 		cat "$TMP/$name.log" >&2 || true
 	fi
 	echo "$v" >>"$TMP/hscpu.$name"
+	echo "${rate:-fail}" >>"$TMP/hsrate.$name"
 	stop_pid "$pid"
 }
 
@@ -270,13 +287,89 @@ bench_hs_cpu() {
 			port=$((port + 1))
 		done
 	done
-	printf '%-10s | %17s | %s\n' proxy "CPU s/1k hs" "each measurement" >"$TMP/hstable"
+	printf '%-10s | %17s | %13s | %s\n' proxy "CPU s/1k hs" "hs/s" "each measurement" \
+		>"$TMP/hstable"
 	for p in $PROXIES; do
 		v=$(tr '\n' ' ' <"$TMP/hscpu.$p")
-		printf '%-10s | %17s | %s\n' "$p" "$(echo "$v" | awk '
-			{ for (i = 1; i <= NF; i++) { if ($i == "fail") { print "fail"; exit }
-			  if (min == "" || $i < min) min = $i; if ($i > max) max = $i } }
-			END { if (min != "") printf "%s-%s", min, max }')" "$v" >>"$TMP/hstable"
+		printf '%-10s | %17s | %13s | %s\n' "$p" "$(echo "$v" | min_max)" \
+			"$(tr '\n' ' ' <"$TMP/hsrate.$p" | min_max)" "$v" >>"$TMP/hstable"
+	done
+}
+
+min_max() {	# numbers on one line -> "min-max", or "fail"
+	awk '{ for (i = 1; i <= NF; i++) { if ($i == "fail") { print "fail"; exit }
+		 if (min == "" || $i + 0 < min + 0) min = $i; if ($i + 0 > max + 0) max = $i } }
+		END { if (min != "") printf "%s-%s", min, max }'
+}
+
+# mailktlsd with the four listeners the latency table measures: Implicit
+# TLS and STARTTLS, IMAP and submission, from port PORT on.
+mailktlsd_lat_conf() {	# port
+	local i=0 tls proto be
+	printf '[global]\nworkers = %s\nlog = stderr\nquery_socket =\nktls = %s\n' \
+		"${BENCH_WORKERS:-2}" "$MK_KTLS"
+	for tls in implicit starttls; do
+		for proto in imap submission; do
+			be=$LAT_IMAP_BACKEND
+			[ "$proto" = submission ] && be=$LAT_SMTP_BACKEND
+			printf '[listener l%s]\nlisten = 127.0.0.1:%s\nprotocol = %s\ntls = %s\n' \
+				"$i" $(($1 + i)) "$proto" "$tls"
+			printf 'backend = 127.0.0.1:%s\nproxy_protocol = none\nalpn = off\n' "$be"
+			printf 'certificate = %s/cert.pem\nprivate_key = %s/key.pem\n' "$TMP" "$TMP"
+			i=$((i + 1))
+		done
+	done
+}
+
+lat_row() {	# proxy mode port proto tls
+	local v r12 r13
+	r12=$(timeout 300 /usr/bin/python3 scripts/bench/first_answer.py client "$3" "$4" \
+		"$5" 1.2 "$LAT_N") || true
+	r13=$(timeout 300 /usr/bin/python3 scripts/bench/first_answer.py client "$3" "$4" \
+		"$5" 1.3 "$LAT_N") || true
+	printf '%-10s | %-15s | %17s | %17s\n' "$1" "$2" "$(lat_cell "$r12")" \
+		"$(lat_cell "$r13")" >>"$TMP/lattable"
+}
+
+lat_cell() {	# first_answer.py's line -> "p50 / p99", or "fail"
+	echo "$1" | awk '/p50=/ { sub("p50=", "", $1); sub("p99=", "", $2); print $1 " / " $2; next }
+		{ print "fail" }'
+}
+
+bench_latency() {
+	local p port pid
+	/usr/bin/python3 scripts/bench/first_answer.py backend "$LAT_IMAP_BACKEND" \
+		"$LAT_SMTP_BACKEND" &
+	PIDS+=("$!")
+	wait_listen "$LAT_IMAP_BACKEND" && wait_listen "$LAT_SMTP_BACKEND" ||
+		die "latency backends did not start"
+	printf '%-10s | %-15s | %17s | %17s\n' proxy "" "TLS 1.2 p50/p99" "TLS 1.3 p50/p99" \
+		>"$TMP/lattable"
+	port=$((BASE_PORT + 40))
+	for p in $PROXIES; do
+		echo "bench: first-answer latency, $p" >&2
+		if [ "$p" = mailktlsd ]; then
+			mailktlsd_lat_conf "$port" >"$TMP/mailktlsd-lat.conf"
+			"$OUT/mailktlsd" -c "$TMP/mailktlsd-lat.conf" 2>"$TMP/mailktlsd.log" &
+		else
+			BACKEND_PORT=$LAT_IMAP_BACKEND "start_$p" "$port"
+		fi
+		pid=$!
+		PIDS+=("$pid")
+		if wait_listen "$port"; then
+			lat_row "$p" "implicit IMAP" "$port" imap implicit
+			if [ "$p" = mailktlsd ]; then
+				wait_listen $((port + 3)) || true
+				lat_row "$p" "implicit SMTP" $((port + 1)) smtp implicit
+				lat_row "$p" "STARTTLS IMAP" $((port + 2)) imap starttls
+				lat_row "$p" "STARTTLS SMTP" $((port + 3)) smtp starttls
+			fi
+		else
+			echo "bench: $p did not start; its log:" >&2
+			cat "$TMP/$p.log" >&2 || true
+		fi
+		stop_pid "$pid"
+		port=$((port + 4))
 	done
 }
 
@@ -316,6 +409,13 @@ echo "bench: handshake CPU: HS_CPU_COUNT=$HS_CPU_COUNT HS_CPU_PROCS=$HS_CPU_PROC
 bench_hs_cpu
 echo
 cat "$TMP/hstable"
+if [ "${LATENCY:-1}" = 1 ]; then
+	echo "bench: first-answer latency: LAT_N=$LAT_N, load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+	bench_latency
+	echo
+	echo "first answer after the handshake, ms (client with Nagle on)"
+	cat "$TMP/lattable"
+fi
 echo
 echo "TLS 1.3 TLS_AES_128_GCM_SHA256, X25519, $KEY certificate, $(nproc) CPUs shared by client," \
 	"backend and proxy; $(($(date +%s) - start)) s; load after: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -139,6 +139,8 @@ static const struct key_desc mk_keys[] = {
 	{ "metrics_listen", T_LOCALADDR, G(cf_metrics_listen), 0, 0, NULL,
 	  "a loopback IPv4:port or [IPv6]:port, unix:/absolute/path, or nothing" },
 	{ "key_process", T_WORD, G(cf_key_process), 0, 0, w_yesno, "yes or no" },
+	{ "key_processes", T_UINT, G(cf_key_processes), 1, 64, w_auto,
+	  "auto or a number from 1 to 64" },
 };
 
 #undef G

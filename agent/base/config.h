@@ -95,6 +95,7 @@ struct mk_config {
 	enum mk_ktls_mode cf_ktls;
 	struct mk_sockaddr cf_metrics_listen;	/* sa_len 0: no metrics endpoint */
 	bool cf_key_process;		/* private keys in a process of their own */
+	unsigned int cf_key_processes;	/* how many; 0 (auto): one per core */
 	struct mk_listener_cfg *cf_listeners;
 	size_t cf_nlisteners;
 };

@@ -410,8 +410,7 @@ void mk_conn_send_client(struct mk_conn *c)
 		return;
 	}
 	io_uring_prep_send(sqe, c->c_fd, mk_buf_head(&c->c_cout), mk_buf_used(&c->c_cout),
-			   MSG_NOSIGNAL | (c->c_cout_more ? MSG_MORE : 0));
-	c->c_cout_more = false;
+			   MSG_NOSIGNAL);
 	c->c_csend_busy = true;
 }
 

@@ -106,7 +106,6 @@ struct mk_conn {
 	bool c_tls_counted;			/* in the metrics' TLS gauges */
 	bool c_handshake_failure_counted;
 	bool c_close_after_send;		/* a final alert or reply is queued */
-	bool c_cout_more;			/* next client send: MSG_MORE */
 	size_t c_recv_limit;			/* 0: no limit */
 	uint64_t c_tx_seq, c_rx_seq;		/* records after the handshake */
 	unsigned int c_tls13_post_records;	/* sent with the final flight */

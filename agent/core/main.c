@@ -5,7 +5,7 @@
  *   mailktlsd -c FILE      run in the foreground
  *   mailktlsd -c FILE -t   check the configuration and exit
  *   mailktlsd -V           version and the kernel features found
- *   mailktlsd -K -c FILE   the key process (keyproc.h), spawned by the agent
+ *   mailktlsd -K -k N -c FILE   a key process (keyproc_proto.h), spawned by the agent
  *
  * The main thread only waits for signals: SIGTERM/SIGINT stop (listeners
  * closed, every connection closed with close_notify), SIGHUP reloads the
@@ -320,6 +320,7 @@ static int run(const char *path, struct mk_runtime *rt)
 static int keys_apart(const char *path)
 {
 	struct mk_config *cfg;
+	unsigned int nworkers, nprocs;
 	char err[MK_ERR_MAX];
 	bool apart;
 
@@ -328,13 +329,17 @@ static int keys_apart(const char *path)
 		return -1;
 	}
 	apart = cfg->cf_key_process;
+	nworkers = worker_count(cfg);
+	/* auto: signing scales with the cores, up to one per worker. */
+	nprocs = cfg->cf_key_processes ? cfg->cf_key_processes :
+		 (unsigned int)sysconf(_SC_NPROCESSORS_ONLN);
 	mk_log_open(cfg->cf_log);
 	mk_config_free(cfg);
 	if (!apart) {
 		mk_log(LOG_INFO, "key_process = no: private keys in the agent itself");
 		return 0;
 	}
-	if (mk_keyproc_start(path, err, sizeof(err))) {
+	if (mk_keyproc_start(path, nprocs, nworkers, err, sizeof(err))) {
 		mk_log(LOG_ERR, "%s", err);
 		return -1;
 	}
@@ -345,6 +350,7 @@ int main(int argc, char **argv)
 {
 	const char *path = NULL;
 	bool test_only = false, key_process = false;
+	unsigned long nchan = 0;
 	struct mk_runtime *rt;
 	char err[MK_ERR_MAX];
 	int opt;
@@ -353,7 +359,7 @@ int main(int argc, char **argv)
 	 * every session to this file, whatever keylog callback the agent
 	 * sets: the agent, its workers and its key process never see it. */
 	unsetenv("SSLKEYLOGFILE");
-	while ((opt = getopt(argc, argv, "c:tVhK")) != -1) {
+	while ((opt = getopt(argc, argv, "c:tVhKk:")) != -1) {
 		switch (opt) {
 		case 'c':
 			path = optarg;
@@ -365,6 +371,9 @@ int main(int argc, char **argv)
 			return print_version();
 		case 'K':
 			key_process = true;
+			break;
+		case 'k':
+			nchan = strtoul(optarg, NULL, 10);
 			break;
 		case 'h':
 			usage(stdout);
@@ -379,7 +388,7 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	if (key_process)
-		return mk_keyproc_main(path);
+		return mk_keyproc_main(path, (unsigned int)nchan);
 	if (mk_tls_keys_init() || mk_registry_init()) {
 		fprintf(stderr, "mailktlsd: out of memory\n");
 		return 1;

@@ -160,7 +160,13 @@ static void supervisor_cert_reload(struct mk_supervisor *sv)
 static void supervisor_keyproc(struct mk_supervisor *sv, bool retry)
 {
 	int ret = retry ? mk_keyproc_retry(sv->sv_path) : mk_keyproc_reap(sv->sv_path);
+	unsigned int i;
 
+	/* The workers take the new key process's channels, or learn that
+	 * there is none (mk_keyproc_chan_refresh()). */
+	if (ret)
+		for (i = 0; i < sv->sv_nworkers; i++)
+			mk_worker_wake(&sv->sv_workers[i]);
 	if (ret < 0)
 		sv->sv_keyproc_due_ms = mk_now_ms() + MK_KEYPROC_RETRY_MS;
 	else if (retry || ret > 0)

@@ -36,6 +36,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
@@ -49,6 +50,7 @@
 #include <openssl/crypto.h>
 
 #include "conn.h"
+#include "keyproc.h"
 #include "log.h"
 #include "metrics.h"
 #include "worker.h"
@@ -390,6 +392,51 @@ static void worker_accept_resume(struct mk_worker *w, uint32_t idx)
 	worker_arm_accept(w, &w->w_listeners[idx]);
 }
 
+/* Answers of the key process arrive on the channel's socket: one poll
+ * queued for it at a time. */
+static void worker_arm_keyproc(struct mk_worker *w)
+{
+	struct io_uring_sqe *sqe;
+	int fd;
+
+	if (!w->w_kp)
+		return;
+	fd = mk_keyproc_chan_fd(w->w_kp);
+	if (fd != w->w_kp_fd) {
+		w->w_kp_fd = fd;
+		w->w_kp_gen = (w->w_kp_gen + 1) & 0xffffff;
+		w->w_kp_armed = false;
+	}
+	if (fd < 0 || w->w_kp_armed)
+		return;
+	sqe = mk_worker_sqe(w);
+	if (!sqe)
+		return;		/* the tick tries again */
+	io_uring_prep_poll_add(sqe, fd, POLLIN);
+	io_uring_sqe_set_data64(sqe, mk_udata(MK_OP_KEYPROC, w->w_kp_gen, 0));
+	w->w_kp_armed = true;
+}
+
+/* A signature of @waiter, a connection in its handshake, is answered or
+ * failed: its handshake goes on. */
+static void worker_keyproc_resume(void *waiter, void *arg)
+{
+	struct mk_conn *c = waiter;
+
+	if (c->c_ops->h_complete)
+		c->c_ops->h_complete(c, MK_OP_KEYPROC, 0);
+	mk_conn_reap(c);
+}
+
+static void worker_keyproc_done(struct mk_worker *w, uint32_t gen)
+{
+	if (gen != w->w_kp_gen)
+		return;		/* the poll of a socket replaced since */
+	w->w_kp_armed = false;
+	mk_keyproc_chan_input(w->w_kp);
+	worker_arm_keyproc(w);
+}
+
 static void worker_tick(struct mk_worker *w)
 {
 	uint64_t now = mk_now_ms();
@@ -398,6 +445,10 @@ static void worker_tick(struct mk_worker *w)
 	for (i = 0; i < w->w_nslots; i++)
 		if (w->w_conns[i])
 			mk_conn_tick(w->w_conns[i], now);
+	if (w->w_kp) {
+		mk_keyproc_chan_expire(w->w_kp, now);
+		worker_arm_keyproc(w);
+	}
 	/* A listener whose accept or back-off found the ring full. */
 	for (i = 0; i < w->w_nlisteners; i++)
 		worker_arm_accept(w, &w->w_listeners[i]);
@@ -426,6 +477,11 @@ static void worker_stop(struct mk_worker *w)
 
 static void worker_wake_done(struct mk_worker *w, int res)
 {
+	/* A key process restarted (or could not be): its new socket. */
+	if (w->w_kp) {
+		mk_keyproc_chan_refresh(w->w_kp);
+		worker_arm_keyproc(w);
+	}
 	if (atomic_load(&mk_stop_requested))
 		worker_stop(w);
 	else
@@ -454,6 +510,9 @@ static void worker_complete(struct mk_worker *w, struct io_uring_cqe *cqe)
 	case MK_OP_WAKE:
 		worker_wake_done(w, cqe->res);
 		return;
+	case MK_OP_KEYPROC:
+		worker_keyproc_done(w, slot);
+		return;
 	default:
 		break;
 	}
@@ -475,6 +534,13 @@ static void *worker_main(void *arg)
 		worker_arm_accept(w, &w->w_listeners[i]);
 	worker_arm_tick(w);
 	worker_arm_wake(w);
+	w->w_kp = mk_keyproc_chan_get((unsigned int)w->w_id);
+	w->w_kp_fd = -1;
+	mk_keyproc_chan_bind(w->w_kp, worker_keyproc_resume, w);
+	if (w->w_kp) {
+		mk_keyproc_chan_refresh(w->w_kp);
+		worker_arm_keyproc(w);
+	}
 
 	while (!(w->w_stopping && w->w_nconns == 0)) {
 		int err = io_uring_submit_and_wait(&w->w_ring, 1);

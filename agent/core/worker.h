@@ -43,6 +43,7 @@ enum mk_op {
 	MK_OP_WPOLL_C2B,	/* backend writable again (splice relay) */
 	MK_OP_WPOLL_B2C,	/* client writable again */
 	MK_OP_CANCEL,
+	MK_OP_KEYPROC,		/* answers on the worker's signing channel; slot = its gen */
 };
 
 static inline uint64_t mk_udata(enum mk_op op, uint32_t slot, uint32_t gen)
@@ -113,6 +114,10 @@ struct mk_worker {
 	unsigned int w_npipes;
 	struct mk_admission *w_adm;
 	struct __kernel_timespec w_tick_ts;
+	struct mk_keyproc_chan *w_kp;	/* signing channel, NULL: no key process */
+	int w_kp_fd;			/* the socket polled for it */
+	uint32_t w_kp_gen;		/* counts its sockets: stale polls are ignored */
+	bool w_kp_armed;		/* a poll for w_kp_fd is queued */
 	bool w_stopping;
 	int w_exit_code;
 };

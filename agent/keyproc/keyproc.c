@@ -5,8 +5,10 @@
  *
  * It has no network: every descriptor but stdio and its socket is closed,
  * capabilities are dropped (but reading files), it cannot gain privileges,
- * dump core or be traced by a process of the same user. One request is answered at a time
- * and in order; the agent serialises its requests. A reload loads the keys
+ * dump core or be traced by a process of the same user. It answers on its
+ * control socket (the agent's main thread) and on the signing channel of
+ * each worker it serves, one request at a time, each in the order of its
+ * socket; several key processes sign in parallel (key_processes). A reload loads the keys
  * of the configuration file anew, for the agent to match its new
  * certificates against; once the agent commits it, the previous set stays
  * as well, so handshakes still on the previous certificates can finish;
@@ -18,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -270,14 +273,14 @@ static void answer(const char *path, struct keyring *kg, const struct mk_keyproc
  * but reading key files: started as root, it keeps CAP_DAC_READ_SEARCH so
  * that keys which load today (0600, owned by another user) still load.
  */
-static void confine(void)
+static void confine(unsigned int nchan)
 {
 	struct __user_cap_header_struct hdr = { .version = _LINUX_CAPABILITY_VERSION_3 };
 	struct __user_cap_data_struct data[2] = { { 0 } };
 	const uint32_t keep = 1u << CAP_DAC_READ_SEARCH;	/* in data[0] */
 	struct rlimit none = { 0, 0 };
 
-	close_range(MK_KEYPROC_FD + 1, ~0U, 0);
+	close_range(MK_KEYPROC_FD + 1 + nchan, ~0U, 0);
 	/* It ends when the agent closes the socket, after the agent's own
 	 * stop: systemd's SIGTERM to the whole unit, or ^C to the terminal's
 	 * process group, would otherwise end it first. */
@@ -298,14 +301,45 @@ static void confine(void)
 	setrlimit(RLIMIT_CORE, &none);
 }
 
-int mk_keyproc_main(const char *path)
+/* One request on @fd answered. Return: 0, or -1 when the socket ended or
+ * someone else than the agent speaks on it. */
+static int serve_one(int fd, const char *path, struct keyring *kg)
 {
-	struct keyring kg = { NULL, NULL, NULL };
 	struct mk_keyproc_req req;
 	struct mk_keyproc_ans ans;
 	ssize_t n;
 
-	confine();
+	do
+		n = recv(fd, &req, sizeof(req), MSG_DONTWAIT);
+	while (n < 0 && errno == EINTR);
+	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+		return 0;
+	if (n <= 0)
+		return -1;
+	if ((size_t)n < offsetof(struct mk_keyproc_req, kr_data) ||
+	    req.kr_len > sizeof(req.kr_data) ||
+	    (size_t)n < offsetof(struct mk_keyproc_req, kr_data) + req.kr_len)
+		return -1;
+	answer(path, kg, &req, &ans);
+	if (send(fd, &ans, offsetof(struct mk_keyproc_ans, ka_data) + ans.ka_len,
+		 MSG_NOSIGNAL) < 0)
+		return -1;
+	return 0;
+}
+
+int mk_keyproc_main(const char *path, unsigned int nchan)
+{
+	struct pollfd pfd[1 + MK_KEYPROC_CHANNELS_MAX];
+	struct keyring kg = { NULL, NULL, NULL };
+	struct mk_keyproc_ans ans;
+	unsigned int i, n;
+
+	if (nchan > MK_KEYPROC_CHANNELS_MAX)
+		return 2;
+	confine(nchan);
+	n = 1 + nchan;
+	for (i = 0; i < n; i++)
+		pfd[i] = (struct pollfd){ .fd = MK_KEYPROC_FD + (int)i, .events = POLLIN };
 	/* The first answer says whether the keys loaded, as a reload does. */
 	memset(&ans, 0, sizeof(ans));
 	load_pending(path, &kg, &ans);
@@ -314,19 +348,20 @@ int mk_keyproc_main(const char *path)
 		 MSG_NOSIGNAL) < 0 || ans.ka_status)
 		goto out;
 	for (;;) {
-		n = recv(MK_KEYPROC_FD, &req, sizeof(req), 0);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;			/* the agent is gone */
-		if ((size_t)n < offsetof(struct mk_keyproc_req, kr_data) ||
-		    req.kr_len > sizeof(req.kr_data) ||
-		    (size_t)n < offsetof(struct mk_keyproc_req, kr_data) + req.kr_len)
-			break;			/* not the agent speaking */
-		answer(path, &kg, &req, &ans);
-		if (send(MK_KEYPROC_FD, &ans, offsetof(struct mk_keyproc_ans, ka_data) + ans.ka_len,
-			 MSG_NOSIGNAL) < 0)
+		if (poll(pfd, n, -1) < 0) {
+			if (errno == EINTR)
+				continue;
 			break;
+		}
+		/* The control socket ends with the agent; a channel that ends
+		 * or misbehaves is dropped alone. */
+		if (pfd[0].revents && serve_one(pfd[0].fd, path, &kg))
+			break;
+		for (i = 1; i < n; i++)
+			if (pfd[i].revents && serve_one(pfd[i].fd, path, &kg)) {
+				close(pfd[i].fd);
+				pfd[i].fd = -1;
+			}
 	}
 out:
 	keyset_free(kg.kg_cur);

@@ -1,18 +1,19 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
- * Private keys in a process of their own.
+ * Private keys in a process of their own: the agent's side (the wire
+ * protocol is keyproc_proto.h).
  *
- * The agent parses network input, so it never reads a private key: a small
- * key process (mailktlsd -K, spawned before anything reads a key) loads
- * every listener's keys from the configuration and signs what the workers
- * send it over a SOCK_SEQPACKET socketpair. A key is named by the SHA-256
- * of its SubjectPublicKeyInfo, which the agent computes from the
- * certificate: no list of keys has to be kept in step between the two.
- *
- * In the agent, a certificate's public key becomes an EVP_PKEY whose
- * private operation is forwarded (keyproc_pkey.c), so libssl signs with it
- * as with any key. The main thread restarts a key process that dies; a
- * handshake whose signature was in flight fails with an alert.
+ * The agent parses network input, so it never reads a private key: key
+ * processes (mailktlsd -K, spawned before anything reads a key) load every
+ * listener's keys from the configuration and sign what the workers send
+ * them. A certificate's public key becomes an EVP_PKEY whose private
+ * operation is forwarded (keyproc_pkey.c), so libssl signs with it as with
+ * any key. On a worker the handshake runs as an OpenSSL async job: the
+ * signature is a request on the worker's own channel and the job pauses
+ * until the answer comes back through the worker's ring
+ * (keyproc_chan.c), so the worker never waits. The main thread restarts a
+ * key process that dies; signatures it owed are asked again of its
+ * successor, once.
  */
 #ifndef MAILKTLS_KEYPROC_H
 #define MAILKTLS_KEYPROC_H
@@ -25,58 +26,30 @@
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 
-#define MK_KEYPROC_ID_LEN 32		/* SHA-256 of the SPKI DER */
-#define MK_KEYPROC_DATA_MAX 1024	/* an RSA-8192 block; an error text */
-/* The lock wait, then the answer, each at most this: a signature fails
- * within twice this when the key process does not answer. */
+#include "keyproc_proto.h"
+
+/* One attempt at a signature, or one control request, waits at most this
+ * for its answer. */
 #define MK_KEYPROC_TIMEOUT_MS 1000
-#define MK_KEYPROC_FD 3			/* the key process's end of the socket */
+#define MK_KEYPROC_PROCS_MAX 64
 
-enum mk_keyproc_op {
-	MK_KEYPROC_RSA_PRIVATE = 1,	/* raw RSA private operation, kr_padding */
-	MK_KEYPROC_ECDSA = 2,		/* ECDSA over a digest, DER answer */
-	MK_KEYPROC_HAVE = 3,		/* does it hold kr_id (in the reload's set)? */
-	MK_KEYPROC_RELOAD = 4,		/* read the configuration file again */
-	MK_KEYPROC_COMMIT = 5,		/* the reload's keys are in force */
-	MK_KEYPROC_ABORT = 6,		/* the reload failed: drop its keys */
-};
-
-/* Agent to key process. */
-struct mk_keyproc_req {
-	uint32_t kr_seq;
-	uint16_t kr_op;			/* enum mk_keyproc_op */
-	uint16_t kr_padding;		/* RSA_PKCS1_PADDING or RSA_NO_PADDING */
-	uint8_t kr_id[MK_KEYPROC_ID_LEN];
-	uint16_t kr_len;		/* bytes used in kr_data */
-	uint8_t kr_data[MK_KEYPROC_DATA_MAX];
-};
-
-/* Key process to agent: a signature, or (ka_status < 0) an error text. */
-struct mk_keyproc_ans {
-	uint32_t ka_seq;
-	int32_t ka_status;		/* 0 or a negative errno */
-	uint16_t ka_len;
-	uint8_t ka_data[MK_KEYPROC_DATA_MAX];
-};
+struct mk_keyproc_chan;
 
 /**
- * mk_keyproc_main() - the key process: load, then answer until EOF
- * @path: configuration file
- *
- * Return: the process exit code.
- */
-int mk_keyproc_main(const char *path);
-
-/**
- * mk_keyproc_start() - spawn the key process and wait until it holds the
- * keys of @path
+ * mk_keyproc_start() - spawn the key processes and wait until each holds
+ * the keys of @path
  * @path:   configuration file
+ * @nprocs: key processes (at least 1; at most @nchan and
+ *          MK_KEYPROC_PROCS_MAX)
+ * @nchan:  signing channels, one per worker; worker i signs through the
+ *          key process i % @nprocs
  * @err:    why it failed: the key process's own "FILE:LINE: message"
  * @errlen: size of @err
  *
  * Return: 0, or a negative errno with @err set.
  */
-int mk_keyproc_start(const char *path, char *err, size_t errlen);
+int mk_keyproc_start(const char *path, unsigned int nprocs, unsigned int nchan, char *err,
+		     size_t errlen);
 
 /**
  * mk_keyproc_reload() - make the key process read the configuration again,
@@ -97,19 +70,21 @@ int mk_keyproc_reload(char *err, size_t errlen);
 void mk_keyproc_reload_end(bool commit);
 
 /**
- * mk_keyproc_reap() - after SIGCHLD: start a new key process if it died
+ * mk_keyproc_reap() - after SIGCHLD: start a new key process for each that
+ * died; the workers must then be woken (mk_keyproc_chan_refresh())
  * @path: configuration file
  *
- * Return: 0 nothing to do, 1 restarted, a negative errno when the restart
+ * Return: 0 nothing to do, 1 restarted, a negative errno when a restart
  * failed (mk_keyproc_retry() later).
  */
 int mk_keyproc_reap(const char *path);
 
 /**
- * mk_keyproc_retry() - start a key process if none runs (a restart failed)
+ * mk_keyproc_retry() - start each key process that does not run (a restart
+ * failed); the workers must then be woken
  * @path: configuration file
  *
- * Return: 0 one runs, 1 started, a negative errno when it failed again.
+ * Return: 0 all run, 1 started, a negative errno when one failed again.
  */
 int mk_keyproc_retry(const char *path);
 
@@ -121,28 +96,39 @@ int mk_keyproc_retry(const char *path);
 bool mk_keyproc_enabled(void);
 
 /**
- * mk_keyproc_pid() - the key process running now
+ * mk_keyproc_pid() - a key process running now
+ * @i: which one, below mk_keyproc_count()
  *
- * Return: its PID, or 0 when none runs (a restart is due).
+ * Return: its PID, or 0 when it does not run (a restart is due).
  */
-pid_t mk_keyproc_pid(void);
+pid_t mk_keyproc_pid(unsigned int i);
 
 /**
- * mk_keyproc_stop() - close the socket and wait for the key process, which
- * ends on EOF
+ * mk_keyproc_count() - how many key processes there are
+ *
+ * Return: the number, 0 without key processes.
+ */
+unsigned int mk_keyproc_count(void);
+
+/**
+ * mk_keyproc_stop() - close the sockets and wait for the key processes,
+ * which end on EOF; after the workers are gone
  */
 void mk_keyproc_stop(void);
 
 /**
- * mk_keyproc_call() - one request and its answer, bounded by twice
- * MK_KEYPROC_TIMEOUT_MS; safe from any thread
+ * mk_keyproc_call() - one request and its answer on a key process's
+ * control socket, bounded by twice MK_KEYPROC_TIMEOUT_MS; safe from any
+ * thread, but it blocks: the main thread's, and signatures made outside
+ * a worker's async job
+ * @i:   which key process
  * @req: the request (kr_seq is set here)
  * @ans: the answer
  *
  * Return: 0 with @ans filled (ka_status may still be an error), -ETIMEDOUT,
  * -EPIPE when the key process is gone, -ENOTCONN when there is none.
  */
-int mk_keyproc_call(struct mk_keyproc_req *req, struct mk_keyproc_ans *ans);
+int mk_keyproc_call(unsigned int i, struct mk_keyproc_req *req, struct mk_keyproc_ans *ans);
 
 /**
  * mk_keyproc_key_id() - the name of a key: SHA-256 of its SPKI DER
@@ -163,5 +149,89 @@ int mk_keyproc_key_id(const EVP_PKEY *pkey, uint8_t id[MK_KEYPROC_ID_LEN]);
  * key process unreachable).
  */
 EVP_PKEY *mk_keyproc_pkey(X509 *leaf, char *err, size_t errlen);
+
+/*
+ * A worker's signing channel (keyproc_chan.c). The worker polls
+ * mk_keyproc_chan_fd() in its ring and calls mk_keyproc_chan_input() when
+ * it is readable, mk_keyproc_chan_refresh() when woken, and
+ * mk_keyproc_chan_expire() on its tick; each calls @resume for a waiter
+ * whose signature is answered (or failed): the waiter then runs its
+ * handshake again, which resumes the paused job.
+ */
+typedef void (*mk_keyproc_resume_fn)(void *waiter, void *arg);
+
+/**
+ * mk_keyproc_chan_get() - the signing channel of worker @i
+ * @i: the worker's index
+ *
+ * Return: the channel, or NULL without key processes.
+ */
+struct mk_keyproc_chan *mk_keyproc_chan_get(unsigned int i);
+
+/**
+ * mk_keyproc_chan_bind() - signatures asked from an async job on this
+ * thread go through @ch, and answers go to @resume
+ * @ch:     the channel (NULL: none)
+ * @resume: called for each answered waiter
+ * @arg:    its second argument
+ */
+void mk_keyproc_chan_bind(struct mk_keyproc_chan *ch, mk_keyproc_resume_fn resume, void *arg);
+
+/**
+ * mk_keyproc_chan_fd() - the socket to poll for answers
+ * @ch: the channel
+ *
+ * Return: the descriptor, or -1 while its key process is being restarted.
+ */
+int mk_keyproc_chan_fd(const struct mk_keyproc_chan *ch);
+
+/**
+ * mk_keyproc_chan_input() - read every answer waiting on @ch
+ * @ch: the channel
+ *
+ * Return: 0, or -EPIPE when the key process is gone (the fd is closed;
+ * what it owed is asked again of its successor).
+ */
+int mk_keyproc_chan_input(struct mk_keyproc_chan *ch);
+
+/**
+ * mk_keyproc_chan_refresh() - take the socket of a restarted key process
+ * and send it what its predecessor owed; or, when it could not be
+ * restarted, fail what waits for it
+ * @ch: the channel
+ */
+void mk_keyproc_chan_refresh(struct mk_keyproc_chan *ch);
+
+/**
+ * mk_keyproc_chan_expire() - fail the signatures that waited too long
+ * @ch:  the channel
+ * @now: mk_now_ms()
+ */
+void mk_keyproc_chan_expire(struct mk_keyproc_chan *ch, uint64_t now);
+
+/**
+ * mk_keyproc_set_waiter() - who asks the next signature on this thread
+ * @waiter: the connection whose handshake runs now (NULL after it)
+ */
+void mk_keyproc_set_waiter(void *waiter);
+
+/**
+ * mk_keyproc_cancel() - @waiter goes away: its signature is no longer
+ * wanted; the paused job must still be run once to its end
+ * @waiter: as given to mk_keyproc_set_waiter()
+ */
+void mk_keyproc_cancel(void *waiter);
+
+/**
+ * mk_keyproc_sign() - a private-key operation, from keyproc_pkey.c: in a
+ * worker's async job, a request on its channel while the job pauses;
+ * elsewhere, a blocking call on the control socket
+ * @req: the request
+ * @ans: the answer
+ *
+ * Return: 0 with @ans filled (ka_status may be an error), or a negative
+ * errno.
+ */
+int mk_keyproc_sign(struct mk_keyproc_req *req, struct mk_keyproc_ans *ans);
 
 #endif

@@ -1,12 +1,14 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * The agent's side of the key process: spawning it, the one socket every
- * worker thread signs over, and starting a new one when it dies.
+ * The agent's side of the key processes: spawning them with a control
+ * socket each (the main thread's, used under a lock) and one signing
+ * channel per worker they serve (keyproc_chan.c), and starting a new one
+ * when one dies, whose channels then go to the workers.
  *
  * The key process is spawned by fork+exec of this same binary (posix_spawn
  * of /proc/self/exe -K), which is safe with worker threads running, so a
- * restart needs nothing the start did not. Its socket is the only
- * descriptor it inherits besides stdio: every other one of the agent is
+ * restart needs nothing the start did not. Its sockets are the only
+ * descriptors it inherits besides stdio: every other one of the agent is
  * close-on-exec, and it closes any stray one itself.
  */
 #include <errno.h>
@@ -22,21 +24,29 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "keyproc.h"
+#include "clock.h"
+#include "config.h"
+#include "keyproc_chan.h"
 #include "log.h"
-#include "worker.h"
 
 #define MK_KEYPROC_START_MS 10000	/* loading every key at start-up */
 
 extern char **environ;
 
+struct kp_proc {
+	int kp_fd;			/* control socket; -1: not running */
+	pid_t kp_pid;			/* 0: not running (a restart is due) */
+	uint32_t kp_seq;
+};
+
 static struct {
-	pthread_mutex_t kc_lock;	/* one request at a time on kc_fd; guards all */
-	int kc_fd;			/* -1: no key process */
-	pid_t kc_pid;			/* 0: none running (a restart is due) */
-	uint32_t kc_seq;
+	pthread_mutex_t kc_lock;	/* one request at a time on a control socket;
+					 * guards kc_proc */
+	struct kp_proc kc_proc[MK_KEYPROC_PROCS_MAX];
+	unsigned int kc_nprocs, kc_nchan; /* set once at start-up */
+	struct mk_keyproc_chan **kc_chan;
 	bool kc_enabled;		/* set once at start-up, then read-only */
-} kc = { .kc_lock = PTHREAD_MUTEX_INITIALIZER, .kc_fd = -1 };
+} kc = { .kc_lock = PTHREAD_MUTEX_INITIALIZER };
 
 /* The bound on one receive on @fd: no poll() before each answer. */
 static int set_recv_timeout(int fd, unsigned int ms)
@@ -74,21 +84,60 @@ static int wait_answer(int fd, uint32_t seq, struct mk_keyproc_ans *ans, uint64_
 	}
 }
 
-static int spawn(const char *path, int *fd_out, pid_t *pid_out, char *err, size_t errlen)
+/* Move @fd to a number of at least @min, close-on-exec. Return: it, or -1. */
+static int fd_above(int fd, int min)
 {
-	char *argv[] = { "mailktlsd", "-K", "-c", (char *)path, NULL };
+	int moved;
+
+	if (fd >= min)
+		return fd;
+	moved = fcntl(fd, F_DUPFD_CLOEXEC, min);
+	close(fd);
+	return moved;
+}
+
+/*
+ * Key process @p with its control socket and one channel per worker it
+ * serves: the agent's ends in @fd_out (control) and chan_fd[] (by channel,
+ * -1 for channels of other key processes).
+ */
+static int spawn(const char *path, unsigned int p, int *fd_out, pid_t *pid_out, int *chan_fd,
+		 char *err, size_t errlen)
+{
+	int child[MK_KEYPROC_CHANNELS_MAX + 1], sv[2], ret = 0, top, ctl = -1;
+	char nbuf[16], *argv[] = { "mailktlsd", "-K", "-k", nbuf, "-c", (char *)path, NULL };
 	posix_spawn_file_actions_t fa;
 	struct mk_keyproc_ans ans;
 	posix_spawnattr_t attr;
+	unsigned int i, n = 0;
 	sigset_t none, all;
-	int sv[2], ret;
 	pid_t pid;
 
-	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv)) {
-		ret = -errno;
-		snprintf(err, errlen, "key process: socketpair: %s", strerror(-ret));
-		return ret;
+	for (i = 0; i < kc.kc_nchan; i++)
+		chan_fd[i] = -1;
+	top = MK_KEYPROC_FD + 1 + (int)kc.kc_nchan;
+	/* The child's ends go above the numbers they get in the child, so no
+	 * dup2 overwrites one not yet placed; n + 1 of them, control first. */
+	for (i = 0; ret == 0 && i <= kc.kc_nchan; i++) {
+		if (i > 0 && mk_keyproc_chan_proc(kc.kc_chan[i - 1]) != p)
+			continue;
+		if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv)) {
+			ret = -errno;
+			break;
+		}
+		child[n] = fd_above(sv[1], top);
+		if (i == 0)
+			ctl = sv[0];
+		else
+			chan_fd[i - 1] = sv[0];
+		if (child[n++] < 0)
+			ret = -EMFILE;
 	}
+	if (ret) {
+		snprintf(err, errlen, "key process: socketpair: %s", strerror(-ret));
+		goto out_close;
+	}
+	snprintf(nbuf, sizeof(nbuf), "%u", n - 1);
 	sigemptyset(&none);
 	sigfillset(&all);
 	posix_spawn_file_actions_init(&fa);
@@ -96,31 +145,27 @@ static int spawn(const char *path, int *fd_out, pid_t *pid_out, char *err, size_
 	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
 	posix_spawnattr_setsigmask(&attr, &none);
 	posix_spawnattr_setsigdefault(&attr, &all);
-	/* dup2 onto itself would keep close-on-exec: never let sv[1] be it. */
-	if (sv[1] == MK_KEYPROC_FD) {
-		int moved = fcntl(sv[1], F_DUPFD_CLOEXEC, MK_KEYPROC_FD + 1);
-
-		close(sv[1]);
-		sv[1] = moved;
-	}
-	posix_spawn_file_actions_adddup2(&fa, sv[1], MK_KEYPROC_FD);
+	for (i = 0; i < n; i++)
+		posix_spawn_file_actions_adddup2(&fa, child[i], MK_KEYPROC_FD + (int)i);
 	ret = -posix_spawn(&pid, "/proc/self/exe", &fa, &attr, argv, environ);
 	posix_spawn_file_actions_destroy(&fa);
 	posix_spawnattr_destroy(&attr);
-	close(sv[1]);
+	for (i = 0; i < n; i++)
+		close(child[i]);
+	n = 0;
 	if (ret) {
 		snprintf(err, errlen, "key process: cannot spawn: %s", strerror(-ret));
 		goto out_close;
 	}
 	ans.ka_status = 0;
 	ans.ka_len = 0;
-	ret = set_recv_timeout(sv[0], MK_KEYPROC_START_MS);
+	ret = set_recv_timeout(ctl, MK_KEYPROC_START_MS);
 	if (!ret)
-		ret = wait_answer(sv[0], 0, &ans, mk_now_ms() + MK_KEYPROC_START_MS);
+		ret = wait_answer(ctl, 0, &ans, mk_now_ms() + MK_KEYPROC_START_MS);
 	if (!ret && ans.ka_status)
 		ret = ans.ka_status;
 	if (!ret)
-		ret = set_recv_timeout(sv[0], MK_KEYPROC_TIMEOUT_MS);
+		ret = set_recv_timeout(ctl, MK_KEYPROC_TIMEOUT_MS);
 	if (ret) {
 		if (ans.ka_status && ans.ka_len)
 			snprintf(err, errlen, "%.*s", (int)ans.ka_len, (char *)ans.ka_data);
@@ -132,35 +177,104 @@ static int spawn(const char *path, int *fd_out, pid_t *pid_out, char *err, size_
 	}
 	mk_log(LOG_INFO, "key process PID %d holds %.*s", (int)pid, (int)ans.ka_len,
 	       (char *)ans.ka_data);
-	*fd_out = sv[0];
+	*fd_out = ctl;
 	*pid_out = pid;
 	return 0;
 
 out_close:
-	close(sv[0]);
+	for (i = 0; i < n; i++)
+		if (child[i] >= 0)
+			close(child[i]);
+	if (ctl >= 0)
+		close(ctl);
+	for (i = 0; i < kc.kc_nchan; i++) {
+		if (chan_fd[i] >= 0)
+			close(chan_fd[i]);
+		chan_fd[i] = -1;
+	}
 	return ret;
 }
 
-int mk_keyproc_start(const char *path, char *err, size_t errlen)
+/* (Re)start key process @p; its channels' new sockets go to the workers. */
+static int start_one(const char *path, unsigned int p, char *err, size_t errlen)
 {
-	int fd, ret;
+	int fd, ret, *chan_fd = calloc(kc.kc_nchan ? kc.kc_nchan : 1, sizeof(int));
+	unsigned int i;
 	pid_t pid;
 
-	ret = spawn(path, &fd, &pid, err, errlen);
-	if (ret)
-		return ret;
-	pthread_mutex_lock(&kc.kc_lock);
-	if (kc.kc_fd >= 0)
-		close(kc.kc_fd);
-	kc.kc_fd = fd;
-	kc.kc_pid = pid;
-	kc.kc_enabled = true;
-	pthread_mutex_unlock(&kc.kc_lock);
-	return 0;
+	if (!chan_fd) {
+		snprintf(err, errlen, "key process: out of memory");
+		return -ENOMEM;
+	}
+	ret = spawn(path, p, &fd, &pid, chan_fd, err, errlen);
+	if (!ret) {
+		pthread_mutex_lock(&kc.kc_lock);
+		if (kc.kc_proc[p].kp_fd >= 0)
+			close(kc.kc_proc[p].kp_fd);
+		kc.kc_proc[p].kp_fd = fd;
+		kc.kc_proc[p].kp_pid = pid;
+		pthread_mutex_unlock(&kc.kc_lock);
+	}
+	for (i = 0; i < kc.kc_nchan; i++)
+		if (mk_keyproc_chan_proc(kc.kc_chan[i]) == p)
+			mk_keyproc_chan_publish(kc.kc_chan[i],
+						ret ? MK_KEYPROC_CHAN_DOWN : chan_fd[i]);
+	free(chan_fd);
+	return ret;
 }
 
-int mk_keyproc_call(struct mk_keyproc_req *req, struct mk_keyproc_ans *ans)
+int mk_keyproc_start(const char *path, unsigned int nprocs, unsigned int nchan, char *err,
+		     size_t errlen)
 {
+	unsigned int i;
+	int ret;
+
+	if (nchan < 1)
+		nchan = 1;
+	if (nchan > MK_KEYPROC_CHANNELS_MAX)
+		nchan = MK_KEYPROC_CHANNELS_MAX;
+	nprocs = nprocs < 1 ? 1 : nprocs > nchan ? nchan : nprocs;
+	if (nprocs > MK_KEYPROC_PROCS_MAX)
+		nprocs = MK_KEYPROC_PROCS_MAX;
+	mk_keyproc_async_init();
+	kc.kc_chan = calloc(nchan, sizeof(*kc.kc_chan));
+	if (!kc.kc_chan) {
+		snprintf(err, errlen, "key process: out of memory");
+		return -ENOMEM;
+	}
+	kc.kc_nchan = nchan;
+	kc.kc_nprocs = nprocs;
+	for (i = 0; i < nprocs; i++)
+		kc.kc_proc[i].kp_fd = -1;
+	for (i = 0; i < nchan; i++) {
+		kc.kc_chan[i] = mk_keyproc_chan_new(i % nprocs);
+		if (!kc.kc_chan[i]) {
+			snprintf(err, errlen, "key process: out of memory");
+			ret = -ENOMEM;
+			goto out_stop;
+		}
+	}
+	for (i = 0; i < nprocs; i++) {
+		ret = start_one(path, i, err, errlen);
+		if (ret)
+			goto out_stop;
+	}
+	kc.kc_enabled = true;
+	return 0;
+
+out_stop:
+	mk_keyproc_stop();
+	return ret;
+}
+
+struct mk_keyproc_chan *mk_keyproc_chan_get(unsigned int i)
+{
+	return kc.kc_enabled && kc.kc_nchan ? kc.kc_chan[i % kc.kc_nchan] : NULL;
+}
+
+int mk_keyproc_call(unsigned int i, struct mk_keyproc_req *req, struct mk_keyproc_ans *ans)
+{
+	struct kp_proc *kp = &kc.kc_proc[i < kc.kc_nprocs ? i : 0];
 	uint64_t deadline = mk_now_ms() + MK_KEYPROC_TIMEOUT_MS;
 	struct timespec ts;
 	int ret;
@@ -175,19 +289,19 @@ int mk_keyproc_call(struct mk_keyproc_req *req, struct mk_keyproc_ans *ans)
 	ret = -pthread_mutex_timedlock(&kc.kc_lock, &ts);
 	if (ret)
 		return ret;
-	if (kc.kc_fd < 0) {
+	if (kp->kp_fd < 0) {
 		ret = -ENOTCONN;
 		goto out;
 	}
-	req->kr_seq = ++kc.kc_seq;
+	req->kr_seq = ++kp->kp_seq;
 	if (req->kr_seq == 0)
-		req->kr_seq = ++kc.kc_seq;	/* 0 is the start-up answer's */
-	if (send(kc.kc_fd, req, offsetof(struct mk_keyproc_req, kr_data) + req->kr_len,
+		req->kr_seq = ++kp->kp_seq;	/* 0 is the start-up answer's */
+	if (send(kp->kp_fd, req, offsetof(struct mk_keyproc_req, kr_data) + req->kr_len,
 		 MSG_NOSIGNAL) < 0) {
 		ret = -EPIPE;
 		goto out;
 	}
-	ret = wait_answer(kc.kc_fd, req->kr_seq, ans, deadline);
+	ret = wait_answer(kp->kp_fd, req->kr_seq, ans, deadline);
 out:
 	pthread_mutex_unlock(&kc.kc_lock);
 	return ret;
@@ -197,68 +311,98 @@ int mk_keyproc_reload(char *err, size_t errlen)
 {
 	struct mk_keyproc_req req = { .kr_op = MK_KEYPROC_RELOAD };
 	struct mk_keyproc_ans ans;
-	int ret = mk_keyproc_call(&req, &ans);
+	unsigned int i;
+	int ret;
 
-	if (ret) {
-		snprintf(err, errlen, "key process: %s", strerror(-ret));
-		return ret;
+	for (i = 0; i < kc.kc_nprocs; i++) {
+		ret = mk_keyproc_call(i, &req, &ans);
+		if (ret) {
+			snprintf(err, errlen, "key process: %s", strerror(-ret));
+			goto out_abort;
+		}
+		if (ans.ka_status) {
+			snprintf(err, errlen, "%.*s", (int)ans.ka_len, (char *)ans.ka_data);
+			ret = ans.ka_status;
+			goto out_abort;
+		}
+		mk_log(LOG_INFO, "key process PID %d loaded %.*s", (int)mk_keyproc_pid(i),
+		       (int)ans.ka_len, (char *)ans.ka_data);
 	}
-	if (ans.ka_status) {
-		snprintf(err, errlen, "%.*s", (int)ans.ka_len, (char *)ans.ka_data);
-		return ans.ka_status;
-	}
-	mk_log(LOG_INFO, "key process PID %d loaded %.*s", (int)mk_keyproc_pid(),
-	       (int)ans.ka_len, (char *)ans.ka_data);
 	return 0;
+
+out_abort:
+	/* The ones that loaded drop what they loaded. */
+	while (i-- > 0) {
+		req.kr_op = MK_KEYPROC_ABORT;
+		mk_keyproc_call(i, &req, &ans);
+	}
+	return ret;
 }
 
 void mk_keyproc_reload_end(bool commit)
 {
 	struct mk_keyproc_req req = { .kr_op = commit ? MK_KEYPROC_COMMIT : MK_KEYPROC_ABORT };
 	struct mk_keyproc_ans ans;
-	int ret = mk_keyproc_call(&req, &ans);
+	unsigned int i;
+	int ret;
 
-	/* A key process that is gone loads the file in force when restarted. */
-	if (ret)
-		mk_log(LOG_WARNING, "key process: cannot %s the reload: %s",
-		       commit ? "commit" : "abort", strerror(-ret));
+	for (i = 0; i < kc.kc_nprocs; i++) {
+		ret = mk_keyproc_call(i, &req, &ans);
+		/* A key process that is gone loads the file in force when
+		 * restarted. */
+		if (ret)
+			mk_log(LOG_WARNING, "key process: cannot %s the reload: %s",
+			       commit ? "commit" : "abort", strerror(-ret));
+	}
 }
 
 int mk_keyproc_reap(const char *path)
 {
-	pid_t pid = mk_keyproc_pid();
+	bool died = false;
+	unsigned int i;
+	pid_t pid;
 	int st;
 
-	/* Only the key process's own end counts: the SIGCHLD of a start that
+	/* Only a key process's own end counts: the SIGCHLD of a start that
 	 * failed must not bring the next try forward. */
-	if (!kc.kc_enabled || !pid || waitpid(pid, &st, WNOHANG) != pid)
-		return 0;
-	if (WIFSIGNALED(st))
-		mk_log(LOG_ERR, "key process PID %d killed by signal %d: starting a new one; "
-		       "handshakes signing meanwhile fail", (int)pid, WTERMSIG(st));
-	else
-		mk_log(LOG_ERR, "key process PID %d exited with status %d: starting a new one; "
-		       "handshakes signing meanwhile fail", (int)pid, WEXITSTATUS(st));
-	pthread_mutex_lock(&kc.kc_lock);
-	kc.kc_pid = 0;
-	pthread_mutex_unlock(&kc.kc_lock);
-	return mk_keyproc_retry(path);
+	for (i = 0; kc.kc_enabled && i < kc.kc_nprocs; i++) {
+		pid = mk_keyproc_pid(i);
+		if (!pid || waitpid(pid, &st, WNOHANG) != pid)
+			continue;
+		if (WIFSIGNALED(st))
+			mk_log(LOG_ERR, "key process PID %d killed by signal %d: starting a new one; "
+			       "signatures it owed go to it", (int)pid, WTERMSIG(st));
+		else
+			mk_log(LOG_ERR, "key process PID %d exited with status %d: starting a new one; "
+			       "signatures it owed go to it", (int)pid, WEXITSTATUS(st));
+		pthread_mutex_lock(&kc.kc_lock);
+		kc.kc_proc[i].kp_pid = 0;
+		pthread_mutex_unlock(&kc.kc_lock);
+		died = true;
+	}
+	return died ? mk_keyproc_retry(path) : 0;
 }
 
 int mk_keyproc_retry(const char *path)
 {
 	char err[MK_ERR_MAX];
-	int ret;
+	unsigned int i;
+	int ret = 0, r;
+	bool started = false;
 
-	if (!kc.kc_enabled || mk_keyproc_pid())
-		return 0;
-	ret = mk_keyproc_start(path, err, sizeof(err));
-	if (ret) {
-		mk_log(LOG_ERR, "key process not started again, handshakes fail until it is "
-		       "(next try in a second): %s", err);
-		return ret;
+	for (i = 0; kc.kc_enabled && i < kc.kc_nprocs; i++) {
+		if (mk_keyproc_pid(i))
+			continue;
+		r = start_one(path, i, err, sizeof(err));
+		if (r) {
+			mk_log(LOG_ERR, "key process not started again, handshakes that need it fail "
+			       "until it is (next try in a second): %s", err);
+			ret = r;
+		} else {
+			started = true;
+		}
 	}
-	return 1;
+	return ret ? ret : started ? 1 : 0;
 }
 
 bool mk_keyproc_enabled(void)
@@ -266,27 +410,42 @@ bool mk_keyproc_enabled(void)
 	return kc.kc_enabled;
 }
 
-pid_t mk_keyproc_pid(void)
+unsigned int mk_keyproc_count(void)
+{
+	return kc.kc_enabled ? kc.kc_nprocs : 0;
+}
+
+pid_t mk_keyproc_pid(unsigned int i)
 {
 	pid_t pid;
 
+	if (i >= kc.kc_nprocs)
+		return 0;
 	pthread_mutex_lock(&kc.kc_lock);
-	pid = kc.kc_pid;
+	pid = kc.kc_proc[i].kp_pid;
 	pthread_mutex_unlock(&kc.kc_lock);
 	return pid;
 }
 
 void mk_keyproc_stop(void)
 {
-	pid_t pid;
+	pid_t pid[MK_KEYPROC_PROCS_MAX];
+	unsigned int i;
 
 	pthread_mutex_lock(&kc.kc_lock);
-	if (kc.kc_fd >= 0)
-		close(kc.kc_fd);
-	kc.kc_fd = -1;
-	pid = kc.kc_pid;
-	kc.kc_pid = 0;
+	for (i = 0; i < kc.kc_nprocs; i++) {
+		if (kc.kc_proc[i].kp_fd >= 0)
+			close(kc.kc_proc[i].kp_fd);
+		kc.kc_proc[i].kp_fd = -1;
+		pid[i] = kc.kc_proc[i].kp_pid;
+		kc.kc_proc[i].kp_pid = 0;
+	}
 	pthread_mutex_unlock(&kc.kc_lock);
-	if (pid)
-		waitpid(pid, NULL, 0);	/* it ends on EOF */
+	for (i = 0; kc.kc_chan && i < kc.kc_nchan; i++) {
+		mk_keyproc_chan_free(kc.kc_chan[i]);
+		kc.kc_chan[i] = NULL;
+	}
+	for (i = 0; i < kc.kc_nprocs; i++)
+		if (pid[i])
+			waitpid(pid[i], NULL, 0);	/* it ends on EOF */
 }

@@ -63,14 +63,16 @@ static int forward(uint16_t op, uint16_t padding, const uint8_t *id, const unsig
 	memcpy(req.kr_id, id, MK_KEYPROC_ID_LEN);
 	memcpy(req.kr_data, in, inlen);
 	req.kr_len = (uint16_t)inlen;
-	ret = mk_keyproc_call(&req, &ans);
+	ret = mk_keyproc_sign(&req, &ans);
 	if (!ret && ans.ka_status)
 		ret = ans.ka_status;
 	if (!ret && ans.ka_len > outmax)
 		ret = -EPROTO;
 	if (ret) {
-		mk_log_limited(MK_LOG_HANDSHAKE, LOG_WARNING, "key process did not sign: %s",
-			       strerror(-ret));
+		/* A connection that went away is no failure to report. */
+		if (ret != -ECANCELED)
+			mk_log_limited(MK_LOG_HANDSHAKE, LOG_WARNING,
+				       "key process did not sign: %s", strerror(-ret));
 		return -1;
 	}
 	memcpy(out, ans.ka_data, ans.ka_len);
@@ -186,7 +188,7 @@ EVP_PKEY *mk_keyproc_pkey(X509 *leaf, char *err, size_t errlen)
 		snprintf(err, errlen, "certificate without a usable public key");
 		return NULL;
 	}
-	ret = mk_keyproc_call(&req, &ans);
+	ret = mk_keyproc_call(0, &req, &ans);
 	if (!ret)
 		ret = ans.ka_status;
 	if (ret) {

@@ -13,6 +13,7 @@
 
 #include <openssl/err.h>
 
+#include "keyproc.h"
 #include "log.h"
 #include "metrics.h"
 #include "stage.h"
@@ -21,11 +22,16 @@
 #define MK_TLS_RECORD_HEADER 5
 
 static void handshake_input(struct mk_conn *c);
+static void handshake_step(struct mk_conn *c);
 static void handshake_output_sent(struct mk_conn *c);
+static void handshake_signed(struct mk_conn *c, enum mk_op op, int res);
+static void handshake_free(struct mk_conn *c);
 
 static const struct mk_conn_ops handshake_ops = {
 	.h_client_input = handshake_input,
 	.h_client_sent = handshake_output_sent,
+	.h_complete = handshake_signed,
+	.h_free = handshake_free,
 };
 
 /**
@@ -111,8 +117,11 @@ int mk_handshake_start(struct mk_conn *c)
 	if (!c->c_ssl)
 		return -ENOMEM;
 	/* OpenSSL's record buffers (two of 16 KiB and more) only while a
-	 * record is in them: a connection that waits keeps none. */
-	SSL_set_mode(c->c_ssl, SSL_MODE_RELEASE_BUFFERS);
+	 * record is in them: a connection that waits keeps none. With keys
+	 * in a key process, the handshake runs as an async job that pauses
+	 * while the signature is asked (keyproc_chan.c). */
+	SSL_set_mode(c->c_ssl, SSL_MODE_RELEASE_BUFFERS |
+				   (mk_keyproc_enabled() ? SSL_MODE_ASYNC : 0));
 	c->c_rbio = BIO_new(BIO_s_mem());
 	c->c_wbio = BIO_new(BIO_s_mem());
 	if (!c->c_rbio || !c->c_wbio) {
@@ -188,12 +197,9 @@ static void handshake_proceed(struct mk_conn *c)
 /* Bytes arrived from the client during the handshake, in c->c_cin. */
 static void handshake_input(struct mk_conn *c)
 {
-	size_t out_before;
-	int ret, err;
-
 	/* What OpenSSL answers goes to c_cout, which must not move under a
 	 * send in flight: the input waits in c_cin until that send is done. */
-	if (c->c_csend_busy)
+	if (c->c_csend_busy || SSL_waiting_for_async(c->c_ssl))
 		return;
 	if (BIO_write(c->c_rbio, mk_buf_head(&c->c_cin), (int)mk_buf_used(&c->c_cin)) !=
 	    (int)mk_buf_used(&c->c_cin)) {
@@ -205,11 +211,26 @@ static void handshake_input(struct mk_conn *c)
 		handshake_proceed(c);
 		return;
 	}
+	handshake_step(c);
+}
+
+/* Drive OpenSSL on what is in the read BIO. */
+static void handshake_step(struct mk_conn *c)
+{
+	size_t out_before;
+	int ret, err;
+
 	out_before = mk_buf_used(&c->c_cout);
 	ERR_clear_error();
+	mk_keyproc_set_waiter(c);
 	ret = SSL_do_handshake(c->c_ssl);
+	mk_keyproc_set_waiter(NULL);
 	if (ret != 1) {
 		err = SSL_get_error(c->c_ssl, ret);
+		/* A signature is asked of the key process: the answer runs
+		 * handshake_signed(); client bytes meanwhile wait in c_cin. */
+		if (err == SSL_ERROR_WANT_ASYNC)
+			return;
 		if (err != SSL_ERROR_WANT_READ) {
 			handshake_failed(c);
 			return;
@@ -222,6 +243,8 @@ static void handshake_input(struct mk_conn *c)
 		mk_conn_recv_client(c);
 		return;
 	}
+	/* The relay's SSL_read and SSL_write need no job. */
+	SSL_clear_mode(c->c_ssl, SSL_MODE_ASYNC);
 	if (mk_conn_drain_wbio(c) < 0) {
 		mk_conn_end(c, "error:no_memory");
 		return;
@@ -229,16 +252,12 @@ static void handshake_input(struct mk_conn *c)
 	handshake_complete(c, mk_buf_head(&c->c_cout) + out_before,
 			   mk_buf_used(&c->c_cout) - out_before);
 	/*
-	 * TLS 1.3: the last flight is the NewSessionTicket, which the client
-	 * does not wait for. In user space the daemon's first bytes (or our
-	 * answer to the client's first command) follow it through the same
-	 * socket, and MSG_MORE lets the kernel send both in one segment: a
-	 * packet, an ACK and a wake-up of the client less per handshake. Not
-	 * for TLS 1.2, whose client waits for our Finished; not with kTLS,
-	 * where it must be on the wire before the kernel's own records.
+	 * The final flight (TLS 1.3: the NewSessionTicket) leaves now, never
+	 * corked with MSG_MORE for bytes that may follow: after STARTTLS the
+	 * client speaks first, so nothing follows until it does, and a client
+	 * with Nagle on holds its first command until this flight's segment
+	 * acknowledges its Finished: the delayed-ACK timer, 40 ms, every time.
 	 */
-	c->c_cout_more = !c->c_rt->rt_ktls && SSL_version(c->c_ssl) == TLS1_3_VERSION &&
-			 mk_buf_used(&c->c_cout);
 	if (mk_buf_used(&c->c_cout))
 		mk_conn_send_client(c);
 	else
@@ -252,8 +271,37 @@ static void handshake_output_sent(struct mk_conn *c)
 		mk_conn_end(c, "%s", c->c_end[0] ? c->c_end : "error:handshake");
 		return;
 	}
-	if (mk_buf_used(&c->c_cin))
+	/* A job paused meanwhile: resumed now (it pauses again if its
+	 * answer is not in yet). */
+	if (SSL_waiting_for_async(c->c_ssl))
+		handshake_signed(c, MK_OP_KEYPROC, 0);
+	else if (mk_buf_used(&c->c_cin))
 		handshake_input(c);
 	else if (c->c_handshake_done)
 		handshake_proceed(c);
+}
+
+/* The key process answered (or the signature failed): the paused job goes
+ * on where it stopped. */
+static void handshake_signed(struct mk_conn *c, enum mk_op op, int res)
+{
+	/* What OpenSSL writes goes to c_cout, which must not move under a
+	 * send in flight: handshake_output_sent() comes back here. */
+	if (op != MK_OP_KEYPROC || c->c_state == MK_CS_CLOSING || c->c_csend_busy)
+		return;
+	handshake_step(c);
+	/* Client bytes that came while the job was paused. */
+	if (!SSL_waiting_for_async(c->c_ssl) && !c->c_handshake_done && mk_buf_used(&c->c_cin))
+		handshake_input(c);
+}
+
+/* A connection that ends while its job is paused: the job is run to its
+ * end (it sees the signature cancelled), or OpenSSL would keep it. */
+static void handshake_free(struct mk_conn *c)
+{
+	if (!c->c_ssl || !SSL_waiting_for_async(c->c_ssl))
+		return;
+	mk_keyproc_cancel(c);
+	SSL_do_handshake(c->c_ssl);
+	ERR_clear_error();
 }

@@ -73,7 +73,7 @@ static int kp_start(struct kp *k, const char *keyfile, char *text, size_t len)
 	k->pid = fork();
 	if (k->pid == 0) {
 		dup2(sv[1], MK_KEYPROC_FD);
-		_exit(mk_keyproc_main(k->conf));
+		_exit(mk_keyproc_main(k->conf, 0));
 	}
 	close(sv[1]);
 	k->fd = sv[0];

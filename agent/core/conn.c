@@ -222,26 +222,41 @@ int mk_conn_drain_wbio(struct mk_conn *c)
 	return n;
 }
 
-/* The TLS close the client is owed (RFC 8314 §3.4), best effort: the
- * socket is non-blocking and this is the last thing we write. */
-static void conn_close_notify(struct mk_conn *c)
+/**
+ * mk_conn_close_notify() - write the close_notify the client is owed
+ * (RFC 8314 §3.4): the one way it is made, at the daemon's EOF (relay.c)
+ * and when the connection ends (mk_conn_end())
+ * @c: a connection past its handshake, no send to the client in flight
+ *
+ * With kTLS the kernel sends the alert at once; in user space OpenSSL
+ * writes it, once, and it is queued in c_cout for the caller to send.
+ *
+ * Return: true if the alert waits in c_cout.
+ */
+bool mk_conn_close_notify(struct mk_conn *c)
 {
-	uint8_t buf[64];
-	int n;
+	if (c->c_ktls) {
+		mk_ktls_send_alert(c->c_fd, 1, 0);
+		return false;
+	}
+	if (SSL_get_shutdown(c->c_ssl) & SSL_SENT_SHUTDOWN)
+		return false;
+	SSL_shutdown(c->c_ssl);
+	return mk_conn_drain_wbio(c) > 0;
+}
 
+/* The connection ends: the close_notify, best effort, if not sent yet
+ * (the socket is non-blocking and this is the last thing we write). */
+static void conn_end_close_notify(struct mk_conn *c)
+{
 	if (!c->c_handshake_done || c->c_b2c.d_done)
 		return;
 	c->c_b2c.d_done = true;
-	if (c->c_ktls) {
-		mk_ktls_send_alert(c->c_fd, 1, 0);
+	if (!c->c_ktls && (!c->c_ssl || c->c_csend_busy))
 		return;
-	}
-	if (!c->c_ssl || c->c_csend_busy)
-		return;
-	SSL_shutdown(c->c_ssl);
-	while ((n = BIO_read(c->c_wbio, buf, sizeof(buf))) > 0)
-		if (send(c->c_fd, buf, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
-			break;
+	if (mk_conn_close_notify(c))
+		send(c->c_fd, mk_buf_head(&c->c_cout), mk_buf_used(&c->c_cout),
+		     MSG_NOSIGNAL | MSG_DONTWAIT);
 }
 
 static void conn_free(struct mk_conn *c)
@@ -266,8 +281,6 @@ static void conn_free(struct mk_conn *c)
 	if (c->c_b2c.d_pipe)
 		mk_worker_pipe_put(w, c->c_b2c.d_pipe);
 	SSL_free(c->c_ssl);
-	mk_pretls_free(c->c_pretls);
-	mk_capfilter_free(c->c_filter);
 	if (c->c_session) {
 		OPENSSL_cleanse(c->c_session, sizeof(*c->c_session));
 		free(c->c_session);
@@ -333,7 +346,7 @@ void mk_conn_end(struct mk_conn *c, const char *why, ...)
 		if (c->c_state == MK_CS_HANDSHAKE && !c->c_handshake_done)
 			conn_count_handshake_failure(c);
 		mk_conn_set_state(c, MK_CS_CLOSING);
-		conn_close_notify(c);
+		conn_end_close_notify(c);
 		shutdown(c->c_fd, SHUT_RDWR);
 		if (c->c_bfd >= 0)
 			shutdown(c->c_bfd, SHUT_RDWR);

@@ -46,7 +46,9 @@ for suite in "${suites[@]}"; do
 	unit)
 		for t in "$BUILD"/tests/unit/test_*; do
 			[ -x "$t" ] && run_one "unit/${t##*/}" "$t"
-		done ;;
+		done
+		# No include or call circle among the agent's files (reads the objects).
+		run_one unit/check-cycles scripts/check-cycles.py "$BUILD" ;;
 	sanitize)
 		make -s BUILD="$BUILD" sanitize-tests >/dev/null || { fail=$((fail + 1)); failed_names+=(sanitize-build); continue; }
 		for t in "$BUILD"/san/tests/unit/test_*; do

@@ -66,7 +66,7 @@ CTL_OBJS := $(patsubst agent/ctl/%.c,$(BUILD)/ctl/%.o,$(CTL_SRCS))
 # the rest also links into the unit tests; it logs through the agent's log.c.
 MILTER_SRCS := $(wildcard agent/milter/*.c)
 MILTER_CORE_OBJS := $(patsubst agent/milter/%.c,$(BUILD)/milter/%.o,$(filter-out agent/milter/main.c,$(MILTER_SRCS)))
-MILTER_AGENT_OBJS := $(BUILD)/agent/base/log.o $(BUILD)/agent/base/ratelimit.o $(BUILD)/agent/core/session.o
+MILTER_AGENT_OBJS := $(BUILD)/agent/base/log.o $(BUILD)/agent/base/ratelimit.o
 MILTER_LIBS := -lmilter -lmnl -lpthread
 
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)

@@ -21,7 +21,7 @@
 #include <unistd.h>
 
 #include "mailktls.h"
-#include "lib/mk_addr.h"
+#include "mk_addr.h"
 
 #define MK_METRICS_DEFAULT "/run/mailktls/metrics.sock"
 

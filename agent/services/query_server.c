@@ -30,7 +30,7 @@
 #include "clock.h"
 #include "log.h"
 #include "query.h"
-#include "lib/mk_addr.h"
+#include "mk_addr.h"
 
 #define MK_QS_EVENTS 64		/* epoll events taken per wakeup */
 #define MK_QS_ACCEPTS 64	/* accepts per wakeup, so clients are not starved */

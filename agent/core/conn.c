@@ -48,6 +48,8 @@ static int (*conn_proxy_entry)(struct mk_conn *c);
 /* Until a stage installs its own: nothing to do on any event. */
 static const struct mk_conn_ops conn_no_ops;
 
+static bool conn_reap(struct mk_conn *c);
+
 /**
  * mk_conn_set_entry() - the stage that connections of @tls listeners start in
  * @tls:   the listener's `tls` mode
@@ -193,7 +195,7 @@ void mk_conn_accepted(struct mk_worker *w, struct mk_listener *l, int fd)
 	err = lc->lc_accept_proxy && conn_proxy_entry ? conn_proxy_entry(c) : mk_conn_begin(c);
 	if (err)
 		mk_conn_end(c, "error:setup");
-	mk_conn_reap(c);
+	conn_reap(c);
 }
 
 /**
@@ -331,7 +333,7 @@ static void conn_count_handshake_failure(struct mk_conn *c)
  * @why: the `end=` value of the close log line (printf format)
  *
  * The first reason wins. Sockets are shut down so that every queued
- * operation completes; mk_conn_reap() frees it after the last one.
+ * operation completes; conn_reap() frees it after the last one.
  */
 void mk_conn_end(struct mk_conn *c, const char *why, ...)
 {
@@ -353,15 +355,12 @@ void mk_conn_end(struct mk_conn *c, const char *why, ...)
 	}
 }
 
-/**
- * mk_conn_reap() - free @c if it is closing and nothing is in flight
- * @c: the connection; gone when this returns true
- *
- * Called after every completion and by the timers; handlers never free.
- *
- * Return: true if @c was freed.
+/*
+ * Free @c if it is closing and nothing is in flight; called after every
+ * completion and by the timers, handlers never free. Return: true if @c
+ * was freed.
  */
-bool mk_conn_reap(struct mk_conn *c)
+static bool conn_reap(struct mk_conn *c)
 {
 	if (c->c_state != MK_CS_CLOSING || c->c_inflight)
 		return false;
@@ -376,7 +375,7 @@ bool mk_conn_reap(struct mk_conn *c)
 void mk_conn_shutdown(struct mk_conn *c)
 {
 	mk_conn_end(c, "shutdown");
-	mk_conn_reap(c);
+	conn_reap(c);
 }
 
 /**
@@ -403,7 +402,7 @@ void mk_conn_tick(struct mk_conn *c, uint64_t now)
 		else
 			mk_conn_end(c, "timeout");
 	}
-	mk_conn_reap(c);
+	conn_reap(c);
 }
 
 /**
@@ -738,5 +737,5 @@ void mk_conn_complete(struct mk_worker *w, struct mk_conn *c, enum mk_op op, int
 	}
 	/* Whatever the handler did, a closing connection with nothing in
 	 * flight is finished now. */
-	mk_conn_reap(c);
+	conn_reap(c);
 }

@@ -137,7 +137,6 @@ void mk_conn_end(struct mk_conn *c, const char *why, ...) __attribute__((format(
 void mk_conn_set_state(struct mk_conn *c, enum mk_conn_state state);
 void mk_conn_tick(struct mk_conn *c, uint64_t now);
 void mk_conn_shutdown(struct mk_conn *c);
-bool mk_conn_reap(struct mk_conn *c);
 int mk_conn_drain_wbio(struct mk_conn *c);
 bool mk_conn_close_notify(struct mk_conn *c);
 struct io_uring_sqe *mk_conn_sqe(struct mk_conn *c, enum mk_op op);

@@ -1,14 +1,20 @@
 # SPDX-License-Identifier: GPL-2.0
 #
-# mailktls: one make builds the agent, the library, the control tool, the
-# unit tests and (when kernel headers are there) the module.
+# mailktls: plain `make` builds the programs: the agent (mailktlsd), the
+# control tool (mailktlsctl), the milter, libmailktls (static, shared,
+# pkg-config file) and the systemd units. It needs no kernel source: the
+# tests, which use the kselftest harness from linux-source, build with
+# `make tests`, `make check-unit` or `make check`; the module with
+# `make module`.
 #
-#   make            build everything for this host
+#   make            the programs
+#   make tests      the unit tests (needs linux-source-6.1)
 #   make check      install what is missing, build, run every test (VM too)
+#   make check-unit build, run the unit tests
 #   make run        install what is missing, build, start the agent (with a demo
 #                   Dovecot and Postfix behind it; DEMO=no: the agent alone)
 #   make fuzz       run every fuzz target for FUZZ_SECONDS each
-#   make style      checkpatch on the module, clang-format check on user space
+#   make style      checkpatch on the module and the UAPI header
 #   make deb        Debian packages into build/deb/ (mailktls, libmailktls-dev,
 #                   mailktls-dkms)
 #   V=1             show full commands
@@ -67,7 +73,7 @@ CTL_OBJS := $(patsubst agent/ctl/%.c,$(BUILD)/ctl/%.o,$(CTL_SRCS))
 # the rest also links into the unit tests; it logs through the agent's log.c.
 MILTER_SRCS := $(wildcard agent/milter/*.c)
 MILTER_CORE_OBJS := $(patsubst agent/milter/%.c,$(BUILD)/milter/%.o,$(filter-out agent/milter/main.c,$(MILTER_SRCS)))
-MILTER_AGENT_OBJS := $(BUILD)/agent/base/log.o $(BUILD)/agent/base/ratelimit.o $(BUILD)/agent/core/session.o
+MILTER_AGENT_OBJS := $(BUILD)/agent/base/log.o $(BUILD)/agent/base/ratelimit.o
 MILTER_LIBS := -lmilter -lmnl -lpthread
 
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
@@ -89,13 +95,13 @@ BINS := agent/mailktlsd agent/mailktlsctl agent/libmailktls.a agent/libmailktls.
 UNITS := etc/mailktls.service etc/mailktls-milter.service
 
 
-.PHONY: sanitize-tests all deps check check-unit check-sanitize check-fuzz check-integration check-vm \
-	run fuzz style module clean install install-dkms programs deb tests vm-tests
+.PHONY: sanitize-tests all deps check check-unit run fuzz style module clean install \
+	install-dkms programs deb tests vm-tests
 .DEFAULT_GOAL := all
 
-all: $(BINS) $(UNITS) tests
+all: programs
 
-# What an installation needs, without the tests (the Debian build uses it).
+# What an installation needs (the Debian build uses it).
 programs: $(BINS) $(UNITS)
 
 tests: $(UNIT_BINS)
@@ -273,10 +279,10 @@ deps:
 	$(Q)scripts/install-deps.sh
 
 check: deps
-	$(Q)$(MAKE) all
+	$(Q)$(MAKE) all tests
 	$(Q)scripts/run-tests.sh
 
-check-unit: all
+check-unit: all tests
 	$(Q)scripts/run-tests.sh unit
 
 run: deps

@@ -1,6 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -172,25 +171,4 @@ int mk_buf_append(struct mk_buf *b, const void *data, size_t len)
 	memcpy(p, data, len);
 	b->b_len += len;
 	return 0;
-}
-
-/**
- * mk_buf_printf() - append formatted text (at most 1 KiB per call)
- * @b:   the buffer
- * @fmt: printf format
- *
- * Return: 0, -ENOBUFS, -ENOMEM.
- */
-int mk_buf_printf(struct mk_buf *b, const char *fmt, ...)
-{
-	char tmp[1024];
-	va_list ap;
-	int n;
-
-	va_start(ap, fmt);
-	n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
-	va_end(ap);
-	if (n < 0 || (size_t)n >= sizeof(tmp))
-		return -ENOBUFS;
-	return mk_buf_append(b, tmp, (size_t)n);
 }

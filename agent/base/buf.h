@@ -32,7 +32,6 @@ void mk_buf_init(struct mk_buf *b, size_t max);
 void mk_buf_free(struct mk_buf *b);
 /* Append; returns 0 or -ENOBUFS when b_max would be exceeded, -ENOMEM. */
 int mk_buf_append(struct mk_buf *b, const void *data, size_t len);
-int mk_buf_printf(struct mk_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Make room for @len more bytes at the end; returns the pointer or NULL. */
 uint8_t *mk_buf_reserve(struct mk_buf *b, size_t len);
 static inline size_t mk_buf_used(const struct mk_buf *b) { return b->b_len - b->b_off; }

@@ -25,6 +25,7 @@
 #include <openssl/tls1.h>
 
 #include "config.h"
+#include "mk_addr.h"
 #include "proxy_v2.h"
 
 #define MK_CONF_LINE_MAX 4096
@@ -319,52 +320,20 @@ static bool parse_duration(const struct key_desc *kd, const char *v, void *dst)
 	return false;
 }
 
-static bool parse_port(const char *s, in_port_t *port)
-{
-	unsigned long long n;
-
-	if (!parse_digits(&s, &n) || *s || n < 1 || n > 65535)
-		return false;
-	*port = htons((uint16_t)n);
-	return true;
-}
-
 /* "a.b.c.d:port" or "[v6]:port", numeric only: no DNS at start-up. */
 static bool parse_tcp_addr(const char *v, struct mk_sockaddr *a)
 {
-	char host[INET6_ADDRSTRLEN + 2];
-	const char *colon;
-	size_t hlen;
+	const struct sockaddr_in *s4 = (const struct sockaddr_in *)&a->sa_storage;
+	const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)&a->sa_storage;
 
-	if (v[0] == '[') {
-		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&a->sa_storage;
-		const char *end = strchr(v, ']');
-
-		if (!end || end[1] != ':' || (size_t)(end - v - 1) >= sizeof(host))
-			return false;
-		memcpy(host, v + 1, end - v - 1);
-		host[end - v - 1] = '\0';
-		s6->sin6_family = AF_INET6;
-		if (inet_pton(AF_INET6, host, &s6->sin6_addr) != 1 ||
-		    !parse_port(end + 2, &s6->sin6_port))
-			return false;
-		a->sa_len = sizeof(*s6);
-	} else {
-		struct sockaddr_in *s4 = (struct sockaddr_in *)&a->sa_storage;
-
-		colon = strchr(v, ':');
-		hlen = colon ? (size_t)(colon - v) : 0;
-		if (!colon || hlen >= sizeof(host))
-			return false;
-		memcpy(host, v, hlen);
-		host[hlen] = '\0';
-		s4->sin_family = AF_INET;
-		if (inet_pton(AF_INET, host, &s4->sin_addr) != 1 ||
-		    !parse_port(colon + 1, &s4->sin_port))
-			return false;
+	if (mk_addr_parse(v, &a->sa_storage))
+		return false;
+	if (a->sa_storage.ss_family == AF_INET) {
 		a->sa_len = sizeof(*s4);
+		return s4->sin_port != 0;	/* a port to bind or connect to */
 	}
-	return true;
+	a->sa_len = sizeof(*s6);
+	return s6->sin6_port != 0;
 }
 
 static bool parse_addr(const struct key_desc *kd, const char *v, void *dst)

@@ -80,7 +80,7 @@ struct mk_listener_cfg {
 	unsigned int lc_handshake_timeout_ms;
 	unsigned int lc_idle_timeout_ms;
 	unsigned int lc_max_connections;
-	/* STARTTLS listeners only (issue: pre-TLS dialogue). */
+	/* STARTTLS listeners only: the cleartext dialogue before TLS. */
 	char lc_hostname[MK_HOSTNAME_MAX];	/* greeting/EHLO name */
 	unsigned int lc_pretls_timeout_ms;
 	unsigned int lc_pretls_max_commands;

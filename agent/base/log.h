@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * Logging: plain messages, and the two key=value lines per connection that
- * operators parse (DESIGN.md, "Log"). Secrets never come here.
+ * operators parse (the `tls` and `close` lines, whose fields mailktlsd(8)
+ * lists: keep them stable). Secrets never come here.
  */
 #ifndef MAILKTLS_LOG_H
 #define MAILKTLS_LOG_H

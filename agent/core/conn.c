@@ -48,6 +48,8 @@ static int (*conn_proxy_entry)(struct mk_conn *c);
 /* Until a stage installs its own: nothing to do on any event. */
 static const struct mk_conn_ops conn_no_ops;
 
+static bool conn_reap(struct mk_conn *c);
+
 /**
  * mk_conn_set_entry() - the stage that connections of @tls listeners start in
  * @tls:   the listener's `tls` mode
@@ -193,7 +195,7 @@ void mk_conn_accepted(struct mk_worker *w, struct mk_listener *l, int fd)
 	err = lc->lc_accept_proxy && conn_proxy_entry ? conn_proxy_entry(c) : mk_conn_begin(c);
 	if (err)
 		mk_conn_end(c, "error:setup");
-	mk_conn_reap(c);
+	conn_reap(c);
 }
 
 /**
@@ -222,26 +224,41 @@ int mk_conn_drain_wbio(struct mk_conn *c)
 	return n;
 }
 
-/* The TLS close the client is owed (RFC 8314 §3.4), best effort: the
- * socket is non-blocking and this is the last thing we write. */
-static void conn_close_notify(struct mk_conn *c)
+/**
+ * mk_conn_close_notify() - write the close_notify the client is owed
+ * (RFC 8314 §3.4): the one way it is made, at the daemon's EOF (relay.c)
+ * and when the connection ends (mk_conn_end())
+ * @c: a connection past its handshake, no send to the client in flight
+ *
+ * With kTLS the kernel sends the alert at once; in user space OpenSSL
+ * writes it, once, and it is queued in c_cout for the caller to send.
+ *
+ * Return: true if the alert waits in c_cout.
+ */
+bool mk_conn_close_notify(struct mk_conn *c)
 {
-	uint8_t buf[64];
-	int n;
+	if (c->c_ktls) {
+		mk_ktls_send_alert(c->c_fd, 1, 0);
+		return false;
+	}
+	if (SSL_get_shutdown(c->c_ssl) & SSL_SENT_SHUTDOWN)
+		return false;
+	SSL_shutdown(c->c_ssl);
+	return mk_conn_drain_wbio(c) > 0;
+}
 
+/* The connection ends: the close_notify, best effort, if not sent yet
+ * (the socket is non-blocking and this is the last thing we write). */
+static void conn_end_close_notify(struct mk_conn *c)
+{
 	if (!c->c_handshake_done || c->c_b2c.d_done)
 		return;
 	c->c_b2c.d_done = true;
-	if (c->c_ktls) {
-		mk_ktls_send_alert(c->c_fd, 1, 0);
+	if (!c->c_ktls && (!c->c_ssl || c->c_csend_busy))
 		return;
-	}
-	if (!c->c_ssl || c->c_csend_busy)
-		return;
-	SSL_shutdown(c->c_ssl);
-	while ((n = BIO_read(c->c_wbio, buf, sizeof(buf))) > 0)
-		if (send(c->c_fd, buf, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
-			break;
+	if (mk_conn_close_notify(c))
+		send(c->c_fd, mk_buf_head(&c->c_cout), mk_buf_used(&c->c_cout),
+		     MSG_NOSIGNAL | MSG_DONTWAIT);
 }
 
 static void conn_free(struct mk_conn *c)
@@ -266,8 +283,6 @@ static void conn_free(struct mk_conn *c)
 	if (c->c_b2c.d_pipe)
 		mk_worker_pipe_put(w, c->c_b2c.d_pipe);
 	SSL_free(c->c_ssl);
-	mk_pretls_free(c->c_pretls);
-	mk_capfilter_free(c->c_filter);
 	if (c->c_session) {
 		OPENSSL_cleanse(c->c_session, sizeof(*c->c_session));
 		free(c->c_session);
@@ -318,7 +333,7 @@ static void conn_count_handshake_failure(struct mk_conn *c)
  * @why: the `end=` value of the close log line (printf format)
  *
  * The first reason wins. Sockets are shut down so that every queued
- * operation completes; mk_conn_reap() frees it after the last one.
+ * operation completes; conn_reap() frees it after the last one.
  */
 void mk_conn_end(struct mk_conn *c, const char *why, ...)
 {
@@ -333,27 +348,39 @@ void mk_conn_end(struct mk_conn *c, const char *why, ...)
 		if (c->c_state == MK_CS_HANDSHAKE && !c->c_handshake_done)
 			conn_count_handshake_failure(c);
 		mk_conn_set_state(c, MK_CS_CLOSING);
-		conn_close_notify(c);
+		conn_end_close_notify(c);
 		shutdown(c->c_fd, SHUT_RDWR);
 		if (c->c_bfd >= 0)
 			shutdown(c->c_bfd, SHUT_RDWR);
 	}
 }
 
-/**
- * mk_conn_reap() - free @c if it is closing and nothing is in flight
- * @c: the connection; gone when this returns true
- *
- * Called after every completion and by the timers; handlers never free.
- *
- * Return: true if @c was freed.
+/*
+ * Free @c if it is closing and nothing is in flight; called after every
+ * completion and by the timers, handlers never free. Return: true if @c
+ * was freed.
  */
-bool mk_conn_reap(struct mk_conn *c)
+static bool conn_reap(struct mk_conn *c)
 {
 	if (c->c_state != MK_CS_CLOSING || c->c_inflight)
 		return false;
 	conn_free(c);
 	return true;
+}
+
+/**
+ * mk_conn_resume() - a wait of @c outside the ring is over
+ * @c:  the connection
+ * @op: what it waited for (MK_OP_KEYPROC: a key process answered)
+ *
+ * Hands the event to the stage in charge as a completion with result 0,
+ * then finishes the connection if that closed it.
+ */
+void mk_conn_resume(struct mk_conn *c, enum mk_op op)
+{
+	if (c->c_ops->h_complete)
+		c->c_ops->h_complete(c, op, 0);
+	conn_reap(c);
 }
 
 /**
@@ -363,7 +390,7 @@ bool mk_conn_reap(struct mk_conn *c)
 void mk_conn_shutdown(struct mk_conn *c)
 {
 	mk_conn_end(c, "shutdown");
-	mk_conn_reap(c);
+	conn_reap(c);
 }
 
 /**
@@ -390,7 +417,7 @@ void mk_conn_tick(struct mk_conn *c, uint64_t now)
 		else
 			mk_conn_end(c, "timeout");
 	}
-	mk_conn_reap(c);
+	conn_reap(c);
 }
 
 /**
@@ -724,5 +751,5 @@ void mk_conn_complete(struct mk_worker *w, struct mk_conn *c, enum mk_op op, int
 	}
 	/* Whatever the handler did, a closing connection with nothing in
 	 * flight is finished now. */
-	mk_conn_reap(c);
+	conn_reap(c);
 }

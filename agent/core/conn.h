@@ -23,8 +23,6 @@
 #include <openssl/ssl.h>
 
 #include "buf.h"
-#include "capfilter.h"
-#include "pretls.h"
 #include "session.h"
 #include "tls_record.h"
 #include "worker.h"
@@ -39,6 +37,9 @@ enum mk_conn_state {
 };
 
 struct mk_conn;
+/* State of one stage, known only to it; freed by its h_free. */
+struct mk_pretls;
+struct mk_capfilter;
 
 /*
  * What the stage in charge does with the connection's events. A NULL
@@ -57,7 +58,8 @@ struct mk_conn_ops {
 	void (*h_complete)(struct mk_conn *c, enum mk_op op, int res);
 	void (*h_timeout)(struct mk_conn *c);		/* c_deadline_ms passed */
 	void (*h_idle)(struct mk_conn *c);		/* relaying, quiet for a while */
-	void (*h_free)(struct mk_conn *c);		/* the connection is being freed */
+	/* The connection is being freed: what the stage holds goes too. */
+	void (*h_free)(struct mk_conn *c);
 };
 
 /* One direction of the relay. */
@@ -87,13 +89,13 @@ struct mk_conn {
 	/* Before the handover only; freed after it. */
 	SSL *c_ssl;
 	BIO *c_rbio, *c_wbio;
-	struct mk_pretls *c_pretls;
+	struct mk_pretls *c_pretls;		/* starttls.c */
 	struct mk_session *c_session;
 	struct mk_buf c_cin;			/* from client, not yet used */
 	struct mk_buf c_cout;			/* to client (ciphertext or cleartext) */
 	struct mk_buf c_bout;			/* to backend */
 	struct mk_buf c_bin;			/* from backend */
-	struct mk_capfilter *c_filter;		/* NULL once done */
+	struct mk_capfilter *c_filter;		/* relay.c; NULL once done */
 	bool c_csend_busy, c_crecv_busy, c_bsend_busy, c_brecv_busy;
 	/* A receive goes into a buffer of the worker's ring; when the ring
 	 * ran dry twice in a row, into one of the connection's own. */
@@ -134,8 +136,9 @@ void mk_conn_end(struct mk_conn *c, const char *why, ...) __attribute__((format(
 void mk_conn_set_state(struct mk_conn *c, enum mk_conn_state state);
 void mk_conn_tick(struct mk_conn *c, uint64_t now);
 void mk_conn_shutdown(struct mk_conn *c);
-bool mk_conn_reap(struct mk_conn *c);
+void mk_conn_resume(struct mk_conn *c, enum mk_op op);
 int mk_conn_drain_wbio(struct mk_conn *c);
+bool mk_conn_close_notify(struct mk_conn *c);
 struct io_uring_sqe *mk_conn_sqe(struct mk_conn *c, enum mk_op op);
 void mk_conn_send_client(struct mk_conn *c);
 void mk_conn_recv_client(struct mk_conn *c);

@@ -33,7 +33,6 @@
 #include "ktls.h"
 #include "log.h"
 #include "metrics.h"
-#include "proxy_in.h"
 #include "registry.h"
 #include "runtime.h"
 #include "stage.h"

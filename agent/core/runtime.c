@@ -110,20 +110,3 @@ void mk_runtime_publish(struct mk_runtime *rt)
 	pthread_mutex_unlock(&current_lock);
 	mk_runtime_put(old);
 }
-
-/**
- * mk_runtime_find_listener() - index of a listener by name
- * @rt:   the runtime
- * @name: listener name
- *
- * Return: the index, or -1.
- */
-int mk_runtime_find_listener(const struct mk_runtime *rt, const char *name)
-{
-	size_t i;
-
-	for (i = 0; i < rt->rt_cfg->cf_nlisteners; i++)
-		if (!strcmp(rt->rt_cfg->cf_listeners[i].lc_name, name))
-			return (int)i;
-	return -1;
-}

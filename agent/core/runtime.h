@@ -36,6 +36,5 @@ void mk_runtime_get(struct mk_runtime *rt);
 void mk_runtime_put(struct mk_runtime *rt);
 
 /* Index of the listener called @name in @rt, or -1. */
-int mk_runtime_find_listener(const struct mk_runtime *rt, const char *name);
 
 #endif

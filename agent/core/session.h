@@ -13,6 +13,7 @@
 #include <sys/socket.h>
 
 #include "config.h"
+#include "mk_addr.h"	/* mk_sockaddr_str() for the lines that name a client */
 
 struct mk_session {
 	char ss_listener[MK_NAME_MAX];
@@ -36,8 +37,5 @@ struct mk_session {
 	bool ss_ktls_tx;
 	bool ss_ktls_rx;
 };
-
-/* "203.0.113.9:51234" or "[2001:db8::1]:993"; returns buf. */
-char *mk_sockaddr_str(const struct sockaddr_storage *ss, char *buf, size_t len);
 
 #endif

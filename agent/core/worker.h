@@ -130,7 +130,7 @@ int mk_worker_start(struct mk_worker *w, int id, struct mk_runtime *rt, struct m
 void mk_worker_wake(struct mk_worker *w);
 void mk_worker_join(struct mk_worker *w);
 
-/* For connections: admission (NULL, or why not) and its end. */
+/* worker_pool.c, for connections: admission (NULL, or why not) and its end. */
 const char *mk_worker_admit(struct mk_worker *w, struct mk_listener *l, unsigned int max);
 void mk_worker_release(struct mk_worker *w, struct mk_listener *l);
 
@@ -140,5 +140,8 @@ uint8_t *mk_worker_rbuf(struct mk_worker *w, unsigned int bid);
 void mk_worker_rbuf_put(struct mk_worker *w, unsigned int bid);
 struct mk_pipe *mk_worker_pipe_get(struct mk_worker *w);
 void mk_worker_pipe_put(struct mk_worker *w, struct mk_pipe *p);
+/* worker_pool.c, for worker.c: the receive buffers at start and stop. */
+void mk_worker_rbufs_init(struct mk_worker *w);
+void mk_worker_rbufs_free(struct mk_worker *w);
 
 #endif

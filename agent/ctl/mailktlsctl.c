@@ -24,7 +24,7 @@
 #include <unistd.h>
 
 #include "mailktls.h"
-#include "lib/mk_addr.h"
+#include "mk_addr.h"
 #include "audit.h"
 
 #define MK_METRICS_DEFAULT "/run/mailktls/metrics.sock"

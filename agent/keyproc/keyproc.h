@@ -222,16 +222,5 @@ void mk_keyproc_set_waiter(void *waiter);
  */
 void mk_keyproc_cancel(void *waiter);
 
-/**
- * mk_keyproc_sign() - a private-key operation, from keyproc_pkey.c: in a
- * worker's async job, a request on its channel while the job pauses;
- * elsewhere, a blocking call on the control socket
- * @req: the request
- * @ans: the answer
- *
- * Return: 0 with @ans filled (ka_status may be an error), or a negative
- * errno.
- */
-int mk_keyproc_sign(struct mk_keyproc_req *req, struct mk_keyproc_ans *ans);
 
 #endif

@@ -190,14 +190,18 @@ static void chan_lost(struct mk_keyproc_chan *ch)
 		w->w_sent = false;
 }
 
-int mk_keyproc_sign(struct mk_keyproc_req *req, struct mk_keyproc_ans *ans)
+bool mk_keyproc_chan_can_wait(unsigned int *proc)
+{
+	*proc = tl_chan ? tl_chan->ch_proc : 0;
+	return tl_chan && tl_waiter && ASYNC_get_current_job();
+}
+
+int mk_keyproc_chan_sign(struct mk_keyproc_req *req, struct mk_keyproc_ans *ans)
 {
 	struct mk_keyproc_chan *ch = tl_chan;
 	struct kp_wait *w;
 	int ret;
 
-	if (!ch || !tl_waiter || !ASYNC_get_current_job())
-		return mk_keyproc_call(ch ? ch->ch_proc : 0, req, ans);
 	if (ch->ch_down)
 		return -ENOTCONN;
 	w = calloc(1, sizeof(*w));

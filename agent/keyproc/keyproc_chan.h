@@ -47,4 +47,32 @@ void mk_keyproc_chan_free(struct mk_keyproc_chan *ch);
  */
 void mk_keyproc_async_init(void);
 
+/**
+ * mk_keyproc_chan_can_wait() - may this thread's signature pause for its
+ * answer?
+ * @proc: set to the key process this thread's channel signs through (0
+ *        without a channel)
+ *
+ * Return: true in a worker's handshake job with a channel and a waiter
+ * set: mk_keyproc_chan_sign() then applies; false elsewhere (start-up, a
+ * reload's checks, the unit tests), where the caller makes a blocking call
+ * on @proc's control socket instead.
+ */
+bool mk_keyproc_chan_can_wait(unsigned int *proc);
+
+/**
+ * mk_keyproc_chan_sign() - a private-key operation on this thread's
+ * channel: the request goes out and the job pauses until its answer (or
+ * its key process's successor's) is in
+ * @req: the request
+ * @ans: the answer
+ *
+ * Only where mk_keyproc_chan_can_wait() said true.
+ *
+ * Return: 0 with @ans filled (ka_status may be an error), -ENOTCONN when
+ * the key process cannot be restarted, -ECANCELED when the connection went
+ * away, -EIO when the job could not pause, -ENOMEM.
+ */
+int mk_keyproc_chan_sign(struct mk_keyproc_req *req, struct mk_keyproc_ans *ans);
+
 #endif

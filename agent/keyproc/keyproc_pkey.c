@@ -30,6 +30,7 @@
 #include <openssl/x509.h>
 
 #include "keyproc.h"
+#include "keyproc_chan.h"
 #include "log.h"
 
 static RSA_METHOD *rsa_meth;
@@ -56,6 +57,7 @@ static int forward(uint16_t op, uint16_t padding, const uint8_t *id, const unsig
 {
 	struct mk_keyproc_req req = { .kr_op = op, .kr_padding = padding };
 	struct mk_keyproc_ans ans;
+	unsigned int proc;
 	int ret;
 
 	if (!id || inlen > sizeof(req.kr_data))
@@ -63,7 +65,10 @@ static int forward(uint16_t op, uint16_t padding, const uint8_t *id, const unsig
 	memcpy(req.kr_id, id, MK_KEYPROC_ID_LEN);
 	memcpy(req.kr_data, in, inlen);
 	req.kr_len = (uint16_t)inlen;
-	ret = mk_keyproc_sign(&req, &ans);
+	if (mk_keyproc_chan_can_wait(&proc))
+		ret = mk_keyproc_chan_sign(&req, &ans);
+	else
+		ret = mk_keyproc_call(proc, &req, &ans);
 	if (!ret && ans.ka_status)
 		ret = ans.ka_status;
 	if (!ret && ans.ka_len > outmax)

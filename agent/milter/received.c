@@ -101,16 +101,12 @@ bool mk_rcv_clause_ok(const char *s)
 	return true;
 }
 
-/**
- * mk_rcv_address_literal() - "[203.0.113.9]" or "[IPv6:2001:db8::1]"
- * @ss:  AF_INET or AF_INET6 address
- * @buf: output, NUL-terminated
- * @len: its size
- *
- * Return: the length written; -EAFNOSUPPORT for another family; -ENOSPC
- * when @buf is too small.
+/*
+ * "[203.0.113.9]" or "[IPv6:2001:db8::1]" (RFC 5321 address literal) of
+ * @ss into @buf. Return: the length written; -EAFNOSUPPORT for another
+ * family; -ENOSPC when @buf is too small.
  */
-int mk_rcv_address_literal(const struct sockaddr_storage *ss, char *buf, size_t len)
+static int rcv_address_literal(const struct sockaddr_storage *ss, char *buf, size_t len)
 {
 	char ip[INET6_ADDRSTRLEN];
 	int n;
@@ -158,7 +154,7 @@ int mk_rcv_build(const struct mk_received *rv, char *buf, size_t len)
 
 	if (!mk_rcv_domain_ok(rv->rv_by) || !mk_rcv_clause_ok(rv->rv_clause))
 		return -EINVAL;
-	if (mk_rcv_address_literal(rv->rv_client, lit, sizeof(lit)) < 0)
+	if (rcv_address_literal(rv->rv_client, lit, sizeof(lit)) < 0)
 		return -EINVAL;
 	if (mk_rcv_date(rv->rv_time, date, sizeof(date)))
 		return -EINVAL;

@@ -28,7 +28,6 @@ struct mk_received {
 
 bool mk_rcv_domain_ok(const char *s);
 bool mk_rcv_clause_ok(const char *s);
-int mk_rcv_address_literal(const struct sockaddr_storage *ss, char *buf, size_t len);
 int mk_rcv_build(const struct mk_received *rv, char *buf, size_t len);
 
 #endif

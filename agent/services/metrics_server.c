@@ -11,11 +11,9 @@
  */
 #include <errno.h>
 #include <poll.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <time.h>
@@ -30,13 +28,7 @@
 #define MK_METRICS_READ_MS 2000
 #define MK_METRICS_SEND_MS 2000
 
-static struct {
-	pthread_t ms_thread;
-	int ms_listen_fd;
-	int ms_stop_fd;			/* eventfd that ends the thread */
-	bool ms_running;
-	char ms_path[sizeof(((struct sockaddr_un *)0)->sun_path)];	/* unix only */
-} mk_ms = { .ms_listen_fd = -1, .ms_stop_fd = -1 };
+static struct mk_service mk_ms = MK_SERVICE_INIT("metrics");
 
 /**
  * mk_metrics_parse_request() - the verdict on the request received so far
@@ -163,8 +155,8 @@ static void serve(int fd)
 static void *metrics_thread(void *arg)
 {
 	struct pollfd pfd[2] = {
-		{ .fd = mk_ms.ms_listen_fd, .events = POLLIN },
-		{ .fd = mk_ms.ms_stop_fd, .events = POLLIN },
+		{ .fd = mk_ms.se_listen_fd, .events = POLLIN },
+		{ .fd = mk_ms.se_stop_fd, .events = POLLIN },
 	};
 	int fd;
 
@@ -175,7 +167,7 @@ static void *metrics_thread(void *arg)
 			break;
 		if (!(pfd[0].revents & POLLIN))
 			continue;
-		fd = accept4(mk_ms.ms_listen_fd, NULL, NULL, SOCK_CLOEXEC);
+		fd = accept4(mk_ms.se_listen_fd, NULL, NULL, SOCK_CLOEXEC);
 		if (fd < 0) {
 			/* out of descriptors: rest rather than spin */
 			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
@@ -188,17 +180,6 @@ static void *metrics_thread(void *arg)
 	return NULL;
 }
 
-static int bind_listener(const struct mk_sockaddr *addr)
-{
-	const struct sockaddr *sa = (const struct sockaddr *)&addr->sa_storage;
-	int fd = mk_listen_stream(sa, addr->sa_len, 16);
-
-	if (fd >= 0 && sa->sa_family == AF_UNIX)
-		snprintf(mk_ms.ms_path, sizeof(mk_ms.ms_path), "%s",
-			 ((const struct sockaddr_un *)sa)->sun_path);
-	return fd;
-}
-
 /**
  * mk_metrics_server_start() - serve GET /metrics at @addr on a thread
  * @addr: where (loopback TCP, or unix:/path, checked by the config parser)
@@ -209,29 +190,9 @@ int mk_metrics_server_start(const struct mk_sockaddr *addr)
 {
 	int err;
 
-	if (mk_ms.ms_running)
-		return -EALREADY;
-	mk_ms.ms_stop_fd = eventfd(0, EFD_CLOEXEC);
-	if (mk_ms.ms_stop_fd < 0)
-		return -errno;
-	mk_ms.ms_listen_fd = bind_listener(addr);
-	if (mk_ms.ms_listen_fd < 0) {
-		err = mk_ms.ms_listen_fd;
-		goto out_stop;
-	}
-	err = -pthread_create(&mk_ms.ms_thread, NULL, metrics_thread, NULL);
-	if (err)
-		goto out_listen;
-	mk_ms.ms_running = true;
-	return 0;
-
-out_listen:
-	close(mk_ms.ms_listen_fd);
-	mk_ms.ms_listen_fd = -1;
-out_stop:
-	close(mk_ms.ms_stop_fd);
-	mk_ms.ms_stop_fd = -1;
-	return err;
+	err = mk_service_open(&mk_ms, (const struct sockaddr *)&addr->sa_storage, addr->sa_len,
+			      16);
+	return err ? err : mk_service_run(&mk_ms, metrics_thread);
 }
 
 /**
@@ -239,17 +200,5 @@ out_stop:
  */
 void mk_metrics_server_stop(void)
 {
-	uint64_t one = 1;
-
-	if (!mk_ms.ms_running)
-		return;
-	if (write(mk_ms.ms_stop_fd, &one, sizeof(one)) != sizeof(one))
-		mk_log(LOG_ERR, "metrics: cannot wake the metrics thread");
-	pthread_join(mk_ms.ms_thread, NULL);
-	close(mk_ms.ms_listen_fd);
-	close(mk_ms.ms_stop_fd);
-	if (mk_ms.ms_path[0])
-		unlink(mk_ms.ms_path);
-	mk_ms.ms_listen_fd = mk_ms.ms_stop_fd = -1;
-	mk_ms.ms_running = false;
+	mk_service_stop(&mk_ms);
 }

@@ -16,7 +16,7 @@
 #include "mailktls.h"
 #include "query.h"
 #include "registry.h"
-#include "lib/mk_addr.h"
+#include "mk_addr.h"
 
 static bool mk_word(const char **p, const char *end, const char *w)
 {

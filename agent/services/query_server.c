@@ -8,13 +8,12 @@
  * order, and the oldest is the one closed first, both when its time is up
  * and when MK_QUERY_CLIENTS_MAX are connected and another comes.
  *
- * Locking: mk_qs.qs_thread, qs_running, qs_path and the three descriptors
- * are written by mk_query_server_start() before the thread starts and by
+ * Locking: mk_qs.qs_svc and the epoll set are written by
+ * mk_query_server_start() before the thread starts and by
  * mk_query_server_stop() after it has been joined; the server thread alone
  * owns the clients, the answer buffer and the counters.
  */
 #include <errno.h>
-#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -22,7 +21,6 @@
 #include <time.h>
 #include <unistd.h>
 #include <sys/epoll.h>
-#include <sys/eventfd.h>
 #include <sys/un.h>
 
 #include "mailktls.h"
@@ -30,7 +28,6 @@
 #include "clock.h"
 #include "log.h"
 #include "query.h"
-#include "lib/mk_addr.h"
 
 #define MK_QS_EVENTS 64		/* epoll events taken per wakeup */
 #define MK_QS_ACCEPTS 64	/* accepts per wakeup, so clients are not starved */
@@ -51,12 +48,8 @@ struct mk_qclient {
 };
 
 static struct {
-	pthread_t qs_thread;
-	bool qs_running;
-	int qs_listen_fd;
-	int qs_stop_fd;			/* eventfd that ends the thread */
+	struct mk_service qs_svc;
 	int qs_epoll_fd;
-	char qs_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 
 	/* server thread only */
 	struct mk_qclient *qs_oldest;
@@ -70,8 +63,7 @@ static struct {
 	char qs_answer[MAILKTLS_QUERY_ANSWER_MAX];
 	char qs_drain[4096];
 } mk_qs = {
-	.qs_listen_fd = -1,
-	.qs_stop_fd = -1,
+	.qs_svc = MK_SERVICE_INIT("query socket"),
 	.qs_epoll_fd = -1,
 };
 
@@ -234,9 +226,9 @@ static void mk_qs_client_event(struct mk_qclient *c, uint32_t events)
 
 static void mk_qs_watch_listener(bool on)
 {
-	struct epoll_event ev = { .events = on ? EPOLLIN : 0, .data.ptr = &mk_qs.qs_listen_fd };
+	struct epoll_event ev = { .events = on ? EPOLLIN : 0, .data.ptr = &mk_qs.qs_svc.se_listen_fd };
 
-	epoll_ctl(mk_qs.qs_epoll_fd, EPOLL_CTL_MOD, mk_qs.qs_listen_fd, &ev);
+	epoll_ctl(mk_qs.qs_epoll_fd, EPOLL_CTL_MOD, mk_qs.qs_svc.se_listen_fd, &ev);
 }
 
 static void mk_qs_accept(int64_t now)
@@ -244,7 +236,7 @@ static void mk_qs_accept(int64_t now)
 	int i, fd;
 
 	for (i = 0; i < MK_QS_ACCEPTS; i++) {
-		fd = accept4(mk_qs.qs_listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		fd = accept4(mk_qs.qs_svc.se_listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd >= 0) {
 			if (mk_qs.qs_nclients >= MK_QUERY_CLIENTS_MAX) {
 				mk_qs_close(mk_qs.qs_oldest);
@@ -315,9 +307,9 @@ static void *mk_qs_thread(void *arg)
 			break;
 		}
 		for (i = 0; i < n; i++) {
-			if (ev[i].data.ptr == &mk_qs.qs_stop_fd)
+			if (ev[i].data.ptr == &mk_qs.qs_svc.se_stop_fd)
 				stop = true;
-			else if (ev[i].data.ptr == &mk_qs.qs_listen_fd)
+			else if (ev[i].data.ptr == &mk_qs.qs_svc.se_listen_fd)
 				mk_qs_accept((int64_t)mk_now_ms());
 			else
 				mk_qs_client_event(ev[i].data.ptr, ev[i].events);
@@ -334,16 +326,6 @@ static void *mk_qs_thread(void *arg)
 
 /* --- start and stop -------------------------------------------------------- */
 
-static int mk_bind_unix(const char *path)
-{
-	struct sockaddr_un sun = { .sun_family = AF_UNIX };
-
-	if (strlen(path) >= sizeof(sun.sun_path))
-		return -ENAMETOOLONG;
-	strcpy(sun.sun_path, path);
-	return mk_listen_stream((struct sockaddr *)&sun, sizeof(sun), MK_QS_BACKLOG);
-}
-
 static int mk_qs_epoll_add(int fd, void *tag)
 {
 	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = tag };
@@ -351,18 +333,11 @@ static int mk_qs_epoll_add(int fd, void *tag)
 	return epoll_ctl(mk_qs.qs_epoll_fd, EPOLL_CTL_ADD, fd, &ev) < 0 ? -errno : 0;
 }
 
-static void mk_qs_close_fd(int *fd)
+static void mk_qs_close_epoll(void)
 {
-	if (*fd >= 0)
-		close(*fd);
-	*fd = -1;
-}
-
-static void mk_qs_close_fds(void)
-{
-	mk_qs_close_fd(&mk_qs.qs_listen_fd);
-	mk_qs_close_fd(&mk_qs.qs_stop_fd);
-	mk_qs_close_fd(&mk_qs.qs_epoll_fd);
+	if (mk_qs.qs_epoll_fd >= 0)
+		close(mk_qs.qs_epoll_fd);
+	mk_qs.qs_epoll_fd = -1;
 }
 
 /**
@@ -373,36 +348,33 @@ static void mk_qs_close_fds(void)
  */
 int mk_query_server_start(const char *path)
 {
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	struct mk_service *se = &mk_qs.qs_svc;
 	int err;
 
-	if (mk_qs.qs_running)
+	if (se->se_running)
 		return -EALREADY;
-	mk_qs.qs_stop_fd = eventfd(0, EFD_CLOEXEC);
-	mk_qs.qs_epoll_fd = epoll_create1(EPOLL_CLOEXEC);
-	if (mk_qs.qs_stop_fd < 0 || mk_qs.qs_epoll_fd < 0) {
-		err = -errno;
-		goto out_fds;
-	}
-	mk_qs.qs_listen_fd = mk_bind_unix(path);
-	if (mk_qs.qs_listen_fd < 0) {
-		err = mk_qs.qs_listen_fd;
-		goto out_fds;
-	}
-	mk_strlcpy(mk_qs.qs_path, path, sizeof(mk_qs.qs_path));
-	err = mk_qs_epoll_add(mk_qs.qs_stop_fd, &mk_qs.qs_stop_fd);
-	if (!err)
-		err = mk_qs_epoll_add(mk_qs.qs_listen_fd, &mk_qs.qs_listen_fd);
-	if (!err)
-		err = -pthread_create(&mk_qs.qs_thread, NULL, mk_qs_thread, NULL);
+	if (strlen(path) >= sizeof(sun.sun_path))
+		return -ENAMETOOLONG;
+	strcpy(sun.sun_path, path);
+	err = mk_service_open(se, (struct sockaddr *)&sun, sizeof(sun), MK_QS_BACKLOG);
 	if (err)
-		goto out_unlink;
-	mk_qs.qs_running = true;
-	return 0;
-
-out_unlink:
-	unlink(path);
-out_fds:
-	mk_qs_close_fds();
+		return err;
+	mk_qs.qs_epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+	if (mk_qs.qs_epoll_fd < 0)
+		err = -errno;
+	if (!err)
+		err = mk_qs_epoll_add(se->se_stop_fd, &se->se_stop_fd);
+	if (!err)
+		err = mk_qs_epoll_add(se->se_listen_fd, &se->se_listen_fd);
+	if (err) {
+		mk_service_close(se);
+		mk_qs_close_epoll();
+		return err;
+	}
+	err = mk_service_run(se, mk_qs_thread);
+	if (err)
+		mk_qs_close_epoll();
 	return err;
 }
 
@@ -413,14 +385,8 @@ out_fds:
  */
 void mk_query_server_stop(void)
 {
-	uint64_t one = 1;
-
-	if (!mk_qs.qs_running)
+	if (!mk_qs.qs_svc.se_running)
 		return;
-	if (write(mk_qs.qs_stop_fd, &one, sizeof(one)) != sizeof(one))
-		mk_log(LOG_ERR, "query socket: cannot wake the query thread");
-	pthread_join(mk_qs.qs_thread, NULL);
-	mk_qs_close_fds();
-	unlink(mk_qs.qs_path);
-	mk_qs.qs_running = false;
+	mk_service_stop(&mk_qs.qs_svc);
+	mk_qs_close_epoll();
 }

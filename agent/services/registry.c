@@ -26,7 +26,7 @@
 #include "hashtab.h"
 #include "registry.h"
 #include "registry_tag.h"
-#include "lib/mk_addr.h"
+#include "mk_addr.h"
 
 /*
  * An address and port as the indexes key them: IPv6 bytes, IPv4 mapped

@@ -15,8 +15,8 @@
 #include "log.h"
 #include "registry.h"
 #include "registry_tag.h"
-#include "lib/mk_addr.h"
-#include "lib/mk_genl.h"
+#include "mk_addr.h"
+#include "mk_genl.h"
 
 static struct {
 	pthread_mutex_t t_lock;

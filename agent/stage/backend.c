@@ -26,7 +26,6 @@ static void backend_timeout(struct mk_conn *c);
 static const struct mk_conn_ops backend_ops = {
 	.h_complete = backend_complete,
 	.h_timeout = backend_timeout,
-	.h_free = mk_backend_release,
 };
 
 /* What was left out to fit the daemon's limit: a debug line, never an error. */
@@ -60,7 +59,7 @@ static int backend_proxy_header(struct mk_conn *c)
 	struct mk_buf nb;
 	ssize_t len;
 
-	mk_proxy_v2_session_info(&pi, s, c->c_cfg->lc_protocol);
+	mk_proxy_v2_session_info(&pi, s, mk_protocol_name(c->c_cfg->lc_protocol));
 	len = mk_proxy_v2_encode_within(hdr, sizeof(hdr), &pi, c->c_cfg->lc_proxy_tlvs,
 					c->c_cfg->lc_proxy_header_max, &omitted);
 	if (len < 0)
@@ -131,18 +130,6 @@ static void backend_register(struct mk_conn *c)
 	c->c_session = NULL;
 }
 
-/**
- * mk_backend_release() - the connection is being freed: its registry entry
- * goes with it
- * @c: the connection
- */
-void mk_backend_release(struct mk_conn *c)
-{
-	if (c->c_registry_id)
-		mk_registry_remove(c->c_registry_id);
-	c->c_registry_id = 0;
-}
-
 static void backend_timeout(struct mk_conn *c)
 {
 	mk_conn_end(c, "error:backend_timeout");
@@ -162,6 +149,7 @@ static void backend_connected(struct mk_conn *c, int res)
 		mk_conn_end(c, "error:backend:%s", strerror(-res));
 		return;
 	}
+	/* The relay, which starts now, owns the registry entry. */
 	backend_register(c);
 	mk_conn_set_state(c, MK_CS_RELAY);
 	c->c_deadline_ms = 0;

@@ -19,8 +19,6 @@
 #include "stage.h"
 #include "tls_keys.h"
 
-#define MK_TLS_RECORD_HEADER 5
-
 static void handshake_input(struct mk_conn *c);
 static void handshake_step(struct mk_conn *c);
 static void handshake_output_sent(struct mk_conn *c);
@@ -33,38 +31,6 @@ static const struct mk_conn_ops handshake_ops = {
 	.h_complete = handshake_signed,
 	.h_free = handshake_free,
 };
-
-/**
- * mk_tls_count_records() - how many whole TLS records @buf holds
- * @buf:     bytes of a record stream, starting at a record boundary
- * @len:     their number
- * @partial: out: bytes still missing from a last, incomplete record (0 if
- *           the buffer ends on a boundary); a header cut short counts as
- *           missing its remaining header bytes
- *
- * Return: the number of complete records.
- */
-unsigned int mk_tls_count_records(const uint8_t *buf, size_t len, size_t *partial)
-{
-	unsigned int n = 0;
-	size_t off = 0, rec;
-
-	*partial = 0;
-	while (off < len) {
-		if (len - off < MK_TLS_RECORD_HEADER) {
-			*partial = MK_TLS_RECORD_HEADER - (len - off);
-			break;
-		}
-		rec = MK_TLS_RECORD_HEADER + ((size_t)buf[off + 3] << 8 | buf[off + 4]);
-		if (len - off < rec) {
-			*partial = rec - (len - off);
-			break;
-		}
-		off += rec;
-		n++;
-	}
-	return n;
-}
 
 /* By OpenSSL's reason, as a label: "unsupported protocol" -> unsupported_protocol. */
 static void handshake_count_failure(struct mk_conn *c, unsigned long e)

@@ -166,26 +166,6 @@ int mk_pretls_timeout(struct mk_pretls *p, struct mk_buf *out)
 	return put_text(p, &p->p_proto->pp_timeout, out);
 }
 
-/**
- * mk_pretls_frame_line() - length of the first line of @in, LF included
- * @in:       bytes
- * @len:      how many
- * @max:      longest acceptable line, line end included
- * @too_long: set when no line end can come within @max bytes
- *
- * Return: the length, or 0 (incomplete or too long).
- */
-size_t mk_pretls_frame_line(const uint8_t *in, size_t len, size_t max, bool *too_long)
-{
-	const uint8_t *lf = memchr(in, '\n', len < max ? len : max);
-
-	if (lf)
-		return (size_t)(lf - in) + 1;
-	if (len >= max)
-		*too_long = true;
-	return 0;
-}
-
 /* Verb of @line (before the first space), checked against its arguments. */
 static const struct mk_pretls_verb *lookup(const struct mk_pretls_proto *pp, const char *line,
 					   size_t len)

@@ -5,7 +5,7 @@
  * verdict out, no I/O, so the unit tests and fuzz targets drive exactly the
  * code the agent runs.
  *
- * Security rules it enforces (DESIGN.md, RFC 8314 §4.1):
+ * Security rules it enforces (RFC 8314 §4.1: no authentication before TLS):
  *  - authentication commands get one fixed refusal per protocol, identical
  *    whatever the credentials, and are never forwarded;
  *  - after the STARTTLS/STLS command, the rest of the input is discarded

@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "buf.h"
 #include "pretls.h"
@@ -73,8 +74,21 @@ extern const struct mk_pretls_proto mk_pretls_smtp;
  * @max:      longest acceptable line, line end included
  * @too_long: set when no line end can come within @max bytes
  *
+ * Inline here, for the engine and IMAP's literal framing alike, so that no
+ * protocol calls back into the engine that calls it.
+ *
  * Return: the length, or 0 (incomplete or too long).
  */
-size_t mk_pretls_frame_line(const uint8_t *in, size_t len, size_t max, bool *too_long);
+static inline size_t mk_pretls_frame_line(const uint8_t *in, size_t len, size_t max,
+					  bool *too_long)
+{
+	const uint8_t *lf = memchr(in, '\n', len < max ? len : max);
+
+	if (lf)
+		return (size_t)(lf - in) + 1;
+	if (len >= max)
+		*too_long = true;
+	return 0;
+}
 
 #endif

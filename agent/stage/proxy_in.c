@@ -12,11 +12,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "conn.h"
 #include "log.h"
 #include "metrics.h"
 #include "proxy_in.h"
 #include "proxy_v2.h"
+#include "stage.h"
 
 #define PP2_CMD_LOCAL		0
 #define PP2_FAMILY_INET		1
@@ -56,10 +56,13 @@ int mk_proxy_in_parse(const uint8_t *buf, size_t len, struct mk_proxy_in *out,
 	return 0;
 }
 
+static void proxy_in_input(struct mk_conn *c);
+static void proxy_in_timeout(struct mk_conn *c);
+
 /* While the header is read: its bytes, or the time running out. */
 static const struct mk_conn_ops proxy_in_ops = {
-	.h_client_input = mk_proxy_in_input,
-	.h_timeout = mk_proxy_in_timeout,
+	.h_client_input = proxy_in_input,
+	.h_timeout = proxy_in_timeout,
 };
 
 static void proxy_in_refuse(struct mk_conn *c, const char *reason)
@@ -74,11 +77,11 @@ static void proxy_in_refuse(struct mk_conn *c, const char *reason)
 }
 
 /**
- * mk_proxy_in_start() - refuse a peer outside trusted_proxies, otherwise
- * wait proxy_timeout for its header
+ * mk_proxy_in_start() - first stage of an accept_proxy listener: refuse a
+ * peer outside trusted_proxies, otherwise wait proxy_timeout for its header
  * @c: the connection, just accepted
  *
- * Return: 0.
+ * Return: 0 (a refusal ends @c, it is not an error of the setup).
  */
 int mk_proxy_in_start(struct mk_conn *c)
 {
@@ -112,11 +115,8 @@ static void proxy_in_apply(struct mk_conn *c, const struct mk_proxy_in *pn)
 		mk_conn_end(c, "error:setup");
 }
 
-/**
- * mk_proxy_in_input() - bytes of the header arrived in c->c_cin
- * @c: the connection
- */
-void mk_proxy_in_input(struct mk_conn *c)
+/* Bytes of the header arrived in c->c_cin. */
+static void proxy_in_input(struct mk_conn *c)
 {
 	const uint8_t *buf = mk_buf_head(&c->c_cin);
 	size_t len = mk_buf_used(&c->c_cin);
@@ -141,11 +141,8 @@ void mk_proxy_in_input(struct mk_conn *c)
 	proxy_in_apply(c, &pn);
 }
 
-/**
- * mk_proxy_in_timeout() - the header did not come within proxy_timeout
- * @c: the connection; ended here
- */
-void mk_proxy_in_timeout(struct mk_conn *c)
+/* The header did not come within proxy_timeout. */
+static void proxy_in_timeout(struct mk_conn *c)
 {
 	proxy_in_refuse(c, "timeout");
 }

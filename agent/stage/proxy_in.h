@@ -23,8 +23,6 @@
  */
 #define MK_PROXY_IN_MAX 3072
 
-struct mk_conn;
-
 /* What a valid header says. */
 struct mk_proxy_in {
 	bool pn_local;				/* LOCAL: keep the socket's addresses */
@@ -49,26 +47,5 @@ struct mk_proxy_in {
  */
 int mk_proxy_in_parse(const uint8_t *buf, size_t len, struct mk_proxy_in *out,
 		      const char **reason);
-
-/**
- * mk_proxy_in_start() - first stage of an accept_proxy listener: refuse a
- * peer outside trusted_proxies, otherwise wait for its header
- * @c: the connection, just accepted
- *
- * Return: 0 (a refusal ends @c, it is not an error of the setup).
- */
-int mk_proxy_in_start(struct mk_conn *c);
-
-/**
- * mk_proxy_in_input() - bytes of the header arrived in c->c_cin
- * @c: the connection
- */
-void mk_proxy_in_input(struct mk_conn *c);
-
-/**
- * mk_proxy_in_timeout() - the header did not come within proxy_timeout
- * @c: the connection; ended here
- */
-void mk_proxy_in_timeout(struct mk_conn *c);
 
 #endif

@@ -552,7 +552,7 @@ ssize_t mk_proxy_v2_wanted(const uint8_t *buf, size_t len, size_t max)
 }
 
 void mk_proxy_v2_session_info(struct mk_proxy_info *pi, const struct mk_session *s,
-			      enum mk_protocol proto)
+			      const char *alpn)
 {
 	*pi = (struct mk_proxy_info){
 		.pi_src = (const struct sockaddr *)&s->ss_client,
@@ -563,7 +563,7 @@ void mk_proxy_v2_session_info(struct mk_proxy_info *pi, const struct mk_session 
 		.pi_version = s->ss_version_name,
 		.pi_cipher = s->ss_cipher,
 		.pi_authority = s->ss_sni,
-		.pi_alpn = mk_protocol_name(proto),
+		.pi_alpn = alpn,
 	};
 	if (!s->ss_client_cert)
 		return;

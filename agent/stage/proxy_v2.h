@@ -88,7 +88,7 @@ struct mk_session;
  * mk_proxy_v2_session_info() - what the header says about a session
  * @pi:    filled in; its strings point into @s
  * @s:     the session, TLS established
- * @proto: the listener's protocol
+ * @alpn:  the port's protocol as the config names it (mk_protocol_name())
  *
  * ALPN is the port's protocol (imap, pop3, submission), whatever the client
  * offered: Dovecot 2.4.1 and later drop a connection whose ALPN TLV is
@@ -99,7 +99,7 @@ struct mk_session;
  * count it as valid, and the CN is sent only then.
  */
 void mk_proxy_v2_session_info(struct mk_proxy_info *pi, const struct mk_session *s,
-			      enum mk_protocol proto);
+			      const char *alpn);
 
 /**
  * mk_proxy_v2_encode() - build a PROXY v2 header with a CRC32C TLV

@@ -23,8 +23,10 @@
 #include <openssl/buffer.h>
 #include <openssl/err.h>
 
-#include "ktls.h"
+#include "capfilter.h"
 #include "log.h"
+#include "registry.h"
+#include "relay_splice.h"
 #include "stage.h"
 #include "tls_record.h"
 
@@ -35,17 +37,19 @@ static void relay_user_backend_data(struct mk_conn *c);
 static void relay_user_sent(struct mk_conn *c);
 static void relay_user_trim(struct mk_conn *c);
 static void relay_client_eof(struct mk_conn *c);
+static void relay_close_notify(struct mk_conn *c);
+static void relay_complete(struct mk_conn *c, enum mk_op op, int res);
+static void relay_free(struct mk_conn *c);
 
-/* The registry entry made by backend.c lives as long as the relay. */
 static const struct mk_conn_ops relay_ops = {
 	.h_client_input = relay_user_client_data,
 	.h_client_eof = relay_client_eof,
 	.h_client_sent = relay_user_sent,
 	.h_backend_input = relay_user_backend_data,
 	.h_backend_sent = relay_user_sent,
-	.h_complete = mk_relay_splice_complete,
+	.h_complete = relay_complete,
 	.h_idle = relay_user_trim,
-	.h_free = mk_backend_release,
+	.h_free = relay_free,
 };
 
 static bool relay_greeting_ok(const struct mk_conn *c)
@@ -124,7 +128,7 @@ static void relay_b2c_next(struct mk_conn *c)
 	if (d->d_eof) {
 		if (d->d_pipe || d->d_busy)
 			return;
-		mk_relay_close_notify(c);
+		relay_close_notify(c);
 		return;
 	}
 	if (c->c_ktls && !c->c_filter)
@@ -133,26 +137,15 @@ static void relay_b2c_next(struct mk_conn *c)
 		mk_conn_recv_backend(c);
 }
 
-/**
- * mk_relay_close_notify() - the daemon is done sending: send our
- * close_notify (RFC 8314 §3.4) and shut the client socket for writing
- * @c: the connection
- */
-void mk_relay_close_notify(struct mk_conn *c)
+/* The daemon is done sending: our close_notify, then shut the client
+ * socket for writing (after the send, in user space: relay_user_sent). */
+static void relay_close_notify(struct mk_conn *c)
 {
 	if (c->c_b2c.d_done)
 		return;
-	if (!c->c_ktls && !c->c_b2c.d_pipe) {
-		/* OpenSSL writes the alert; send it, then shut down. */
-		if (!(SSL_get_shutdown(c->c_ssl) & SSL_SENT_SHUTDOWN)) {
-			SSL_shutdown(c->c_ssl);
-			if (mk_conn_drain_wbio(c) > 0) {
-				mk_conn_send_client(c);
-				return;
-			}
-		}
-	} else if (c->c_ktls) {
-		mk_ktls_send_alert(c->c_fd, 1, 0);
+	if (mk_conn_close_notify(c)) {
+		mk_conn_send_client(c);
+		return;
 	}
 	shutdown(c->c_fd, SHUT_WR);
 	c->c_b2c.d_done = true;
@@ -352,18 +345,30 @@ static void relay_user_sent(struct mk_conn *c)
 	relay_c2b_next(c);
 }
 
-/**
- * mk_relay_splice_eof() - a spliced direction reached its end
- * @c:   the connection
- * @c2b: true for the client's direction (close_notify or FIN), false for
- *       the daemon's (EOF)
- */
-void mk_relay_splice_eof(struct mk_conn *c, bool c2b)
+/* A poll or splice completed (kTLS); a direction that reached its end
+ * is finished here. */
+static void relay_complete(struct mk_conn *c, enum mk_op op, int res)
 {
-	if (c2b)
+	switch (mk_relay_splice_complete(c, op, res)) {
+	case MK_SPLICE_END_C2B:
 		relay_c2b_next(c);
-	else
+		break;
+	case MK_SPLICE_END_B2C:
 		relay_b2c_next(c);
+		break;
+	case MK_SPLICE_GOING:
+		break;
+	}
+}
+
+/* The connection is freed: the filter, and the registry entry backend.c
+ * made, which lives as long as the relay. */
+static void relay_free(struct mk_conn *c)
+{
+	mk_capfilter_free(c->c_filter);
+	c->c_filter = NULL;
+	mk_registry_remove(c->c_registry_id);
+	c->c_registry_id = 0;
 }
 
 /* The client closed its side of TCP. */

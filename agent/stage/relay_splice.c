@@ -37,7 +37,7 @@
 
 #include "ktls.h"
 #include "log.h"
-#include "stage.h"
+#include "relay_splice.h"
 #include "tls_record.h"
 
 #define MK_SPLICE_LEN (256 * 1024)
@@ -175,16 +175,17 @@ static bool splice_client_at_eof(struct mk_conn *c)
 	return recvmsg(c->c_fd, &msg, MSG_PEEK | MSG_DONTWAIT) == 0 && !msg.msg_controllen;
 }
 
-static void splice_end_c2b(struct mk_conn *c, const char *how)
+/* The client's direction is at its end: relay.c finishes it. */
+static enum mk_splice_end splice_end_c2b(struct mk_conn *c, const char *how)
 {
 	if (!c->c_end[0])
 		snprintf(c->c_end, sizeof(c->c_end), "%s", how);
 	c->c_c2b.d_eof = true;
-	mk_relay_splice_eof(c, true);
+	return MK_SPLICE_END_C2B;
 }
 
 /* A record splice could not take: read it with its type and act on it. */
-static void splice_control_record(struct mk_conn *c)
+static enum mk_splice_end splice_control_record(struct mk_conn *c)
 {
 	uint8_t buf[MK_TLS_MAX_PLAINTEXT], type = 0, alert = 0;
 	char why[64];
@@ -195,16 +196,14 @@ static void splice_control_record(struct mk_conn *c)
 	if (n < 0 && n != -EAGAIN) {
 		if (!splice_record_error(c, (int)n))
 			mk_conn_end(c, "error:tls_recv:%s", strerror((int)-n));
-		return;
+		return MK_SPLICE_GOING;
 	}
-	if (n == 0 && type == 0) {	/* TCP end of stream, no close_notify */
-		splice_end_c2b(c, "eof");
-		return;
-	}
+	if (n == 0 && type == 0)	/* TCP end of stream, no close_notify */
+		return splice_end_c2b(c, "eof");
 	version = mk_ktls_rx_version(c->c_fd);
 	if (version < 0) {
 		mk_conn_end(c, "error:tls_version:%s", strerror(-version));
-		return;
+		return MK_SPLICE_GOING;
 	}
 	/*
 	 * splice refused a record at the head, yet none is there: the
@@ -213,7 +212,7 @@ static void splice_control_record(struct mk_conn *c)
 	 */
 	if (n == -EAGAIN) {
 		splice_fatal(c, mk_tls_header_alert((uint16_t)version), "bad_record_header");
-		return;
+		return MK_SPLICE_GOING;
 	}
 	switch (mk_tls_control_record(&c->c_tls_rx, (uint16_t)version, type, buf, (size_t)n,
 				      &alert)) {
@@ -222,8 +221,7 @@ static void splice_control_record(struct mk_conn *c)
 		break;
 	case MK_TLS_CTL_CLOSE_NOTIFY:
 		snprintf(c->c_end, sizeof(c->c_end), "close_notify");
-		splice_end_c2b(c, "close_notify");
-		break;
+		return splice_end_c2b(c, "close_notify");
 	case MK_TLS_CTL_PEER_ALERT:
 		c->c_b2c.d_done = true;
 		mk_conn_end(c, "error:alert:%u", alert);
@@ -240,6 +238,7 @@ static void splice_control_record(struct mk_conn *c)
 		splice_fatal(c, alert, why);
 		break;
 	}
+	return MK_SPLICE_GOING;
 }
 
 /* Application data between handshake fragments: empty the pipe of it. */
@@ -254,19 +253,19 @@ static void splice_unexpected_data(struct mk_conn *c, struct mk_dir *d, int res)
 	splice_fatal(c, MK_TLS_ALERT_UNEXPECTED_MESSAGE, "bad_control_record:type=23:alert=10");
 }
 
-static void splice_in_done(struct mk_conn *c, struct mk_dir *d, bool c2b, int res)
+static enum mk_splice_end splice_in_done(struct mk_conn *c, struct mk_dir *d, bool c2b, int res)
 {
 	const struct splice_ops *o = c2b ? &c2b_ops : &b2c_ops;
 	int dst = c2b ? c->c_bfd : c->c_fd;
 
 	if (res > 0 && c2b && mk_tls_rx_pending(&c->c_tls_rx)) {
 		splice_unexpected_data(c, d, res);
-		return;
+		return MK_SPLICE_GOING;
 	}
 	if (res > 0) {
 		d->d_in_pipe = (size_t)res;
 		splice_queue(c, d, o->so_out, d->d_pipe->p_fd[0], dst, (unsigned int)res);
-		return;
+		return MK_SPLICE_GOING;
 	}
 	splice_release_pipe(c, d);
 	if (res == 0 && c2b && !splice_client_at_eof(c)) {
@@ -275,18 +274,19 @@ static void splice_in_done(struct mk_conn *c, struct mk_dir *d, bool c2b, int re
 		if (c2b && !c->c_end[0])
 			snprintf(c->c_end, sizeof(c->c_end), "eof");
 		d->d_eof = true;
-		mk_relay_splice_eof(c, c2b);
+		return c2b ? MK_SPLICE_END_C2B : MK_SPLICE_END_B2C;
 	} else if (res == -EAGAIN) {
 		splice_arm_poll(c, d, c2b ? c->c_fd : c->c_bfd, o);
 	} else if (c2b && splice_record_error(c, res)) {
-		return;
+		return MK_SPLICE_GOING;
 	} else if (c2b && (res == -EINVAL || res == -EIO)) {
-		splice_control_record(c);
+		return splice_control_record(c);
 	} else if (res == -ECONNRESET) {
 		mk_conn_end(c, c2b ? "reset" : "error:backend_reset");
 	} else {
 		mk_conn_end(c, "error:splice:%s", strerror(-res));
 	}
+	return MK_SPLICE_GOING;
 }
 
 static void splice_out_done(struct mk_conn *c, struct mk_dir *d, bool c2b, int res)
@@ -355,8 +355,12 @@ static void splice_poll_done(struct mk_conn *c, struct mk_dir *d, bool c2b, int 
  * @c:   the connection
  * @op:  which
  * @res: its result
+ *
+ * Return: the direction whose source reached its end (close_notify or FIN
+ * from the client, EOF from the daemon), for relay.c to finish, or
+ * MK_SPLICE_GOING.
  */
-void mk_relay_splice_complete(struct mk_conn *c, enum mk_op op, int res)
+enum mk_splice_end mk_relay_splice_complete(struct mk_conn *c, enum mk_op op, int res)
 {
 	bool c2b = splice_is_c2b(op);
 	struct mk_dir *d = c2b ? &c->c_c2b : &c->c_b2c;
@@ -364,7 +368,7 @@ void mk_relay_splice_complete(struct mk_conn *c, enum mk_op op, int res)
 	d->d_busy = false;
 	if (c->c_state == MK_CS_CLOSING) {
 		splice_release_pipe(c, d);
-		return;
+		return MK_SPLICE_GOING;
 	}
 	switch (op) {
 	case MK_OP_POLL_C2B:
@@ -373,8 +377,7 @@ void mk_relay_splice_complete(struct mk_conn *c, enum mk_op op, int res)
 		break;
 	case MK_OP_SPLICE_IN_C2B:
 	case MK_OP_SPLICE_IN_B2C:
-		splice_in_done(c, d, c2b, res);
-		break;
+		return splice_in_done(c, d, c2b, res);
 	case MK_OP_SPLICE_OUT_C2B:
 	case MK_OP_SPLICE_OUT_B2C:
 		splice_out_done(c, d, c2b, res);
@@ -386,4 +389,5 @@ void mk_relay_splice_complete(struct mk_conn *c, enum mk_op op, int res)
 	default:
 		break;
 	}
+	return MK_SPLICE_GOING;
 }

@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
- * The stages of a connection and what they call of each other. Each stage
- * installs its handler table (struct mk_conn_ops) when it takes over, then
- * hands the connection to the next one:
+ * The stages of a connection and how each is entered. Each stage installs
+ * its handler table (struct mk_conn_ops) when it takes over, keeps its
+ * state to itself (freed through the table's h_free), then hands the
+ * connection to the next one; none calls back into an earlier one:
  *
+ *   proxy_in.c   a load balancer's PROXY v2 header (accept_proxy)
  *   starttls.c   the cleartext dialogue of a STARTTLS listener
  *   handshake.c  the TLS handshake, OpenSSL over memory BIOs
  *   handover.c   the keys to kernel TLS, the `tls` log line
@@ -16,17 +18,15 @@
 #ifndef MAILKTLS_STAGE_H
 #define MAILKTLS_STAGE_H
 
-#include <stdbool.h>
-#include <stddef.h>
-#include <stdint.h>
-
 #include "conn.h"
+
+/* proxy_in.c */
+int mk_proxy_in_start(struct mk_conn *c);
 
 /* starttls.c */
 int mk_starttls_start(struct mk_conn *c);
 
 /* handshake.c */
-unsigned int mk_tls_count_records(const uint8_t *buf, size_t len, size_t *partial);
 int mk_handshake_start(struct mk_conn *c);
 
 /* handover.c */
@@ -34,13 +34,8 @@ void mk_handover(struct mk_conn *c);
 
 /* backend.c */
 void mk_backend_connect(struct mk_conn *c);
-void mk_backend_release(struct mk_conn *c);
 
-/* relay.c, relay_splice.c */
+/* relay.c */
 void mk_relay_start(struct mk_conn *c);
-void mk_relay_close_notify(struct mk_conn *c);
-void mk_relay_splice_eof(struct mk_conn *c, bool c2b);
-void mk_relay_splice_start(struct mk_conn *c);
-void mk_relay_splice_complete(struct mk_conn *c, enum mk_op op, int res);
 
 #endif

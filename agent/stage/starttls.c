@@ -13,16 +13,19 @@
 
 #include "log.h"
 #include "metrics.h"
+#include "pretls.h"
 #include "stage.h"
 
 static void starttls_input(struct mk_conn *c);
 static void starttls_output_sent(struct mk_conn *c);
 static void starttls_timeout(struct mk_conn *c);
+static void starttls_free(struct mk_conn *c);
 
 static const struct mk_conn_ops starttls_ops = {
 	.h_client_input = starttls_input,
 	.h_client_sent = starttls_output_sent,
 	.h_timeout = starttls_timeout,
+	.h_free = starttls_free,
 };
 
 /**
@@ -129,8 +132,14 @@ static void starttls_output_sent(struct mk_conn *c)
 	}
 	c->c_starttls_pending = false;
 	mk_metrics_add(c->c_listener->l_index, MK_M_STARTTLS, 1);
-	mk_pretls_free(c->c_pretls);
-	c->c_pretls = NULL;
+	starttls_free(c);
 	if (mk_handshake_start(c))
 		mk_conn_end(c, "error:setup");
+}
+
+/* The dialogue's state: at the STARTTLS, or with the connection. */
+static void starttls_free(struct mk_conn *c)
+{
+	mk_pretls_free(c->c_pretls);
+	c->c_pretls = NULL;
 }

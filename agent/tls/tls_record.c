@@ -220,3 +220,35 @@ size_t mk_tls_rx_scan(struct mk_tls_rx *rx, size_t min, const uint8_t *p, size_t
 	}
 	return len;
 }
+
+/**
+ * mk_tls_count_records() - how many whole TLS records @buf holds
+ * @buf:     bytes of a record stream, starting at a record boundary
+ * @len:     their number
+ * @partial: out: bytes still missing from a last, incomplete record (0 if
+ *           the buffer ends on a boundary); a header cut short counts as
+ *           missing its remaining header bytes
+ *
+ * Return: the number of complete records.
+ */
+unsigned int mk_tls_count_records(const uint8_t *buf, size_t len, size_t *partial)
+{
+	unsigned int n = 0;
+	size_t off = 0, rec;
+
+	*partial = 0;
+	while (off < len) {
+		if (len - off < MK_TLS_RECORD_HEADER) {
+			*partial = MK_TLS_RECORD_HEADER - (len - off);
+			break;
+		}
+		rec = MK_TLS_RECORD_HEADER + ((size_t)buf[off + 3] << 8 | buf[off + 4]);
+		if (len - off < rec) {
+			*partial = rec - (len - off);
+			break;
+		}
+		off += rec;
+		n++;
+	}
+	return n;
+}

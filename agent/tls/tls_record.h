@@ -127,4 +127,18 @@ size_t mk_tls_min_ciphertext(uint16_t version, uint16_t cipher_id);
  */
 size_t mk_tls_rx_scan(struct mk_tls_rx *rx, size_t min, const uint8_t *p, size_t len);
 
+/**
+ * mk_tls_count_records() - how many whole TLS records @buf holds
+ * @buf:     bytes of a record stream, starting at a record boundary
+ * @len:     their number
+ * @partial: out: bytes still missing from a last, incomplete record
+ *
+ * The handshake counts the records of its final flight with it (where the
+ * kernel's sequence numbers start), the handover those the client sent
+ * behind its Finished.
+ *
+ * Return: the number of complete records.
+ */
+unsigned int mk_tls_count_records(const uint8_t *buf, size_t len, size_t *partial);
+
 #endif

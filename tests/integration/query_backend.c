@@ -26,7 +26,7 @@
 #include <unistd.h>
 
 #include "mailktls.h"
-#include "lib/mk_addr.h"
+#include "mk_addr.h"
 
 #define QB_GREETING "* OK ready\r\n"
 #define QB_LINE_MAX 512

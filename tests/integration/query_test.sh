@@ -127,7 +127,7 @@ mk_setup_tmp || { echo "Bail out! mktemp"; exit 1; }
 write_client
 
 build_backend() {
-	gcc -std=gnu11 -Wall -Wextra -Werror -Wshadow -I"$MK_ROOT/include" -I"$MK_ROOT/agent" \
+	gcc -std=gnu11 -Wall -Wextra -Werror -Wshadow -I"$MK_ROOT/include" -I"$MK_ROOT/agent/base" \
 		-o "$MK_TMP/query_backend" "$here/query_backend.c" "$MK_ROOT/agent/libmailktls.a" \
 		-lmnl
 }

@@ -8,7 +8,7 @@
 # and Postfix (tests/integration/lib/daemons.sh), plus fake backends that
 # offer STARTTLS/STLS on purpose, for the capability filter.
 #
-# What it shows (issue 5):
+# What it shows:
 #  - each STARTTLS port works with real clients; mail submitted is delivered;
 #  - bytes pipelined after STARTTLS/STLS are never answered or executed,
 #    inside TLS or out (CVE-2011-0411 / CVE-2014-3556 class);

@@ -552,7 +552,7 @@ TEST(session_info_alpn_is_the_ports_protocol)
 
 	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		session_new(&s, cases[i].client);
-		mk_proxy_v2_session_info(&pi, &s, cases[i].proto);
+		mk_proxy_v2_session_info(&pi, &s, mk_protocol_name(cases[i].proto));
 		n = mk_proxy_v2_encode(buf, sizeof(buf), &pi);
 		ASSERT_GT(n, 0);
 		ASSERT_EQ(n, mk_proxy_v2_decode(buf, (size_t)n, &dec));
@@ -601,7 +601,7 @@ TEST(session_info_client_cert_flags)
 		/* mk_client_cert_describe() keeps a CN only when verified; the
 		 * header must not rely on that. */
 		strcpy(s.ss_client_cn, cases[i].cert ? "mkuser" : "");
-		mk_proxy_v2_session_info(&pi, &s, MK_PROTO_IMAP);
+		mk_proxy_v2_session_info(&pi, &s, mk_protocol_name(MK_PROTO_IMAP));
 		n = mk_proxy_v2_encode(buf, sizeof(buf), &pi);
 		ASSERT_GT(n, 0);
 		ASSERT_EQ(n, mk_proxy_v2_decode(buf, (size_t)n, &dec));
@@ -640,7 +640,7 @@ TEST(session_info_within_daemon_limits)
 			s.ss_client_cert = true;
 			memset(s.ss_client_cn, 'c', 64);
 			s.ss_client_cn[64] = '\0';
-			mk_proxy_v2_session_info(&pi, &s, protos[i]);
+			mk_proxy_v2_session_info(&pi, &s, mk_protocol_name(protos[i]));
 			n = mk_proxy_v2_encode_within(buf, sizeof(buf), &pi, PP2_SEND_ALL,
 						      limits[j], &omitted);
 			ASSERT_GT(n, 0);

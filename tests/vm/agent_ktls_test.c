@@ -52,7 +52,8 @@
 #include "vm_tls.h"
 
 /*
- * Bulk size each way: 64 MiB, as the issue asks. Under QEMU TCG on the
+ * Bulk size each way: 64 MiB, hundreds of pipe fills and thousands of
+ * records, so a byte lost or reordered anywhere shows. Under QEMU TCG on the
  * 2-CPU CI machine that takes 10-12 s per variant (measured on a quiet
  * host), so the VM suite takes about four minutes;
  * MK_BULK_MIB=8 makes a quick run while developing:

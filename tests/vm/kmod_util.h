@@ -19,8 +19,8 @@
 #include <time.h>
 
 #include "mailktls.h"
-#include "lib/mk_addr.h"
-#include "lib/mk_genl.h"
+#include "mk_addr.h"
+#include "mk_genl.h"
 
 #define KM_MODULE_PATH "/mk/kmod/mailktls.ko"
 

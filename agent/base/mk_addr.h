@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
- * "ip:port" text for the query socket protocol, shared by the agent (server)
- * and libmailktls (client).  Static inline for the same reason as
- * mk_genl.h.  IPv4-mapped IPv6 addresses are written and compared as IPv4,
- * so a daemon listening on [::] finds an agent that connected over IPv4.
+ * Addresses as text, "ip:port": the one format of the configuration, the
+ * log lines and the query socket protocol, shared by the agent, the
+ * milter, mailktlsctl and libmailktls. Static inline for the same reason
+ * as mk_genl.h. IPv4-mapped IPv6 addresses are written and compared as
+ * IPv4, so a daemon listening on [::] finds an agent that connected over
+ * IPv4, and a log line names the client as the query socket does.
  */
 #ifndef MAILKTLS_MK_ADDR_H
 #define MAILKTLS_MK_ADDR_H
@@ -86,6 +88,21 @@ static inline int mk_addr_format(const struct sockaddr *sa, char *buf, size_t le
 		return -EAFNOSUPPORT;
 	}
 	return n > 0 && (size_t)n < len ? 0 : -ENOSPC;
+}
+
+/**
+ * mk_sockaddr_str() - mk_addr_format() for a log line
+ * @ss:  the address
+ * @buf: output
+ * @len: its size
+ *
+ * Return: @buf, "-" in it when the address has no text.
+ */
+static inline char *mk_sockaddr_str(const struct sockaddr_storage *ss, char *buf, size_t len)
+{
+	if (mk_addr_format((const struct sockaddr *)ss, buf, len))
+		snprintf(buf, len, "-");
+	return buf;
 }
 
 /* Inverse of mk_addr_format(); @s is NUL-terminated.  Return: 0 or -EINVAL. */

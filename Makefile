@@ -78,7 +78,8 @@ VM_HELPER_BINS := $(patsubst tests/vm/%.c,$(BUILD)/tests/vm/%,$(VM_HELPER_SRCS))
 FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BINS := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRCS))
 
-# kselftest harness, extracted from Debian's linux-source at build time.
+# kselftest harness, extracted from Debian's linux-source at build time (6.1
+# on Debian 12, 6.12 on Debian 13: the same two headers, same paths).
 KSFT_DIR := $(BUILD)/kselftest
 KSFT_HDR := $(KSFT_DIR)/kselftest_harness.h
 LINUX_SOURCE_TAR ?= $(firstword $(wildcard /usr/src/linux-source-6.1.tar.xz /usr/src/linux-source-*.tar.xz))
@@ -154,7 +155,7 @@ agent/mailktlsctl: $(CTL_OBJS) agent/libmailktls.a
 
 $(KSFT_HDR):
 	$(call say,EXTRACT,kselftest harness)
-	@test -n "$(LINUX_SOURCE_TAR)" || { echo "linux-source-6.1 is not installed: run scripts/install-deps.sh" >&2; exit 1; }
+	@test -n "$(LINUX_SOURCE_TAR)" || { echo "linux-source is not installed: run scripts/install-deps.sh" >&2; exit 1; }
 	@mkdir -p $(KSFT_DIR)
 	$(Q)tar -xJf $(LINUX_SOURCE_TAR) -C $(KSFT_DIR) --strip-components=4 --wildcards \
 		'*/tools/testing/selftests/kselftest_harness.h' '*/tools/testing/selftests/kselftest.h'

@@ -49,6 +49,12 @@ if [ ! -x "$root/usr/bin/apt-get" ] || [ ! -f "$root/.mailktls-root-ok" ]; then
 	chroot "$root" apt-get update -qq >&2
 	touch "$root/.mailktls-root-ok"
 fi
+# Packages installed here must not start their daemons (Dovecot, Postfix,
+# haproxy would listen on this machine's ports): the chroot convention.
+if [ ! -x "$root/usr/sbin/policy-rc.d" ]; then
+	printf '#!/bin/sh\n# scripts/debian-root.sh: no service starts in this root\nexit 101\n' >"$root/usr/sbin/policy-rc.d"
+	chmod 0755 "$root/usr/sbin/policy-rc.d"
+fi
 flock -u 8
 
 if [ $# -eq 0 ]; then

@@ -159,8 +159,22 @@ echo "1..$PLAN"
 # The README's recipe: EXTERNAL only, the user name from the CN of the
 # PROXY header, and a passdb that asks for no password (EXTERNAL has none):
 # the password passdb fails, this one succeeds. With PLAIN enabled as well,
-# this passdb would take any password: Dovecot 2.3 has no per-mechanism passdb.
-DOVECOT_CONF_EXTRA="
+# this passdb would take any password: Dovecot 2.3 has no per-mechanism
+# passdb; 2.4 has (mechanisms), and renamed the certificate's field setting.
+if dovecot_24; then
+	DOVECOT_CONF_EXTRA="
+auth_mechanisms = external
+auth_ssl_username_from_cert = yes
+ssl_server_cert_username_field = commonName
+passdb static {
+  mechanisms = external
+  fields {
+    nopassword = yes
+  }
+}
+"
+else
+	DOVECOT_CONF_EXTRA="
 auth_mechanisms = external
 auth_ssl_username_from_cert = yes
 ssl_cert_username_field = commonName
@@ -169,6 +183,7 @@ passdb {
   args = nopassword=y
 }
 "
+fi
 mk_tmp_certs
 PKI=$MK_TMP/pki
 if [ -z "$fatal" ]; then

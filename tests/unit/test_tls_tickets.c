@@ -128,6 +128,12 @@ TEST_F(tk, blank_lines_skipped)
 	mk_ticket_keys_free(k);
 }
 
+/*
+ * The expected message into want[]; the test stops if it did not fit, so a
+ * long temporary path can never make a truncated expectation match.
+ */
+#define WANT(...) ASSERT_GT((int)sizeof(want), snprintf(want, sizeof(want), __VA_ARGS__))
+
 TEST_F(tk, refusals)
 {
 	struct mk_ticket_keys *k = NULL;
@@ -136,13 +142,13 @@ TEST_F(tk, refusals)
 	write_keys(self->path, 3, 80, "\n");
 	chmod(self->path, 0604);
 	EXPECT_EQ(-EINVAL, load(self, &k));
-	snprintf(want, sizeof(want), "m.conf:12: ticket_keys %s: must be a regular file that "
+	WANT("m.conf:12: ticket_keys %s: must be a regular file that "
 		 "others cannot read or write (mode 0604; chmod o-rwx)", self->path);
 	EXPECT_STREQ(want, self->err);
 
 	write_keys(self->path, 2, 80, "\n");
 	EXPECT_EQ(-EINVAL, load(self, &k));
-	snprintf(want, sizeof(want), "m.conf:12: ticket_keys %s: fewer than 3 keys (the last 3 "
+	WANT("m.conf:12: ticket_keys %s: fewer than 3 keys (the last 3 "
 		 "are used, the second-to-last encrypts)", self->path);
 	EXPECT_STREQ(want, self->err);
 
@@ -151,7 +157,7 @@ TEST_F(tk, refusals)
 	snprintf(text, sizeof(text), "%s\n%s\n%s\n", a, b, a);
 	write_file(self->path, text, 0600);
 	EXPECT_EQ(-EINVAL, load(self, &k));
-	snprintf(want, sizeof(want), "m.conf:12: ticket_keys %s line 2: 48 and 80 byte keys "
+	WANT("m.conf:12: ticket_keys %s line 2: 48 and 80 byte keys "
 		 "mixed (the first key sets the size)", self->path);
 	EXPECT_STREQ(want, self->err);
 
@@ -159,7 +165,7 @@ TEST_F(tk, refusals)
 	snprintf(text, sizeof(text), "%s\n%s\n%s\n%s\n", a, a, a, b);
 	write_file(self->path, text, 0600);
 	EXPECT_EQ(-EINVAL, load(self, &k));
-	snprintf(want, sizeof(want), "m.conf:12: ticket_keys %s line 4: not the base64 of a 48 "
+	WANT("m.conf:12: ticket_keys %s line 4: not the base64 of a 48 "
 		 "or 80 byte key", self->path);
 	EXPECT_STREQ(want, self->err);
 	/* The message never quotes a key. */
@@ -172,7 +178,7 @@ TEST_F(tk, refusals)
 
 	unlink(self->path);
 	EXPECT_EQ(-EINVAL, load(self, &k));
-	snprintf(want, sizeof(want), "m.conf:12: ticket_keys %s: cannot open: No such file or "
+	WANT("m.conf:12: ticket_keys %s: cannot open: No such file or "
 		 "directory", self->path);
 	EXPECT_STREQ(want, self->err);
 	EXPECT_EQ(NULL, k);

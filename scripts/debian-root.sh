@@ -63,6 +63,14 @@ if [ $# -eq 0 ]; then
 fi
 [ "$1" = -- ] && shift
 
+# Each run mounts in a mount namespace of its own: two runs at once (two
+# trees, one root) would otherwise stack their mounts on the same paths,
+# and the first to end would unmount the other's tree, /proc and /dev.
+if [ -z "${MK_ROOT_NS:-}" ]; then
+	exec unshare --mount --propagation private env MK_ROOT_NS=1 \
+		bash "$PWD/scripts/debian-root.sh" "$suite" -- "$@"
+fi
+
 # Mounts are undone on every exit; a tree with anything still mounted in it
 # is never removed (the root is kept anyway).
 mounts=()

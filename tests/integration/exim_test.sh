@@ -112,7 +112,7 @@ swaks_send() {
 	shift
 	write_message "$MK_TMP/$token.eml" "$token"
 	timeout 30 swaks --helo client.example.test --from sender@example.test \
-		--to rcpt@example.test --data "$MK_TMP/$token.eml" --timeout 10 "$@" \
+		--to rcpt@example.test --data "@$MK_TMP/$token.eml" --timeout 10 "$@" \
 		>"$out" 2>&1
 	rc=$?
 	grep -E '^(<~|<\*\*|\*\*\*)|STARTTLS' "$out" | tail -n 12
@@ -198,7 +198,7 @@ c_dovecot_long_sni_v6() {	# PORT
 # c_dovecot_secured N - Dovecot logged N logins of $MK_USER from [::1] (the
 # test bed's own and the agent's), every one of them secured.
 c_dovecot_secured() {
-	local re="imap-login: Info: Login: user=<$MK_USER>, method=[A-Z]+, rip=::1, lip=::1, .* secured"
+	local re="imap-login: Info: Login: user=<$MK_USER>, method=[A-Z]+, rip=::1, lip=::1, .* $DOVECOT_SECURED"
 	grep -E "imap-login: Info: Login: user=<$MK_USER>.* rip=::1," "$DOVECOT_LOG" \
 		>"$MK_TMP/logins6"
 	cat "$MK_TMP/logins6"

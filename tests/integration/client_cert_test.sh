@@ -59,8 +59,8 @@ c_external_refused() {	# PORT VERSION CERT
 }
 
 c_dovecot_external_login() {
-	grep -E 'imap-login: Info: Login: user=<mkuser>, method=EXTERNAL, rip=127\.0\.0\.2' "$DOVECOT_LOG" | tail -n 3
-	grep -qE 'imap-login: Info: Login: user=<mkuser>, method=EXTERNAL, rip=127\.0\.0\.2' "$DOVECOT_LOG"
+	grep -E "imap-login: Info: $DOVECOT_LOGIN user=<mkuser>, method=EXTERNAL, rip=127\\.0\\.0\\.2" "$DOVECOT_LOG" | tail -n 3
+	grep -qE "imap-login: Info: $DOVECOT_LOGIN user=<mkuser>, method=EXTERNAL, rip=127\\.0\\.0\\.2" "$DOVECOT_LOG"
 }
 
 # Dovecot 2.4.0 to 2.4.3 never count a certificate named in a PROXY header
@@ -75,7 +75,7 @@ dovecot_external_works() {
 c_dovecot_external_unknown() {
 	grep -E 'external: username not known|method=EXTERNAL' "$DOVECOT_LOG" | tail -n 3
 	grep -q 'external: username not known' "$DOVECOT_LOG" &&
-		! grep -qE 'Login: user=<[^>]*>, method=EXTERNAL' "$DOVECOT_LOG"
+		! grep -qE "$DOVECOT_LOGIN user=<[^>]*>, method=EXTERNAL" "$DOVECOT_LOG"
 }
 
 handshake() {	# PORT VERSION CERTNAME|-

@@ -51,13 +51,16 @@ DOVECOT_VERSION=$(dovecot --version 2>/dev/null | sed 's/[ -].*//')
 dovecot_24() {
 	case $DOVECOT_VERSION in '' | 1.* | 2.[0-3].* | 2.[0-3]) return 1 ;; esac
 }
-# DOVECOT_SECURED: what its login line says of a secured session (a regex):
+# DOVECOT_LOGIN: how its login line starts (2.3 "Login:", 2.4 "Logged in:");
+# DOVECOT_SECURED: what that line says of a secured session (a regex):
 # 2.3 "secured"; 2.4 "TLS" when the PROXY header said TLS, else "secured".
 if dovecot_24; then
 	DOVECOT_ADDRESS=listen
+	DOVECOT_LOGIN='Logged in:'
 	DOVECOT_SECURED='(secured|TLS)'
 else
 	DOVECOT_ADDRESS=address
+	DOVECOT_LOGIN='Login:'
 	DOVECOT_SECURED=secured
 fi
 

@@ -73,7 +73,9 @@ for suite in "${suites[@]}"; do
 		done ;;
 	package)
 		# The Debian packages installed, upgraded and purged in a fresh root.
-		run_one package/deb_test.sh tests/package/deb_test.sh ;;
+		run_one package/deb_test.sh tests/package/deb_test.sh
+		# Debian 12's package, the release upgrade, Debian 13's over it.
+		run_one package/upgrade_test.sh tests/package/upgrade_test.sh ;;
 	vm)
 		if [ "${MAILKTLS_SKIP_VM:-0}" = 1 ]; then
 			echo "## vm: skipped, MAILKTLS_SKIP_VM=1 (no kTLS, module or kernel test ran)"

@@ -49,6 +49,12 @@ if [ ! -x "$root/usr/bin/apt-get" ] || [ ! -f "$root/.mailktls-root-ok" ]; then
 	chroot "$root" apt-get update -qq >&2
 	touch "$root/.mailktls-root-ok"
 fi
+# Packages installed here must not start their daemons (Dovecot, Postfix,
+# haproxy would listen on this machine's ports): the chroot convention.
+if [ ! -x "$root/usr/sbin/policy-rc.d" ]; then
+	printf '#!/bin/sh\n# scripts/debian-root.sh: no service starts in this root\nexit 101\n' >"$root/usr/sbin/policy-rc.d"
+	chmod 0755 "$root/usr/sbin/policy-rc.d"
+fi
 flock -u 8
 
 if [ $# -eq 0 ]; then
@@ -56,6 +62,14 @@ if [ $# -eq 0 ]; then
 	exit 0
 fi
 [ "$1" = -- ] && shift
+
+# Each run mounts in a mount namespace of its own: two runs at once (two
+# trees, one root) would otherwise stack their mounts on the same paths,
+# and the first to end would unmount the other's tree, /proc and /dev.
+if [ -z "${MK_ROOT_NS:-}" ]; then
+	exec unshare --mount --propagation private env MK_ROOT_NS=1 \
+		bash "$PWD/scripts/debian-root.sh" "$suite" -- "$@"
+fi
 
 # Mounts are undone on every exit; a tree with anything still mounted in it
 # is never removed (the root is kept anyway).

@@ -7,6 +7,8 @@
 #
 #   scripts/run-tests.sh                 all suites
 #   scripts/run-tests.sh unit vm         some of them
+#   MAILKTLS_SKIP_VM=1                   all but the VM suite, which counts
+#                                        as one skip (said so in the output)
 set -u
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
@@ -42,6 +44,7 @@ run_one() {	# name, command...
 }
 
 for suite in "${suites[@]}"; do
+	suite_start=$(date +%s)
 	case $suite in
 	unit)
 		# Plain make builds the programs only: the tests are built here.
@@ -74,8 +77,15 @@ for suite in "${suites[@]}"; do
 		done ;;
 	package)
 		# The Debian packages installed, upgraded and purged in a fresh root.
-		run_one package/deb_test.sh tests/package/deb_test.sh ;;
+		run_one package/deb_test.sh tests/package/deb_test.sh
+		# Debian 12's package, the release upgrade, Debian 13's over it.
+		run_one package/upgrade_test.sh tests/package/upgrade_test.sh ;;
 	vm)
+		if [ "${MAILKTLS_SKIP_VM:-0}" = 1 ]; then
+			echo "## vm: skipped, MAILKTLS_SKIP_VM=1 (no kTLS, module or kernel test ran)"
+			skip=$((skip + 1))
+			continue
+		fi
 		# The full suite (64 MiB each way per variant, 100,000 tag cycles)
 		# needs more than the runner's interactive defaults under TCG.
 		run_one vm env VM_TEST_TIMEOUT="${VM_TEST_TIMEOUT:-900}" \
@@ -83,6 +93,7 @@ for suite in "${suites[@]}"; do
 	*)
 		echo "unknown suite $suite" >&2; exit 2 ;;
 	esac
+	echo "## $suite: $(($(date +%s) - suite_start)) s"
 done
 
 echo

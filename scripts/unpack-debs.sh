@@ -7,7 +7,8 @@
 # imap-server and pop3-server virtual packages). Nothing is installed,
 # no maintainer script runs, no service starts: apt-get download fetches
 # the .deb files, dpkg -x unpacks them into DEST/root. The libraries they
-# link against are ordinary packages in scripts/debian-packages.txt.
+# link against are ordinary packages: scripts/install-deps.sh installs them
+# from the packages' Depends (a "libs-of" line of scripts/debian-packages.txt).
 #
 #   scripts/unpack-debs.sh DEST PKG...
 #

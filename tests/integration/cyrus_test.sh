@@ -102,7 +102,8 @@ c_create_mailbox() {
 c_lmtp_deliver() {
 	"${CYC[@]}" lmtp --socket "$CYRUS_LMTP_SOCKET" --rcpt "$MK_USER" \
 		--msg "$MK_TEST_MSG" || return 1
-	wait_grep "$CYRUS_LOG" "lmtpunix\\[[0-9]+\\]: Delivered: .* to mailbox: user\\.$MK_USER\$" ||
+	# Cyrus 3.6: "Delivered: <id> to mailbox: user.U"; 3.10: "... mailbox=<user.U> ..."
+	wait_grep "$CYRUS_LOG" "lmtpunix\\[[0-9]+\\]: Delivered: .*( to mailbox: user\\.$MK_USER\$| mailbox=<user\\.$MK_USER>)" ||
 		{ echo "no Delivered line:"; tail -n 5 "$CYRUS_LOG"; return 1; }
 	STORED=$(find "$CYRUS_DIR/spool" -type f -name 1. | head -n 1)
 	[ -n "$STORED" ] || { echo "no message file in $CYRUS_DIR/spool"; return 1; }

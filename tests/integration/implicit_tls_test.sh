@@ -94,7 +94,7 @@ write_submission() {
 c_swaks_submit() {
 	timeout 30 swaks --server 127.0.0.1 --port "$FRONT_SUBMISSIONS_PORT" --tls-on-connect \
 		--tls-sni "$SNI" --local-interface "$SRC" --helo client.example.test \
-		--from sender@example.test --to "$MK_RCPT" --data "$MK_TMP/swaks.eml" \
+		--from sender@example.test --to "$MK_RCPT" --data "@$MK_TMP/swaks.eml" \
 		--timeout 10 >"$MK_TMP/swaks.out" 2>&1
 	local rc=$?
 	tail -n 12 "$MK_TMP/swaks.out"
@@ -152,8 +152,8 @@ c_py_smtp() {
 # Every login Dovecot logged through the front came from 127.0.0.2 and was
 # secured by the TLV (127.0.0.3 is c_dovecot_needs_tlv's own login).
 c_dovecot_login() {	# imap|pop3
-	local re="$1-login: Info: Login: user=<$MK_USER>, method=[A-Z]+, rip=127\\.0\\.0\\.2, lip=127\\.0\\.0\\.1,.* secured"
-	grep -E -- "$1-login: Info: Login:" "$DOVECOT_LOG" | grep -v 'rip=127\.0\.0\.3,' >"$MK_TMP/logins"
+	local re="$1-login: Info: $DOVECOT_LOGIN user=<$MK_USER>, method=[A-Z]+, rip=127\\.0\\.0\\.2, lip=127\\.0\\.0\\.1,.* $DOVECOT_SECURED"
+	grep -E -- "$1-login: Info: $DOVECOT_LOGIN" "$DOVECOT_LOG" | grep -v 'rip=127\.0\.0\.3,' >"$MK_TMP/logins"
 	cat "$MK_TMP/logins"
 	grep -qE -- "$re" "$MK_TMP/logins" && ! grep -vqE -- "$re" "$MK_TMP/logins"
 }

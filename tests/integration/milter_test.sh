@@ -78,7 +78,7 @@ c_swaks() {
 	write_msg "$MK_TMP/$name.eml" "$TOK-$name"
 	timeout 30 swaks --server 127.0.0.1 --port "$port" "$tls" --tls-sni "$SNI" \
 		--local-interface "$SRC" --helo "$name.example.test" \
-		--from sender@example.test --to "$MK_RCPT" --data "$MK_TMP/$name.eml" \
+		--from sender@example.test --to "$MK_RCPT" --data "@$MK_TMP/$name.eml" \
 		--timeout 10 "$@" >"$MK_TMP/$name.out" 2>&1
 	local rc=$?
 	tail -n 12 "$MK_TMP/$name.out"

@@ -193,7 +193,7 @@ check "agent's tls line: client=127.0.0.2:PORT (haproxy's client)" \
 	c_tls_line lb "127\\.0\\.0\\.2:$V4_PORT"
 
 c_dovecot_rip() {	# RIP-REGEX
-	wait_grep "$DOVECOT_LOG" "imap-login: Info: Login: user=<$MK_USER>, method=[A-Z]+, rip=$1, .*secured" 5 ||
+	wait_grep "$DOVECOT_LOG" "imap-login: Info: $DOVECOT_LOGIN user=<$MK_USER>, method=[A-Z]+, rip=$1, .*$DOVECOT_SECURED" 5 ||
 		{ grep 'Login' "$DOVECOT_LOG"; return 1; }
 }
 check "Dovecot logs rip=127.0.0.2, secured" c_dovecot_rip '127\.0\.0\.2'

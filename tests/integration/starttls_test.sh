@@ -217,7 +217,7 @@ c_swaks() {
 	timeout 30 swaks --server 127.0.0.1 --port "$P_SUBM" --tls --tls-sni "$SNI" \
 		--tls-verify --tls-ca-path "$CERTS/ca.pem" \
 		--local-interface "$SRC" --helo client.example.test \
-		--from sender@example.test --to "$MK_RCPT" --data "$MK_TMP/swaks.eml" \
+		--from sender@example.test --to "$MK_RCPT" --data "@$MK_TMP/swaks.eml" \
 		--timeout 10 >"$MK_TMP/swaks.out" 2>&1
 	local rc=$?
 	tail -n 14 "$MK_TMP/swaks.out"
@@ -249,8 +249,8 @@ c_py_smtp() {
 # Every Dovecot login came from 127.0.0.2 and was secured by the SSL TLV:
 # none from the probes (an injected LOGIN would show up as rip=127.0.0.5).
 c_dovecot_logins() {	# imap|pop3
-	local re="$1-login: Info: Login: user=<$MK_USER>, method=[A-Z]+, rip=127\\.0\\.0\\.2, lip=127\\.0\\.0\\.1,.* secured"
-	grep -E -- "$1-login: Info: Login:" "$DOVECOT_LOG" >"$MK_TMP/logins"
+	local re="$1-login: Info: $DOVECOT_LOGIN user=<$MK_USER>, method=[A-Z]+, rip=127\\.0\\.0\\.2, lip=127\\.0\\.0\\.1,.* $DOVECOT_SECURED"
+	grep -E -- "$1-login: Info: $DOVECOT_LOGIN" "$DOVECOT_LOG" >"$MK_TMP/logins"
 	cat "$MK_TMP/logins"
 	grep -qE -- "$re" "$MK_TMP/logins" && ! grep -vqE -- "$re" "$MK_TMP/logins"
 }

@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: GPL-2.0
 #
 # The Debian packages as an operator meets them, in a fresh Debian root
-# (debootstrap minbase, cached in /var/tmp/mailktls-deb-root-base, copied for each
+# of this machine's release (debootstrap minbase, cached in
+# /var/tmp/mailktls-deb-root-base-SUITE, copied for each
 # run): lintian, install of mailktls + mailktls-dkms + libmailktls-dev with
 # apt, DKMS building the module for a kernel whose headers arrive later,
 # `mailktlsd -t`, the agent started from the unit's ExecStart the way
@@ -17,11 +18,15 @@ BUILD=${BUILD:-build}
 PLAN=14
 echo "1..$PLAN"
 MK_TMP=$(mktemp -d /tmp/mk-deb.XXXXXX)
-base=${MK_DEB_ROOT:-/var/tmp/mailktls-deb-root}-base
+base=${MK_DEB_ROOT:-/var/tmp/mailktls-deb-root}-base-$(. /etc/os-release && echo "$VERSION_CODENAME")
 root=${MK_DEB_ROOT:-/var/tmp/mailktls-deb-root}.$$
 debs=$PWD/$BUILD/deb
 netns_pid=	# a process holding the agent's network namespace (nsenter -t)
-kver=$(printf '%s\n' /lib/modules/6.1*/ | sed 's|/lib/modules/||;s|/$||' | sort -V | tail -n1)
+# The root is of this machine's release (Debian 12 or 13), and the kernel
+# whose headers arrive later is that release's current one (6.1 or 6.12):
+# the version linux-headers-amd64 depends on.
+suite=$(. /etc/os-release && echo "$VERSION_CODENAME")
+kver=$(apt-cache depends linux-headers-amd64 2>/dev/null | sed -n 's/^ *Depends: linux-headers-//p' | head -n1)
 agent_pid=
 
 in_root() { chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root \
@@ -42,7 +47,7 @@ make_root() {
 		mirror=$(sed -n 's/^URIs: *//p' /etc/apt/sources.list.d/debian.sources 2>/dev/null | head -n1)
 		[ -n "$mirror" ] || mirror=$(awk '$1 == "deb" {print $2; exit}' /etc/apt/sources.list)
 		rm -rf "$base.tmp"
-		debootstrap --variant=minbase bookworm "$base.tmp" "$mirror" >"$MK_TMP/debootstrap.log" 2>&1 ||
+		debootstrap --variant=minbase "$suite" "$base.tmp" "$mirror" >"$MK_TMP/debootstrap.log" 2>&1 ||
 			{ tail -n 20 "$MK_TMP/debootstrap.log"; return 1; }
 		cp /etc/apt/sources.list.d/debian.sources "$base.tmp/etc/apt/sources.list.d/" 2>/dev/null &&
 			rm -f "$base.tmp/etc/apt/sources.list"
@@ -203,7 +208,7 @@ for tool in debootstrap lintian dpkg-buildpackage ip setpriv unshare nsenter; do
 	command -v "$tool" >/dev/null || fatal="$tool is missing (scripts/install-deps.sh)"
 done
 [ -z "$fatal" ] && [ "$(id -u)" != 0 ] && fatal="needs root (debootstrap, chroot)"
-[ -z "$fatal" ] && [ -z "$kver" ] && fatal="no 6.1 kernel modules on this machine to take the headers version from"
+[ -z "$fatal" ] && [ -z "$kver" ] && fatal="apt knows no linux-headers-amd64 to take the kernel version from"
 check "make deb builds mailktls, mailktls-dkms and libmailktls-dev" c_build || fatal="make deb failed"
 check "lintian: no error or warning (overrides explained in debian/)" c_lintian
 [ -z "$fatal" ] && { make_root >"$MK_TMP/root.log" 2>&1 || { tail -n 20 "$MK_TMP/root.log"; fatal="no fresh Debian root"; }; }

@@ -31,7 +31,9 @@ sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from agenttest import CLIENT_IP, client_ctx, read_line  # noqa: E402
 
-TIMEOUT = 10
+# Above Dovecot's longest answer to a failed login: auth_failure_delay (2 s)
+# plus its penalty for repeated failures from one address (up to 15 s).
+TIMEOUT = 25
 
 
 def cmd_cacert(args):

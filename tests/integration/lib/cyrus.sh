@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: GPL-2.0
 # shellcheck shell=bash
 #
-# A private Cyrus IMAP 3.6 instance (Debian's cyrus-imapd and cyrus-pop3d)
+# A private Cyrus IMAP instance (3.6 on Debian 12, 3.10 on 13) (Debian's cyrus-imapd and cyrus-pop3d)
 # on loopback for the integration tests, in the style of daemons.sh: every
 # config, database, partition, socket and log lives in $MK_TMP/cyrus, and
 # the master is stopped by the PID recorded at start.
@@ -36,7 +36,10 @@
 
 CYRUS_LIB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 CYRUS_MK_ROOT=$(cd "$CYRUS_LIB_DIR/../../.." && pwd)
-CYRUS_DEBS=${CYRUS_DEBS:-$CYRUS_MK_ROOT/build/cyrus-debs}
+case ${BUILD:-build} in	# the build directory of this release, as exim.sh
+/*) CYRUS_DEBS=${CYRUS_DEBS:-$BUILD/cyrus-debs} ;;
+*) CYRUS_DEBS=${CYRUS_DEBS:-$CYRUS_MK_ROOT/${BUILD:-build}/cyrus-debs} ;;
+esac
 CYRUS_PACKAGES="cyrus-common cyrus-imapd cyrus-pop3d"
 CYRUS_ADMIN=${CYRUS_ADMIN:-cyrusadmin}
 CYRUS_ADMIN_PASS=${CYRUS_ADMIN_PASS:-Admin-pass-7}

@@ -1,14 +1,14 @@
 # SPDX-License-Identifier: GPL-2.0
 # shellcheck shell=bash
 #
-# A real Exim 4.96 on loopback for the integration tests, behind mailktlsd.
+# A real Exim (4.96 on Debian 12, 4.98 on 13) on loopback for the integration tests, behind mailktlsd.
 #
 # Only exim4-daemon-heavy has PROXY protocol support, and as a package it
 # conflicts with postfix, which the other tests need. So it is never
 # installed: exim_fetch downloads the .deb with apt-get download, unpacks it
 # with dpkg -x under $BUILD/exim/<version>/ and keeps that tree for later
-# runs. Its shared libraries are ordinary packages, listed in
-# scripts/debian-packages.txt.
+# runs. Its shared libraries are ordinary packages, which
+# scripts/install-deps.sh reads from the package's Depends.
 #
 # The binary wants the Debian-exim user (it looks it up before reading any
 # configuration): exim_user creates it as a system user if it is missing,

@@ -135,11 +135,12 @@ def wait_message(maildir, token):
 
 # Exim's own trace header, as RFC 5321 section 4.4 has it, with the
 # RFC 8314 section 4.3 clause right after "with": from, by, with, the
-# clause, Exim's comment, id, for, and the date.
+# clause, Exim's comment (its version: 4.96 on Debian 12, 4.98.2 on 13),
+# id, for, and the date.
 RECEIVED = re.compile(
     r"^from (?P<from>\S+ \([^)]*\)|\([^)]*\) \S+) by mail\.example\.test "
     r"with (?P<with>[A-Za-z]+) (?:tls (?P<cipher>TLS_[A-Z0-9_]+|0x[0-9a-f]{4}) )?"
-    r"\(Exim 4\.96\) \(envelope-from <[^>]+>\) id \S+ for \S+; (?P<date>.+)$")
+    r"\(Exim 4\.\d+(?:\.\d+)?\) \(envelope-from <[^>]+>\) id \S+ for \S+; (?P<date>.+)$")
 
 
 def client_of(mainlog, token):

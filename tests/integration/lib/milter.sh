@@ -49,7 +49,7 @@ service submission-login {
     port = 0
   }
   inet_listener submission_mailktls {
-    address = 127.0.0.1
+    $DOVECOT_ADDRESS = 127.0.0.1
     port = $DOVECOT_SUBMIT_PORT
     haproxy = yes
   }

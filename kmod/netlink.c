@@ -18,6 +18,9 @@
 
 #include "mailktls_int.h"
 
+/* Exported, but no longer declared in a public header since 6.10 or so. */
+struct sock *unix_peer_get(struct sock *sk);
+
 static const struct nla_policy mk_policy[MAILKTLS_A_MAX + 1] = {
 	[MAILKTLS_A_FD]			= { .type = NLA_U32 },
 	[MAILKTLS_A_TLS_VERSION]	= { .type = NLA_U16 },
@@ -243,9 +246,14 @@ static int mk_cmd_untag(struct sk_buff *skb, struct genl_info *info)
  * same netns whose 4-tuple is ours reversed.  Returns a referenced full
  * socket or NULL.
  */
+#ifdef MK_LOOKUP_HASHINFO
+#define MK_HINFO(sk) sock_net(sk)->ipv4.tcp_death_row.hashinfo,
+#else
+#define MK_HINFO(sk)
+#endif
+
 static struct sock *mk_tcp_peer(struct sock *sk)
 {
-	struct inet_hashinfo *hinfo = sock_net(sk)->ipv4.tcp_death_row.hashinfo;
 	struct inet_sock *inet = inet_sk(sk);
 	struct sock *peer = NULL;
 
@@ -253,13 +261,13 @@ static struct sock *mk_tcp_peer(struct sock *sk)
 		return NULL;
 #if IS_ENABLED(CONFIG_IPV6)
 	if (sk->sk_family == AF_INET6 && !ipv6_addr_v4mapped(&sk->sk_v6_daddr)) {
-		peer = __inet6_lookup_established(sock_net(sk), hinfo, &sk->sk_v6_rcv_saddr,
+		peer = __inet6_lookup_established(sock_net(sk), MK_HINFO(sk) &sk->sk_v6_rcv_saddr,
 						  inet->inet_sport, &sk->sk_v6_daddr,
 						  ntohs(inet->inet_dport), LOOPBACK_IFINDEX, 0);
 		goto out;
 	}
 #endif
-	peer = inet_lookup_established(sock_net(sk), hinfo, inet->inet_rcv_saddr,
+	peer = inet_lookup_established(sock_net(sk), MK_HINFO(sk) inet->inet_rcv_saddr,
 				       inet->inet_sport, inet->inet_daddr,
 				       inet->inet_dport, LOOPBACK_IFINDEX);
 #if IS_ENABLED(CONFIG_IPV6)

@@ -20,6 +20,7 @@
 #include "ktls.h"
 #include "log.h"
 #include "metrics.h"
+#include "stage.h"
 
 /* Enough for a TLS record plus headroom; a client cannot make it grow past. */
 #define MK_CIN_MAX (64 * 1024)
@@ -266,6 +267,7 @@ static void conn_free(struct mk_conn *c)
 	if (c->c_b2c.d_pipe)
 		mk_worker_pipe_put(w, c->c_b2c.d_pipe);
 	SSL_free(c->c_ssl);
+	mk_rekey_free(c);
 	mk_pretls_free(c->c_pretls);
 	mk_capfilter_free(c->c_filter);
 	if (c->c_session) {

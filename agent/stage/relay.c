@@ -121,6 +121,9 @@ static void relay_b2c_next(struct mk_conn *c)
 	if (c->c_state != MK_CS_RELAY || d->d_done || mk_buf_used(&c->c_cout) ||
 	    c->c_csend_busy)
 		return;
+	/* no write to the client in flight: a pending KeyUpdate may go */
+	if (c->c_ktls && mk_rekey_tx_resume(c))
+		return;
 	if (d->d_eof) {
 		if (d->d_pipe || d->d_busy)
 			return;

@@ -21,6 +21,7 @@
 #include <stdint.h>
 
 #include "conn.h"
+#include "tls_keys.h"
 
 /* starttls.c */
 int mk_starttls_start(struct mk_conn *c);
@@ -35,6 +36,20 @@ void mk_handover(struct mk_conn *c);
 /* backend.c */
 void mk_backend_connect(struct mk_conn *c);
 void mk_backend_release(struct mk_conn *c);
+
+/* relay_rekey.c */
+enum mk_rekey_res {
+	MK_REKEY_OK,		/* new receive keys set: go on */
+	MK_REKEY_REFUSED,	/* this connection cannot rekey: internal_error */
+	MK_REKEY_RATE,		/* over the rate limit: close */
+	MK_REKEY_FAILED,	/* the kernel took no keys: internal_error */
+	MK_REKEY_ENDED,		/* the connection was ended */
+};
+int mk_rekey_attach(struct mk_conn *c, SSL *ssl, unsigned int rx_updates, bool tx_updated,
+		    bool tx_pending, struct mk_tls_dir_keys *rx, struct mk_tls_dir_keys *tx);
+enum mk_rekey_res mk_rekey_received(struct mk_conn *c, bool requested);
+int mk_rekey_tx_resume(struct mk_conn *c);
+void mk_rekey_free(struct mk_conn *c);
 
 /* relay.c, relay_splice.c */
 void mk_relay_start(struct mk_conn *c);

@@ -215,6 +215,7 @@ static void splice_key_update(struct mk_conn *c)
  */
 static bool splice_fragment_resume(struct mk_conn *c, bool starts_key_update)
 {
+	char why[64];
 	int err;
 
 	if (!starts_key_update || !mk_ktls_can_rekey())
@@ -222,7 +223,8 @@ static bool splice_fragment_resume(struct mk_conn *c, bool starts_key_update)
 	err = mk_ktls_rx_resume(c->c_fd);
 	if (!err)
 		return true;
-	splice_fatal(c, MK_TLS_ALERT_INTERNAL_ERROR, "key_update_fragment");
+	snprintf(why, sizeof(why), "key_update_fragment:%s", strerror(-err));
+	splice_fatal(c, MK_TLS_ALERT_INTERNAL_ERROR, why);
 	return false;
 }
 

@@ -419,9 +419,25 @@ int mk_ktls_rekey(int fd, bool tx, const struct mk_tls_dir_keys *k)
 int mk_ktls_rx_resume(int fd)
 {
 	union mk_ktls_crypto_info ci;
-	socklen_t len = sizeof(ci);
+	socklen_t len = sizeof(ci.ci_info);
 	int ret = 0;
 
+	/* the kernel takes exactly the cipher's struct: its type first */
+	if (getsockopt(fd, SOL_TLS, TLS_RX, &ci, &len))
+		return -errno;
+	switch (ci.ci_info.cipher_type) {
+	case TLS_CIPHER_AES_GCM_128:
+		len = sizeof(ci.ci_gcm128);
+		break;
+	case TLS_CIPHER_AES_GCM_256:
+		len = sizeof(ci.ci_gcm256);
+		break;
+	case TLS_CIPHER_CHACHA20_POLY1305:
+		len = sizeof(ci.ci_chacha);
+		break;
+	default:
+		return -ENOTSUP;
+	}
 	if (getsockopt(fd, SOL_TLS, TLS_RX, &ci, &len) ||
 	    setsockopt(fd, SOL_TLS, TLS_RX, &ci, len))
 		ret = -errno;

@@ -16,6 +16,7 @@
  * MK_REKEY_MIB (bulk size each way, default 8), MK_ONLY (tests whose name
  * contains it).
  */
+#include <dirent.h>
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
@@ -508,8 +509,13 @@ static void rk_bulk(struct __test_metadata *_metadata, FIXTURE_DATA(rk) *self, c
 	EXPECT_EQ(total, bc.bc_rcvd);
 	EXPECT_EQ(0, memcmp(bc.bc_md_out, sink.bs_md, 32));	/* client -> backend */
 	EXPECT_EQ(0, memcmp(src.bs_md, bc.bc_md_in, 32));	/* backend -> client */
-	/* one answer per request (none pending at once: a MiB apart) */
-	EXPECT_EQ(bc.bc_requested, got_updates);
+	/*
+	 * One answer per request (none pending at once: a MiB apart): the
+	 * kernel counts the agent's TLS_TX changes; the client could not have
+	 * read on had any come without the KeyUpdate before it. (OpenSSL's
+	 * message callback misses some of those it reads in this loop, so
+	 * got_updates is only logged.)
+	 */
 	ASSERT_EQ(0, rk_read_stat(&st));
 	EXPECT_EQ(self->st0.rs_rx_ok + bc.bc_updates, st.rs_rx_ok);
 	EXPECT_EQ(self->st0.rs_tx_ok + bc.bc_requested, st.rs_tx_ok);
@@ -519,6 +525,8 @@ static void rk_bulk(struct __test_metadata *_metadata, FIXTURE_DATA(rk) *self, c
 	ASSERT_EQ(0, vm_set_nonblock(r.r_cfd, false));
 	SSL_shutdown(r.r_ssl);
 	EXPECT_EQ(0, mk_wait_eof(r.r_bfd, 10000));
+	close(r.r_bfd);	/* the daemon's end too: the agent logs the close */
+	r.r_bfd = -1;
 	EXPECT_STREQ("close_notify", rk_log_end(&self->env, r.r_cport, end, sizeof(end)));
 	rk_relay_close(&r);
 	free(pat);
@@ -715,6 +723,136 @@ TEST_F(rk, rate_limit)
 	close(bfd);
 	mk_mc_free(&m);
 	free(burst);
+}
+
+/*
+ * A real client: `openssl s_client`, whose `K` line sends a KeyUpdate
+ * asking for ours and `k` one that does not, between commands.
+ */
+TEST_F(rk, openssl_s_client_K_and_k)
+{
+	static const char want[] = "a1 NOOP\na2 NOOP\na3 NOOP\n";
+	char cmd[512], buf[sizeof(want)];
+	size_t got = 0;
+	struct rk_stat st;
+	int bfd, status;
+	ssize_t n;
+	FILE *p;
+
+	snprintf(cmd, sizeof(cmd), "exec timeout 60 openssl s_client -connect 127.0.0.1:%d "
+		 "-tls1_3 -ciphersuites %s -ign_eof >/dev/null 2>&1", self->env.e_port,
+		 variant->cipher);
+	p = popen(cmd, "w");
+	ASSERT_NE(NULL, p);
+	bfd = vm_backend_accept(&self->env, VM_IO_TIMEOUT_MS);
+	ASSERT_LE(0, bfd);
+	vm_set_timeouts(bfd, 10000);
+	fputs("a1 NOOP\n", p);
+	fflush(p);
+	usleep(300000);
+	fputs("K\n", p);	/* each line alone: s_client reads its commands by line */
+	fflush(p);
+	usleep(300000);
+	fputs("a2 NOOP\n", p);
+	fflush(p);
+	usleep(300000);
+	fputs("k\n", p);
+	fflush(p);
+	usleep(300000);
+	fputs("a3 NOOP\n", p);
+	fflush(p);
+	while (got < sizeof(want) - 1 && (n = recv(bfd, buf + got, sizeof(want) - 1 - got, 0)) > 0)
+		got += (size_t)n;
+	if (self->rekey) {
+		EXPECT_EQ(sizeof(want) - 1, got);
+		EXPECT_EQ(0, memcmp(buf, want, got));
+		ASSERT_EQ(0, rk_read_stat(&st));
+		EXPECT_EQ(self->st0.rs_rx_ok + 2, st.rs_rx_ok);
+		EXPECT_EQ(self->st0.rs_tx_ok + 1, st.rs_tx_ok);
+	} else {
+		EXPECT_EQ(8, got);	/* a1, then the clean close */
+	}
+	close(bfd);
+	status = pclose(p);
+	TH_LOG("s_client exit status %d", WEXITSTATUS(status));
+	EXPECT_TRUE(vm_log_has(&self->env, self->rekey ? " end=close" :
+					   " end=error:key_update_unsupported", 5000));
+}
+
+/* CPU time the agent's threads have had, in ns (schedstat, first field). */
+static long long rk_agent_cpu_ns(pid_t pid)
+{
+	char path[96], name[64];
+	long long sum = 0, v;
+	struct dirent *de;
+	DIR *d;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+	d = opendir(path);
+	if (!d)
+		return -1;
+	while ((de = readdir(d))) {
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(name, sizeof(name), "%.16s", de->d_name);
+		snprintf(path, sizeof(path), "/proc/%d/task/%s/schedstat", (int)pid, name);
+		f = fopen(path, "re");
+		if (f && fscanf(f, "%lld", &v) == 1)
+			sum += v;
+		if (f)
+			fclose(f);
+	}
+	closedir(d);
+	return sum;
+}
+
+#define MK_CPU_ROUNDS 80
+#define MK_CPU_GAP_US 20000	/* 50 a second, under the rate limit */
+
+/* @rounds one-byte records, each after a KeyUpdate if @update; agent ns per round. */
+static long long rk_cpu_rounds(struct __test_metadata *_metadata, FIXTURE_DATA(rk) *self,
+			       struct rk_relay *r, bool update)
+{
+	long long t0, t1;
+	char c;
+	int i;
+
+	t0 = rk_agent_cpu_ns(self->env.e_pid);
+	for (i = 0; i < MK_CPU_ROUNDS; i++) {
+		if (update && SSL_key_update(r->r_ssl, SSL_KEY_UPDATE_NOT_REQUESTED) != 1)
+			return -1;
+		if (SSL_write(r->r_ssl, "x", 1) != 1 || !vm_recv_all(r->r_bfd, &c, 1))
+			return -1;
+		usleep(MK_CPU_GAP_US);
+	}
+	t1 = rk_agent_cpu_ns(self->env.e_pid);
+	return t0 < 0 || t1 < 0 ? -1 : (t1 - t0) / MK_CPU_ROUNDS;
+}
+
+/*
+ * The cost of a rekey to the agent: CPU per one-byte record, then per
+ * KeyUpdate plus one-byte record, in one run (TCG: only the ratio means
+ * anything).
+ */
+TEST_F(rk, cpu_per_key_update)
+{
+	struct rk_relay r = { .r_cfd = -1, .r_bfd = -1 };
+	long long plain, upd;
+
+	if (!self->rekey)
+		SKIP(return, "this kernel cannot rekey");
+	ASSERT_EQ(0, rk_relay_open(&self->env, self->cctx, &r));
+	ASSERT_EQ(0, rk_ping(&r));
+	plain = rk_cpu_rounds(_metadata, self, &r, false);
+	upd = rk_cpu_rounds(_metadata, self, &r, true);
+	ASSERT_LT(0, plain);
+	ASSERT_LT(0, upd);
+	TH_LOG("%s: agent CPU per plain record %lld us, per KeyUpdate + record %lld us: "
+	       "a KeyUpdate costs %lld us more (%.1fx a record)", variant->cipher,
+	       plain / 1000, upd / 1000, (upd - plain) / 1000, (double)upd / (double)plain);
+	EXPECT_EQ(0, rk_ping(&r));
+	rk_relay_close(&r);
 }
 
 /* The 6.1 harness takes no arguments: NAME=VALUE become environment. */

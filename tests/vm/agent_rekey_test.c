@@ -779,6 +779,68 @@ TEST_F(rk, openssl_s_client_K_and_k)
 					   " end=error:key_update_unsupported", 5000));
 }
 
+/*
+ * Another TLS library: gnutls-cli's inline commands `^rekey1^` (a
+ * KeyUpdate for its own key) and `^rekey^` (asking for ours too).
+ */
+static const char *rk_gnutls_cipher(const char *openssl_name)
+{
+	if (strstr(openssl_name, "AES_128"))
+		return "AES-128-GCM";
+	if (strstr(openssl_name, "AES_256"))
+		return "AES-256-GCM";
+	return "CHACHA20-POLY1305";
+}
+
+TEST_F(rk, gnutls_cli_rekey)
+{
+	static const char want[] = "a1 NOOP\na2 NOOP\na3 NOOP\n";
+	char cmd[512], buf[sizeof(want)];
+	size_t got = 0;
+	struct rk_stat st;
+	int bfd;
+	ssize_t n;
+	FILE *p;
+
+	snprintf(cmd, sizeof(cmd), "exec timeout 60 gnutls-cli --insecure --inline-commands "
+		 "--priority NORMAL:-VERS-ALL:+VERS-TLS1.3:-CIPHER-ALL:+%s --port %d 127.0.0.1 "
+		 ">/dev/null 2>&1", rk_gnutls_cipher(variant->cipher), self->env.e_port);
+	p = popen(cmd, "w");
+	ASSERT_NE(NULL, p);
+	bfd = vm_backend_accept(&self->env, VM_IO_TIMEOUT_MS);
+	ASSERT_LE(0, bfd);
+	vm_set_timeouts(bfd, 10000);
+	fputs("a1 NOOP\n", p);
+	fflush(p);
+	usleep(300000);
+	fputs("^rekey1^\n", p);
+	fflush(p);
+	usleep(300000);
+	fputs("a2 NOOP\n", p);
+	fflush(p);
+	usleep(300000);
+	fputs("^rekey^\n", p);
+	fflush(p);
+	usleep(300000);
+	fputs("a3 NOOP\n", p);
+	fflush(p);
+	while (got < sizeof(want) - 1 && (n = recv(bfd, buf + got, sizeof(want) - 1 - got, 0)) > 0)
+		got += (size_t)n;
+	if (self->rekey) {
+		EXPECT_EQ(sizeof(want) - 1, got);
+		EXPECT_EQ(0, memcmp(buf, want, got));
+		ASSERT_EQ(0, rk_read_stat(&st));
+		EXPECT_EQ(self->st0.rs_rx_ok + 2, st.rs_rx_ok);
+		EXPECT_EQ(self->st0.rs_tx_ok + 1, st.rs_tx_ok);
+	} else {
+		EXPECT_EQ(8, got);	/* a1, then the clean close */
+	}
+	close(bfd);
+	pclose(p);
+	EXPECT_TRUE(vm_log_has(&self->env, self->rekey ? " end=close" :
+					   " end=error:key_update_unsupported", 5000));
+}
+
 /* CPU time the agent's threads have had, in ns (schedstat, first field). */
 static long long rk_agent_cpu_ns(pid_t pid)
 {

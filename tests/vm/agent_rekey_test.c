@@ -560,7 +560,11 @@ TEST_F(rk, several_in_a_row)
 	t0 = vm_ms();
 	for (i = 0; i < 5; i++) {
 		ASSERT_EQ(1, SSL_key_update(r.r_ssl, SSL_KEY_UPDATE_NOT_REQUESTED));
-		ASSERT_EQ(1, SSL_do_handshake(r.r_ssl));	/* sends it */
+		/* sends it; without rekey the agent may have closed already */
+		if (SSL_do_handshake(r.r_ssl) != 1) {
+			ASSERT_FALSE(self->rekey);
+			break;
+		}
 	}
 	if (!self->rekey) {
 		rk_expect_clean_close(_metadata, &self->env, &r, t0);
@@ -650,13 +654,14 @@ TEST_F(rk, in_finished_segment)
 	n = mk_mc_take(&m, seg, sizeof(seg));
 	ASSERT_LT(5 + 5 + sizeof(cmd) - 1, n);
 	ASSERT_EQ((ssize_t)n, send(m.mc_fd, seg, n, MSG_NOSIGNAL));	/* one segment */
+	if (!self->rekey) {	/* the handover refuses it: no backend, a close */
+		EXPECT_GT(0, mk_mc_read(&m, buf, sizeof(buf), 10000));
+		EXPECT_TRUE(vm_log_has(&self->env, " end=error:ktls:", 10000));
+		mk_mc_free(&m);
+		return;
+	}
 	bfd = vm_backend_accept(&self->env, VM_IO_TIMEOUT_MS);
 	ASSERT_LE(0, bfd);
-	if (!self->rekey) {
-		EXPECT_EQ(0, mk_wait_eof(bfd, 10000));
-		EXPECT_GT(0, mk_mc_read(&m, buf, sizeof(buf), 10000));
-		goto out;
-	}
 	SSL_set_msg_callback(m.mc_ssl, rk_count_cb);
 	SSL_set_msg_callback_arg(m.mc_ssl, &got_updates);
 	ASSERT_TRUE(vm_recv_all(bfd, buf, sizeof(cmd) - 1));
@@ -671,7 +676,6 @@ TEST_F(rk, in_finished_segment)
 	ASSERT_TRUE(vm_recv_all(bfd, buf, sizeof(cmd) - 1));
 	ASSERT_EQ(0, rk_log_line(&self->env, "tls", m.mc_cport, line, sizeof(line), 5000));
 	EXPECT_NE(NULL, strstr(line, " ktls=tx,rx")) TH_LOG("%s", line);
-out:
 	close(bfd);
 	mk_mc_free(&m);
 }
@@ -727,7 +731,8 @@ TEST_F(rk, rate_limit)
 
 /*
  * A real client: `openssl s_client`, whose `K` line sends a KeyUpdate
- * asking for ours and `k` one that does not, between commands.
+ * asking for ours and `k` one that does not, between commands (it takes
+ * these command letters only without -ign_eof and -quiet).
  */
 TEST_F(rk, openssl_s_client_K_and_k)
 {
@@ -740,7 +745,7 @@ TEST_F(rk, openssl_s_client_K_and_k)
 	FILE *p;
 
 	snprintf(cmd, sizeof(cmd), "exec timeout 60 openssl s_client -connect 127.0.0.1:%d "
-		 "-tls1_3 -ciphersuites %s -ign_eof >/dev/null 2>&1", self->env.e_port,
+		 "-tls1_3 -ciphersuites %s >/dev/null 2>&1", self->env.e_port,
 		 variant->cipher);
 	p = popen(cmd, "w");
 	ASSERT_NE(NULL, p);
@@ -776,7 +781,7 @@ TEST_F(rk, openssl_s_client_K_and_k)
 	status = pclose(p);
 	TH_LOG("s_client exit status %d", WEXITSTATUS(status));
 	EXPECT_TRUE(vm_log_has(&self->env, self->rekey ? " end=close" :
-					   " end=error:key_update_unsupported", 5000));
+					   " end=error:key_update_unsupported", 10000));
 }
 
 /*
@@ -838,7 +843,7 @@ TEST_F(rk, gnutls_cli_rekey)
 	close(bfd);
 	pclose(p);
 	EXPECT_TRUE(vm_log_has(&self->env, self->rekey ? " end=close" :
-					   " end=error:key_update_unsupported", 5000));
+					   " end=error:key_update_unsupported", 10000));
 }
 
 /* CPU time the agent's threads have had, in ns (schedstat, first field). */

@@ -248,9 +248,13 @@ static int rk_ping(struct rk_relay *r)
 	return 0;
 }
 
-/* On a kernel without rekey: internal_error, backend closed, one end line. */
+/*
+ * On a kernel without rekey: internal_error, backend closed, one end line.
+ * A client whose own write already met the close cannot read the alert
+ * any more (@alert_readable false).
+ */
 static void rk_expect_clean_close(struct __test_metadata *_metadata, const struct vm_env *e,
-				  struct rk_relay *r, uint64_t t0)
+				  struct rk_relay *r, uint64_t t0, bool alert_readable)
 {
 	char buf[16], end[96];
 	uint64_t ms;
@@ -262,7 +266,8 @@ static void rk_expect_clean_close(struct __test_metadata *_metadata, const struc
 	ms = vm_ms() - t0;
 	TH_LOG("no rekey in this kernel: closed %llu ms after the KeyUpdate, alert %d",
 	       (unsigned long long)ms, r->r_alert);
-	EXPECT_EQ(A_INTERNAL_ERROR, r->r_alert);
+	if (alert_readable)
+		EXPECT_EQ(A_INTERNAL_ERROR, r->r_alert);
 	EXPECT_GT(2000, ms);
 	EXPECT_STREQ("error:key_update_unsupported",
 		     rk_log_end(e, r->r_cport, end, sizeof(end)));
@@ -478,7 +483,7 @@ static void rk_bulk(struct __test_metadata *_metadata, FIXTURE_DATA(rk) *self, c
 		ASSERT_EQ(1, SSL_key_update(r.r_ssl, mode ? SSL_KEY_UPDATE_REQUESTED :
 							    SSL_KEY_UPDATE_NOT_REQUESTED));
 		ASSERT_EQ(1, SSL_write(r.r_ssl, "x", 1));
-		rk_expect_clean_close(_metadata, &self->env, &r, t0);
+		rk_expect_clean_close(_metadata, &self->env, &r, t0, true);
 		rk_relay_close(&r);
 		free(pat);
 		return;
@@ -567,7 +572,7 @@ TEST_F(rk, several_in_a_row)
 		}
 	}
 	if (!self->rekey) {
-		rk_expect_clean_close(_metadata, &self->env, &r, t0);
+		rk_expect_clean_close(_metadata, &self->env, &r, t0, i == 5);
 		rk_relay_close(&r);
 		return;
 	}
@@ -655,7 +660,7 @@ TEST_F(rk, in_finished_segment)
 	ASSERT_LT(5 + 5 + sizeof(cmd) - 1, n);
 	ASSERT_EQ((ssize_t)n, send(m.mc_fd, seg, n, MSG_NOSIGNAL));	/* one segment */
 	if (!self->rekey) {	/* the handover refuses it: no backend, a close */
-		EXPECT_GT(0, mk_mc_read(&m, buf, sizeof(buf), 10000));
+		EXPECT_GE(0, mk_mc_read(&m, buf, sizeof(buf), 10000));	/* no data */
 		EXPECT_TRUE(vm_log_has(&self->env, " end=error:ktls:", 10000));
 		mk_mc_free(&m);
 		return;

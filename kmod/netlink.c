@@ -18,6 +18,9 @@
 
 #include "mailktls_int.h"
 
+/* Exported, but no longer declared in a public header since 6.10 or so. */
+struct sock *unix_peer_get(struct sock *sk);
+
 static const struct nla_policy mk_policy[MAILKTLS_A_MAX + 1] = {
 	[MAILKTLS_A_FD]			= { .type = NLA_U32 },
 	[MAILKTLS_A_TLS_VERSION]	= { .type = NLA_U16 },
@@ -239,32 +242,54 @@ static int mk_cmd_untag(struct sk_buff *skb, struct genl_info *info)
 }
 
 /*
+ * The established-socket lookups, by the reversed 4-tuple of @sk, on
+ * loopback. Kernels after 6.12 find the table from the netns and take no
+ * inet_hashinfo (Kbuild asks the headers and defines MK_LOOKUP_HASHINFO).
+ */
+static struct sock *mk_lookup4(struct sock *sk)
+{
+	struct inet_sock *inet = inet_sk(sk);
+
+	return inet_lookup_established(sock_net(sk),
+#ifdef MK_LOOKUP_HASHINFO
+				       sock_net(sk)->ipv4.tcp_death_row.hashinfo,
+#endif
+				       inet->inet_rcv_saddr, inet->inet_sport,
+				       inet->inet_daddr, inet->inet_dport, LOOPBACK_IFINDEX);
+}
+
+#if IS_ENABLED(CONFIG_IPV6)
+static struct sock *mk_lookup6(struct sock *sk)
+{
+	struct inet_sock *inet = inet_sk(sk);
+
+	return __inet6_lookup_established(sock_net(sk),
+#ifdef MK_LOOKUP_HASHINFO
+					  sock_net(sk)->ipv4.tcp_death_row.hashinfo,
+#endif
+					  &sk->sk_v6_rcv_saddr, inet->inet_sport,
+					  &sk->sk_v6_daddr, ntohs(inet->inet_dport),
+					  LOOPBACK_IFINDEX, 0);
+}
+#endif
+
+/*
  * The other end of a local TCP connection: the established socket in the
  * same netns whose 4-tuple is ours reversed.  Returns a referenced full
  * socket or NULL.
  */
 static struct sock *mk_tcp_peer(struct sock *sk)
 {
-	struct inet_hashinfo *hinfo = sock_net(sk)->ipv4.tcp_death_row.hashinfo;
-	struct inet_sock *inet = inet_sk(sk);
-	struct sock *peer = NULL;
+	struct sock *peer;
 
 	if (sk->sk_state != TCP_ESTABLISHED && sk->sk_state != TCP_CLOSE_WAIT)
 		return NULL;
 #if IS_ENABLED(CONFIG_IPV6)
-	if (sk->sk_family == AF_INET6 && !ipv6_addr_v4mapped(&sk->sk_v6_daddr)) {
-		peer = __inet6_lookup_established(sock_net(sk), hinfo, &sk->sk_v6_rcv_saddr,
-						  inet->inet_sport, &sk->sk_v6_daddr,
-						  ntohs(inet->inet_dport), LOOPBACK_IFINDEX, 0);
-		goto out;
-	}
+	if (sk->sk_family == AF_INET6 && !ipv6_addr_v4mapped(&sk->sk_v6_daddr))
+		peer = mk_lookup6(sk);
+	else
 #endif
-	peer = inet_lookup_established(sock_net(sk), hinfo, inet->inet_rcv_saddr,
-				       inet->inet_sport, inet->inet_daddr,
-				       inet->inet_dport, LOOPBACK_IFINDEX);
-#if IS_ENABLED(CONFIG_IPV6)
-out:
-#endif
+		peer = mk_lookup4(sk);
 	if (peer && !sk_fullsock(peer)) {
 		sock_gen_put(peer);
 		peer = NULL;

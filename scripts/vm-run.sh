@@ -1,7 +1,10 @@
 #!/bin/bash
 # mailktls VM test bed: run the kernel-side tests (kTLS, mailktls.ko) in a
-# QEMU VM booting Debian's 6.1 kernel, because the host kernel has no kTLS
-# and cannot load modules. Prints the tests' TAP on stdout; exits 0 only if
+# QEMU VM booting one of Debian's kernels (VM_KERNEL: 6.1, Debian 12's, the
+# default; 6.12, Debian 13's; 7.3, trixie-backports', the first that can
+# rekey kTLS), because the host kernel has no kTLS and cannot load modules.
+# The Debian 13 kernels are fetched and the module built for them by
+# scripts/vm/kernel.sh (cached under build/kernels/). Prints the tests' TAP on stdout; exits 0 only if
 # the VM booted, every test ran and none failed.
 #
 # What runs: every $BUILD/tests/vm/*_test binary (kselftest harness, built
@@ -33,11 +36,11 @@
 #                                              absolute paths kept, tree paths under /mk,
 #                                              shared libraries of ELF files included
 #
-# Other knobs: BUILD (default build), VM_KERNEL (default newest
-# /boot/vmlinuz-6.1*), VM_TIMEOUT (whole run, s, default 900),
+# Other knobs: BUILD (default build), VM_KERNEL (6.1, 6.12 or 7.3; default
+# 6.1: the newest /boot/vmlinuz-6.1*), VM_TIMEOUT (whole run, s, default 900),
 # VM_TEST_TIMEOUT (per test, s, default 300), VM_MEM (default 1G),
 # VM_NO_BUILD=1 (do not run make). The full console log is kept in
-# $BUILD/vm/console.log. KVM hangs on these machines, so QEMU uses TCG.
+# $BUILD/vm/console.log ($BUILD/vm-6.12/, $BUILD/vm-7.3/ for those kernels). KVM hangs on these machines, so QEMU uses TCG.
 set -u
 cd "$(dirname "$0")/.." || exit 1
 BUILD=${BUILD:-build}
@@ -45,7 +48,9 @@ VM_TIMEOUT=${VM_TIMEOUT:-900}
 VM_TEST_TIMEOUT=${VM_TEST_TIMEOUT:-300}
 VM_MEM=${VM_MEM:-1G}
 VM_SHELL=${VM_SHELL:-0}
-vmdir=$BUILD/vm
+VM_KERNEL=${VM_KERNEL:-6.1}
+vmdir=$BUILD/vm	# 6.1; the others in vm-6.12, vm-7.3 (three runs side by side)
+[ "$VM_KERNEL" = 6.1 ] || vmdir=$BUILD/vm-$VM_KERNEL
 mkdir -p "$vmdir"
 
 bail() {	# message: one failing TAP line, exit 1
@@ -53,12 +58,6 @@ bail() {	# message: one failing TAP line, exit 1
 	exit 1
 }
 
-kernel=${VM_KERNEL:-$(printf '%s\n' /boot/vmlinuz-6.1* | sort -V | tail -n1)}
-if [ ! -r "$kernel" ]; then
-	bail "no Debian 6.1 kernel in /boot (run scripts/install-deps.sh: linux-image-amd64)"
-fi
-kver=${kernel##*/vmlinuz-}
-[ -d "/lib/modules/$kver" ] || bail "no modules for $kver in /lib/modules"
 command -v qemu-system-x86_64 >/dev/null || bail "qemu-system-x86_64 missing (qemu-system-x86)"
 
 if [ "${VM_NO_BUILD:-0}" != 1 ]; then
@@ -69,11 +68,15 @@ if [ "${VM_NO_BUILD:-0}" != 1 ]; then
 	compgen -G 'agent/milter/*.c' >/dev/null && targets+=(agent/mailktls-milter)
 	make -s BUILD="$BUILD" "${targets[@]}" >"$vmdir/make.log" 2>&1 ||
 		{ sed 's/^/# /' "$vmdir/make.log"; bail "make ${targets[*]} failed"; }
-	if [ -f Kbuild ] && [ -d "/lib/modules/$kver/build" ]; then
-		make -s KVER="$kver" module >"$vmdir/module.log" 2>&1 ||
-			{ sed 's/^/# /' "$vmdir/module.log"; bail "make module failed"; }
-	fi
 fi
+# the kernel, its modules and mailktls.ko built for it (vm_kver, vm_vmlinuz,
+# vm_modroot, vm_ko)
+kernel_vars=$(scripts/vm/kernel.sh "$VM_KERNEL" $([ "${VM_NO_BUILD:-0}" = 1 ] && echo nobuild) \
+	2>"$vmdir/kernel.log") ||
+	{ sed 's/^/# /' "$vmdir/kernel.log"; bail "no $VM_KERNEL kernel (scripts/vm/kernel.sh $VM_KERNEL)"; }
+eval "$kernel_vars"
+kernel=$vm_vmlinuz
+kver=$vm_kver
 
 shq() {	# name, value: a line busybox sh can source
 	printf "%s='%s'\n" "$1" "$(printf '%s' "$2" | sed "s/'/'\\\\''/g")"
@@ -87,13 +90,15 @@ conf=$vmdir/mk-vm.conf
 	shq VM_SCRIPT "${VM_SCRIPT:+/mk/$VM_SCRIPT}"
 } >"$conf"
 initrd=$vmdir/initramfs.cpio.gz
-VM_EXTRA_FILES="${VM_EXTRA_FILES:-} ${VM_SCRIPT:-}" \
+VM_MODROOT=$vm_modroot VM_KO=$vm_ko VM_EXTRA_FILES="${VM_EXTRA_FILES:-} ${VM_SCRIPT:-}" \
 	scripts/vm/mkinitramfs.sh "$initrd" "$kver" "$BUILD" "$conf" >"$vmdir/initramfs.log" 2>&1 ||
 	{ sed 's/^/# /' "$vmdir/initramfs.log"; bail "building the initramfs failed"; }
 
+# no_timer_check: under TCG on a loaded host the IO-APIC timer check can
+# take too long and panic the boot ("IO-APIC + timer doesn't work!")
 qemu=(qemu-system-x86_64 -accel tcg -cpu max -m "$VM_MEM" -smp 2 -nographic -no-reboot -nic none
 	-kernel "$kernel" -initrd "$initrd"
-	-append "console=ttyS0 quiet panic=-1 oops=panic")
+	-append "console=ttyS0 quiet panic=-1 oops=panic no_timer_check")
 if [ "$VM_SHELL" = 1 ]; then
 	exec "${qemu[@]}"
 fi

@@ -20,6 +20,7 @@
 #include "ktls.h"
 #include "log.h"
 #include "metrics.h"
+#include "stage.h"
 
 /* Enough for a TLS record plus headroom; a client cannot make it grow past. */
 #define MK_CIN_MAX (64 * 1024)

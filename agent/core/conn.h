@@ -112,6 +112,7 @@ struct mk_conn {
 	uint64_t c_tx_seq, c_rx_seq;		/* records after the handshake */
 	unsigned int c_tls13_post_records;	/* sent with the final flight */
 	struct mk_tls_rx c_tls_rx;		/* the client's records in relay */
+	struct mk_rekey *c_rekey;		/* TLS 1.3 on kTLS: secrets for KeyUpdate */
 
 	struct mk_dir c_c2b, c_b2c;
 	struct sockaddr_storage c_client;	/* for the log lines */

@@ -58,6 +58,10 @@ static int print_version(void)
 	printf("mailktlsd %s (%s)\n", MAILKTLS_VERSION, OpenSSL_version(OPENSSL_VERSION));
 	printf("ktls: %s%s%s\n", ktls ? "yes (TLS_TX, TLS_RX)" : "no", ktls ? "" : ": ",
 	       ktls ? "" : why);
+	/* probed, not guessed from the version: distributions backport */
+	printf("ktls rekey: %s\n", !ktls ? "no (no kernel TLS)" :
+				    mk_ktls_probe_rekey() ? "yes (TLS 1.3 KeyUpdate followed)" :
+				    "no (kernel before 6.14: a KeyUpdate closes the connection)");
 	printf("module: %s\n", mk_registry_module_present() ? "yes (mailktls genetlink)" :
 								"no (query socket only)");
 	return 0;
@@ -67,7 +71,7 @@ static int print_version(void)
 static int choose_ktls(struct mk_runtime *rt, bool quiet)
 {
 	char why[256];
-	bool have = mk_ktls_probe(why, sizeof(why));
+	bool have = mk_ktls_probe(why, sizeof(why)), rekey;
 
 	switch (rt->rt_cfg->cf_ktls) {
 	case MK_KTLS_OFF:
@@ -85,10 +89,12 @@ static int choose_ktls(struct mk_runtime *rt, bool quiet)
 		break;
 	}
 	rt->rt_ktls = have;
+	rekey = have && mk_ktls_probe_rekey();
 	if (!quiet)
-		mk_log(LOG_INFO, have ? "ktls available: TLS records in the kernel (TLS_TX, TLS_RX)%s" :
-					"ktls unavailable (%s): TLS records in user space",
-		       have ? "" : why);
+		mk_log(LOG_INFO, rt->rt_ktls ? "ktls available: TLS records in the kernel (TLS_TX, "
+					       "TLS_RX)%s" :
+					       "ktls unavailable (%s): TLS records in user space",
+		       rt->rt_ktls ? (rekey ? ", rekey (TLS 1.3 KeyUpdate)" : ", no rekey") : why);
 	return 0;
 }
 

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ktls.h"
 #include "metrics.h"
 
 #define MK_LABELLED_MAX 256	/* distinct (listener, labels) sets kept */
@@ -258,6 +259,13 @@ static void render_counters(struct mk_text *t, size_t nl)
 		  "Connections closed for their PROXY header (peer, content or timeout).", "" },
 		{ MK_M_ACCEPT_PAUSES, "mailktls_accept_pauses_total",
 		  "Times accept was paused for lack of descriptors or memory.", "" },
+		{ MK_M_KEYUPDATE_RECEIVED, "mailktls_key_updates_received_total",
+		  "TLS 1.3 KeyUpdates read from clients on kernel TLS.", "" },
+		{ MK_M_KEYUPDATE_SENT, "mailktls_key_updates_sent_total",
+		  "KeyUpdates sent on kernel TLS, answering update_requested.", "" },
+		{ MK_M_KEYUPDATE_REFUSED, "mailktls_key_updates_refused_total",
+		  "Connections closed for a KeyUpdate: kernel without rekey, rate limit, or "
+		  "keys not taken.", "" },
 	};
 	char ln[2 * MK_NAME_MAX];
 	size_t i, j;
@@ -364,6 +372,10 @@ long mk_metrics_render(char **out)
 	render_counters(&t, nl);
 	render_labelled(&t);
 	pthread_mutex_unlock(&mk_m.m_lock);
+	family(&t, "mailktls_ktls_rekey", "gauge",
+	       "1 if the running kernel can rekey kernel TLS (TLS 1.3 KeyUpdate), probed at "
+	       "start.");
+	text_printf(&t, "mailktls_ktls_rekey %d\n", mk_ktls_can_rekey() ? 1 : 0);
 	render_tls_stat(&t);
 	if (t.t_oom) {
 		free(t.t_buf);

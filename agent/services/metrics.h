@@ -31,6 +31,9 @@ enum mk_metric {
 	MK_M_ACCEPT_PAUSES,		/* accept paused: out of descriptors/memory */
 	MK_M_BYTES_IN,			/* plaintext from clients */
 	MK_M_BYTES_OUT,			/* plaintext to clients */
+	MK_M_KEYUPDATE_RECEIVED,	/* TLS 1.3 KeyUpdates read on kTLS */
+	MK_M_KEYUPDATE_SENT,		/* ours, answering update_requested */
+	MK_M_KEYUPDATE_REFUSED,		/* closed for one: no rekey, rate limit */
 	MK_M_NCOUNTERS,
 };
 

@@ -18,6 +18,7 @@
 #include "log.h"
 #include "proxy_v2.h"
 #include "registry.h"
+#include "relay_rekey.h"
 #include "stage.h"
 
 static void backend_complete(struct mk_conn *c, enum mk_op op, int res);
@@ -26,6 +27,7 @@ static void backend_timeout(struct mk_conn *c);
 static const struct mk_conn_ops backend_ops = {
 	.h_complete = backend_complete,
 	.h_timeout = backend_timeout,
+	.h_free = mk_rekey_free,	/* the traffic secrets kept at the handover */
 };
 
 /* What was left out to fit the daemon's limit: a debug line, never an error. */

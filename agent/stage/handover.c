@@ -10,8 +10,18 @@
  * behind its Finished are decrypted here, and TLS_RX starts after them at
  * c_rx_seq), and no read on the socket is queued. Then the SSL object and
  * every key are freed and wiped: after this point no TLS state of the
- * connection is left in user space.
+ * connection is left in user space but, for TLS 1.3 on a kernel that can
+ * rekey, the two current traffic secrets (relay_rekey.c).
+ *
+ * A KeyUpdate among the records behind the Finished is read by OpenSSL
+ * here, which steps its own read key: the kernel then starts with the
+ * client's next secret, at the number of records after the last KeyUpdate.
+ * A request in it is answered by the relay as any other (OpenSSL has not
+ * sent its answer: it would do so on its next write, and there is none).
+ * Where the kernel cannot rekey, such a connection stays in user space.
  */
+#include <ctype.h>
+#include <sys/socket.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +33,7 @@
 
 #include "ktls.h"
 #include "log.h"
+#include "relay_rekey.h"
 #include "stage.h"
 #include "metrics.h"
 #include "registry.h"
@@ -65,12 +76,72 @@ static void handover_fill_session(struct mk_conn *c, struct mk_session *s)
 	mk_client_cert_describe(c->c_ssl, s);
 }
 
+/* KeyUpdates among the records behind the Finished, as OpenSSL reads them. */
+struct handover_updates {
+	unsigned int hu_count;		/* KeyUpdates read */
+	unsigned int hu_records;	/* records read since the last one */
+	bool hu_requested;		/* one of them asked for ours */
+	unsigned int hu_written;	/* records OpenSSL wrote meanwhile */
+	bool hu_answered;		/* one was OpenSSL's own KeyUpdate */
+};
+
+static void handover_msg_cb(int write_p, int version, int content_type, const void *buf,
+			    size_t len, SSL *ssl, void *arg)
+{
+	struct handover_updates *hu = arg;
+	const uint8_t *p = buf;
+
+	if (write_p) {
+		if (content_type == SSL3_RT_HEADER)
+			hu->hu_written++;
+		else if (content_type == SSL3_RT_HANDSHAKE && len == 5 &&
+			 p[0] == MK_TLS_HS_KEY_UPDATE)
+			hu->hu_answered = true;
+		return;
+	}
+	if (content_type == SSL3_RT_HEADER) {
+		hu->hu_records++;
+	} else if (content_type == SSL3_RT_HANDSHAKE && len == 5 &&
+		   p[0] == MK_TLS_HS_KEY_UPDATE) {
+		/* it ends its record (OpenSSL checks): the next one is number 0 */
+		hu->hu_count++;
+		hu->hu_records = 0;
+		hu->hu_requested |= p[4] == 1;
+	}
+}
+
+/*
+ * OpenSSL answered a KeyUpdate that asked for ours at once: its KeyUpdate,
+ * the last record under the server's first key, is sent here, and the
+ * kernel starts with the next key. Anything else OpenSSL wants to send
+ * would desynchronise the kernel: stay in user space.
+ */
+static int handover_send_answer(struct mk_conn *c, struct handover_updates *hu)
+{
+	const uint8_t *p;
+	long len = BIO_get_mem_data(c->c_wbio, (char **)&p);
+	ssize_t n;
+
+	if (len <= 0)
+		return 0;
+	if (!hu->hu_answered || hu->hu_written != 1 || !mk_ktls_can_rekey())
+		return -EPROTO;
+	/* right after the handshake's last flight: the socket buffer has room */
+	n = send(c->c_fd, p, (size_t)len, MSG_NOSIGNAL | MSG_DONTWAIT);
+	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+		return -EPROTO;		/* nothing sent: OpenSSL sends it later */
+	if (n != len)
+		return n < 0 ? -errno : -EIO;
+	(void)BIO_reset(c->c_wbio);
+	return 0;
+}
+
 /*
  * Records the client sent right behind its Finished are still in OpenSSL's
  * read BIO: decrypt them here, queue the plaintext for the backend, and
  * move the kernel's receive sequence number past them.
  */
-static int handover_leftover(struct mk_conn *c)
+static int handover_leftover(struct mk_conn *c, struct handover_updates *hu)
 {
 	const uint8_t *p;
 	uint8_t *out;
@@ -84,36 +155,42 @@ static int handover_leftover(struct mk_conn *c)
 	c->c_rx_seq += mk_tls_count_records(p, (size_t)len, &partial);
 	if (partial)
 		return -EPROTO;
+	SSL_set_msg_callback(c->c_ssl, handover_msg_cb);
+	SSL_set_msg_callback_arg(c->c_ssl, hu);
 	for (;;) {
 		out = mk_buf_reserve(&c->c_bout, 16384);
 		if (!out)
-			return -ENOBUFS;
+			break;
 		n = SSL_read(c->c_ssl, out, 16384);
 		if (n <= 0)
 			break;
 		c->c_bout.b_len += (size_t)n;
 	}
+	SSL_set_msg_callback(c->c_ssl, NULL);
+	SSL_set_msg_callback_arg(c->c_ssl, NULL);
+	if (!out)
+		return -ENOBUFS;
+	if (hu->hu_count)
+		c->c_rx_seq = hu->hu_records;
 	if (!mk_buf_used(&c->c_bout))
 		mk_buf_free(&c->c_bout);
 	if (SSL_get_error(c->c_ssl, n) == SSL_ERROR_ZERO_RETURN)
 		c->c_c2b.d_eof = true;	/* close_notify right after Finished */
 	else if (SSL_get_error(c->c_ssl, n) != SSL_ERROR_WANT_READ)
 		return -EPROTO;
-	/* A post-handshake message (KeyUpdate) or anything OpenSSL wants to
-	 * answer would desynchronise the kernel: stay in user space. */
-	if (BIO_ctrl_pending(c->c_wbio) || SSL_has_pending(c->c_ssl) ||
-	    BIO_ctrl_pending(c->c_rbio))
+	if (SSL_has_pending(c->c_ssl) || BIO_ctrl_pending(c->c_rbio))
 		return -EPROTO;
-	return 0;
+	return handover_send_answer(c, hu);
 }
 
 static int handover_ktls(struct mk_conn *c)
 {
+	struct handover_updates hu = { 0 };
 	struct mk_tls_dir_keys tx, rx;
 	char err[256], addr[80];
 	int ret;
 
-	ret = handover_leftover(c);
+	ret = handover_leftover(c, &hu);
 	if (ret)
 		goto out_log;
 	ret = mk_tls_keys_derive(c->c_ssl, &tx, &rx);
@@ -121,14 +198,24 @@ static int handover_ktls(struct mk_conn *c)
 		snprintf(err, sizeof(err), "cannot derive keys: %s", strerror(-ret));
 		goto out_wipe;
 	}
-	tx.dk_seq = c->c_tx_seq;
+	ret = mk_rekey_attach(c, c->c_ssl, hu.hu_count, hu.hu_answered,
+			      hu.hu_requested && !hu.hu_answered, &rx, &tx);
+	if (ret) {
+		snprintf(err, sizeof(err), "cannot keep the traffic secrets: %s", strerror(-ret));
+		if (ret == -ENOTSUP)	/* a KeyUpdate the kernel cannot follow */
+			ret = -EPROTO;
+		goto out_wipe;
+	}
+	tx.dk_seq = hu.hu_answered ? 0 : c->c_tx_seq;
 	rx.dk_seq = c->c_rx_seq;
 	ret = mk_ktls_install(c->c_fd, &tx, &rx, err, sizeof(err));
 out_wipe:
 	mk_tls_dir_keys_wipe(&tx);
 	mk_tls_dir_keys_wipe(&rx);
-	if (ret)
+	if (ret) {
+		mk_rekey_free(c);
 		goto out_log_err;
+	}
 	mk_tls_keys_forget(c->c_ssl);
 	/* Not a truncated session: keep it in the cache for resumption. */
 	SSL_set_shutdown(c->c_ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);

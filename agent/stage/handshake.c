@@ -16,6 +16,7 @@
 #include "keyproc.h"
 #include "log.h"
 #include "metrics.h"
+#include "relay_rekey.h"
 #include "stage.h"
 #include "tls_keys.h"
 
@@ -265,6 +266,7 @@ static void handshake_signed(struct mk_conn *c, enum mk_op op, int res)
  * end (it sees the signature cancelled), or OpenSSL would keep it. */
 static void handshake_free(struct mk_conn *c)
 {
+	mk_rekey_free(c);	/* ended after the handover, before the backend */
 	if (!c->c_ssl || !SSL_waiting_for_async(c->c_ssl))
 		return;
 	mk_keyproc_cancel(c);

@@ -27,6 +27,7 @@
 #include "log.h"
 #include "registry.h"
 #include "relay_splice.h"
+#include "relay_rekey.h"
 #include "stage.h"
 #include "tls_record.h"
 
@@ -124,6 +125,9 @@ static void relay_b2c_next(struct mk_conn *c)
 
 	if (c->c_state != MK_CS_RELAY || d->d_done || mk_buf_used(&c->c_cout) ||
 	    c->c_csend_busy)
+		return;
+	/* no write to the client in flight: a pending KeyUpdate may go */
+	if (c->c_ktls && mk_rekey_tx_resume(c))
 		return;
 	if (d->d_eof) {
 		if (d->d_pipe || d->d_busy)
@@ -361,10 +365,11 @@ static void relay_complete(struct mk_conn *c, enum mk_op op, int res)
 	}
 }
 
-/* The connection is freed: the filter, and the registry entry backend.c
- * made, which lives as long as the relay. */
+/* The connection is freed: the kept traffic secrets, the filter, and the
+ * registry entry backend.c made, which lives as long as the relay. */
 static void relay_free(struct mk_conn *c)
 {
+	mk_rekey_free(c);
 	mk_capfilter_free(c->c_filter);
 	c->c_filter = NULL;
 	mk_registry_remove(c->c_registry_id);

@@ -19,15 +19,19 @@
  * splice fails (EINVAL on 6.1) and the record is read with its type
  * (ktls.c); tls_record.c says what it calls for. close_notify ends the
  * client's direction; other alerts end the connection; a well-formed
- * KeyUpdate ends it with internal_error, because this agent does not keep
- * the traffic secrets a rekey would need (and kernels before 6.14 cannot
- * rekey anyway); a malformed control record gets the alert RFC 8446 names.
- * Errors the kernel's record layer reports by errno get the alert the
- * errno identifies (bad_record_mac, record_overflow).
+ * KeyUpdate is followed where the kernel can rekey (relay_rekey.c says how
+ * the order of records is kept both ways) and ends the connection with
+ * internal_error where it cannot (Linux before 6.14); a malformed control
+ * record gets the alert RFC 8446 names. Errors the kernel's record layer
+ * reports by errno get the alert the errno identifies (bad_record_mac,
+ * record_overflow).
  *
  * While a handshake message is split across records, the next record is
  * spliced one byte at a time into the pipe, never further: a record that
- * splices is application data between the fragments and is dropped.
+ * splices is application data between the fragments and is dropped. A
+ * kernel that can rekey stops decrypting after a record that begins a
+ * KeyUpdate; when the message goes on in the next record, TLS_RX is set
+ * again to the same keys to let it read on.
  */
 #include <errno.h>
 #include <poll.h>
@@ -37,6 +41,7 @@
 
 #include "ktls.h"
 #include "log.h"
+#include "relay_rekey.h"
 #include "relay_splice.h"
 #include "tls_record.h"
 
@@ -184,9 +189,51 @@ static enum mk_splice_end splice_end_c2b(struct mk_conn *c, const char *how)
 	return MK_SPLICE_END_C2B;
 }
 
+/* A well-formed KeyUpdate: follow it, or end the connection as it says. */
+static void splice_key_update(struct mk_conn *c)
+{
+	switch (mk_rekey_received(c, c->c_tls_rx.rx_ku_requested)) {
+	case MK_REKEY_OK:
+		splice_arm_poll(c, &c->c_c2b, c->c_fd, &c2b_ops);
+		break;
+	case MK_REKEY_REFUSED:
+		splice_fatal(c, MK_TLS_ALERT_INTERNAL_ERROR, "key_update_unsupported");
+		break;
+	case MK_REKEY_RATE:
+		c->c_b2c.d_done = true;
+		mk_conn_end(c, "error:key_update_rate");
+		break;
+	case MK_REKEY_FAILED:
+		splice_fatal(c, MK_TLS_ALERT_INTERNAL_ERROR, "key_update_failed");
+		break;
+	case MK_REKEY_ENDED:
+		break;
+	}
+}
+
+/*
+ * A fragment that starts a KeyUpdate stopped a kernel that can rekey: the
+ * rest of the message comes under the same keys.
+ */
+static bool splice_fragment_resume(struct mk_conn *c, bool starts_key_update)
+{
+	char why[64];
+	int err;
+
+	if (!starts_key_update || !mk_ktls_can_rekey())
+		return true;
+	err = mk_ktls_rx_resume(c->c_fd);
+	if (!err)
+		return true;
+	snprintf(why, sizeof(why), "key_update_fragment:%s", strerror(-err));
+	splice_fatal(c, MK_TLS_ALERT_INTERNAL_ERROR, why);
+	return false;
+}
+
 /* A record splice could not take: read it with its type and act on it. */
 static enum mk_splice_end splice_control_record(struct mk_conn *c)
 {
+	bool starts_ku;
 	uint8_t buf[MK_TLS_MAX_PLAINTEXT], type = 0, alert = 0;
 	char why[64];
 	int version;
@@ -214,10 +261,13 @@ static enum mk_splice_end splice_control_record(struct mk_conn *c)
 		splice_fatal(c, mk_tls_header_alert((uint16_t)version), "bad_record_header");
 		return MK_SPLICE_GOING;
 	}
+	starts_ku = type == MK_TLS_CT_HANDSHAKE && n > 0 && buf[0] == MK_TLS_HS_KEY_UPDATE &&
+		    !mk_tls_rx_pending(&c->c_tls_rx);
 	switch (mk_tls_control_record(&c->c_tls_rx, (uint16_t)version, type, buf, (size_t)n,
 				      &alert)) {
 	case MK_TLS_CTL_MORE:
-		splice_arm_poll(c, &c->c_c2b, c->c_fd, &c2b_ops);
+		if (splice_fragment_resume(c, starts_ku))
+			splice_arm_poll(c, &c->c_c2b, c->c_fd, &c2b_ops);
 		break;
 	case MK_TLS_CTL_CLOSE_NOTIFY:
 		snprintf(c->c_end, sizeof(c->c_end), "close_notify");
@@ -231,7 +281,7 @@ static enum mk_splice_end splice_control_record(struct mk_conn *c)
 		splice_arm_poll(c, &c->c_c2b, c->c_fd, &c2b_ops);
 		break;
 	case MK_TLS_CTL_KEY_UPDATE:
-		splice_fatal(c, MK_TLS_ALERT_INTERNAL_ERROR, "key_update_unsupported");
+		splice_key_update(c);
 		break;
 	case MK_TLS_CTL_FATAL:
 		snprintf(why, sizeof(why), "bad_control_record:type=%u:alert=%u", type, alert);
@@ -310,6 +360,9 @@ static void splice_out_done(struct mk_conn *c, struct mk_dir *d, bool c2b, int r
 		splice_queue(c, d, o->so_out, d->d_pipe->p_fd[0], dst, (unsigned int)d->d_in_pipe);
 		return;
 	}
+	/* nothing of ours on the way to the client: a pending KeyUpdate may go */
+	if (!c2b && mk_rekey_tx_resume(c))
+		return;
 	/* Streaming: try the next chunk now; -EAGAIN brings the poll back. */
 	splice_queue(c, d, o->so_in, c2b ? c->c_fd : c->c_bfd, d->d_pipe->p_fd[1], MK_SPLICE_LEN);
 }

@@ -330,22 +330,14 @@ bool mk_ktls_probe(char *why, size_t whylen)
 	return ret == 0;
 }
 
-/**
- * mk_ktls_send_alert() - send an alert record on a kTLS socket
- * @fd:          the kTLS socket
- * @level:       1 warning, 2 fatal
- * @description: alert description, e.g. 0 close_notify
- *
- * Return: 0, or negative errno (-EAGAIN on a full non-blocking socket).
- */
-int mk_ktls_send_alert(int fd, uint8_t level, uint8_t description)
+/* Send @len bytes as one record of content type @type. */
+static int mk_ktls_send_record(int fd, uint8_t type, const uint8_t *p, size_t len)
 {
-	uint8_t alert[2] = { level, description };
 	union {
 		char cu_buf[CMSG_SPACE(sizeof(uint8_t))];
 		struct cmsghdr cu_align;
 	} cu;
-	struct iovec iov = { .iov_base = alert, .iov_len = sizeof(alert) };
+	struct iovec iov = { .iov_base = (void *)p, .iov_len = len };
 	struct msghdr msg = {
 		.msg_iov = &iov,
 		.msg_iovlen = 1,
@@ -361,7 +353,7 @@ int mk_ktls_send_alert(int fd, uint8_t level, uint8_t description)
 	cmsg->cmsg_level = SOL_TLS;
 	cmsg->cmsg_type = TLS_SET_RECORD_TYPE;
 	cmsg->cmsg_len = CMSG_LEN(sizeof(uint8_t));
-	*CMSG_DATA(cmsg) = MK_TLS_CT_ALERT;
+	*CMSG_DATA(cmsg) = type;
 
 	for (tries = 0; tries < 8; tries++) {
 		n = sendmsg(fd, &msg, MSG_NOSIGNAL);
@@ -370,7 +362,129 @@ int mk_ktls_send_alert(int fd, uint8_t level, uint8_t description)
 	}
 	if (n < 0)
 		return -errno;
-	return n == sizeof(alert) ? 0 : -EIO;
+	return (size_t)n == len ? 0 : -EIO;
+}
+
+/**
+ * mk_ktls_send_alert() - send an alert record on a kTLS socket
+ * @fd:          the kTLS socket
+ * @level:       1 warning, 2 fatal
+ * @description: alert description, e.g. 0 close_notify
+ *
+ * Return: 0, or negative errno (-EAGAIN on a full non-blocking socket).
+ */
+int mk_ktls_send_alert(int fd, uint8_t level, uint8_t description)
+{
+	uint8_t alert[2] = { level, description };
+
+	return mk_ktls_send_record(fd, MK_TLS_CT_ALERT, alert, sizeof(alert));
+}
+
+/**
+ * mk_ktls_send_key_update() - send KeyUpdate(update_not_requested) as a
+ * handshake record under the current TX keys
+ * @fd: the kTLS socket
+ *
+ * RFC 8446 §4.6.3: msg_type 24, length 1, request_update 0.
+ *
+ * Return: 0, or negative errno (-EAGAIN on a full non-blocking socket).
+ */
+int mk_ktls_send_key_update(int fd)
+{
+	static const uint8_t ku[5] = { 24, 0, 0, 1, 0 };
+
+	return mk_ktls_send_record(fd, MK_TLS_CT_HANDSHAKE, ku, sizeof(ku));
+}
+
+/**
+ * mk_ktls_rekey() - give one direction of a kTLS socket its next keys
+ * @fd: the kTLS socket
+ * @tx: true for TLS_TX, false for TLS_RX
+ * @k:  the keys and record sequence number
+ *
+ * Return: 0, or negative errno from setsockopt.
+ */
+int mk_ktls_rekey(int fd, bool tx, const struct mk_tls_dir_keys *k)
+{
+	return mk_ktls_set_dir(fd, tx ? TLS_TX : TLS_RX, k, NULL, 0);
+}
+
+/**
+ * mk_ktls_rx_resume() - let the kernel decrypt again after a record that
+ * starts a KeyUpdate message but does not hold all of it
+ * @fd: the kTLS socket
+ *
+ * Return: 0, or negative errno.
+ */
+int mk_ktls_rx_resume(int fd)
+{
+	union mk_ktls_crypto_info ci;
+	socklen_t len = sizeof(ci.ci_info);
+	int ret = 0;
+
+	/* the kernel takes exactly the cipher's struct: its type first */
+	if (getsockopt(fd, SOL_TLS, TLS_RX, &ci, &len))
+		return -errno;
+	switch (ci.ci_info.cipher_type) {
+	case TLS_CIPHER_AES_GCM_128:
+		len = sizeof(ci.ci_gcm128);
+		break;
+	case TLS_CIPHER_AES_GCM_256:
+		len = sizeof(ci.ci_gcm256);
+		break;
+	case TLS_CIPHER_CHACHA20_POLY1305:
+		len = sizeof(ci.ci_chacha);
+		break;
+	default:
+		return -ENOTSUP;
+	}
+	if (getsockopt(fd, SOL_TLS, TLS_RX, &ci, &len) ||
+	    setsockopt(fd, SOL_TLS, TLS_RX, &ci, len))
+		ret = -errno;
+	OPENSSL_cleanse(&ci, sizeof(ci));
+	return ret;
+}
+
+static bool mk_rekey_ok;
+
+/**
+ * mk_ktls_probe_rekey() - can this kernel change the keys of a kTLS socket?
+ *
+ * Return: true if a second TLS_TX on a loopback connection was taken.
+ */
+bool mk_ktls_probe_rekey(void)
+{
+	struct mk_tls_dir_keys k = {
+		.dk_version = TLS1_3_VERSION,
+		.dk_cipher = 0x1301,
+		.dk_key_len = 16,
+		.dk_iv_len = 12,
+	};
+	int cfd, afd;
+	bool ok = false;
+
+	if (mk_loopback_pair(&cfd, &afd))
+		goto out;
+	if (!setsockopt(cfd, SOL_TCP, TCP_ULP, "tls", sizeof("tls")) &&
+	    !mk_ktls_set_dir(cfd, TLS_TX, &k, NULL, 0)) {
+		k.dk_key[0] = 1;	/* the next generation: other keys */
+		ok = !mk_ktls_set_dir(cfd, TLS_TX, &k, NULL, 0);
+	}
+	close(cfd);
+	close(afd);
+out:
+	__atomic_store_n(&mk_rekey_ok, ok, __ATOMIC_RELAXED);
+	return ok;
+}
+
+/**
+ * mk_ktls_can_rekey() - what mk_ktls_probe_rekey() found
+ *
+ * Return: true if this kernel can rekey kTLS sockets.
+ */
+bool mk_ktls_can_rekey(void)
+{
+	return __atomic_load_n(&mk_rekey_ok, __ATOMIC_RELAXED);
 }
 
 /**

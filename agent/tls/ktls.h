@@ -57,6 +57,56 @@ int mk_ktls_crypto_info(const struct mk_tls_dir_keys *k, union mk_ktls_crypto_in
 bool mk_ktls_probe(char *why, size_t whylen);
 
 /**
+ * mk_ktls_probe_rekey() - can this kernel change the keys of a kTLS socket
+ * (TLS 1.3 KeyUpdate, Linux 6.14 and later)?
+ *
+ * Tries it on a loopback TCP connection it makes and closes: sets TLS_TX,
+ * then sets it again with other keys, which older kernels refuse (EBUSY).
+ * The answer is kept for mk_ktls_can_rekey().
+ *
+ * Return: true if the second TLS_TX was taken.
+ */
+bool mk_ktls_probe_rekey(void);
+
+/* The last answer of mk_ktls_probe_rekey() (false before the first). */
+bool mk_ktls_can_rekey(void);
+
+/**
+ * mk_ktls_rekey() - give one direction of a kTLS socket its next keys
+ * @fd: the kTLS socket
+ * @tx: true for TLS_TX, false for TLS_RX
+ * @k:  the keys; the record sequence number is @k->dk_seq (0 after a
+ *      KeyUpdate)
+ *
+ * Return: 0, or negative errno from setsockopt.
+ */
+int mk_ktls_rekey(int fd, bool tx, const struct mk_tls_dir_keys *k);
+
+/**
+ * mk_ktls_rx_resume() - let the kernel decrypt again after a record that
+ * starts a KeyUpdate message but does not hold all of it
+ * @fd: the kTLS socket
+ *
+ * A kernel that can rekey stops decrypting after any handshake record that
+ * begins with the KeyUpdate type until TLS_RX is set again. When the
+ * message continues in the next record, that record is under the same
+ * keys: this sets TLS_RX to what it is (keys and next sequence number, as
+ * getsockopt returns them).
+ *
+ * Return: 0, or negative errno.
+ */
+int mk_ktls_rx_resume(int fd);
+
+/**
+ * mk_ktls_send_key_update() - send KeyUpdate(update_not_requested) as a
+ * handshake record under the current TX keys
+ * @fd: the kTLS socket
+ *
+ * Return: 0, or negative errno (-EAGAIN on a full non-blocking socket).
+ */
+int mk_ktls_send_key_update(int fd);
+
+/**
  * mk_ktls_install() - switch @fd to kernel TLS in both directions
  * @fd:     an established TCP socket with nothing unread by user space
  * @tx:     keys and next sequence number for sending

@@ -425,3 +425,96 @@ void mk_tls_dir_keys_wipe(struct mk_tls_dir_keys *k)
 {
 	OPENSSL_cleanse(k, sizeof(*k));
 }
+
+/**
+ * mk_tls13_traffic_take() - copy @ssl's TLS 1.3 application traffic secrets
+ * @ssl: an established TLS 1.3 SSL whose secrets were captured
+ * @tt:  out; wipe it with mk_tls13_traffic_wipe()
+ *
+ * Return: 0; -EINVAL if @ssl is not TLS 1.3 or its secrets are missing;
+ * -ENOTSUP for a suite kernel TLS does not take.
+ */
+int mk_tls13_traffic_take(SSL *ssl, struct mk_tls13_traffic *tt)
+{
+	const SSL_CIPHER *cipher = SSL_get_current_cipher(ssl);
+	const struct mk_tls_secrets *ts = mk_tls_keys_get(ssl);
+
+	memset(tt, 0, sizeof(*tt));
+	if (!cipher || SSL_version(ssl) != TLS1_3_VERSION)
+		return -EINVAL;
+	if (!mk_suite_find(SSL_CIPHER_get_protocol_id(cipher), TLS1_3_VERSION))
+		return -ENOTSUP;
+	if (!ts || ts->ts_have != (MK_HAVE_CLIENT | MK_HAVE_SERVER))
+		return -EINVAL;
+	memcpy(tt->tt_client, ts->ts_client_app, ts->ts_len);
+	memcpy(tt->tt_server, ts->ts_server_app, ts->ts_len);
+	tt->tt_len = (uint8_t)ts->ts_len;
+	tt->tt_cipher = SSL_CIPHER_get_protocol_id(cipher);
+	return 0;
+}
+
+/**
+ * mk_tls13_next_secret() - application_traffic_secret_N+1 (RFC 8446 §7.2)
+ * @md_name: "SHA256" or "SHA384"
+ * @secret:  the current secret; replaced by the next, the old one wiped
+ * @len:     its length (the hash's)
+ *
+ * Return: 0, or -EIO (@secret unchanged).
+ */
+int mk_tls13_next_secret(const char *md_name, uint8_t *secret, size_t len)
+{
+	uint8_t next[MK_TLS_MAX_SECRET];
+	int err;
+
+	if (len > sizeof(next))
+		return -EIO;
+	err = mk_tls13_expand_label(md_name, secret, len, "traffic upd", NULL, 0, next, len);
+	if (!err)
+		memcpy(secret, next, len);
+	OPENSSL_cleanse(next, sizeof(next));
+	return err;
+}
+
+/**
+ * mk_tls13_traffic_update() - step one direction to its next secret and
+ * derive that secret's key and IV
+ * @tt:     the connection's secrets
+ * @client: true for the client's direction, false for the server's
+ * @k:      out: the keys, sequence number 0 (RFC 8446 §5.3: it restarts)
+ *
+ * The secret is stepped in a copy and kept only when the keys could be
+ * derived, so a failure leaves the connection's state as it was.
+ *
+ * Return: 0, or -EIO / -ENOTSUP with @tt unchanged and @k wiped.
+ */
+int mk_tls13_traffic_update(struct mk_tls13_traffic *tt, bool client,
+			    struct mk_tls_dir_keys *k)
+{
+	const struct mk_suite *su = mk_suite_find(tt->tt_cipher, TLS1_3_VERSION);
+	uint8_t *cur = client ? tt->tt_client : tt->tt_server;
+	uint8_t next[MK_TLS_MAX_SECRET];
+	int err;
+
+	memset(k, 0, sizeof(*k));
+	if (!su || tt->tt_len > sizeof(next))
+		return -ENOTSUP;
+	memcpy(next, cur, tt->tt_len);
+	err = mk_tls13_next_secret(su->su_md, next, tt->tt_len);
+	if (!err)
+		err = mk_tls13_dir(su, next, tt->tt_len, k);
+	if (!err)
+		memcpy(cur, next, tt->tt_len);
+	else
+		mk_tls_dir_keys_wipe(k);
+	OPENSSL_cleanse(next, sizeof(next));
+	return err;
+}
+
+/**
+ * mk_tls13_traffic_wipe() - erase the kept secrets
+ * @tt: all of it is zeroed
+ */
+void mk_tls13_traffic_wipe(struct mk_tls13_traffic *tt)
+{
+	OPENSSL_cleanse(tt, sizeof(*tt));
+}

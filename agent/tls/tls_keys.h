@@ -38,6 +38,19 @@ struct mk_tls_secrets {
 	unsigned int ts_have;	/* bit 0: client, bit 1: server */
 };
 
+/*
+ * The current application traffic secrets of a TLS 1.3 connection on kernel
+ * TLS, kept after the handover so that the connection can follow the
+ * client's KeyUpdates (RFC 8446 §4.6.3): the next secret is derived from
+ * the current one, so both must be kept, and nothing else need be.
+ */
+struct mk_tls13_traffic {
+	uint8_t tt_client[MK_TLS_MAX_SECRET];
+	uint8_t tt_server[MK_TLS_MAX_SECRET];
+	uint8_t tt_len;		/* 32 or 48: the suite's hash length */
+	uint16_t tt_cipher;	/* IANA number, 0x1301..0x1303 */
+};
+
 /**
  * mk_tls_keys_init() - register the SSL ex_data slot used for secrets
  * Return: 0, or -ENOMEM.
@@ -89,6 +102,43 @@ int mk_tls13_expand_label(const char *md_name, const uint8_t *secret, size_t sec
 int mk_tls12_prf(const char *md_name, const uint8_t *secret, size_t secret_len,
 		 const char *label, const uint8_t *seed1, size_t seed1_len,
 		 const uint8_t *seed2, size_t seed2_len, uint8_t *out, size_t out_len);
+
+/**
+ * mk_tls13_traffic_take() - copy @ssl's TLS 1.3 application traffic secrets
+ * @ssl: an established TLS 1.3 SSL whose secrets were captured
+ * @tt:  out; wipe it with mk_tls13_traffic_wipe()
+ *
+ * Return: 0; -EINVAL if @ssl is not TLS 1.3 or its secrets are missing;
+ * -ENOTSUP for a suite kernel TLS does not take.
+ */
+int mk_tls13_traffic_take(SSL *ssl, struct mk_tls13_traffic *tt);
+
+/**
+ * mk_tls13_next_secret() - application_traffic_secret_N+1 (RFC 8446 §7.2)
+ * @md_name: "SHA256" or "SHA384"
+ * @secret:  the current secret; replaced by the next, the old one wiped
+ * @len:     its length (the hash's)
+ *
+ * HKDF-Expand-Label(secret, "traffic upd", "", Hash.length).
+ *
+ * Return: 0, or -EIO (@secret unchanged).
+ */
+int mk_tls13_next_secret(const char *md_name, uint8_t *secret, size_t len);
+
+/**
+ * mk_tls13_traffic_update() - step one direction to its next secret and
+ * derive that secret's key and IV
+ * @tt:     the connection's secrets
+ * @client: true for the client's direction, false for the server's
+ * @k:      out: the keys, sequence number 0 (RFC 8446 §5.3: it restarts)
+ *
+ * Return: 0, or -EIO / -ENOTSUP with @tt unchanged and @k wiped.
+ */
+int mk_tls13_traffic_update(struct mk_tls13_traffic *tt, bool client,
+			    struct mk_tls_dir_keys *k);
+
+/* Erase the kept secrets. */
+void mk_tls13_traffic_wipe(struct mk_tls13_traffic *tt);
 
 /* The secrets slot of @ssl (NULL if none): for tests and diagnostics. */
 const struct mk_tls_secrets *mk_tls_keys_get(const SSL *ssl);

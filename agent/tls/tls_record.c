@@ -22,7 +22,6 @@
 #define MK_TLS_CT_ALERT 21
 #define MK_TLS_CT_HANDSHAKE 22
 #define MK_TLS_HS_CLIENT_HELLO 1
-#define MK_TLS_HS_KEY_UPDATE 24
 #define MK_TLS_HS_HEADER 4		/* type, 24-bit length */
 #define MK_TLS_RECORD_HEADER 5		/* type, version, 16-bit length */
 #define MK_TLS_AEAD_TAG 16
@@ -79,9 +78,8 @@ static enum mk_tls_control handshake_record(struct mk_tls_rx *rx, uint16_t versi
 		if (rx->rx_part_len < MK_TLS_HS_HEADER)
 			continue;
 		mlen = (uint32_t)rx->rx_part[1] << 16 | rx->rx_part[2] << 8 | rx->rx_part[3];
-		if (mlen > 1)	/* longer than the type allows, as OpenSSL says */
-			return fatal(rx, alert, MK_TLS_ALERT_ILLEGAL_PARAMETER);
-		if (!mlen)
+		/* RFC 8446 §4.6.3: exactly one byte; §6: decode_error */
+		if (mlen != 1)
 			return fatal(rx, alert, MK_TLS_ALERT_DECODE_ERROR);
 		if (rx->rx_part_len < MK_TLS_HS_HEADER + 1)
 			continue;
@@ -90,6 +88,7 @@ static enum mk_tls_control handshake_record(struct mk_tls_rx *rx, uint16_t versi
 		/* RFC 8446 §5.1: a KeyUpdate ends its record (a key change follows) */
 		if (len)
 			return fatal(rx, alert, MK_TLS_ALERT_UNEXPECTED_MESSAGE);
+		rx->rx_ku_requested = rx->rx_part[MK_TLS_HS_HEADER] == 1;
 		rx->rx_part_len = 0;
 		return MK_TLS_CTL_KEY_UPDATE;
 	}

@@ -20,6 +20,8 @@
 #define MK_TLS_ALERT_INTERNAL_ERROR 80
 #define MK_TLS_ALERT_NO_RENEGOTIATION 100
 
+#define MK_TLS_HS_KEY_UPDATE 24		/* handshake message type */
+
 /*
  * What is left over from the client's last record: a handshake message
  * split across records (kTLS path), or where the next record header starts
@@ -31,6 +33,7 @@ struct mk_tls_rx {
 	uint8_t rx_part_len;
 	bool rx_primed;		/* user space: rx_left is known */
 	bool rx_broken;		/* user space: a record was replaced, drop the rest */
+	bool rx_ku_requested;	/* the last KeyUpdate asked for ours */
 };
 
 enum mk_tls_control {
@@ -53,12 +56,15 @@ enum mk_tls_control {
  * @alert:   out: the alert to send (MK_TLS_CTL_FATAL, MK_TLS_CTL_WARNING)
  *           or received (MK_TLS_CTL_PEER_ALERT)
  *
- * The answers are OpenSSL's on the user-space path, where RFC 8446 leaves
- * a choice: a malformed alert record is unexpected_message, a KeyUpdate
- * longer than one byte illegal_parameter, a TLS 1.2 ClientHello (whole in
- * its record) a no_renegotiation warning.
+ * The answers are OpenSSL's on the user-space path where RFC 8446 leaves
+ * a choice: a malformed alert record is unexpected_message, a TLS 1.2
+ * ClientHello (whole in its record) a no_renegotiation warning. A
+ * KeyUpdate longer than its one byte is decode_error (RFC 8446 §6: a
+ * message that cannot be parsed; OpenSSL says illegal_parameter).
  *
- * Return: what to do; MK_TLS_CTL_MORE while a message is incomplete.
+ * Return: what to do; MK_TLS_CTL_MORE while a message is incomplete. For
+ * MK_TLS_CTL_KEY_UPDATE, @rx->rx_ku_requested says whether it asked for an
+ * update in return.
  */
 enum mk_tls_control mk_tls_control_record(struct mk_tls_rx *rx, uint16_t version, uint8_t type,
 					  const uint8_t *p, size_t len, uint8_t *alert);

@@ -4,7 +4,7 @@
 #   scripts/vm/mkinitramfs.sh OUT.cpio.gz KVER BUILD CONF
 #
 # Contents: busybox-static with its applet links, the kTLS kernel modules of
-# KVER and their dependencies (uncompressed: busybox insmod reads plain .ko
+# KVER and their dependencies (uncompressed, .ko.xz too: busybox insmod reads plain .ko
 # only), kmod/mailktls.ko when it was built, the project binaries under /mk
 # laid out as in the source tree (/mk/agent, /mk/kmod, /mk/build/tests/vm,
 # /mk/tests/vm, /mk/etc), the openssl CLI, the host binaries listed in
@@ -12,7 +12,9 @@
 # tests/vm/extra-files (optional, one absolute path or glob per line, kept
 # at their path), every shared library all of those need, and
 # scripts/vm/init as /init. CONF becomes /etc/mk-vm.conf.
-# Environment: VM_EXTRA_FILES, more files (space separated): absolute paths
+# Environment: VM_MODROOT, the root KVER's modules are under (lib/modules/KVER;
+# default /: the host's own); VM_KO, mailktls.ko built for KVER (default
+# kmod/mailktls.ko when it exists); VM_EXTRA_FILES, more files (space separated): absolute paths
 # keep their path in the VM, paths relative to the tree go under /mk; ELF
 # files bring their shared libraries.
 set -eu
@@ -21,8 +23,15 @@ cd "$(dirname "$0")/../.."
 
 # Roots of the module closure, in load order; dependencies are added in
 # front of the module that needs them (modinfo -F depends).
+# Names of one kernel that another has not (7.3 builds cryptd and the
+# x86 ChaCha/Poly1305 in and has the chacha skcipher in chacha.ko) are
+# skipped.
 KTLS_MODULES="cryptd crypto_simd aesni_intel gcm libchacha libpoly1305 chacha_generic
-	poly1305_generic chacha_x86_64 poly1305_x86_64 chacha20poly1305 tls"
+	poly1305_generic chacha_x86_64 poly1305_x86_64 chacha chacha20poly1305 tls"
+
+modroot=${VM_MODROOT:-/}
+ko=${VM_KO-kmod/mailktls.ko}
+[ -f "$ko" ] || ko=
 
 stage=$(mktemp -d "${out%/*}/initramfs.XXXXXX")
 trap 'rm -rf "$stage"' EXIT
@@ -55,10 +64,15 @@ add_module() {	# name
 	local name=${1//-/_} dep file
 	[ -n "${seen[$name]:-}" ] && return 0
 	seen[$name]=1
-	for dep in $(modinfo -k "$kver" -F depends "$name" | tr ',' ' '); do
+	for dep in $(modinfo -b "$modroot" -k "$kver" -F depends "$name" 2>/dev/null | tr ',' ' '); do
 		add_module "$dep"
 	done
-	file=$(modinfo -k "$kver" -F filename "$name")
+	# 7.3 builds some of them in (cryptd) and its packages list no
+	# modules.builtin for modinfo: what is not a file is left to the kernel
+	file=$(modinfo -b "$modroot" -k "$kver" -F filename "$name" 2>/dev/null) || {
+		echo "vm: $name is no module of $kver (built in?)" >&2
+		return 0
+	}
 	case $file in
 	/*) ;;
 	*) return 0 ;;	# built in
@@ -74,13 +88,13 @@ add_module() {	# name
 for m in $KTLS_MODULES; do
 	add_module "$m"
 done
-if [ -f kmod/mailktls.ko ]; then
-	for dep in $(modinfo -F depends kmod/mailktls.ko | tr ',' ' '); do
+if [ -n "$ko" ]; then
+	for dep in $(modinfo -F depends "$ko" | tr ',' ' '); do
 		add_module "$dep"
 	done
 	mkdir -p "$stage/mk/kmod"
-	cp kmod/mailktls.ko "$stage/mk/kmod/"
-	cp kmod/mailktls.ko "$stage/$moddir/"
+	cp "$ko" "$stage/mk/kmod/mailktls.ko"
+	cp "$ko" "$stage/$moddir/mailktls.ko"
 	modlist+=(mailktls.ko)
 fi
 printf '%s\n' "${modlist[@]}" >"$stage/etc/mk-modules"

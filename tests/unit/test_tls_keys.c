@@ -4,7 +4,10 @@
  *
  * Published vectors: RFC 8448 §3 "Simple 1-RTT Handshake" (traffic secrets,
  * their write keys and IVs, and the server's first application data record)
- * and the TLS 1.2 PRF vectors circulated on the IETF TLS list.
+ * and the TLS 1.2 PRF vectors circulated on the IETF TLS list. RFC 8448 has
+ * no KeyUpdate; the "traffic upd" step of its client secret was computed
+ * once with Python's hmac module (an HKDF written from RFC 5869, not
+ * OpenSSL's) and is checked here.
  *
  * Then the real thing: an OpenSSL client and server handshake in memory for
  * every AEAD kTLS takes, both TLS versions; the keys from
@@ -99,6 +102,45 @@ TEST(expand_label_unknown_digest_fails)
 	uint8_t secret[32] = { 0 }, out[16];
 
 	EXPECT_EQ(-EIO, mk_tls13_expand_label("NO-SUCH-MD", secret, 32, "key", NULL, 0, out, 16));
+}
+
+/* RFC 8446 §7.2 on RFC 8448's client_application_traffic_secret_0 */
+TEST(rfc8448_client_secret_next_generations)
+{
+	struct mk_tls13_traffic tt = { .tt_len = 32, .tt_cipher = 0x1301 };
+	struct mk_tls_dir_keys k;
+	uint8_t server0[32];
+
+	ASSERT_EQ(32, unhex(rfc8448_vecs[2].rv_secret, tt.tt_client, sizeof(tt.tt_client)));
+	ASSERT_EQ(32, unhex(rfc8448_vecs[1].rv_secret, tt.tt_server, sizeof(tt.tt_server)));
+	memcpy(server0, tt.tt_server, 32);
+	ASSERT_EQ(0, mk_tls13_traffic_update(&tt, true, &k));
+	EXPECT_EQ(0, cmp_hex(tt.tt_client, 32,
+			     "fcdfcc72725aaee48bf64e4fd8b749cdbdbab39d90da0b26e2245ca6ea167207"));
+	EXPECT_EQ(0, cmp_hex(k.dk_key, 16, "3879d82f5f14056e623f2ce5bfc66fce"));
+	EXPECT_EQ(0, cmp_hex(k.dk_iv, 12, "5dfb2c5938c3379b6cc5d1f2"));
+	EXPECT_EQ(0x1301, k.dk_cipher);
+	EXPECT_EQ(TLS1_3_VERSION, k.dk_version);
+	EXPECT_EQ(0, k.dk_seq);
+	/* the other direction is left alone */
+	EXPECT_EQ(0, memcmp(tt.tt_server, server0, 32));
+	ASSERT_EQ(0, mk_tls13_traffic_update(&tt, true, &k));
+	EXPECT_EQ(0, cmp_hex(tt.tt_client, 32,
+			     "68474fe58c172143d0a009a76edd231b0d934f3058588ea0852662279e54a573"));
+	mk_tls_dir_keys_wipe(&k);
+	mk_tls13_traffic_wipe(&tt);
+	EXPECT_EQ(0, tt.tt_len | tt.tt_client[0] | tt.tt_server[31]);
+}
+
+TEST(traffic_update_refuses_unknown_suite_unchanged)
+{
+	struct mk_tls13_traffic tt = { .tt_len = 32, .tt_cipher = 0x1304 };	/* CCM */
+	struct mk_tls_dir_keys k;
+
+	memset(tt.tt_client, 0xab, sizeof(tt.tt_client));
+	EXPECT_EQ(-ENOTSUP, mk_tls13_traffic_update(&tt, true, &k));
+	EXPECT_EQ(0xab, tt.tt_client[0]);
+	EXPECT_EQ(0, k.dk_key_len);
 }
 
 /* --- TLS 1.2 PRF ---------------------------------------------------------- */
@@ -720,6 +762,114 @@ TEST_F(hs, derive_needs_captured_secrets)
 		  mk_tls_keys_derive(self->server, &tx, &rx));
 	mk_tls_dir_keys_wipe(&tx);
 	mk_tls_dir_keys_wipe(&rx);
+}
+
+/*
+ * Open the records at @raw as kernel RX would, starting with @k at sequence
+ * 0; after a handshake record holding a KeyUpdate, go on with the keys of
+ * the next secret of @tt's @client direction, as the agent does. Collects
+ * the application data in @out; returns its length, or -1. *@updates
+ * counts the KeyUpdates, *@requested the last one's request byte.
+ */
+static int open_across_updates(struct __test_metadata *_metadata, BIO *raw,
+			       struct mk_tls_dir_keys *k, struct mk_tls13_traffic *tt,
+			       bool client, int *updates, int *requested)
+{
+	static uint8_t wire[65536];
+	uint8_t plain[17000], type;
+	size_t wire_len = 0, off = 0, got = 0;
+	static uint8_t out[8192];
+	struct kstate ks;
+	int n;
+
+	while (wire_len < sizeof(wire) &&
+	       (n = BIO_read(raw, wire + wire_len, sizeof(wire) - wire_len)) > 0)
+		wire_len += n;
+	k->dk_seq = 0;
+	if (kstate_from_keys(&ks, k))
+		return -1;
+	while (off + REC_HDR <= wire_len) {
+		size_t rec_len = REC_HDR + ((size_t)wire[off + 3] << 8 | wire[off + 4]);
+
+		if (off + rec_len > wire_len)
+			return -1;
+		n = kstate_open(&ks, wire + off, rec_len, plain, &type);
+		if (n < 0) {
+			TH_LOG("record at %zu does not open", off);
+			return -1;
+		}
+		off += rec_len;
+		if (type == MK_TLS_CT_APPLICATION_DATA && got + n <= sizeof(out)) {
+			memcpy(out + got, plain, n);
+			got += n;
+		} else if (type == MK_TLS_CT_HANDSHAKE && n == 5 && plain[0] == 24) {
+			(*updates)++;
+			*requested = plain[4];
+			if (mk_tls13_traffic_update(tt, client, k) || kstate_from_keys(&ks, k))
+				return -1;
+		}
+	}
+	OPENSSL_cleanse(&ks, sizeof(ks));
+	return got == 5 && !memcmp(out, "after", 5) ? (int)got : -1;
+}
+
+/*
+ * OpenSSL's own KeyUpdates, both ways: the client updates and asks the
+ * server to; the server (OpenSSL) answers with its own. Keys from
+ * mk_tls13_traffic_update() must open every record after each update.
+ */
+TEST_F(hs, key_update_keys_open_openssl_records)
+{
+	struct mk_tls_dir_keys tx, rx;
+	struct mk_tls13_traffic tt;
+	int updates = 0, requested = -1, i, n;
+	uint8_t buf[64], wire[4096];
+	BIO *mem;
+
+	if (variant->version != TLS1_3_VERSION || variant->derive_ret)
+		SKIP(return, "KeyUpdate is TLS 1.3");
+	ASSERT_EQ(0, mk_tls_keys_derive(self->server, &tx, &rx));
+	ASSERT_EQ(0, mk_tls13_traffic_take(self->server, &tt));
+	EXPECT_EQ(variant->id, tt.tt_cipher);
+
+	/* client -> server: three updates, the last asking for one back */
+	for (i = 0; i < 3; i++) {
+		ASSERT_EQ(1, SSL_key_update(self->client, i == 2 ? SSL_KEY_UPDATE_REQUESTED :
+								    SSL_KEY_UPDATE_NOT_REQUESTED));
+		ASSERT_EQ(1, SSL_do_handshake(self->client));
+	}
+	ASSERT_EQ(5, SSL_write(self->client, "after", 5));
+	/* read off the pair, opened, then passed on to the server */
+	n = BIO_read(self->sbio, wire, sizeof(wire));
+	ASSERT_LT(0, n);
+	mem = BIO_new_mem_buf(wire, n);
+	ASSERT_NE(NULL, mem);
+	EXPECT_EQ(5, open_across_updates(_metadata, mem, &rx, &tt, true, &updates, &requested));
+	BIO_free(mem);
+	EXPECT_EQ(3, updates);
+	EXPECT_EQ(1, requested);
+	ASSERT_EQ(n, BIO_write(self->cbio, wire, n));
+	ASSERT_EQ(5, SSL_read(self->server, buf, sizeof(buf)));
+
+	/* server -> client: OpenSSL sends its KeyUpdate before "after" */
+	ASSERT_EQ(5, SSL_write(self->server, "after", 5));
+	updates = 0;
+	ASSERT_EQ(5, open_across_updates(_metadata, self->cbio, &tx, &tt, false, &updates,
+					 &requested));
+	EXPECT_EQ(1, updates);
+	EXPECT_EQ(0, requested);
+	mk_tls13_traffic_wipe(&tt);
+	mk_tls_dir_keys_wipe(&tx);
+	mk_tls_dir_keys_wipe(&rx);
+}
+
+TEST_F(hs, traffic_take_is_tls13_only)
+{
+	struct mk_tls13_traffic tt;
+
+	EXPECT_EQ(variant->version == TLS1_3_VERSION ? variant->derive_ret : -EINVAL,
+		  mk_tls13_traffic_take(self->server, &tt));
+	mk_tls13_traffic_wipe(&tt);
 }
 
 TEST_HARNESS_MAIN

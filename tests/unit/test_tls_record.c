@@ -43,10 +43,11 @@ static const struct control_case control_cases[] = {
 	  MK_TLS_CTL_FATAL, 47 },
 	{ "key_update empty", TLS1_3_VERSION, CT_HANDSHAKE, 4, { 24, 0, 0, 0 }, MK_TLS_CTL_FATAL,
 	  50 },
+	/* RFC 8446 §4.6.3, §6: longer than its one byte: decode_error */
 	{ "key_update long", TLS1_3_VERSION, CT_HANDSHAKE, 6, { 24, 0, 0, 2, 0, 0 },
-	  MK_TLS_CTL_FATAL, 47 },
+	  MK_TLS_CTL_FATAL, 50 },
 	{ "key_update huge", TLS1_3_VERSION, CT_HANDSHAKE, 4, { 24, 0xff, 0xff, 0xff },
-	  MK_TLS_CTL_FATAL, 47 },
+	  MK_TLS_CTL_FATAL, 50 },
 	{ "key_update then more", TLS1_3_VERSION, CT_HANDSHAKE, 6, { 24, 0, 0, 1, 0, 24 },
 	  MK_TLS_CTL_FATAL, 10 },
 	{ "finished", TLS1_3_VERSION, CT_HANDSHAKE, 5, { 20, 0, 0, 1, 0 }, MK_TLS_CTL_FATAL, 10 },
@@ -85,6 +86,29 @@ TEST(control_records)
 			EXPECT_EQ(cc->cc_alert, alert) TH_LOG("%s", cc->cc_name);
 		EXPECT_EQ(got == MK_TLS_CTL_MORE, mk_tls_rx_pending(&rx)) TH_LOG("%s", cc->cc_name);
 	}
+}
+
+/* The request byte reaches the relay, which answers only when asked. */
+TEST(key_update_request_flag)
+{
+	static const uint8_t asked[] = { 24, 0, 0, 1, 1 }, not_asked[] = { 24, 0, 0, 1, 0 };
+	struct mk_tls_rx rx;
+	uint8_t alert;
+
+	memset(&rx, 0, sizeof(rx));
+	ASSERT_EQ(MK_TLS_CTL_KEY_UPDATE, mk_tls_control_record(&rx, TLS1_3_VERSION, CT_HANDSHAKE,
+							       asked, sizeof(asked), &alert));
+	EXPECT_TRUE(rx.rx_ku_requested);
+	ASSERT_EQ(MK_TLS_CTL_KEY_UPDATE, mk_tls_control_record(&rx, TLS1_3_VERSION, CT_HANDSHAKE,
+							       not_asked, sizeof(not_asked),
+							       &alert));
+	EXPECT_FALSE(rx.rx_ku_requested);
+	/* split: the flag comes with the last fragment */
+	ASSERT_EQ(MK_TLS_CTL_MORE, mk_tls_control_record(&rx, TLS1_3_VERSION, CT_HANDSHAKE,
+							 asked, 4, &alert));
+	ASSERT_EQ(MK_TLS_CTL_KEY_UPDATE, mk_tls_control_record(&rx, TLS1_3_VERSION, CT_HANDSHAKE,
+							       asked + 4, 1, &alert));
+	EXPECT_TRUE(rx.rx_ku_requested);
 }
 
 /* A KeyUpdate split at every possible point is the same KeyUpdate. */

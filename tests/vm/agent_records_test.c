@@ -28,6 +28,7 @@
 
 #include "kselftest_harness.h"
 
+#include "ktls.h"
 #include "tls_keys.h"
 #include "vm_agent.h"
 #include "vm_records.h"
@@ -323,31 +324,84 @@ static void rec_check_key_update_empty(struct __test_metadata *_metadata,
 HANDSHAKE_CASE(key_update_empty, HS_KEY_UPDATE, 0, 0, 0)
 
 /*
- * A KeyUpdate longer than its one byte. OpenSSL refuses a message longer
- * than its type allows (illegal_parameter) before it parses it; the kTLS
- * path answers the same.
+ * A KeyUpdate longer than its one byte: RFC 8446 §4.6.3 and §6 call for
+ * decode_error, which the kTLS path sends on every kernel. OpenSSL (the
+ * user-space path) refuses a message longer than its type allows with
+ * illegal_parameter before it parses it.
  */
 static void rec_check_key_update_too_long(struct __test_metadata *_metadata,
 					  FIXTURE_DATA(rec) *self)
 {
-	EXPECT_ALERT(A_ILLEGAL_PARAMETER, rec_answer(_metadata, self));
+	EXPECT_ALERT(rec_ktls() ? A_DECODE_ERROR : A_ILLEGAL_PARAMETER,
+		     rec_answer(_metadata, self));
 }
 HANDSHAKE_CASE(key_update_too_long, HS_KEY_UPDATE, 0, 0, 2, 0, 0)
 
 /*
- * A well-formed KeyUpdate: OpenSSL rekeys, so the user-space path goes on;
- * the kTLS path cannot (Linux before 6.14 has no rekey and the agent keeps
- * no traffic secret): internal_error and a clean close of both sides.
+ * After a KeyUpdate the client's records are under its next key: one such
+ * record must reach the backend (so the agent has taken the update).
+ */
+static void rec_data_after_update(struct __test_metadata *_metadata, FIXTURE_DATA(rec) *self)
+{
+	static const char cmd[] = "a3 NOOP\r\n";
+	struct mk_tls13_traffic tt;
+	uint8_t buf[sizeof(cmd)];
+
+	ASSERT_EQ(0, mk_tls13_traffic_take(self->mc.mc_ssl, &tt));
+	ASSERT_EQ(0, mk_tls13_traffic_update(&tt, true, &self->tx));
+	mk_tls13_traffic_wipe(&tt);
+	ASSERT_TRUE(rec_send(self, CT_APPLICATION_DATA, cmd, sizeof(cmd) - 1, 0));
+	ASSERT_TRUE(vm_recv_all(self->bfd, buf, sizeof(cmd) - 1));
+	EXPECT_EQ(0, memcmp(buf, cmd, sizeof(cmd) - 1));
+}
+
+/*
+ * A well-formed KeyUpdate: OpenSSL rekeys, so the user-space path goes on,
+ * and so does the kTLS path on a kernel that can rekey (6.14 and later,
+ * asked as the agent asks it); before 6.14: internal_error and a clean
+ * close of both sides.
  */
 static void rec_check_key_update(struct __test_metadata *_metadata, FIXTURE_DATA(rec) *self)
 {
-	if (rec_ktls()) {
+	if (rec_ktls() && !mk_ktls_probe_rekey()) {
 		EXPECT_ALERT(A_INTERNAL_ERROR, rec_answer(_metadata, self));
 	} else {
+		rec_data_after_update(_metadata, self);
 		rec_still_relays(_metadata, self);
 	}
 }
 HANDSHAKE_CASE(key_update, HS_KEY_UPDATE, 0, 0, 1, 0)
+
+static void rec_count_updates(int write_p, int version, int content_type, const void *buf,
+			      size_t len, SSL *ssl, void *arg)
+{
+	const uint8_t *p = buf;
+
+	if (!write_p && content_type == SSL3_RT_HANDSHAKE && len == 5 && p[0] == HS_KEY_UPDATE)
+		++*(int *)arg;
+}
+
+/*
+ * update_requested: the server must send its own KeyUpdate before any
+ * record under its next key. OpenSSL does on the user-space path, the
+ * agent on a kernel that can rekey; before 6.14 the same clean close.
+ */
+static void rec_check_key_update_requested(struct __test_metadata *_metadata,
+					   FIXTURE_DATA(rec) *self)
+{
+	int updates = 0;
+
+	if (rec_ktls() && !mk_ktls_probe_rekey()) {
+		EXPECT_ALERT(A_INTERNAL_ERROR, rec_answer(_metadata, self));
+		return;
+	}
+	SSL_set_msg_callback(self->mc.mc_ssl, rec_count_updates);
+	SSL_set_msg_callback_arg(self->mc.mc_ssl, &updates);
+	rec_data_after_update(_metadata, self);
+	rec_still_relays(_metadata, self);
+	EXPECT_EQ(1, updates);
+}
+HANDSHAKE_CASE(key_update_requested, HS_KEY_UPDATE, 0, 0, 1, 1)
 
 /* RFC 8446 §5.1: a handshake message may span records: same as above. */
 TEST_F(rec, key_update_fragmented)

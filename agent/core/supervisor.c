@@ -147,6 +147,9 @@ static void supervisor_cert_reload(struct mk_supervisor *sv)
 		mk_log(LOG_WARNING, "reload failed: certificate files changed but do not load, "
 		       "keeping the running ones; trying again when they change, at least every "
 		       "%u s: %s", MK_CERT_RETRY_MAX_MS / 1000, err);
+	/* A directory removed and made again is a new inode: watch what is
+	 * there now, so that its files coming back are seen. */
+	supervisor_watch(sv);
 	sv->sv_cert_failing = true;
 	sv->sv_cert_due_ms = mk_now_ms() + sv->sv_cert_retry_ms;
 	if (sv->sv_cert_retry_ms < MK_CERT_RETRY_MAX_MS)

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "metrics.h"
 #include "runtime.h"
 
 /* Only the publish/current pair needs the lock: it keeps a reader from
@@ -37,6 +38,7 @@ void mk_runtime_put(struct mk_runtime *rt)
 			mk_tls_policy_put(rt->rt_policies[i]);
 	mk_config_free(rt->rt_cfg);
 	free(rt);
+	mk_metrics_runtime(-1);
 }
 
 /**
@@ -58,6 +60,7 @@ struct mk_runtime *mk_runtime_build(const char *path, char *err, size_t errlen)
 		return NULL;
 	}
 	atomic_init(&rt->rt_refs, 1);
+	mk_metrics_runtime(1);
 	if (mk_config_load(path, &rt->rt_cfg, err, errlen))
 		goto out_put;
 	for (i = 0; i < rt->rt_cfg->cf_nlisteners; i++)

@@ -69,6 +69,10 @@ static int reload(const char *path, bool ktls, const char *why, char *err)
 		    strcmp(rt->rt_cfg->cf_listeners[i].lc_listen.sa_text,
 			   cur->rt_cfg->cf_listeners[i].lc_listen.sa_text))
 			goto out_mismatch;
+	for (i = 0; i < rt->rt_cfg->cf_nlisteners; i++)
+		if (mk_tls_policy_keep_tickets(rt->rt_policies[i], cur->rt_policies[i]))
+			mk_log(LOG_WARNING, "listener %s: session tickets from before the reload "
+			       "will not resume", rt->rt_cfg->cf_listeners[i].lc_name);
 	rt->rt_ktls = ktls;
 	if (keys)
 		mk_keyproc_reload_end(true);

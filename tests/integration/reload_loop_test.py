@@ -3,7 +3,8 @@
 """One cause, one reload. A reload sets the certificate watches anew, and
 the kernel answers each watch removed with an event of its own: that event
 must not count as a change, or every reload schedules the next one. SIGHUP
-then ten quiet seconds give exactly one reload; each real kind of change
+then ten quiet seconds give exactly one reload, and sessions from before it
+still resume (the new contexts take over the ticket keys); each real kind of change
 (rename over, symlink swap, edit in place, the directory replaced by
 another, the directory deleted and made again) gives exactly one too, and
 new connections then get the new certificate. Prints TAP."""
@@ -11,14 +12,16 @@ new connections then get the new certificate. Prints TAP."""
 import os
 import shutil
 import signal
+import socket
+import ssl
 import sys
 import tempfile
 import time
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
-from agenttest import (AGENT, Agent, Backend, check, free_port, gen_cert,  # noqa: E402
-                      peer_cn, read_line, results, tls_connect)
+from agenttest import (AGENT, Agent, Backend, check, client_ctx, free_port,  # noqa: E402
+                      gen_cert, peer_cn, read_line, results, tls_connect)
 
 DONE = ": new connections use the new configuration"
 
@@ -51,6 +54,24 @@ def serves(port, cn, secs=8):
             return True, got
         time.sleep(0.2)
     return False, got
+
+
+class Resumer:
+    """A client that keeps its session, for one TLS version."""
+
+    def __init__(self, port, version):
+        self.port = port
+        self.ctx = client_ctx()
+        self.ctx.minimum_version = self.ctx.maximum_version = version
+        self.session = None
+
+    def connect(self):
+        """Return: whether the connection resumed the kept session."""
+        raw = socket.create_connection(("127.0.0.1", self.port), timeout=5)
+        with self.ctx.wrap_socket(raw, server_hostname="localhost", session=self.session) as c:
+            read_line(c)	# a TLS 1.3 ticket arrives with the greeting
+            self.session = c.session
+            return c.session_reused
 
 
 def swap_symlink(target, link):
@@ -150,11 +171,17 @@ def main():
             check(a.wait_listen(p1) and a.wait_listen(p2), "agent starts")
             time.sleep(2)
             check(reloads(a) == 0, "no reload without a cause", a.text())
+            res = [Resumer(p1, v) for v in (ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3)]
+            for r in res:
+                r.connect()
             a.proc.send_signal(signal.SIGHUP)
             time.sleep(10)
             got = reloads(a)
             check(got == 1, "SIGHUP, then 10 s with no file touched: exactly one reload (%d)" %
                   got, a.text())
+            for r, v in zip(res, ("1.2", "1.3")):
+                check(r.connect(), "without ticket_keys, a TLS %s session from before the "
+                      "reload resumes after it" % v)
             n = kinds(a, d, certs, p1, live, arch, p2)
             time.sleep(4)
             check(reloads(a) == n, "no reload after the last change (%d of %d)" %

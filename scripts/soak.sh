@@ -7,17 +7,22 @@
 # silent clients. Loopback only; every loop and wait is bounded.
 #
 #   scripts/soak.sh                          about a minute (make check runs it)
-#   DURATION=1800 CLIENTS=32 IDLE=24 FAULT_EVERY=10 scripts/soak.sh   the long one
+#   DURATION=1800 CLIENTS=16 IDLE=16 FAULT_EVERY=10 scripts/soak.sh   the long one
+#   RELOAD_MEMORY=1 scripts/soak.sh          what reloads cost in memory while
+#                                            old connections live (two fresh
+#                                            agents, about 2 minutes)
 #
 # Knobs (environment): DURATION (seconds of load, default 60), CLIENTS (busy
 # clients, default 16), IDLE (long-lived idle sessions, default 8),
-# FAULT_EVERY (seconds between faults, default 5; the faults take turns),
+# FAULT_EVERY (seconds between faults, default 5; the faults take turns;
+# 0: none, the run to compare with),
 # CHUNK_MAX (largest echoed chunk, bytes, default 32768),
 # SETTLE (seconds allowed after the load for descriptors and runtimes to
 # come back, default 20), SEED, KEYPROC_FAILS_OK=1 (handshakes failing
 # right after a key-process kill count as explained), SOAK_JSON=FILE
 # (summary and the per-second samples), TAP=1 (TAP lines, for the test
-# wrapper), MAILKTLSD=PATH (the binary; default: this tree's, built and
+# wrapper), RELOAD_MEMORY=1 with RELOADS (SIGHUPs, default 10) and CONNS
+# (connections opened before each, default 50), MAILKTLSD=PATH (the binary; default: this tree's, built and
 # copied, since other builds may relink agent/mailktlsd during the run).
 #
 # What each client does and what the summary means:
@@ -38,6 +43,8 @@ cp "$MAILKTLSD" "$BIN/mailktlsd"
 args=(--agent "$BIN/mailktlsd" --duration "${DURATION:-60}" --clients "${CLIENTS:-16}"
       --idle "${IDLE:-8}" --fault-every "${FAULT_EVERY:-5}" --settle "${SETTLE:-20}"
       --chunk-max "${CHUNK_MAX:-32768}")
+[ "${RELOAD_MEMORY:-0}" = 1 ] && args+=(--reload-memory --reloads "${RELOADS:-10}"
+					--conns "${CONNS:-50}")
 [ -n "${SEED:-}" ] && args+=(--seed "$SEED")
 [ "${KEYPROC_FAILS_OK:-0}" = 1 ] && args+=(--keyproc-fails-ok)
 [ -n "${SOAK_JSON:-}" ] && args+=(--json "$SOAK_JSON")

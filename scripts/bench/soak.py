@@ -21,6 +21,9 @@ minute. Exit status 1 on anything unexplained.
 
     soak.py --agent PATH [--duration S] [--clients N] [--idle N]
             [--fault-every S] [--chunk-max B] [--json FILE] [--tap]
+    soak.py --reload-memory [--reloads N] [--conns N]
+                                (RSS with and without reloads among open
+                                connections, each on a fresh agent)
     soak.py --backend PORT      (the echo backend, run by the soak itself)
 """
 
@@ -544,6 +547,8 @@ FAULTS = ["sighup", "keyproc_kill", "renew_rename", "chaos", "renew_symlink",
 
 def fault_loop(s, rnd, chaos_threads):
     i = 0
+    if s.args.fault_every <= 0:
+        return			# a run without faults, to compare with
     while not s.stop.wait(s.args.fault_every):
         kind = FAULTS[i % len(FAULTS)]
         i += 1
@@ -719,6 +724,107 @@ def print_summary(summary, out, prefix):
         out.write(prefix + "  %-26s %s\n" % (k, json.dumps(v)))
 
 
+# ---------------------------------------------------------------- reloads
+
+def hold_round(s, rnd, k, held):
+    """@k more connections, each with one checked echo, kept open."""
+    dig = (hashlib.sha256(), hashlib.sha256())
+    for _ in range(k):
+        c = connect(s, rnd.choice(VARIANTS), rnd, "held")
+        echo(s, c, rnd.randbytes(2048), dig)
+        held.append(c)
+
+
+def reload_memory_run(args, sighup):
+    """A fresh agent: warm-up, then (args.reloads + 1) rounds of args.conns
+    connections kept open, with @sighup a SIGHUP after each round but the
+    last; then all closed. Return: the figures (RSS in KiB)."""
+    reloads = args.reloads
+    tmp = tempfile.mkdtemp(prefix="mk-soak-mem-")
+    s = Soak(args, tmp)
+    rnd = random.Random(args.seed)
+    held = []
+    try:
+        for name in ("imaps", "imap", "imaps_rsa", "imap_rsa"):
+            s.ports[name] = free_port()
+        s.be_port, s.metrics_port = free_port(), free_port()
+        setup_certs(s)
+        start_backend(s)
+        start_agent(s)
+        for _ in range(50):
+            connect(s, rnd.choice(VARIANTS), rnd, "warm-up").close()
+        time.sleep(1)
+        start = proc_kb(s.agent.pid)
+        for r in range(reloads + 1):
+            hold_round(s, rnd, args.conns, held)
+            if sighup and r < reloads:
+                n = len(LOG_RE.findall(open(s.log, errors="replace").read()))
+                s.agent.send_signal(signal.SIGHUP)
+                end = now() + 10
+                while now() < end and len(LOG_RE.findall(open(s.log, errors="replace").read())) == n:
+                    time.sleep(0.05)
+        time.sleep(1)
+        during, g_during = proc_kb(s.agent.pid), scrape_runtimes(s)
+        for c in held:
+            c.close()
+        held = []
+        # Connections after the close, as a running server has: the pages
+        # their allocations need come from what the closed ones left.
+        for _ in range(50):
+            connect(s, rnd.choice(VARIANTS), rnd, "after").close()
+        time.sleep(3)
+        return {"reloads": reloads if sighup else 0, "conns_open": args.conns * (reloads + 1),
+                "rss_start": start, "rss_during": during, "rss_after": proc_kb(s.agent.pid),
+                "runtimes_during": g_during, "runtimes_after": scrape_runtimes(s)}
+    finally:
+        for c in held:
+            c.close()
+        for p in (s.agent, s.backend):
+            if p and p.poll() is None:
+                p.terminate()
+                p.wait(15)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def reload_memory(args):
+    """The same connections with and without reloads among them, each on a
+    fresh agent: what old configurations cost while their connections
+    live, and whether it all comes back once they are gone."""
+    base = reload_memory_run(args, False)
+    rel = reload_memory_run(args, True)
+    per = (rel["rss_during"] - base["rss_during"]) / max(1, args.reloads)
+    print("%sreload memory: %d connections open, RSS KiB start/during/after closing" %
+          ("# " if args.tap else "", base["conns_open"]))
+    for name, r in (("no reload", base), ("%d reloads" % args.reloads, rel)):
+        print("%s  %-11s %6d %6d %6d   live runtimes during %s, after %s" %
+              ("# " if args.tap else "", name, r["rss_start"], r["rss_during"], r["rss_after"],
+               r["runtimes_during"], r["runtimes_after"]))
+    print("%s  each old configuration held by open connections: %+d KiB" %
+          ("# " if args.tap else "", round(per)))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"no_reload": base, "reloads": rel, "kib_per_held_reload": per}, f, indent=1)
+    bound = base["rss_after"] * 1.10
+    checks = [
+        (rel["runtimes_during"] in (None, args.reloads + 1),
+         "%d live runtimes while connections of each are open (%s)" %
+         (args.reloads + 1, rel["runtimes_during"])),
+        (rel["runtimes_after"] in (None, 1),
+         "one live runtime once they closed (%s)" % rel["runtimes_after"]),
+        (rel["rss_after"] <= bound,
+         "RSS after closing within 10 %% of the run without reloads (%d <= %d KiB)" %
+         (rel["rss_after"], bound)),
+    ]
+    for i, (ok, desc) in enumerate(checks, 1):
+        if args.tap:
+            print("%s %d - %s" % ("ok" if ok else "not ok", i, desc))
+        else:
+            print("%s %s" % ("PASS" if ok else "FAIL", desc))
+    if args.tap:
+        print("1..%d" % len(checks))
+    return 0 if all(ok for ok, _ in checks) else 1
+
+
 # ---------------------------------------------------------------- main
 
 def run(args):
@@ -803,12 +909,17 @@ def main():
     ap.add_argument("--duration", type=float, default=60)
     ap.add_argument("--clients", type=int, default=16, help="busy clients")
     ap.add_argument("--idle", type=int, default=8, help="long-lived idle sessions")
-    ap.add_argument("--fault-every", type=float, default=5)
+    ap.add_argument("--fault-every", type=float, default=5, help="seconds; 0: no faults")
     ap.add_argument("--chunk-max", type=int, default=32768, help="largest echoed chunk")
     ap.add_argument("--settle", type=float, default=20)
     ap.add_argument("--seed", type=int, default=int(time.time()))
     ap.add_argument("--keyproc-fails-ok", action="store_true",
                     help="handshakes failing right after a key-process kill are explained")
+    ap.add_argument("--reload-memory", action="store_true",
+                    help="instead of the soak: RSS with and without reloads among open connections")
+    ap.add_argument("--reloads", type=int, default=10, help="--reload-memory: SIGHUPs")
+    ap.add_argument("--conns", type=int, default=50,
+                    help="--reload-memory: connections opened before each SIGHUP")
     ap.add_argument("--json")
     ap.add_argument("--tap", action="store_true")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
@@ -816,6 +927,8 @@ def main():
     if args.backend:
         backend_main(args.backend)
         return 0
+    if args.reload_memory:
+        return reload_memory(args)
     return run(args)
 
 

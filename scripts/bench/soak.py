@@ -87,8 +87,12 @@ def backend_main(port):
         c.close()
 
     while True:
-        c, _ = ls.accept()
-        threading.Thread(target=serve, args=(c,), daemon=True).start()
+        try:
+            c, _ = ls.accept()
+            threading.Thread(target=serve, args=(c,), daemon=True).start()
+        except (OSError, RuntimeError) as e:
+            sys.stderr.write("soak backend: %s\n" % e)
+            time.sleep(0.1)
 
 
 # ---------------------------------------------------------------- state
@@ -586,6 +590,25 @@ def scrape_runtimes(s):
     return int(m.group(1)) if m else None
 
 
+def scrape_states(s):
+    """Connections the agent still has, by listener and state (non-zero)."""
+    try:
+        c = socket.create_connection((HOST, s.metrics_port), timeout=2)
+        c.sendall(b"GET /metrics HTTP/1.0\r\n\r\n")
+        buf = b""
+        while len(buf) < 1 << 20:
+            d = c.recv(65536)
+            if not d:
+                break
+            buf += d
+        c.close()
+    except OSError:
+        return {}
+    return {m.group(1).decode(): int(m.group(2)) for m in
+            re.finditer(rb"^mailktls_connections\{(listener=[^}]*)\} (\d+)", buf, re.M)
+            if m.group(2) != b"0"}
+
+
 def log_lines(s):
     try:
         with open(s.log, "rb") as f:
@@ -866,11 +889,15 @@ def run(args):
                 break
         stop_sampler.set()
         summary, checks = report(s, start, end_load, settle, g)
+        summary["connections_after_settle"] = scrape_states(s)
         summary["command"] = " ".join(sys.argv)
         print_summary(summary, sys.stdout, "# " if args.tap else "")
         if args.json:
             with open(args.json, "w") as f:
-                json.dump({"summary": summary, "samples": s.samples}, f, indent=1)
+                json.dump({"summary": summary, "samples": s.samples,
+                           "faults": [(round(t - s.t0, 2), k) for t, k in s.faults],
+                           "failures": [(round(t - s.t0, 2), c, w, d) for t, c, w, d in s.fails]},
+                          f, indent=1)
         for i, (ok, desc) in enumerate(checks, 1):
             if args.tap:
                 print("%s %d - soak: %s" % ("ok" if ok else "not ok", i, desc))
@@ -885,7 +912,10 @@ def run(args):
                 tail = f.readlines()[-15:]
             for ln in tail:
                 print("# log: " + ln.rstrip())
-        return 0 if all(ok for ok, _ in checks) else 1
+        if not all(ok for ok, _ in checks):
+            args.keep = True	# the agent's log and configuration, to look at
+            return 1
+        return 0
     finally:
         s.stop.set()
         for p in (s.agent, s.backend):

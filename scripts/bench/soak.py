@@ -868,7 +868,13 @@ def reload_memory(args):
 
 # ---------------------------------------------------------------- main
 
+def on_term(signo, frame):
+    raise SystemExit(128 + signo)	# through the finally: stop what we started
+
+
 def run(args):
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, on_term)
     tmp = tempfile.mkdtemp(prefix="mk-soak-")
     s = Soak(args, tmp)
     rnd = random.Random(args.seed)

@@ -145,8 +145,9 @@ class Soak:
         for i in range(len(self.faults) - 1, -1, -1):
             ft, kind = self.faults[i]
             w = EXPLAIN_WINDOW.get(kind)
-            # A backend restart lasts until the new one listens (seconds
-            # under load): the window counts from then.
+            # A backend restart lasts until the new one listens, a key
+            # process kill until the next one runs (seconds under load):
+            # the window counts from then.
             end = self.fault_end.get(i) or ft
             if w and ft - 0.2 <= t <= end + w:
                 return kind
@@ -549,11 +550,16 @@ def renew_symlink(s):
 
 
 def keyproc_kill(s):
-    for pid in children(s.agent.pid):
+    """kill -9 the key process; return once its successor runs (bounded)."""
+    old = children(s.agent.pid)
+    for pid in old:
         try:
             os.kill(pid, signal.SIGKILL)
         except OSError:
             pass
+    end = now() + 10
+    while now() < end and not (set(children(s.agent.pid)) - set(old)):
+        time.sleep(0.02)
 
 
 def backend_restart(s):
@@ -578,6 +584,7 @@ def fault_loop(s, rnd, chaos_threads):
             s.agent.send_signal(signal.SIGHUP)
         elif kind == "keyproc_kill":
             keyproc_kill(s)
+            s.fault_done()
         elif kind == "renew_rename":
             renew_rename(s)
         elif kind == "renew_symlink":

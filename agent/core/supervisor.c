@@ -69,6 +69,10 @@ static int reload(const char *path, bool ktls, const char *why, char *err)
 		    strcmp(rt->rt_cfg->cf_listeners[i].lc_listen.sa_text,
 			   cur->rt_cfg->cf_listeners[i].lc_listen.sa_text))
 			goto out_mismatch;
+	for (i = 0; i < rt->rt_cfg->cf_nlisteners; i++)
+		if (mk_tls_policy_keep_tickets(rt->rt_policies[i], cur->rt_policies[i]))
+			mk_log(LOG_WARNING, "listener %s: session tickets from before the reload "
+			       "will not resume", rt->rt_cfg->cf_listeners[i].lc_name);
 	rt->rt_ktls = ktls;
 	if (keys)
 		mk_keyproc_reload_end(true);
@@ -147,6 +151,9 @@ static void supervisor_cert_reload(struct mk_supervisor *sv)
 		mk_log(LOG_WARNING, "reload failed: certificate files changed but do not load, "
 		       "keeping the running ones; trying again when they change, at least every "
 		       "%u s: %s", MK_CERT_RETRY_MAX_MS / 1000, err);
+	/* A directory removed and made again is a new inode: watch what is
+	 * there now, so that its files coming back are seen. */
+	supervisor_watch(sv);
 	sv->sv_cert_failing = true;
 	sv->sv_cert_due_ms = mk_now_ms() + sv->sv_cert_retry_ms;
 	if (sv->sv_cert_retry_ms < MK_CERT_RETRY_MAX_MS)

@@ -8,6 +8,11 @@
  * /etc/letsencrypt/live/NAME/) the directory of the link and the directory
  * of its target are both watched: certbot swaps the link, an operator may
  * rewrite the target in place.
+ *
+ * Every watch the agent removes itself (each reload sets the watches
+ * anew) is answered by the kernel with IN_IGNORED: only an IN_IGNORED for a
+ * watch still in the set means the directory went away. Taking the others
+ * for changes would make each reload schedule the next one.
  */
 #include <errno.h>
 #include <libgen.h>
@@ -19,8 +24,10 @@
 
 #include "certwatch.h"
 
+/* IN_MOVE_SELF and IN_DELETE_SELF: the directory itself was moved away or
+ * removed (replaced by another), so the watch no longer sees the path. */
 #define MK_CW_EVENTS (IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_CREATE | \
-		      IN_DELETE | IN_ATTRIB | IN_ONLYDIR)
+		      IN_DELETE | IN_ATTRIB | IN_MOVE_SELF | IN_DELETE_SELF | IN_ONLYDIR)
 
 /**
  * mk_certwatch_init() - open the inotify instance
@@ -60,8 +67,10 @@ static int certwatch_add(struct mk_certwatch *cw, const char *path, size_t max)
 	strcpy(dir, path);
 	strcpy(base, path);
 	wd = inotify_add_watch(cw->cw_fd, dirname(dir), MK_CW_EVENTS);
+	/* A directory that is gone now is looked for again at the next
+	 * reload or retry; the others are still watched. */
 	if (wd < 0)
-		return -errno;
+		return errno == ENOENT || errno == ENOTDIR ? 0 : -errno;
 	/* Adding a directory twice returns the same descriptor. */
 	for (i = 0; i < cw->cw_nwds && cw->cw_wds[i] != wd; i++)
 		;
@@ -130,12 +139,27 @@ int mk_certwatch_set(struct mk_certwatch *cw, const struct mk_config *cfg)
 	return err ? err : (int)cw->cw_nwds;
 }
 
+static bool certwatch_has_wd(const struct mk_certwatch *cw, int wd)
+{
+	size_t i;
+
+	for (i = 0; i < cw->cw_nwds; i++)
+		if (cw->cw_wds[i] == wd)
+			return true;
+	return false;
+}
+
 static bool certwatch_is_ours(const struct mk_certwatch *cw, const struct inotify_event *ev)
 {
 	size_t i;
 
-	if (ev->mask & (IN_Q_OVERFLOW | IN_IGNORED))
-		return true;	/* lost events or a directory gone: look again */
+	if (ev->mask & IN_Q_OVERFLOW)
+		return true;	/* lost events: look again */
+	/* A watched directory moved, removed, or its watch ended by the
+	 * kernel; a watch removed by certwatch_clear() is no longer in the
+	 * set (watch descriptors are not reused soon). */
+	if (ev->mask & (IN_IGNORED | IN_MOVE_SELF | IN_DELETE_SELF))
+		return certwatch_has_wd(cw, ev->wd);
 	if (!ev->len)
 		return false;
 	for (i = 0; i < cw->cw_nnames; i++)

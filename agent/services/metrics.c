@@ -35,6 +35,7 @@ static struct {
 	atomic_uint_fast64_t m_count[MK_MAX_LISTENERS][MK_M_NCOUNTERS];
 	atomic_int m_state[MK_MAX_LISTENERS][MK_METRICS_NSTATES];
 	atomic_int m_tls_kernel, m_tls_user;		/* sessions open now */
+	atomic_int m_runtimes;				/* configurations in memory */
 
 	pthread_mutex_t m_lock;
 	char m_listener[MK_MAX_LISTENERS][MK_NAME_MAX];	/* m_lock */
@@ -148,6 +149,16 @@ void mk_metrics_tls_down(bool ktls)
 {
 	atomic_fetch_sub_explicit(ktls ? &mk_m.m_tls_kernel : &mk_m.m_tls_user, 1,
 				  memory_order_relaxed);
+}
+
+/**
+ * mk_metrics_runtime() - a runtime (configuration, TLS contexts,
+ * certificates, ticket keys) was built (@delta 1) or freed (-1)
+ * @delta: 1 or -1
+ */
+void mk_metrics_runtime(int delta)
+{
+	atomic_fetch_add_explicit(&mk_m.m_runtimes, delta, memory_order_relaxed);
 }
 
 /**
@@ -369,6 +380,10 @@ long mk_metrics_render(char **out)
 	text_printf(&t, "mailktls_tls_connections{records=\"kernel\"} %d\n"
 		    "mailktls_tls_connections{records=\"user_space\"} %d\n",
 		    atomic_load(&mk_m.m_tls_kernel), atomic_load(&mk_m.m_tls_user));
+	family(&t, "mailktls_runtimes", "gauge",
+	       "Configurations in memory with their TLS contexts: the one in force, plus each "
+	       "older one that connections from before a reload still use.");
+	text_printf(&t, "mailktls_runtimes %d\n", atomic_load(&mk_m.m_runtimes));
 	render_counters(&t, nl);
 	render_labelled(&t);
 	pthread_mutex_unlock(&mk_m.m_lock);

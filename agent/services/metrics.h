@@ -53,6 +53,9 @@ void mk_metrics_tls_up(int li, const char *version, const char *cipher, const ch
 /* ... and ended. */
 void mk_metrics_tls_down(bool ktls);
 
+/* A runtime was built (@delta 1) or freed (-1): the live runtimes gauge. */
+void mk_metrics_runtime(int delta);
+
 /* A handshake on listener @li failed; @reason is a short token. */
 void mk_metrics_handshake_failed(int li, const char *reason);
 

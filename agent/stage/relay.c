@@ -53,9 +53,11 @@ static const struct mk_conn_ops relay_ops = {
 	.h_free = relay_free,
 };
 
+/* A backend that closed before its greeting sends none: the client must
+ * be read all the same, or its leaving is never seen. */
 static bool relay_greeting_ok(const struct mk_conn *c)
 {
-	return c->c_cfg->lc_tls != MK_TLS_STARTTLS || !c->c_filter ||
+	return c->c_cfg->lc_tls != MK_TLS_STARTTLS || !c->c_filter || c->c_b2c.d_eof ||
 	       mk_capfilter_greeting_seen(c->c_filter);
 }
 

@@ -571,6 +571,29 @@ void mk_tls_policy_capture_secrets(struct mk_tls_policy *p, bool on)
 		SSL_CTX_set_keylog_callback(p->tp_ctx[i].tc_ctx, on ? mk_tls_keylog_cb : NULL);
 }
 
+/*
+ * OpenSSL's own ticket keys are random per context: a new context would
+ * refuse every ticket from before the reload, and each client would pay a
+ * full handshake (and a signature) once more. The keys encrypting with the
+ * first context are the ones OpenSSL uses (the session context of every
+ * SSL); the new contexts take them over. With ticket_keys the file rules.
+ */
+int mk_tls_policy_keep_tickets(struct mk_tls_policy *p, struct mk_tls_policy *old)
+{
+	unsigned char keys[80];		/* name, HMAC key, AES key */
+	int i, ret = 0;
+
+	if (p->tp_tickets || old->tp_tickets)
+		return 0;
+	if (SSL_CTX_get_tlsext_ticket_keys(old->tp_ctx[0].tc_ctx, keys, sizeof(keys)) != 1)
+		return -EINVAL;
+	for (i = 0; i < p->tp_nctx; i++)
+		if (SSL_CTX_set_tlsext_ticket_keys(p->tp_ctx[i].tc_ctx, keys, sizeof(keys)) != 1)
+			ret = -EINVAL;
+	OPENSSL_cleanse(keys, sizeof(keys));
+	return ret;
+}
+
 /**
  * mk_tls_policy_get() - take a reference
  * @p: policy

@@ -40,6 +40,16 @@ SSL *mk_tls_policy_new_ssl(struct mk_tls_policy *p);
  * before any other thread uses @p. */
 void mk_tls_policy_capture_secrets(struct mk_tls_policy *p, bool on);
 
+/**
+ * mk_tls_policy_keep_tickets() - without ticket_keys, let @p accept the
+ * session tickets @old issued (a reload keeps resumption working)
+ * @p:   the new policy, not yet published
+ * @old: the same listener's policy in force until now
+ *
+ * Return: 0 (also when ticket_keys decides), or -EINVAL.
+ */
+int mk_tls_policy_keep_tickets(struct mk_tls_policy *p, struct mk_tls_policy *old);
+
 /* Reference counting: a reload swaps policies while old connections still
  * hold the old one. */
 void mk_tls_policy_get(struct mk_tls_policy *p);

@@ -1,0 +1,88 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: GPL-2.0
+"""A daemon that closes before its greeting (killed, restarting): the
+agent sends close_notify, and once the client goes the connection is
+freed at once, on Implicit TLS and on STARTTLS listeners alike (where the
+agent waits for the greeting to swallow it, it must still see the client
+leave). Found by the soak: such connections stayed, with their
+descriptors and their configuration, until the agent stopped. Prints TAP."""
+
+import os
+import re
+import socket
+import sys
+import tempfile
+import time
+
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
+from agenttest import (AGENT, Agent, check, client_ctx, free_port, gen_cert,  # noqa: E402
+                       read_line, results)
+
+
+def open_conns(mport):
+    """Connections the agent holds, by listener and state (non-zero)."""
+    with socket.create_connection(("127.0.0.1", mport), timeout=5) as m:
+        m.sendall(b"GET /metrics HTTP/1.0\r\n\r\n")
+        buf = b""
+        while len(buf) < 1 << 20:
+            d = m.recv(65536)
+            if not d:
+                break
+            buf += d
+    return re.findall(rb"^mailktls_connections\{(.*)\} ([1-9]\d*)$", buf, re.M)
+
+
+def one(d, tls):
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(8)
+    port, mport = free_port(), free_port()
+    a = Agent(d, "[global]\nworkers = 1\nlog = stderr\nquery_socket =\nmetrics_listen = "
+              "127.0.0.1:%d\n[listener l]\nlisten = 127.0.0.1:%d\nprotocol = imap\ntls = %s\n"
+              "backend = 127.0.0.1:%d\nproxy_protocol = none\ncertificate = %s/cur.crt\n"
+              "private_key = %s/cur.key\nalpn = off\nhostname = x.test\n"
+              % (mport, port, tls, lsock.getsockname()[1], d, d))
+    try:
+        check(a.wait_listen(port), "%s: agent starts" % tls)
+        raw = socket.create_connection(("127.0.0.1", port), timeout=5)
+        if tls == "starttls":
+            read_line(raw)
+            raw.sendall(b"a STARTTLS\r\n")
+            read_line(raw)
+        c = client_ctx().wrap_socket(raw, server_hostname="x.test")
+        b, _ = lsock.accept()
+        b.close()		# the daemon goes before its greeting
+        c.settimeout(5)
+        try:
+            got = c.recv(100)
+        except OSError as e:
+            got = repr(e)
+        check(got == b"", "%s: the client gets close_notify (%r)" % (tls, got))
+        c.close()
+        end = time.time() + 3
+        left = open_conns(mport)
+        while left and time.time() < end:
+            time.sleep(0.1)
+            left = open_conns(mport)
+        check(not left, "%s: once the client goes, the agent holds no connection (%r)" %
+              (tls, left), a.text())
+    finally:
+        a.stop()
+        lsock.close()
+
+
+def main():
+    if not os.access(AGENT, os.X_OK):
+        print("1..1\nnot ok 1 - %s is missing (run make)" % AGENT)
+        return 1
+    with tempfile.TemporaryDirectory(prefix="mk-beeof-") as d:
+        gen_cert(d, "cur", "x.test")
+        for tls in ("implicit", "starttls"):
+            one(d, tls)
+    print("1..%d" % len(results))
+    return 0 if all(results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -62,8 +62,10 @@ def read_reply(f, proto):
             return line
 
 
-def session(port, proto, mode, ctx):
-    raw = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+def session(port, proto, mode, ctx, src=None):
+    """Return: milliseconds from the handshake's end to the first answer."""
+    raw = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT,
+                                   source_address=(src, 0) if src else None)
     if mode == "starttls":
         f = raw.makefile("rb")
         read_reply(f, proto)

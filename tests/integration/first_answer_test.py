@@ -17,9 +17,13 @@ import threading
 import time
 
 sys.dont_write_bytecode = True
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "lib"))
+# The client and backends the benchmark measures with (scripts/bench.sh)
+sys.path.insert(0, os.path.join(HERE, "..", "..", "scripts", "bench"))
 from agenttest import (AGENT, CLIENT_IP, Agent, check, free_port, gen_cert,  # noqa: E402
                        results)
+import first_answer as fa  # noqa: E402
 
 SESSIONS = 20
 # A stall delays every session by the 40 ms delayed-ACK timer, so the
@@ -27,96 +31,27 @@ SESSIONS = 20
 P50_BOUND_MS = 20.0
 
 
-class ProtoBackend:
+def backend(proto):
     """A backend that greets like the protocol's server and answers each
-    line at once: IMAP "TAG OK", SMTP "250 ok"."""
-
-    def __init__(self, proto):
-        self.proto = proto
-        self.port = free_port()
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", self.port))
-        self.sock.listen(64)
-        threading.Thread(target=self.loop, daemon=True).start()
-
-    def loop(self):
-        while True:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self.serve, args=(c,), daemon=True).start()
-
-    def serve(self, c):
-        c.settimeout(15)
-        c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        buf = b""
+    line at once (the benchmark's); Return: its port."""
+    port = free_port()
+    threading.Thread(target=fa.accept_loop, args=(port, proto), daemon=True).start()
+    for _ in range(100):
         try:
-            c.sendall(b"* OK ready\r\n" if self.proto == "imap" else b"220 backend ESMTP\r\n")
-            while True:
-                d = c.recv(4096)
-                if not d:
-                    break
-                buf += d
-                while b"\n" in buf:
-                    line, buf = buf.split(b"\n", 1)
-                    if self.proto == "imap":
-                        c.sendall(line.split(b" ", 1)[0] + b" OK done\r\n")
-                    else:
-                        c.sendall(b"250 ok\r\n")
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return port
         except OSError:
-            pass
-        c.close()
-
-
-def read_reply(f, proto):
-    """One answer: an IMAP line, or an SMTP reply (its last line)."""
-    while True:
-        line = f.readline(4096)
-        if not line:
-            raise OSError("connection closed")
-        if proto == "imap" or line[3:4] != b"-":
-            return line
+            time.sleep(0.05)
+    return port
 
 
 def session(port, proto, starttls, version):
-    """Return: milliseconds from the handshake's end to the first answer."""
-    raw = socket.socket()
-    raw.settimeout(10)
-    raw.bind((CLIENT_IP, 0))
-    raw.connect(("127.0.0.1", port))
-    if starttls:
-        f = raw.makefile("rb")
-        read_reply(f, proto)
-        if proto == "imap":
-            raw.sendall(b"a0 STARTTLS\r\n")
-        else:
-            raw.sendall(b"EHLO client.test\r\n")
-            read_reply(f, proto)
-            raw.sendall(b"STARTTLS\r\n")
-        read_reply(f, proto)
-        f.close()
+    """The benchmark's session from CLIENT_IP, a client with Nagle on."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
     ctx.minimum_version = ctx.maximum_version = version
-    s = ctx.wrap_socket(raw, server_hostname="localhost")
-    f = s.makefile("rb")
-    if not starttls:
-        read_reply(f, proto)	# the backend's greeting, relayed
-    t0 = time.monotonic()
-    s.sendall(b"a1 NOOP\r\n" if proto == "imap" else b"EHLO client.test\r\n")
-    read_reply(f, proto)
-    ms = (time.monotonic() - t0) * 1000
-    f.close()
-    s.close()
-    return ms
-
-
-def pct(xs, p):
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(len(xs) * p / 100))]
+    return fa.session(port, proto, "starttls" if starttls else "implicit", ctx, src=CLIENT_IP)
 
 
 def conf(d, listeners):
@@ -135,11 +70,11 @@ def main():
         return 1
     with tempfile.TemporaryDirectory(prefix="mk-first-answer-") as d:
         gen_cert(d, "cur", "localhost")
-        imap_be, smtp_be = ProtoBackend("imap"), ProtoBackend("smtp")
+        imap_be, smtp_be = backend("imap"), backend("smtp")
         cases = [("imap", True, free_port(), imap_be), ("smtp", True, free_port(), smtp_be),
                  ("imap", False, free_port(), imap_be)]
         a = Agent(d, conf(d, [("l%d" % i, port, proto, "starttls" if st else "implicit",
-                               be.port) for i, (proto, st, port, be) in enumerate(cases)]))
+                               be) for i, (proto, st, port, be) in enumerate(cases)]))
         try:
             if not check(all(a.wait_listen(c[2]) for c in cases), "agent starts", a.text()):
                 return 1
@@ -149,14 +84,15 @@ def main():
                     what = "%s %s TLS %s" % ("STARTTLS" if starttls else "Implicit TLS",
                                              proto.upper(), vname)
                     try:
-                        ms = [session(port, proto, starttls, version) for _ in range(SESSIONS)]
+                        ms = [session(port, proto, starttls, version)
+                              for _ in range(SESSIONS)]
                     except OSError as e:
                         check(False, "%s: sessions complete" % what, "%s\n%s" % (e, a.text()))
                         continue
-                    check(pct(ms, 50) < P50_BOUND_MS,
+                    check(fa.pct(ms, 50) < P50_BOUND_MS,
                           "%s, Nagle on: first answer median %.1f ms < %.0f ms over %d sessions"
-                          " (p90 %.1f ms, max %.1f ms)" % (what, pct(ms, 50), P50_BOUND_MS,
-                                                           SESSIONS, pct(ms, 90), max(ms)))
+                          " (p90 %.1f ms, max %.1f ms)" % (what, fa.pct(ms, 50), P50_BOUND_MS,
+                                                           SESSIONS, fa.pct(ms, 90), max(ms)))
         finally:
             a.stop()
     print("1..%d" % len(results))

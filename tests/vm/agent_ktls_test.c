@@ -77,13 +77,6 @@
 	"AUTH=PLAIN] Dovecot (Debian) ready.\r\n"
 #define MK_PATTERN_LEN ((1u << 20) + 4093)	/* odd: records never line up */
 
-static long mk_env_long(const char *name, long def)
-{
-	const char *v = getenv(name);
-
-	return v && *v ? strtol(v, NULL, 10) : def;
-}
-
 /* MK_ONLY=substring runs only the tests whose name has it (the 6.1 harness
  * has no filter of its own); the others are reported as skipped. */
 #define MK_SKIP_UNSELECTED()							\
@@ -104,48 +97,6 @@ static const struct vm_env_opts mk_agent_opts = {
 	.eo_backlog = 4096,
 	.eo_ticket_keys = true,
 };
-
-/*
- * The agent's `kind` line ("tls", "close") for the client at local port
- * @cport, waited for up to @ms; copied into @out. Return: 0 or -1.
- */
-static int mk_log_line(const struct vm_env *e, const char *kind, int cport, char *out,
-		       size_t len, int ms)
-{
-	uint64_t end = vm_ms() + (uint64_t)ms;
-	char needle[96], *log, *p, *nl;
-
-	snprintf(needle, sizeof(needle), "mailktlsd: %s listener=t client=127.0.0.1:%d ", kind,
-		 cport);
-	do {
-		log = vm_log_read(e);
-		p = log ? strstr(log, needle) : NULL;
-		if (p) {
-			nl = strchr(p, '\n');
-			snprintf(out, len, "%.*s", nl ? (int)(nl - p) : (int)strlen(p), p);
-			free(log);
-			return 0;
-		}
-		free(log);
-		usleep(20000);
-	} while (vm_ms() < end);
-	return -1;
-}
-
-/* The `end=` value of the close line of the client at @cport, or "". */
-static const char *mk_log_end(const struct vm_env *e, int cport, char *out, size_t len)
-{
-	char line[512];
-	const char *p;
-
-	out[0] = '\0';
-	if (mk_log_line(e, "close", cport, line, sizeof(line), 10000))
-		return out;
-	p = strstr(line, " end=");
-	if (p)
-		snprintf(out, len, "%s", p + 5);
-	return out;
-}
 
 /* ------------------------------------------------------------------------ */
 /* Client and backend plumbing. */
@@ -506,7 +457,7 @@ static void mk_check_log_tls(struct __test_metadata *_metadata, const struct vm_
 {
 	char line[512], want[160];
 
-	ASSERT_EQ(0, mk_log_line(e, "tls", cport, line, sizeof(line), 5000));
+	ASSERT_EQ(0, vm_log_line(e, "tls", cport, line, sizeof(line), 5000));
 	snprintf(want, sizeof(want), " version=%s cipher=%s ",
 		 variant->version == TLS1_3_VERSION ? "TLSv1.3" : "TLSv1.2", variant->iana_name);
 	EXPECT_NE(NULL, strstr(line, want)) {
@@ -523,7 +474,7 @@ static void mk_check_log_tls(struct __test_metadata *_metadata, const struct vm_
  */
 TEST_F_TIMEOUT(agent, bulk_both_ways, 280)
 {
-	uint64_t total = (uint64_t)mk_env_long("MK_BULK_MIB", MK_BULK_MIB_DEFAULT) << 20;
+	uint64_t total = (uint64_t)vm_env_long("MK_BULK_MIB", MK_BULK_MIB_DEFAULT) << 20;
 	struct mk_bulk_client bc = { .bc_total = total };
 	struct mk_bulk_side sink = { .bs_total = total }, src = { .bs_total = total };
 	struct mk_relay r = { .r_cfd = -1, .r_bfd = -1 };
@@ -584,7 +535,7 @@ TEST_F_TIMEOUT(agent, bulk_both_ways, 280)
 	EXPECT_EQ(0, mk_wait_eof(r.r_bfd, 10000));
 	close(r.r_bfd);
 	r.r_bfd = -1;
-	EXPECT_STREQ("close_notify", mk_log_end(&self->env, r.r_cport, end, sizeof(end)));
+	EXPECT_STREQ("close_notify", vm_log_end(&self->env, r.r_cport, end, sizeof(end)));
 	mk_relay_close(&r);
 	free(pat);
 }
@@ -670,7 +621,7 @@ TEST_F(agent, resumed_session)
 		EXPECT_TRUE(SSL_session_reused(r.r_ssl));
 		ASSERT_EQ(0, mk_relay_ping(&r));
 		ASSERT_EQ(0, mk_relay_ping(&r));
-		ASSERT_EQ(0, mk_log_line(&self->env, "tls", r.r_cport, line, sizeof(line), 5000));
+		ASSERT_EQ(0, vm_log_line(&self->env, "tls", r.r_cport, line, sizeof(line), 5000));
 		EXPECT_NE(NULL, strstr(line, " ktls=tx,rx resumed=yes")) TH_LOG("%s", line);
 		SSL_shutdown(r.r_ssl);
 		mk_relay_close(&r);
@@ -692,7 +643,7 @@ TEST_F(agent, close_notify_from_client)
 	r.r_bfd = -1;
 	/* the daemon's EOF then comes back as the agent's close_notify */
 	EXPECT_EQ(1, SSL_shutdown(r.r_ssl));
-	EXPECT_STREQ("close_notify", mk_log_end(&self->env, r.r_cport, end, sizeof(end)));
+	EXPECT_STREQ("close_notify", vm_log_end(&self->env, r.r_cport, end, sizeof(end)));
 	mk_relay_close(&r);
 }
 
@@ -713,7 +664,7 @@ TEST_F(agent, close_notify_from_backend)
 	EXPECT_EQ(SSL_ERROR_ZERO_RETURN, SSL_get_error(r.r_ssl, 0));
 	EXPECT_EQ(0, r.r_alert);	/* close_notify */
 	SSL_shutdown(r.r_ssl);
-	mk_log_end(&self->env, r.r_cport, end, sizeof(end));
+	vm_log_end(&self->env, r.r_cport, end, sizeof(end));
 	EXPECT_STRNE("", end);
 	EXPECT_NE(0, strncmp(end, "error", 5)) {
 		TH_LOG("end=%s", end);
@@ -732,7 +683,7 @@ TEST_F(agent, client_reset)
 	mk_reset(r.r_cfd);
 	r.r_cfd = -1;
 	EXPECT_NE(-ETIMEDOUT, mk_wait_eof(r.r_bfd, 5000));	/* EOF or reset */
-	EXPECT_STREQ("reset", mk_log_end(&self->env, r.r_cport, end, sizeof(end)));
+	EXPECT_STREQ("reset", vm_log_end(&self->env, r.r_cport, end, sizeof(end)));
 	mk_relay_close(&r);
 	/* the agent still serves */
 	ASSERT_EQ(0, mk_relay_open(&self->env, self->cctx, &r2));
@@ -758,7 +709,7 @@ TEST_F(agent, backend_reset)
 	EXPECT_TRUE(err == SSL_ERROR_ZERO_RETURN || (err == SSL_ERROR_SSL && r.r_alert > 0)) {
 		TH_LOG("SSL_read %d, error %d, alert %d", n, err, r.r_alert);
 	}
-	mk_log_end(&self->env, r.r_cport, end, sizeof(end));
+	vm_log_end(&self->env, r.r_cport, end, sizeof(end));
 	EXPECT_EQ(0, strncmp(end, "error:", 6)) {
 		TH_LOG("end=%s", end);
 	}
@@ -801,7 +752,7 @@ TEST_F(agent, key_update_from_client)
 		    err == SSL_ERROR_SYSCALL);
 	EXPECT_GT(2000, ms);	/* "within a second", with TCG slack */
 	EXPECT_STREQ("error:key_update_unsupported",
-		     mk_log_end(&self->env, r.r_cport, end, sizeof(end)));
+		     vm_log_end(&self->env, r.r_cport, end, sizeof(end)));
 	EXPECT_EQ(0, mk_wait_eof(r.r_bfd, 5000));
 	mk_relay_close(&r);
 }
@@ -826,7 +777,7 @@ TEST_F(agent, corrupted_record)
 	EXPECT_EQ(20, m.mc_alert) {	/* bad_record_mac */
 		TH_LOG("alert received: %d", m.mc_alert);
 	}
-	EXPECT_STREQ("error:bad_record_mac", mk_log_end(&self->env, m.mc_cport, end, sizeof(end)));
+	EXPECT_STREQ("error:bad_record_mac", vm_log_end(&self->env, m.mc_cport, end, sizeof(end)));
 	EXPECT_EQ(0, mk_wait_eof(bfd, 5000));
 	ASSERT_EQ(0, vm_read_tls_stat(&st));
 	EXPECT_EQ(self->st0.ts_decrypt_error + 1, st.ts_decrypt_error);
@@ -1024,7 +975,7 @@ static int mk_idle_open(const struct vm_env *e, SSL_CTX *ctx, const FIXTURE_VARI
 
 TEST_F_TIMEOUT(idle, thousand_idle_connections, 280)
 {
-	long nconn = mk_env_long("MK_IDLE_CONNS", MK_IDLE_CONNS_DEFAULT), i, before, after;
+	long nconn = vm_env_long("MK_IDLE_CONNS", MK_IDLE_CONNS_DEFAULT), i, before, after;
 	struct mk_relay warm = { .r_cfd = -1, .r_bfd = -1 };
 	int *cfd, *bfd, closes;
 	uint64_t t0;

@@ -49,13 +49,6 @@
 #define MK_PATTERN_LEN ((1u << 20) + 4093)	/* odd: records never line up */
 #define A_INTERNAL_ERROR 80
 
-static long mk_env_long(const char *name, long def)
-{
-	const char *v = getenv(name);
-
-	return v && *v ? strtol(v, NULL, 10) : def;
-}
-
 #define MK_SKIP_UNSELECTED()							\
 	do {									\
 		const char *only = getenv("MK_ONLY");				\
@@ -97,44 +90,6 @@ static int rk_read_stat(struct rk_stat *st)
 	}
 	fclose(f);
 	return 0;
-}
-
-/* The `kind` line of the agent's log for the client at @cport. */
-static int rk_log_line(const struct vm_env *e, const char *kind, int cport, char *out,
-		       size_t len, int ms)
-{
-	uint64_t end = vm_ms() + (uint64_t)ms;
-	char needle[96], *log, *p, *nl;
-
-	snprintf(needle, sizeof(needle), "mailktlsd: %s listener=t client=127.0.0.1:%d ", kind,
-		 cport);
-	do {
-		log = vm_log_read(e);
-		p = log ? strstr(log, needle) : NULL;
-		if (p) {
-			nl = strchr(p, '\n');
-			snprintf(out, len, "%.*s", nl ? (int)(nl - p) : (int)strlen(p), p);
-			free(log);
-			return 0;
-		}
-		free(log);
-		usleep(20000);
-	} while (vm_ms() < end);
-	return -1;
-}
-
-static const char *rk_log_end(const struct vm_env *e, int cport, char *out, size_t len)
-{
-	char line[512];
-	const char *p;
-
-	out[0] = '\0';
-	if (rk_log_line(e, "close", cport, line, sizeof(line), 10000))
-		return out;
-	p = strstr(line, " end=");
-	if (p)
-		snprintf(out, len, "%s", p + 5);
-	return out;
 }
 
 FIXTURE(rk)
@@ -270,7 +225,7 @@ static void rk_expect_clean_close(struct __test_metadata *_metadata, const struc
 		EXPECT_EQ(A_INTERNAL_ERROR, r->r_alert);
 	EXPECT_GT(2000, ms);
 	EXPECT_STREQ("error:key_update_unsupported",
-		     rk_log_end(e, r->r_cport, end, sizeof(end)));
+		     vm_log_end(e, r->r_cport, end, sizeof(end)));
 	EXPECT_EQ(0, mk_wait_eof(r->r_bfd, 5000));
 }
 
@@ -461,7 +416,7 @@ static void rk_count_cb(int write_p, int version, int content_type, const void *
 static void rk_bulk(struct __test_metadata *_metadata, FIXTURE_DATA(rk) *self, const char *name,
 		    int mode)
 {
-	uint64_t total = (uint64_t)mk_env_long("MK_REKEY_MIB", MK_REKEY_MIB_DEFAULT) << 20;
+	uint64_t total = (uint64_t)vm_env_long("MK_REKEY_MIB", MK_REKEY_MIB_DEFAULT) << 20;
 	struct rk_client bc = { .bc_total = total, .bc_mode = mode };
 	struct rk_side sink = { .bs_total = total }, src = { .bs_total = total };
 	struct rk_relay r = { .r_cfd = -1, .r_bfd = -1 };
@@ -532,7 +487,7 @@ static void rk_bulk(struct __test_metadata *_metadata, FIXTURE_DATA(rk) *self, c
 	EXPECT_EQ(0, mk_wait_eof(r.r_bfd, 10000));
 	close(r.r_bfd);	/* the daemon's end too: the agent logs the close */
 	r.r_bfd = -1;
-	EXPECT_STREQ("close_notify", rk_log_end(&self->env, r.r_cport, end, sizeof(end)));
+	EXPECT_STREQ("close_notify", vm_log_end(&self->env, r.r_cport, end, sizeof(end)));
 	rk_relay_close(&r);
 	free(pat);
 }
@@ -679,7 +634,7 @@ TEST_F(rk, in_finished_segment)
 	ASSERT_EQ((int)sizeof(cmd) - 1, SSL_write(m.mc_ssl, cmd, sizeof(cmd) - 1));
 	ASSERT_TRUE(mk_mc_flush(&m));
 	ASSERT_TRUE(vm_recv_all(bfd, buf, sizeof(cmd) - 1));
-	ASSERT_EQ(0, rk_log_line(&self->env, "tls", m.mc_cport, line, sizeof(line), 5000));
+	ASSERT_EQ(0, vm_log_line(&self->env, "tls", m.mc_cport, line, sizeof(line), 5000));
 	EXPECT_NE(NULL, strstr(line, " ktls=tx,rx")) TH_LOG("%s", line);
 	close(bfd);
 	mk_mc_free(&m);
@@ -720,11 +675,11 @@ TEST_F(rk, rate_limit)
 	EXPECT_EQ(0, mk_wait_eof(bfd, 5000));
 	if (self->rekey) {
 		EXPECT_STREQ("error:key_update_rate",
-			     rk_log_end(&self->env, m.mc_cport, end, sizeof(end)));
+			     vm_log_end(&self->env, m.mc_cport, end, sizeof(end)));
 		EXPECT_TRUE(vm_log_has(&self->env, "more than 100 KeyUpdates in a second", 1000));
 	} else {
 		EXPECT_STREQ("error:key_update_unsupported",
-			     rk_log_end(&self->env, m.mc_cport, end, sizeof(end)));
+			     vm_log_end(&self->env, m.mc_cport, end, sizeof(end)));
 	}
 	mk_tls_dir_keys_wipe(&tx);
 	mk_tls_dir_keys_wipe(&rx);

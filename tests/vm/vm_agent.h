@@ -217,6 +217,57 @@ static inline char *vm_log_read(const struct vm_env *e)
 	return buf;
 }
 
+/*
+ * The agent's `kind` line ("tls", "close") for the client at local port
+ * @cport of listener "t", waited for up to @ms; copied into @out.
+ * Return: 0 or -1.
+ */
+static inline int vm_log_line(const struct vm_env *e, const char *kind, int cport, char *out,
+			      size_t len, int ms)
+{
+	uint64_t end = vm_ms() + (uint64_t)ms;
+	char needle[96], *log, *p, *nl;
+
+	snprintf(needle, sizeof(needle), "mailktlsd: %s listener=t client=127.0.0.1:%d ", kind,
+		 cport);
+	do {
+		log = vm_log_read(e);
+		p = log ? strstr(log, needle) : NULL;
+		if (p) {
+			nl = strchr(p, '\n');
+			snprintf(out, len, "%.*s", nl ? (int)(nl - p) : (int)strlen(p), p);
+			free(log);
+			return 0;
+		}
+		free(log);
+		usleep(20000);
+	} while (vm_ms() < end);
+	return -1;
+}
+
+/* The `end=` value of the close line of the client at @cport, or "". */
+static inline const char *vm_log_end(const struct vm_env *e, int cport, char *out, size_t len)
+{
+	char line[512];
+	const char *p;
+
+	out[0] = '\0';
+	if (vm_log_line(e, "close", cport, line, sizeof(line), 10000))
+		return out;
+	p = strstr(line, " end=");
+	if (p)
+		snprintf(out, len, "%s", p + 5);
+	return out;
+}
+
+/* A number from the environment (a test's size knob), or @def. */
+static inline long vm_env_long(const char *name, long def)
+{
+	const char *v = getenv(name);
+
+	return v && *v ? strtol(v, NULL, 10) : def;
+}
+
 /* Lines of the agent log that contain @needle. */
 static inline int vm_log_count(const struct vm_env *e, const char *needle)
 {

@@ -155,36 +155,60 @@ start_loose_dovecot() {
 	local d=$MK_TMP/loose
 	mkdir -p "$d/run" "$d/state"
 	P_LOOSE=$(free_port)
-	cat >"$d/dovecot.conf" <<-EOF2
-	protocols = imap
-	listen = 127.0.0.1
-	base_dir = $d/run
-	state_dir = $d/state
-	instance_name = mk-audit-loose-$$
-	log_path = $d/dovecot.log
-	ssl = yes
-	ssl_cert = <$CERTS/good.crt
-	ssl_key = <$CERTS/good.key
-	disable_plaintext_auth = no
-	auth_mechanisms = plain login
-	passdb {
-	  driver = static
-	  args = nopassword=y
-	}
-	userdb {
-	  driver = static
-	  args = uid=$MK_MAIL_UID gid=$MK_MAIL_GID home=$d/home
-	}
-	service imap-login {
-	  inet_listener imap {
-	    address = 127.0.0.1
-	    port = $P_LOOSE
-	  }
-	  inet_listener imaps {
-	    port = 0
-	  }
-	}
-	EOF2
+	# the test's user, in a table Dovecot 2.3 and 2.4 both read
+	printf '%s:{PLAIN}%s:%s:%s::%s::\n' "$MK_USER" "$MK_PASS" "$MK_MAIL_UID" "$MK_MAIL_GID" \
+		"$d/home" >"$d/passwd"
+	chmod 0644 "$d/passwd"
+	{
+		if dovecot_24; then
+			cat <<-EOF2
+			dovecot_config_version = $DOVECOT_VERSION
+			dovecot_storage_version = $DOVECOT_VERSION
+			ssl_server_cert_file = $CERTS/good.crt
+			ssl_server_key_file = $CERTS/good.key
+			auth_allow_cleartext = yes
+			passdb passwd-file {
+			  passwd_file_path = $d/passwd
+			}
+			userdb passwd-file {
+			  passwd_file_path = $d/passwd
+			}
+			EOF2
+		else
+			cat <<-EOF2
+			ssl_cert = <$CERTS/good.crt
+			ssl_key = <$CERTS/good.key
+			disable_plaintext_auth = no
+			passdb {
+			  driver = passwd-file
+			  args = scheme=PLAIN $d/passwd
+			}
+			userdb {
+			  driver = passwd-file
+			  args = $d/passwd
+			}
+			EOF2
+		fi
+		cat <<-EOF2
+		protocols = imap
+		listen = 127.0.0.1
+		base_dir = $d/run
+		state_dir = $d/state
+		instance_name = mk-audit-loose-$$
+		log_path = $d/dovecot.log
+		ssl = yes
+		auth_mechanisms = plain login
+		service imap-login {
+		  inet_listener imap {
+		    $DOVECOT_ADDRESS = 127.0.0.1
+		    port = $P_LOOSE
+		  }
+		  inet_listener imaps {
+		    port = 0
+		  }
+		}
+		EOF2
+	} >"$d/dovecot.conf"
 	dovecot -c "$d/dovecot.conf" -F >>"$d/dovecot.log" 2>&1 &
 	LOOSE_PID=$!
 	wait_port 127.0.0.1 "$P_LOOSE"

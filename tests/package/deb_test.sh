@@ -49,8 +49,14 @@ make_root() {
 		rm -rf "$base.tmp"
 		debootstrap --variant=minbase "$suite" "$base.tmp" "$mirror" >"$MK_TMP/debootstrap.log" 2>&1 ||
 			{ tail -n 20 "$MK_TMP/debootstrap.log"; return 1; }
-		cp /etc/apt/sources.list.d/debian.sources "$base.tmp/etc/apt/sources.list.d/" 2>/dev/null &&
-			rm -f "$base.tmp/etc/apt/sources.list"
+		# This machine's sources (updates and security too: the kernel whose
+		# headers DKMS builds for is often only there), in either format.
+		if [ -f /etc/apt/sources.list.d/debian.sources ]; then
+			cp /etc/apt/sources.list.d/debian.sources "$base.tmp/etc/apt/sources.list.d/" &&
+				rm -f "$base.tmp/etc/apt/sources.list"
+		elif [ -s /etc/apt/sources.list ]; then
+			cp /etc/apt/sources.list "$base.tmp/etc/apt/sources.list"
+		fi
 		mv "$base.tmp" "$base"
 	fi
 	cleanup_root_only

@@ -441,7 +441,7 @@ static void mk_bulk_client_run(SSL *ssl, int fd, struct mk_bulk_client *b)
 			continue;
 		p.events = POLLIN | (b->bc_sent < b->bc_total ? POLLOUT : 0);
 		if (poll(&p, 1, VM_IO_TIMEOUT_MS) != 1) {
-			b->bc_fail = "no progress for 20 s";
+			b->bc_fail = "no progress for 60 s";
 			break;
 		}
 	}

@@ -394,7 +394,7 @@ static void rk_client_run(SSL *ssl, int fd, struct rk_client *b)
 			continue;
 		p.events = POLLIN | (b->bc_sent < b->bc_total ? POLLOUT : 0);
 		if (poll(&p, 1, VM_IO_TIMEOUT_MS) != 1)
-			b->bc_fail = "no progress for 20 s";
+			b->bc_fail = "no progress for 60 s";
 	}
 	EVP_DigestFinal_ex(out, b->bc_md_out, NULL);
 	EVP_DigestFinal_ex(in, b->bc_md_in, NULL);

@@ -15,8 +15,8 @@ import time
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
-from agenttest import (AGENT, Agent, Backend, check, free_port, peer_cn,  # noqa: E402
-                      read_line, results, tls_connect)
+from agenttest import (AGENT, Agent, Backend, check, free_port,  # noqa: E402
+                      peer_cn, read_line, results, serves, swap_symlink, tls_connect)
 
 
 def make_pair(d, name, cn):
@@ -31,30 +31,6 @@ def make_pair(d, name, cn):
 def rename_over(src, dst):
     """What certbot and dehydrated do: the new file appears in one step."""
     os.rename(src, dst)
-
-
-def swap_symlink(target, link):
-    tmp = link + ".new"
-    os.symlink(target, tmp)
-    os.rename(tmp, link)
-
-
-def serves(port, cn, secs=8):
-    """Within secs, new connections get the certificate for cn."""
-    end = time.time() + secs
-    got = None
-    while time.time() < end:
-        try:
-            c = tls_connect(port)
-            read_line(c)
-            got = peer_cn(c)
-            c.close()
-        except OSError:
-            pass
-        if got == cn:
-            return True, got
-        time.sleep(0.2)
-    return False, got
 
 
 def listener_conf(name, port, be_port, crt, key):

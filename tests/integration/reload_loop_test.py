@@ -21,7 +21,7 @@ import time
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 from agenttest import (AGENT, Agent, Backend, check, client_ctx, free_port,  # noqa: E402
-                      gen_cert, peer_cn, read_line, results, tls_connect)
+                      gen_cert, read_line, results, serves, swap_symlink, tls_connect)
 
 DONE = ": new connections use the new configuration"
 
@@ -37,23 +37,6 @@ def settle(a, want, secs=8, quiet=3):
         time.sleep(0.1)
     time.sleep(quiet)
     return reloads(a)
-
-
-def serves(port, cn, secs=8):
-    end = time.time() + secs
-    got = None
-    while time.time() < end:
-        try:
-            c = tls_connect(port)
-            read_line(c)
-            got = peer_cn(c)
-            c.close()
-        except OSError:
-            pass
-        if got == cn:
-            return True, got
-        time.sleep(0.2)
-    return False, got
 
 
 class Resumer:
@@ -72,11 +55,6 @@ class Resumer:
             read_line(c)	# a TLS 1.3 ticket arrives with the greeting
             self.session = c.session
             return c.session_reused
-
-
-def swap_symlink(target, link):
-    os.symlink(target, link + ".new")
-    os.rename(link + ".new", link)
 
 
 def conf(name, port, be_port, crt, key):

@@ -190,6 +190,31 @@ def peer_cn(s):
     return out.strip().split("CN")[-1].strip(" =")
 
 
+def serves(port, cn, secs=8):
+    """Within secs, new connections get the certificate for cn.
+    Return: (True, cn) or (False, the last CN seen)."""
+    end = time.time() + secs
+    got = None
+    while time.time() < end:
+        try:
+            c = tls_connect(port)
+            read_line(c)
+            got = peer_cn(c)
+            c.close()
+        except OSError:
+            pass
+        if got == cn:
+            return True, got
+        time.sleep(0.2)
+    return False, got
+
+
+def swap_symlink(target, link):
+    """A certificate renewal by symlink swap: the new link appears in one step."""
+    os.symlink(target, link + ".new")
+    os.rename(link + ".new", link)
+
+
 def listener(name, port, backend_port, d, extra=""):
     return ("\n[listener %s]\nlisten = 127.0.0.1:%d\nprotocol = imap\ntls = implicit\n"
             "backend = 127.0.0.1:%d\nproxy_protocol = none\ncertificate = %s/cur.crt\n"

@@ -167,28 +167,15 @@ start_loose_dovecot() {
 			ssl_server_cert_file = $CERTS/good.crt
 			ssl_server_key_file = $CERTS/good.key
 			auth_allow_cleartext = yes
-			passdb passwd-file {
-			  passwd_file_path = $d/passwd
-			}
-			userdb passwd-file {
-			  passwd_file_path = $d/passwd
-			}
 			EOF2
 		else
 			cat <<-EOF2
 			ssl_cert = <$CERTS/good.crt
 			ssl_key = <$CERTS/good.key
 			disable_plaintext_auth = no
-			passdb {
-			  driver = passwd-file
-			  args = scheme=PLAIN $d/passwd
-			}
-			userdb {
-			  driver = passwd-file
-			  args = $d/passwd
-			}
 			EOF2
 		fi
+		dovecot_passwd_conf "$d/passwd"
 		cat <<-EOF2
 		protocols = imap
 		listen = 127.0.0.1

@@ -67,6 +67,18 @@ else
 	DOVECOT_SECURED=secured
 fi
 
+# dovecot_passwd_conf FILE - the passdb and userdb that read FILE
+# (user:{PLAIN}pass:uid:gid::home::), in the installed Dovecot's syntax.
+dovecot_passwd_conf() {
+	if dovecot_24; then
+		printf 'passdb passwd-file {\n  passwd_file_path = %s\n}\n' "$1"
+		printf 'userdb passwd-file {\n  passwd_file_path = %s\n}\n' "$1"
+	else
+		printf 'passdb {\n  driver = passwd-file\n  args = scheme=PLAIN %s\n}\n' "$1"
+		printf 'userdb {\n  driver = passwd-file\n  args = %s\n}\n' "$1"
+	fi
+}
+
 # mk_setup_tmp - make the private directory. The daemons drop privileges
 # (dovenull, dovecot, postfix, nobody), so it must be traversable (0755).
 mk_setup_tmp() {
@@ -208,12 +220,6 @@ auth_allow_cleartext = no
 mail_driver = maildir
 mail_path = ~/Maildir
 pop3_uidl_format = %{uid | hex(8)}%{uidvalidity | hex(8)}
-passdb passwd-file {
-  passwd_file_path = $d/passwd
-}
-userdb passwd-file {
-  passwd_file_path = $d/passwd
-}
 EOF
 		else
 			cat <<EOF
@@ -221,16 +227,9 @@ ssl = no
 disable_plaintext_auth = yes
 mail_location = maildir:~/Maildir
 pop3_uidl_format = %08Xu%08Xv
-passdb {
-  driver = passwd-file
-  args = scheme=PLAIN $d/passwd
-}
-userdb {
-  driver = passwd-file
-  args = $d/passwd
-}
 EOF
 		fi
+		dovecot_passwd_conf "$d/passwd"
 		cat <<EOF
 protocols = ${DOVECOT_PROTOCOLS:-imap pop3}
 listen = 127.0.0.1

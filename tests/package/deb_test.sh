@@ -49,18 +49,20 @@ make_root() {
 		rm -rf "$base.tmp"
 		debootstrap --variant=minbase "$suite" "$base.tmp" "$mirror" >"$MK_TMP/debootstrap.log" 2>&1 ||
 			{ tail -n 20 "$MK_TMP/debootstrap.log"; return 1; }
-		# This machine's sources (updates and security too: the kernel whose
-		# headers DKMS builds for is often only there), in either format.
-		if [ -f /etc/apt/sources.list.d/debian.sources ]; then
-			cp /etc/apt/sources.list.d/debian.sources "$base.tmp/etc/apt/sources.list.d/" &&
-				rm -f "$base.tmp/etc/apt/sources.list"
-		elif [ -s /etc/apt/sources.list ]; then
-			cp /etc/apt/sources.list "$base.tmp/etc/apt/sources.list"
-		fi
 		mv "$base.tmp" "$base"
 	fi
 	cleanup_root_only
 	cp -a "$base" "$root"
+	# This machine's sources (updates and security too: the kernel whose
+	# headers DKMS builds for is often only there), in either format; set on
+	# every copy, so a base made by an older test or before the machine's
+	# sources changed cannot hide the kernel.
+	if [ -f /etc/apt/sources.list.d/debian.sources ]; then
+		cp /etc/apt/sources.list.d/debian.sources "$root/etc/apt/sources.list.d/" &&
+			rm -f "$root/etc/apt/sources.list"
+	elif [ -s /etc/apt/sources.list ]; then
+		cp /etc/apt/sources.list "$root/etc/apt/sources.list"
+	fi
 	mount --bind /proc "$root/proc" && mount --bind /sys "$root/sys" &&
 		mount --bind /dev "$root/dev" && mount --bind /dev/pts "$root/dev/pts" || return 1
 	cp /etc/resolv.conf "$root/etc/" 2>/dev/null

@@ -26,10 +26,17 @@ cache=${MK_ROOT_CACHE:-/var/cache/mailktls}
 root=$cache/root-$suite
 mkdir -p "$cache"
 
-mirror=$(sed -n 's/^URIs: *//p' /etc/apt/sources.list.d/debian.sources 2>/dev/null | grep -v security | head -n1)
-[ -n "$mirror" ] || mirror=$(awk '$1 == "deb" && $2 !~ /security/ {print $2; exit}' /etc/apt/sources.list 2>/dev/null)
+# Any step that fails says where: a root that is not made leaves nothing
+# else behind to explain it.
+trap 'echo "debian-root: $suite: line $LINENO failed: $BASH_COMMAND" >&2' ERR
+
+# This machine's mirror, from either apt format (a machine may have only
+# one of the two files: hence the "|| true" under pipefail).
+uris() { sed -n 's/^URIs: *//p' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true; }
+mirror=$(uris | grep -v security | head -n1 || true)
+[ -n "$mirror" ] || mirror=$(awk '$1 == "deb" && $2 !~ /security/ {print $2; exit}' /etc/apt/sources.list 2>/dev/null || true)
 [ -n "$mirror" ] || mirror=http://deb.debian.org/debian
-security=$(sed -n 's/^URIs: *//p' /etc/apt/sources.list.d/debian.sources 2>/dev/null | grep security | head -n1)
+security=$(uris | grep security | head -n1 || true)
 [ -n "$security" ] || security=${mirror%/debian}/debian-security
 
 exec 8>"$cache/root-$suite.lock"
@@ -66,7 +73,10 @@ fi
 # Each run mounts in a mount namespace of its own: two runs at once (two
 # trees, one root) would otherwise stack their mounts on the same paths,
 # and the first to end would unmount the other's tree, /proc and /dev.
-if [ -z "${MK_ROOT_NS:-}" ]; then
+# Not when this machine is itself a chroot (a fresh CI root): there / is no
+# mount point, unshare cannot make the mounts private ("cannot change root
+# filesystem propagation"), and the runs of one CI job come one at a time.
+if [ -z "${MK_ROOT_NS:-}" ] && mountpoint -q /; then
 	exec unshare --mount --propagation private env MK_ROOT_NS=1 \
 		bash "$PWD/scripts/debian-root.sh" "$suite" -- "$@"
 fi

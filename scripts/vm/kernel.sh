@@ -6,7 +6,7 @@
 #
 #   scripts/vm/kernel.sh SERIES [nobuild]
 #
-# SERIES is 6.1 (Debian 12's linux-image-amd64, installed on this host),
+# SERIES is 6.1 (Debian 12's linux-image-amd64: this host's on Debian 12),
 # 6.12 (Debian 13's) or 7.3 (trixie-backports'). Prints shell assignments
 # for scripts/vm-run.sh to eval:
 #   vm_kver     the kernel's release (uname -r in the VM)
@@ -15,17 +15,19 @@
 #               "/" for the host's own 6.1)
 #   vm_ko       mailktls.ko built for it ("" when the tree has no module)
 #
-# Debian 13's kernels are fetched with `apt-get download` in the cached
-# Debian 13 root (scripts/debian-root.sh; its sources carry
-# trixie-backports), unpacked with dpkg-deb into build/kernels/SERIES/root
-# and indexed with `depmod -b`; the version is the one Debian's
-# linux-image-amd64 of that suite depends on, so it follows point releases.
-# 6.12 comes as one linux-image-VER package, 7.3 as linux-binary-VER +
-# linux-modules-VER (.ko.xz either way). The module for them is built
-# inside the Debian 13 root (their headers need its GCC 14) from a copy of
-# kmod/ under build/kernels/SERIES/kmod, so the three builds do not
-# overwrite each other's objects; 6.1's is built on the host into kmod/ as
-# before. `nobuild`: use what is there, fetch and build nothing.
+# A kernel of another release than this host's (Debian 13's on a Debian 12
+# host; Debian 12's 6.1 on a Debian 13 host, which has no 6.1 in /boot) is
+# fetched with `apt-get download` in the cached root of its release
+# (scripts/debian-root.sh; trixie's sources carry trixie-backports),
+# unpacked with dpkg-deb into build/kernels/SERIES/root and indexed with
+# `depmod -b`; the version is the one Debian's linux-image-amd64 of that
+# suite depends on, so it follows point releases. 6.1 and 6.12 come as one
+# linux-image-VER package, 7.3 as linux-binary-VER + linux-modules-VER. The
+# module for them is built inside that root (each kernel's headers want its
+# release's GCC: 12 or 14) from a copy of kmod/ under
+# build/kernels/SERIES/kmod, so the builds do not overwrite each other's
+# objects; the host's own 6.1 has it built into kmod/. `nobuild`: use what
+# is there, fetch and build nothing.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -34,9 +36,9 @@ nobuild=${2:-}
 say() { printf '%s=%q\n' "$1" "$2"; }
 die() { echo "vm kernel $series: $*" >&2; exit 1; }
 
-if [ "$series" = 6.1 ]; then
-	vmlinuz=$(printf '%s\n' /boot/vmlinuz-6.1* | sort -V | tail -n1)
-	[ -r "$vmlinuz" ] || die "no Debian 6.1 kernel in /boot (scripts/install-deps.sh: linux-image-amd64)"
+host_6_1=$(printf '%s\n' /boot/vmlinuz-6.1.* | sort -V | tail -n1)
+if [ "$series" = 6.1 ] && [ -r "$host_6_1" ]; then
+	vmlinuz=$host_6_1
 	kver=${vmlinuz##*/vmlinuz-}
 	[ -d "/lib/modules/$kver" ] || die "no modules for $kver in /lib/modules"
 	ko=
@@ -51,19 +53,21 @@ if [ "$series" = 6.1 ]; then
 fi
 
 case $series in
-6.12) suite=trixie ;;
-7.3) suite=trixie-backports ;;
+6.1) release=bookworm suite=bookworm ;;
+6.12) release=trixie suite=trixie ;;
+7.3) release=trixie suite=trixie-backports ;;
 *) die "unknown series (6.1, 6.12 or 7.3)" ;;
 esac
 cache=build/kernels/$series
 root=$cache/root
 mkdir -p "$cache"
-inroot() { scripts/debian-root.sh trixie -- "$@"; }
+inroot() { scripts/debian-root.sh "$release" -- "$@"; }
 
 if [ -z "$nobuild" ]; then
-	# the ABI name (6.12.118+deb13-amd64) linux-image-amd64 of the suite names
+	# the ABI name (6.1.0-57-amd64, 6.12.118+deb13-amd64) that the suite's
+	# linux-image-amd64 names
 	kver=$(inroot apt-cache depends "linux-image-amd64/$suite" |
-		sed -n 's/^ *Depends: linux-image-\([0-9.]*+deb13[^ ]*-amd64\)$/\1/p' | head -n1)
+		sed -n "s/^ *Depends: linux-image-\\($series[.-][^ ]*-amd64\\)\$/\\1/p" | head -n1)
 	[ -n "$kver" ] || die "no linux-image-amd64 in $suite"
 	if [ ! -f "$cache/.ok-$kver" ]; then
 		rm -rf "$cache/debs" "$root" "$cache"/.ok-*
@@ -103,7 +107,7 @@ if [ -f Kbuild ]; then
 	if [ -z "$nobuild" ]; then
 		inroot bash -c '[ -d "/lib/modules/$1/build" ] ||
 			DEBIAN_FRONTEND=noninteractive apt-get install -y -q -o DPkg::Lock::Timeout=900 --no-install-recommends "linux-headers-$1"' \
-			bash "$kver" >&2 || die "installing linux-headers-$kver in the Debian 13 root failed"
+			bash "$kver" >&2 || die "installing linux-headers-$kver in the $release root failed"
 		rm -rf "$kb"
 		mkdir -p "$kb/kmod"
 		cp -r Kbuild include "$kb/"

@@ -470,15 +470,23 @@ static void rk_bulk(struct __test_metadata *_metadata, FIXTURE_DATA(rk) *self, c
 	EXPECT_EQ(0, memcmp(bc.bc_md_out, sink.bs_md, 32));	/* client -> backend */
 	EXPECT_EQ(0, memcmp(src.bs_md, bc.bc_md_in, 32));	/* backend -> client */
 	/*
-	 * One answer per request (none pending at once: a MiB apart): the
-	 * kernel counts the agent's TLS_TX changes; the client could not have
-	 * read on had any come without the KeyUpdate before it. (OpenSSL's
-	 * message callback misses some of those it reads in this loop, so
-	 * got_updates is only logged.)
+	 * The kernel counts the agent's TLS_TX changes. A request is answered
+	 * before the agent's next record, and requests that arrive while its
+	 * write to the client is still blocked share one answer (RFC 8446
+	 * 4.6.3 asks for a KeyUpdate before the next record, not one per
+	 * request): so at least one, never more than were asked. That each
+	 * answer came in its place is shown by the client reading on to the
+	 * end. (OpenSSL's message callback misses some of those it reads in
+	 * this loop, so got_updates is only logged.)
 	 */
 	ASSERT_EQ(0, rk_read_stat(&st));
 	EXPECT_EQ(self->st0.rs_rx_ok + bc.bc_updates, st.rs_rx_ok);
-	EXPECT_EQ(self->st0.rs_tx_ok + bc.bc_requested, st.rs_tx_ok);
+	EXPECT_GE(self->st0.rs_tx_ok + bc.bc_requested, st.rs_tx_ok);
+	if (bc.bc_requested) {
+		EXPECT_LT(self->st0.rs_tx_ok, st.rs_tx_ok);
+	} else {
+		EXPECT_EQ(self->st0.rs_tx_ok, st.rs_tx_ok);
+	}
 	EXPECT_EQ(self->st0.rs_rx_err, st.rs_rx_err);
 	EXPECT_EQ(self->st0.rs_tx_err, st.rs_tx_err);
 

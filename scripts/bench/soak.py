@@ -44,6 +44,11 @@ import tempfile
 import threading
 import time
 
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
+                                "tests", "integration", "lib"))
+from agenttest import metrics_text  # noqa: E402
+
 HOST = "127.0.0.1"
 # Like a server that has just logged the user in (as scripts/bench/bench_proto.h):
 # the agent's capability filter is done after the tagged OK [CAPABILITY], and
@@ -600,15 +605,7 @@ def fault_loop(s, rnd, chaos_threads):
 
 def scrape_runtimes(s):
     try:
-        c = socket.create_connection((HOST, s.metrics_port), timeout=2)
-        c.sendall(b"GET /metrics HTTP/1.0\r\n\r\n")
-        buf = b""
-        while len(buf) < 1 << 20:
-            d = c.recv(65536)
-            if not d:
-                break
-            buf += d
-        c.close()
+        buf = metrics_text(s.metrics_port, HOST, timeout=2)
     except OSError:
         return None
     m = re.search(rb"^mailktls_runtimes (\d+)", buf, re.M)
@@ -618,15 +615,7 @@ def scrape_runtimes(s):
 def scrape_states(s):
     """Connections the agent still has, by listener and state (non-zero)."""
     try:
-        c = socket.create_connection((HOST, s.metrics_port), timeout=2)
-        c.sendall(b"GET /metrics HTTP/1.0\r\n\r\n")
-        buf = b""
-        while len(buf) < 1 << 20:
-            d = c.recv(65536)
-            if not d:
-                break
-            buf += d
-        c.close()
+        buf = metrics_text(s.metrics_port, HOST, timeout=2)
     except OSError:
         return {}
     return {m.group(1).decode(): int(m.group(2)) for m in

@@ -17,20 +17,12 @@ import time
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 from agenttest import (AGENT, Agent, check, client_ctx, free_port, gen_cert,  # noqa: E402
-                       read_line, results)
+                       metrics_text, read_line, results)
 
 
 def open_conns(mport):
     """Connections the agent holds, by listener and state (non-zero)."""
-    with socket.create_connection(("127.0.0.1", mport), timeout=5) as m:
-        m.sendall(b"GET /metrics HTTP/1.0\r\n\r\n")
-        buf = b""
-        while len(buf) < 1 << 20:
-            d = m.recv(65536)
-            if not d:
-                break
-            buf += d
-    return re.findall(rb"^mailktls_connections\{(.*)\} ([1-9]\d*)$", buf, re.M)
+    return re.findall(rb"^mailktls_connections\{(.*)\} ([1-9]\d*)$", metrics_text(mport), re.M)
 
 
 def one(d, tls):

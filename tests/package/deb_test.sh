@@ -15,6 +15,7 @@ set -u
 cd "$(dirname "$0")/../.." || exit 1
 BUILD=${BUILD:-build}
 . tests/integration/lib/common.sh
+. tests/package/lib.sh
 PLAN=14
 echo "1..$PLAN"
 MK_TMP=$(mktemp -d /tmp/mk-deb.XXXXXX)
@@ -35,24 +36,14 @@ in_root() { chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HO
 cleanup() {
 	[ -n "$agent_pid" ] && kill "$agent_pid" 2>/dev/null
 	[ -n "$netns_pid" ] && kill "$netns_pid" 2>/dev/null
-	for m in dev/pts dev proc sys; do umount -l "$root/$m" 2>/dev/null; done
-	grep -q " $root/" /proc/mounts || rm -rf "$root"
+	pkg_root_remove "$root"
 	rm -rf "$MK_TMP"
 }
 trap cleanup EXIT
 
 make_root() {
-	local mirror
-	if [ ! -x "$base/bin/bash" ]; then
-		mirror=$(sed -n 's/^URIs: *//p' /etc/apt/sources.list.d/debian.sources 2>/dev/null | head -n1)
-		[ -n "$mirror" ] || mirror=$(awk '$1 == "deb" {print $2; exit}' /etc/apt/sources.list)
-		rm -rf "$base.tmp"
-		debootstrap --variant=minbase "$suite" "$base.tmp" "$mirror" >"$MK_TMP/debootstrap.log" 2>&1 ||
-			{ tail -n 20 "$MK_TMP/debootstrap.log"; return 1; }
-		mv "$base.tmp" "$base"
-	fi
-	cleanup_root_only
-	cp -a "$base" "$root"
+	pkg_root_remove "$root" || return 1
+	pkg_root "$suite" "$base" "$root" || return 1
 	# This machine's sources (updates and security too: the kernel whose
 	# headers DKMS builds for is often only there), in either format; set on
 	# every copy, so a base made by an older test or before the machine's
@@ -63,17 +54,9 @@ make_root() {
 	elif [ -s /etc/apt/sources.list ]; then
 		cp /etc/apt/sources.list "$root/etc/apt/sources.list"
 	fi
-	mount --bind /proc "$root/proc" && mount --bind /sys "$root/sys" &&
-		mount --bind /dev "$root/dev" && mount --bind /dev/pts "$root/dev/pts" || return 1
-	cp /etc/resolv.conf "$root/etc/" 2>/dev/null
 	mkdir -p "$root/tmp/debs" && cp "$debs"/*.deb "$root/tmp/debs/" &&
 		rm -f "$root"/tmp/debs/*dbgsym*
 	in_root apt-get update -qq
-}
-cleanup_root_only() {
-	for m in dev/pts dev proc sys; do umount -l "$root/$m" 2>/dev/null; done
-	grep -q " $root/" /proc/mounts && return 1
-	rm -rf "$root"
 }
 
 c_build() { make -s BUILD="$BUILD" deb && ls "$debs"/mailktls_*_amd64.deb "$debs"/mailktls-dkms_*_all.deb \
@@ -123,7 +106,7 @@ c_check_conf() {
 }
 unit_value() { sed -n "s/^$1=//p" "$root/lib/systemd/system/mailktls.service" | head -n1; }
 c_start_as_systemd_would() {
-	local exec user caps i
+	local exec user caps
 	exec=$(unit_value ExecStart)
 	user=$(unit_value User)
 	caps=$(unit_value AmbientCapabilities | tr 'A-Z' 'a-z' | sed 's/cap_//g')
@@ -143,13 +126,7 @@ c_start_as_systemd_would() {
 		--init-groups --inh-caps="$caps" --ambient-caps="$caps" --bounding-set="-all,$caps" \
 		--no-new-privs $exec >"$MK_TMP/agent.log" 2>&1 &
 	agent_pid=$!
-	for ((i = 0; i < 100; i++)); do
-		grep -q 'started:' "$MK_TMP/agent.log" && break
-		kill -0 "$agent_pid" 2>/dev/null || break
-		sleep 0.1
-	done
-	cat "$MK_TMP/agent.log"
-	grep -q 'started:' "$MK_TMP/agent.log"
+	pkg_wait_started "$agent_pid" "$MK_TMP/agent.log"
 }
 c_unprivileged() {
 	local st uid eff

@@ -20,6 +20,7 @@ set -u
 cd "$(dirname "$0")/../.." || exit 1
 BUILD=${BUILD:-build}
 . tests/integration/lib/common.sh
+. tests/package/lib.sh
 PLAN=6
 echo "1..$PLAN"
 if [ "$(. /etc/os-release && echo "$VERSION_CODENAME")" != bookworm ]; then
@@ -43,26 +44,15 @@ apt_root() {	# apt-get ARGS... in the root (globs expanded there), keeping edite
 
 cleanup() {
 	[ -n "$agent_pid" ] && kill "$agent_pid" 2>/dev/null
-	for m in dev/pts dev proc sys; do umount -l "$root/$m" 2>/dev/null; done
-	grep -q " $root/" /proc/mounts || rm -rf "$root"
+	pkg_root_remove "$root"
 	rm -rf "$MK_TMP"
 }
 trap cleanup EXIT
 
 make_root() {	# a copy of deb_test.sh's cached Debian 12 root (made here if missing)
 	local mirror
-	mirror=$(sed -n 's/^URIs: *//p' /etc/apt/sources.list.d/debian.sources 2>/dev/null | head -n1)
-	[ -n "$mirror" ] || mirror=$(awk '$1 == "deb" {print $2; exit}' /etc/apt/sources.list)
-	if [ ! -x "$base/bin/bash" ]; then
-		rm -rf "$base.tmp"
-		debootstrap --variant=minbase bookworm "$base.tmp" "$mirror" >"$MK_TMP/debootstrap.log" 2>&1 ||
-			{ tail -n 20 "$MK_TMP/debootstrap.log"; return 1; }
-		mv "$base.tmp" "$base"
-	fi
-	cp -a "$base" "$root"
-	mount --bind /proc "$root/proc" && mount --bind /sys "$root/sys" &&
-		mount --bind /dev "$root/dev" && mount --bind /dev/pts "$root/dev/pts" || return 1
-	cp /etc/resolv.conf "$root/etc/" 2>/dev/null
+	mirror=$(pkg_mirror)
+	pkg_root bookworm "$base" "$root" || return 1
 	# the release and its security suite, as a Debian 12 host has them
 	rm -f "$root"/etc/apt/sources.list.d/*
 	printf 'deb %s bookworm main\ndeb %s bookworm-updates main\n' "$mirror" "$mirror" \
@@ -109,7 +99,6 @@ c_install13() {
 		[ ! -e "$root/etc/mailktls/mailktlsd.conf.dpkg-new" ]
 }
 c_agent_starts() {	# -t, then a start in a network namespace of its own, as deb_test.sh
-	local i
 	in_root setpriv --reuid=mailktls --regid=mailktls --init-groups \
 		/usr/sbin/mailktlsd -t -c /etc/mailktls/mailktlsd.conf || return 1
 	install -d -o "$(in_root id -u mailktls)" -g "$(in_root id -g mailktls)" -m 0750 "$root/run/mailktls"
@@ -120,13 +109,7 @@ c_agent_starts() {	# -t, then a start in a network namespace of its own, as deb_
 		--no-new-privs /usr/sbin/mailktlsd -c /etc/mailktls/mailktlsd.conf' sh "$root" \
 		>"$MK_TMP/agent.log" 2>&1 &
 	agent_pid=$!
-	for ((i = 0; i < 100; i++)); do
-		grep -q 'started:' "$MK_TMP/agent.log" && break
-		kill -0 "$agent_pid" 2>/dev/null || break
-		sleep 0.1
-	done
-	cat "$MK_TMP/agent.log"
-	grep -q 'started:' "$MK_TMP/agent.log" || return 1
+	pkg_wait_started "$agent_pid" "$MK_TMP/agent.log" || return 1
 	kill -TERM "$agent_pid" && wait "$agent_pid"
 	agent_pid=
 }

@@ -49,6 +49,7 @@
 #include "ktls.h"
 #include "tls_keys.h"
 #include "vm_agent.h"
+#include "vm_bulk.h"
 #include "vm_records.h"
 #include "vm_tls.h"
 
@@ -75,7 +76,6 @@
 #define MK_GREETING_PRELOGIN                                                             \
 	"* OK [CAPABILITY IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE LITERAL+ "    \
 	"AUTH=PLAIN] Dovecot (Debian) ready.\r\n"
-#define MK_PATTERN_LEN ((1u << 20) + 4093)	/* odd: records never line up */
 
 /* MK_ONLY=substring runs only the tests whose name has it (the 6.1 harness
  * has no filter of its own); the others are reported as skipped. */
@@ -204,254 +204,7 @@ FIXTURE_TEARDOWN(agent)
 	SSL_CTX_free(self->cctx);
 }
 
-/* A relayed connection: client TLS socket, the backend's socket, prologue read. */
-struct mk_relay {
-	int r_cfd;
-	int r_cport;
-	int r_bfd;
-	SSL *r_ssl;
-	int r_alert;
-};
-
-/* A relayed connection resuming @sess (NULL: a full handshake). */
-static int mk_relay_resume(const struct vm_env *e, SSL_CTX *ctx, SSL_SESSION *sess,
-			   struct mk_relay *r)
-{
-	char buf[sizeof(MK_PROLOGUE) - 1];
-
-	r->r_bfd = -1;
-	r->r_alert = MK_ALERT_NONE;
-	r->r_cfd = vm_connect(e->e_port, &r->r_cport);
-	r->r_ssl = SSL_new(ctx);
-	if (r->r_cfd < 0 || !r->r_ssl || !SSL_set_fd(r->r_ssl, r->r_cfd))
-		return -1;
-	if (sess && !SSL_set_session(r->r_ssl, sess))
-		return -1;
-	SSL_set_msg_callback(r->r_ssl, mk_msg_cb);
-	SSL_set_msg_callback_arg(r->r_ssl, &r->r_alert);
-	if (SSL_connect(r->r_ssl) != 1)
-		return -1;
-	r->r_bfd = vm_backend_accept(e, VM_IO_TIMEOUT_MS);
-	if (r->r_bfd < 0 || !vm_send_all(r->r_bfd, MK_PROLOGUE, sizeof(buf)))
-		return -1;
-	if (SSL_read(r->r_ssl, buf, sizeof(buf)) != (int)sizeof(buf) ||
-	    memcmp(buf, MK_PROLOGUE, sizeof(buf)))
-		return -1;
-	return 0;
-}
-
-static int mk_relay_open(const struct vm_env *e, SSL_CTX *ctx, struct mk_relay *r)
-{
-	return mk_relay_resume(e, ctx, NULL, r);
-}
-
-static void mk_relay_close(struct mk_relay *r)
-{
-	SSL_free(r->r_ssl);
-	r->r_ssl = NULL;
-	if (r->r_cfd >= 0)
-		close(r->r_cfd);
-	if (r->r_bfd >= 0)
-		close(r->r_bfd);
-	r->r_cfd = r->r_bfd = -1;
-}
-
-/* One line client -> backend and one back, through the agent. */
-static int mk_relay_ping(struct mk_relay *r)
-{
-	static const char ping[] = "a1 NOOP\r\n", pong[] = "a1 OK NOOP done\r\n";
-	char buf[64];
-
-	if (SSL_write(r->r_ssl, ping, sizeof(ping) - 1) != (int)sizeof(ping) - 1 ||
-	    !vm_recv_all(r->r_bfd, buf, sizeof(ping) - 1) || memcmp(buf, ping, sizeof(ping) - 1) ||
-	    !vm_send_all(r->r_bfd, pong, sizeof(pong) - 1))
-		return -1;
-	if (SSL_read(r->r_ssl, buf, sizeof(pong) - 1) != (int)sizeof(pong) - 1 ||
-	    memcmp(buf, pong, sizeof(pong) - 1))
-		return -1;
-	return 0;
-}
-
-TEST(version_reports_ktls)
-{
-	char cmd[256], line[256];
-	bool found = false;
-	FILE *p;
-
-	MK_SKIP_UNSELECTED();
-	snprintf(cmd, sizeof(cmd), "%s -V", vm_agent_path());
-	p = popen(cmd, "r");
-	ASSERT_NE(NULL, p);
-	while (fgets(line, sizeof(line), p)) {
-		TH_LOG("%s", strtok(line, "\n"));
-		if (!strncmp(line, "ktls: yes (TLS_TX, TLS_RX)", 26))
-			found = true;
-	}
-	ASSERT_EQ(0, pclose(p));
-	ASSERT_TRUE(found);
-}
-
-/* ------------------------------------------------------------------------ */
-/* Bulk: both directions at once, SHA-256 over each stream. */
-
-/* Byte i of stream @s is pattern[(start + i) % MK_PATTERN_LEN]. */
-struct mk_stream {
-	const uint8_t *st_pat;
-	size_t st_pos;
-};
-
-static void mk_stream_fill(struct mk_stream *s, uint8_t *buf, size_t len)
-{
-	size_t n;
-
-	while (len) {
-		n = MIN(len, MK_PATTERN_LEN - s->st_pos);
-		memcpy(buf, s->st_pat + s->st_pos, n);
-		s->st_pos = (s->st_pos + n) % MK_PATTERN_LEN;
-		buf += n;
-		len -= n;
-	}
-}
-
-/* One direction of the backend's half. */
-struct mk_bulk_side {
-	int bs_fd;
-	uint64_t bs_total;
-	struct mk_stream bs_stream;	/* for the sender */
-	uint8_t bs_md[32];
-	uint64_t bs_done;
-	int bs_err;
-};
-
-static void *mk_backend_sink(void *arg)
-{
-	struct mk_bulk_side *s = arg;
-	EVP_MD_CTX *md = EVP_MD_CTX_new();
-	uint8_t *buf = malloc(65536);
-	ssize_t n;
-
-	if (!md || !buf || !EVP_DigestInit_ex(md, EVP_sha256(), NULL)) {
-		s->bs_err = ENOMEM;
-		goto out;
-	}
-	while (s->bs_done < s->bs_total) {
-		n = recv(s->bs_fd, buf, MIN(65536, s->bs_total - s->bs_done), 0);
-		if (n <= 0) {
-			s->bs_err = n < 0 ? errno : EPIPE;
-			break;
-		}
-		EVP_DigestUpdate(md, buf, (size_t)n);
-		s->bs_done += (uint64_t)n;
-	}
-	EVP_DigestFinal_ex(md, s->bs_md, NULL);
-out:
-	EVP_MD_CTX_free(md);
-	free(buf);
-	return NULL;
-}
-
-static void *mk_backend_source(void *arg)
-{
-	struct mk_bulk_side *s = arg;
-	EVP_MD_CTX *md = EVP_MD_CTX_new();
-	uint8_t *buf = malloc(65536);
-	size_t len;
-
-	if (!md || !buf || !EVP_DigestInit_ex(md, EVP_sha256(), NULL)) {
-		s->bs_err = ENOMEM;
-		goto out;
-	}
-	while (s->bs_done < s->bs_total) {
-		len = MIN(65536, s->bs_total - s->bs_done);
-		mk_stream_fill(&s->bs_stream, buf, len);
-		EVP_DigestUpdate(md, buf, len);
-		if (!vm_send_all(s->bs_fd, buf, len)) {
-			s->bs_err = errno ?: EPIPE;
-			break;
-		}
-		s->bs_done += len;
-	}
-	EVP_DigestFinal_ex(md, s->bs_md, NULL);
-out:
-	EVP_MD_CTX_free(md);
-	free(buf);
-	return NULL;
-}
-
-/*
- * The client's half, in one thread (an SSL object is not for two threads):
- * non-blocking, writing and reading as the socket allows.
- */
-struct mk_bulk_client {
-	uint64_t bc_total;
-	struct mk_stream bc_stream;
-	uint8_t bc_md_out[32], bc_md_in[32];
-	uint64_t bc_sent, bc_rcvd;
-	const char *bc_fail;
-};
-
-static void mk_bulk_client_run(SSL *ssl, int fd, struct mk_bulk_client *b)
-{
-	EVP_MD_CTX *out = EVP_MD_CTX_new(), *in = EVP_MD_CTX_new();
-	uint8_t wbuf[MK_CHUNK], rbuf[MK_CHUNK];
-	struct pollfd p = { .fd = fd };
-	size_t wlen = 0, n;
-	bool progress;
-	int err;
-
-	if (!out || !in || !EVP_DigestInit_ex(out, EVP_sha256(), NULL) ||
-	    !EVP_DigestInit_ex(in, EVP_sha256(), NULL)) {
-		b->bc_fail = "no memory";
-		goto out;
-	}
-	while (b->bc_sent < b->bc_total || b->bc_rcvd < b->bc_total) {
-		progress = false;
-		if (b->bc_sent < b->bc_total) {
-			if (!wlen) {
-				wlen = MIN(sizeof(wbuf), b->bc_total - b->bc_sent);
-				mk_stream_fill(&b->bc_stream, wbuf, wlen);
-				EVP_DigestUpdate(out, wbuf, wlen);
-			}
-			if (SSL_write_ex(ssl, wbuf, wlen, &n)) {
-				b->bc_sent += n;
-				wlen = 0;
-				progress = true;
-			} else {
-				err = SSL_get_error(ssl, 0);
-				if (err != SSL_ERROR_WANT_WRITE && err != SSL_ERROR_WANT_READ) {
-					b->bc_fail = "SSL_write failed";
-					break;
-				}
-			}
-		}
-		while (b->bc_rcvd < b->bc_total) {
-			if (!SSL_read_ex(ssl, rbuf, sizeof(rbuf), &n)) {
-				err = SSL_get_error(ssl, 0);
-				if (err != SSL_ERROR_WANT_READ)
-					b->bc_fail = "SSL_read failed";
-				break;
-			}
-			EVP_DigestUpdate(in, rbuf, n);
-			b->bc_rcvd += n;
-			progress = true;
-		}
-		if (b->bc_fail)
-			break;
-		if (progress)
-			continue;
-		p.events = POLLIN | (b->bc_sent < b->bc_total ? POLLOUT : 0);
-		if (poll(&p, 1, VM_IO_TIMEOUT_MS) != 1) {
-			b->bc_fail = "no progress for 60 s";
-			break;
-		}
-	}
-	EVP_DigestFinal_ex(out, b->bc_md_out, NULL);
-	EVP_DigestFinal_ex(in, b->bc_md_in, NULL);
-out:
-	EVP_MD_CTX_free(out);
-	EVP_MD_CTX_free(in);
-}
-
+/* The tls line the agent logged for the client on @cport names its version and AEAD. */
 static void mk_check_log_tls(struct __test_metadata *_metadata, const struct vm_env *e,
 			     int cport, const FIXTURE_VARIANT(agent) *variant)
 {
@@ -475,22 +228,22 @@ static void mk_check_log_tls(struct __test_metadata *_metadata, const struct vm_
 TEST_F_TIMEOUT(agent, bulk_both_ways, 280)
 {
 	uint64_t total = (uint64_t)vm_env_long("MK_BULK_MIB", MK_BULK_MIB_DEFAULT) << 20;
-	struct mk_bulk_client bc = { .bc_total = total };
-	struct mk_bulk_side sink = { .bs_total = total }, src = { .bs_total = total };
-	struct mk_relay r = { .r_cfd = -1, .r_bfd = -1 };
+	struct vm_bulk_client bc = { .bc_total = total };
+	struct vm_bulk_side sink = { .bs_total = total }, src = { .bs_total = total };
+	struct vm_relay r = { .r_cfd = -1, .r_bfd = -1 };
 	struct vm_tls_stat st;
 	pthread_t tsink, tsrc;
 	uint8_t *pat;
 	uint64_t t0, ms;
 	char end[96];
 
-	pat = malloc(MK_PATTERN_LEN);
+	pat = malloc(VM_PATTERN_LEN);
 	ASSERT_NE(NULL, pat);
-	ASSERT_EQ(1, RAND_bytes(pat, MK_PATTERN_LEN));
-	bc.bc_stream = (struct mk_stream){ pat, 0 };
-	src.bs_stream = (struct mk_stream){ pat, MK_PATTERN_LEN / 2 };
+	ASSERT_EQ(1, RAND_bytes(pat, VM_PATTERN_LEN));
+	bc.bc_stream = (struct vm_stream){ pat, 0 };
+	src.bs_stream = (struct vm_stream){ pat, VM_PATTERN_LEN / 2 };
 
-	ASSERT_EQ(0, mk_relay_open(&self->env, self->cctx, &r));
+	ASSERT_EQ(0, vm_relay_open(&self->env, self->cctx, &r));
 	mk_check_log_tls(_metadata, &self->env, r.r_cport, variant);
 	/* the agent's end is the one new kTLS socket, offloaded both ways */
 	ASSERT_EQ(0, vm_read_tls_stat(&st));
@@ -502,9 +255,9 @@ TEST_F_TIMEOUT(agent, bulk_both_ways, 280)
 	sink.bs_fd = src.bs_fd = r.r_bfd;
 	ASSERT_EQ(0, vm_set_nonblock(r.r_cfd, true));
 	t0 = vm_ms();
-	ASSERT_EQ(0, pthread_create(&tsink, NULL, mk_backend_sink, &sink));
-	ASSERT_EQ(0, pthread_create(&tsrc, NULL, mk_backend_source, &src));
-	mk_bulk_client_run(r.r_ssl, r.r_cfd, &bc);
+	ASSERT_EQ(0, pthread_create(&tsink, NULL, vm_backend_sink, &sink));
+	ASSERT_EQ(0, pthread_create(&tsrc, NULL, vm_backend_source, &src));
+	vm_bulk_client_run(r.r_ssl, r.r_cfd, &bc);
 	if (bc.bc_fail)	/* unblock the backend threads */
 		shutdown(r.r_bfd, SHUT_RDWR);
 	pthread_join(tsink, NULL);
@@ -536,7 +289,7 @@ TEST_F_TIMEOUT(agent, bulk_both_ways, 280)
 	close(r.r_bfd);
 	r.r_bfd = -1;
 	EXPECT_STREQ("close_notify", vm_log_end(&self->env, r.r_cport, end, sizeof(end)));
-	mk_relay_close(&r);
+	vm_relay_close(&r);
 	free(pat);
 }
 
@@ -553,7 +306,7 @@ TEST_F_TIMEOUT(agent, bulk_both_ways, 280)
 TEST_F(agent, finished_and_data_in_one_segment)
 {
 	static const char cmd[] = "a1 CAPABILITY\r\n", reply[] = "* CAPABILITY IMAP4rev1\r\n";
-	struct mk_relay r = { .r_cfd = -1, .r_bfd = -1 };
+	struct vm_relay r = { .r_cfd = -1, .r_bfd = -1 };
 	SSL_SESSION *sess = NULL;
 	uint8_t seg[4096], buf[64];
 	struct mk_mc m;
@@ -561,11 +314,11 @@ TEST_F(agent, finished_and_data_in_one_segment)
 	int bfd;
 
 	if (variant->version == TLS1_2_VERSION) {
-		ASSERT_EQ(0, mk_relay_open(&self->env, self->cctx, &r));
+		ASSERT_EQ(0, vm_relay_open(&self->env, self->cctx, &r));
 		sess = SSL_get1_session(r.r_ssl);
 		ASSERT_NE(NULL, sess);
 		SSL_shutdown(r.r_ssl);
-		mk_relay_close(&r);
+		vm_relay_close(&r);
 	}
 	ASSERT_EQ(0, mk_mc_new(&m, self->cctx, self->env.e_port));
 	if (sess) {
@@ -604,27 +357,27 @@ TEST_F(agent, finished_and_data_in_one_segment)
  */
 TEST_F(agent, resumed_session)
 {
-	struct mk_relay r = { .r_cfd = -1, .r_bfd = -1 };
+	struct vm_relay r = { .r_cfd = -1, .r_bfd = -1 };
 	SSL_SESSION *sess;
 	char line[512];
 	int i;
 
-	ASSERT_EQ(0, mk_relay_open(&self->env, self->cctx, &r));
-	ASSERT_EQ(0, mk_relay_ping(&r));
+	ASSERT_EQ(0, vm_relay_open(&self->env, self->cctx, &r));
+	ASSERT_EQ(0, vm_relay_ping(&r));
 	sess = SSL_get1_session(r.r_ssl);
 	ASSERT_NE(NULL, sess);
 	ASSERT_TRUE(SSL_SESSION_is_resumable(sess));
 	SSL_shutdown(r.r_ssl);
-	mk_relay_close(&r);
+	vm_relay_close(&r);
 	for (i = 0; i < 2; i++) {
-		ASSERT_EQ(0, mk_relay_resume(&self->env, self->cctx, sess, &r));
+		ASSERT_EQ(0, vm_relay_resume(&self->env, self->cctx, sess, &r));
 		EXPECT_TRUE(SSL_session_reused(r.r_ssl));
-		ASSERT_EQ(0, mk_relay_ping(&r));
-		ASSERT_EQ(0, mk_relay_ping(&r));
+		ASSERT_EQ(0, vm_relay_ping(&r));
+		ASSERT_EQ(0, vm_relay_ping(&r));
 		ASSERT_EQ(0, vm_log_line(&self->env, "tls", r.r_cport, line, sizeof(line), 5000));
 		EXPECT_NE(NULL, strstr(line, " ktls=tx,rx resumed=yes")) TH_LOG("%s", line);
 		SSL_shutdown(r.r_ssl);
-		mk_relay_close(&r);
+		vm_relay_close(&r);
 	}
 	SSL_SESSION_free(sess);
 }
@@ -632,11 +385,11 @@ TEST_F(agent, resumed_session)
 /* The client's close_notify reaches the backend as EOF; end=close_notify. */
 TEST_F(agent, close_notify_from_client)
 {
-	struct mk_relay r = { .r_cfd = -1, .r_bfd = -1 };
+	struct vm_relay r = { .r_cfd = -1, .r_bfd = -1 };
 	char end[96];
 
-	ASSERT_EQ(0, mk_relay_open(&self->env, self->cctx, &r));
-	ASSERT_EQ(0, mk_relay_ping(&r));
+	ASSERT_EQ(0, vm_relay_open(&self->env, self->cctx, &r));
+	ASSERT_EQ(0, vm_relay_ping(&r));
 	ASSERT_EQ(0, SSL_shutdown(r.r_ssl));	/* sent; the agent's not seen yet */
 	ASSERT_EQ(0, mk_wait_eof(r.r_bfd, 5000));
 	close(r.r_bfd);
@@ -644,17 +397,17 @@ TEST_F(agent, close_notify_from_client)
 	/* the daemon's EOF then comes back as the agent's close_notify */
 	EXPECT_EQ(1, SSL_shutdown(r.r_ssl));
 	EXPECT_STREQ("close_notify", vm_log_end(&self->env, r.r_cport, end, sizeof(end)));
-	mk_relay_close(&r);
+	vm_relay_close(&r);
 }
 
 /* The backend closes: the client reads a clean close_notify, no truncation. */
 TEST_F(agent, close_notify_from_backend)
 {
-	struct mk_relay r = { .r_cfd = -1, .r_bfd = -1 };
+	struct vm_relay r = { .r_cfd = -1, .r_bfd = -1 };
 	char buf[16], end[96];
 
-	ASSERT_EQ(0, mk_relay_open(&self->env, self->cctx, &r));
-	ASSERT_EQ(0, mk_relay_ping(&r));
+	ASSERT_EQ(0, vm_relay_open(&self->env, self->cctx, &r));
+	ASSERT_EQ(0, vm_relay_ping(&r));
 	ASSERT_TRUE(vm_send_all(r.r_bfd, "* BYE\r\n", 7));
 	close(r.r_bfd);
 	r.r_bfd = -1;
@@ -669,37 +422,37 @@ TEST_F(agent, close_notify_from_backend)
 	EXPECT_NE(0, strncmp(end, "error", 5)) {
 		TH_LOG("end=%s", end);
 	}
-	mk_relay_close(&r);
+	vm_relay_close(&r);
 }
 
 /* A TCP reset from the client: backend closed, end=reset, agent alive. */
 TEST_F(agent, client_reset)
 {
-	struct mk_relay r = { .r_cfd = -1, .r_bfd = -1 }, r2 = { .r_cfd = -1, .r_bfd = -1 };
+	struct vm_relay r = { .r_cfd = -1, .r_bfd = -1 }, r2 = { .r_cfd = -1, .r_bfd = -1 };
 	char end[96];
 
-	ASSERT_EQ(0, mk_relay_open(&self->env, self->cctx, &r));
-	ASSERT_EQ(0, mk_relay_ping(&r));
+	ASSERT_EQ(0, vm_relay_open(&self->env, self->cctx, &r));
+	ASSERT_EQ(0, vm_relay_ping(&r));
 	mk_reset(r.r_cfd);
 	r.r_cfd = -1;
 	EXPECT_NE(-ETIMEDOUT, mk_wait_eof(r.r_bfd, 5000));	/* EOF or reset */
 	EXPECT_STREQ("reset", vm_log_end(&self->env, r.r_cport, end, sizeof(end)));
-	mk_relay_close(&r);
+	vm_relay_close(&r);
 	/* the agent still serves */
-	ASSERT_EQ(0, mk_relay_open(&self->env, self->cctx, &r2));
-	EXPECT_EQ(0, mk_relay_ping(&r2));
-	mk_relay_close(&r2);
+	ASSERT_EQ(0, vm_relay_open(&self->env, self->cctx, &r2));
+	EXPECT_EQ(0, vm_relay_ping(&r2));
+	vm_relay_close(&r2);
 }
 
 /* A TCP reset from the backend: the client gets a clean TLS end. */
 TEST_F(agent, backend_reset)
 {
-	struct mk_relay r = { .r_cfd = -1, .r_bfd = -1 };
+	struct vm_relay r = { .r_cfd = -1, .r_bfd = -1 };
 	char buf[16], end[96];
 	int n, err;
 
-	ASSERT_EQ(0, mk_relay_open(&self->env, self->cctx, &r));
-	ASSERT_EQ(0, mk_relay_ping(&r));
+	ASSERT_EQ(0, vm_relay_open(&self->env, self->cctx, &r));
+	ASSERT_EQ(0, vm_relay_ping(&r));
 	mk_reset(r.r_bfd);
 	r.r_bfd = -1;
 	n = SSL_read(r.r_ssl, buf, sizeof(buf));
@@ -713,7 +466,7 @@ TEST_F(agent, backend_reset)
 	EXPECT_EQ(0, strncmp(end, "error:", 6)) {
 		TH_LOG("end=%s", end);
 	}
-	mk_relay_close(&r);
+	vm_relay_close(&r);
 }
 
 /*
@@ -724,22 +477,22 @@ TEST_F(agent, backend_reset)
  */
 TEST_F(agent, key_update_from_client)
 {
-	struct mk_relay r = { .r_cfd = -1, .r_bfd = -1 };
+	struct vm_relay r = { .r_cfd = -1, .r_bfd = -1 };
 	char buf[16], end[96];
 	uint64_t t0, ms;
 	int n, err;
 
 	if (variant->version != TLS1_3_VERSION)
 		SKIP(return, "KeyUpdate is TLS 1.3 only");
-	ASSERT_EQ(0, mk_relay_open(&self->env, self->cctx, &r));
-	ASSERT_EQ(0, mk_relay_ping(&r));
+	ASSERT_EQ(0, vm_relay_open(&self->env, self->cctx, &r));
+	ASSERT_EQ(0, vm_relay_ping(&r));
 	ASSERT_EQ(1, SSL_key_update(r.r_ssl, SSL_KEY_UPDATE_NOT_REQUESTED));
 	t0 = vm_ms();
 	ASSERT_EQ(1, SSL_write(r.r_ssl, "x", 1));	/* KeyUpdate goes out first */
 	if (mk_ktls_probe_rekey()) {
 		ASSERT_TRUE(vm_recv_all(r.r_bfd, buf, 1));
-		EXPECT_EQ(0, mk_relay_ping(&r));
-		mk_relay_close(&r);
+		EXPECT_EQ(0, vm_relay_ping(&r));
+		vm_relay_close(&r);
 		return;
 	}
 	n = SSL_read(r.r_ssl, buf, sizeof(buf));
@@ -754,7 +507,7 @@ TEST_F(agent, key_update_from_client)
 	EXPECT_STREQ("error:key_update_unsupported",
 		     vm_log_end(&self->env, r.r_cport, end, sizeof(end)));
 	EXPECT_EQ(0, mk_wait_eof(r.r_bfd, 5000));
-	mk_relay_close(&r);
+	vm_relay_close(&r);
 }
 
 /* A record with one flipped ciphertext bit: bad_record_mac, then close. */
@@ -842,14 +595,14 @@ TEST_F(agent, zero_length_records)
 TEST_F(agent, padded_records)
 {
 	static const size_t sizes[] = { 1, 200, 255, 256, 257, 1000, 4095, 16000 };
-	struct mk_relay r = { .r_cfd = -1, .r_bfd = -1 };
+	struct vm_relay r = { .r_cfd = -1, .r_bfd = -1 };
 	uint8_t out[16384], in[16384];
 	size_t i;
 
 	if (variant->version != TLS1_3_VERSION)
 		SKIP(return, "record padding is TLS 1.3 only");
 	ASSERT_EQ(1, SSL_CTX_set_block_padding(self->cctx, 256));
-	ASSERT_EQ(0, mk_relay_open(&self->env, self->cctx, &r));
+	ASSERT_EQ(0, vm_relay_open(&self->env, self->cctx, &r));
 	for (i = 0; i < ARRAY_SIZE(sizes); i++) {
 		ASSERT_EQ(1, RAND_bytes(out, (int)sizes[i]));
 		ASSERT_EQ((int)sizes[i], SSL_write(r.r_ssl, out, (int)sizes[i]));
@@ -858,9 +611,9 @@ TEST_F(agent, padded_records)
 			TH_LOG("record of %zu bytes changed", sizes[i]);
 		}
 	}
-	EXPECT_EQ(0, mk_relay_ping(&r));
+	EXPECT_EQ(0, vm_relay_ping(&r));
 	SSL_shutdown(r.r_ssl);
-	mk_relay_close(&r);
+	vm_relay_close(&r);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -947,7 +700,7 @@ static long mk_vmrss_kib(pid_t pid)
  * means the agent is past the handshake and the handover. Return: 0 or -1.
  */
 static int mk_idle_open(const struct vm_env *e, SSL_CTX *ctx, const FIXTURE_VARIANT(idle) *v,
-			struct mk_relay *r)
+			struct vm_relay *r)
 {
 	char buf[256], c;
 	size_t len = v->greeting ? strlen(v->greeting) : 0;
@@ -976,7 +729,7 @@ static int mk_idle_open(const struct vm_env *e, SSL_CTX *ctx, const FIXTURE_VARI
 TEST_F_TIMEOUT(idle, thousand_idle_connections, 280)
 {
 	long nconn = vm_env_long("MK_IDLE_CONNS", MK_IDLE_CONNS_DEFAULT), i, before, after;
-	struct mk_relay warm = { .r_cfd = -1, .r_bfd = -1 };
+	struct vm_relay warm = { .r_cfd = -1, .r_bfd = -1 };
 	int *cfd, *bfd, closes;
 	uint64_t t0;
 	double per;
@@ -986,14 +739,14 @@ TEST_F_TIMEOUT(idle, thousand_idle_connections, 280)
 	ASSERT_TRUE(cfd && bfd);
 	/* one connection first, so one-time allocations are not counted */
 	ASSERT_EQ(0, mk_idle_open(&self->env, self->cctx, variant, &warm));
-	mk_relay_close(&warm);
+	vm_relay_close(&warm);
 	ASSERT_EQ(1, vm_log_wait(&self->env, "mailktlsd: close ", 1, 10000));
 	before = mk_vmrss_kib(self->env.e_pid);
 	ASSERT_LT(0, before);
 
 	t0 = vm_ms();
 	for (i = 0; i < nconn; i++) {
-		struct mk_relay r = { .r_cfd = -1, .r_bfd = -1 };
+		struct vm_relay r = { .r_cfd = -1, .r_bfd = -1 };
 
 		ASSERT_EQ(0, mk_idle_open(&self->env, self->cctx, variant, &r)) {
 			TH_LOG("connection %ld", i);

@@ -42,11 +42,11 @@
 #include "ktls.h"
 #include "tls_keys.h"
 #include "vm_agent.h"
+#include "vm_bulk.h"
 #include "vm_records.h"
 #include "vm_tls.h"
 
 #define MK_REKEY_MIB_DEFAULT 8
-#define MK_PATTERN_LEN ((1u << 20) + 4093)	/* odd: records never line up */
 #define A_INTERNAL_ERROR 80
 
 #define MK_SKIP_UNSELECTED()							\
@@ -148,68 +148,13 @@ FIXTURE_TEARDOWN(rk)
 	SSL_CTX_free(self->cctx);
 }
 
-struct rk_relay {
-	int r_cfd, r_cport, r_bfd, r_alert;
-	SSL *r_ssl;
-};
-
-static int rk_relay_open(const struct vm_env *e, SSL_CTX *ctx, struct rk_relay *r)
-{
-	char buf[sizeof(MK_PROLOGUE) - 1];
-
-	r->r_bfd = -1;
-	r->r_alert = MK_ALERT_NONE;
-	r->r_cfd = vm_connect(e->e_port, &r->r_cport);
-	r->r_ssl = SSL_new(ctx);
-	if (r->r_cfd < 0 || !r->r_ssl || !SSL_set_fd(r->r_ssl, r->r_cfd))
-		return -1;
-	SSL_set_msg_callback(r->r_ssl, mk_msg_cb);
-	SSL_set_msg_callback_arg(r->r_ssl, &r->r_alert);
-	if (SSL_connect(r->r_ssl) != 1)
-		return -1;
-	r->r_bfd = vm_backend_accept(e, VM_IO_TIMEOUT_MS);
-	if (r->r_bfd < 0 || !vm_send_all(r->r_bfd, MK_PROLOGUE, sizeof(buf)))
-		return -1;
-	if (SSL_read(r->r_ssl, buf, sizeof(buf)) != (int)sizeof(buf) ||
-	    memcmp(buf, MK_PROLOGUE, sizeof(buf)))
-		return -1;
-	return 0;
-}
-
-static void rk_relay_close(struct rk_relay *r)
-{
-	SSL_free(r->r_ssl);
-	r->r_ssl = NULL;
-	if (r->r_cfd >= 0)
-		close(r->r_cfd);
-	if (r->r_bfd >= 0)
-		close(r->r_bfd);
-	r->r_cfd = r->r_bfd = -1;
-}
-
-/* One line each way through the agent. */
-static int rk_ping(struct rk_relay *r)
-{
-	static const char ping[] = "a1 NOOP\r\n", pong[] = "a1 OK NOOP done\r\n";
-	char buf[64];
-
-	if (SSL_write(r->r_ssl, ping, sizeof(ping) - 1) != (int)sizeof(ping) - 1 ||
-	    !vm_recv_all(r->r_bfd, buf, sizeof(ping) - 1) || memcmp(buf, ping, sizeof(ping) - 1) ||
-	    !vm_send_all(r->r_bfd, pong, sizeof(pong) - 1))
-		return -1;
-	if (SSL_read(r->r_ssl, buf, sizeof(pong) - 1) != (int)sizeof(pong) - 1 ||
-	    memcmp(buf, pong, sizeof(pong) - 1))
-		return -1;
-	return 0;
-}
-
 /*
  * On a kernel without rekey: internal_error, backend closed, one end line.
  * A client whose own write already met the close cannot read the alert
  * any more (@alert_readable false).
  */
 static void rk_expect_clean_close(struct __test_metadata *_metadata, const struct vm_env *e,
-				  struct rk_relay *r, uint64_t t0, bool alert_readable)
+				  struct vm_relay *r, uint64_t t0, bool alert_readable)
 {
 	char buf[16], end[96];
 	uint64_t ms;
@@ -251,155 +196,29 @@ TEST(version_says_rekey)
 /* ------------------------------------------------------------------------ */
 /* Bulk both ways, the client updating its key every MiB it sent. */
 
-struct rk_stream {
-	const uint8_t *st_pat;
-	size_t st_pos;
-};
-
-static void rk_stream_fill(struct rk_stream *s, uint8_t *buf, size_t len)
-{
-	size_t n;
-
-	while (len) {
-		n = MIN(len, MK_PATTERN_LEN - s->st_pos);
-		memcpy(buf, s->st_pat + s->st_pos, n);
-		s->st_pos = (s->st_pos + n) % MK_PATTERN_LEN;
-		buf += n;
-		len -= n;
-	}
-}
-
-struct rk_side {
-	int bs_fd;
-	uint64_t bs_total, bs_done;
-	struct rk_stream bs_stream;
-	uint8_t bs_md[32];
-	int bs_err;
-};
-
-static void *rk_backend_sink(void *arg)
-{
-	struct rk_side *s = arg;
-	EVP_MD_CTX *md = EVP_MD_CTX_new();
-	static __thread uint8_t buf[65536];
-	ssize_t n;
-
-	EVP_DigestInit_ex(md, EVP_sha256(), NULL);
-	while (s->bs_done < s->bs_total) {
-		n = recv(s->bs_fd, buf, MIN(sizeof(buf), s->bs_total - s->bs_done), 0);
-		if (n <= 0) {
-			s->bs_err = n < 0 ? errno : EPIPE;
-			break;
-		}
-		EVP_DigestUpdate(md, buf, (size_t)n);
-		s->bs_done += (uint64_t)n;
-	}
-	EVP_DigestFinal_ex(md, s->bs_md, NULL);
-	EVP_MD_CTX_free(md);
-	return NULL;
-}
-
-static void *rk_backend_source(void *arg)
-{
-	struct rk_side *s = arg;
-	EVP_MD_CTX *md = EVP_MD_CTX_new();
-	static __thread uint8_t buf[65536];
-	size_t len;
-
-	EVP_DigestInit_ex(md, EVP_sha256(), NULL);
-	while (s->bs_done < s->bs_total) {
-		len = MIN(sizeof(buf), s->bs_total - s->bs_done);
-		rk_stream_fill(&s->bs_stream, buf, len);
-		EVP_DigestUpdate(md, buf, len);
-		if (!vm_send_all(s->bs_fd, buf, len)) {
-			s->bs_err = errno ?: EPIPE;
-			break;
-		}
-		s->bs_done += len;
-	}
-	EVP_DigestFinal_ex(md, s->bs_md, NULL);
-	EVP_MD_CTX_free(md);
-	return NULL;
-}
-
-struct rk_client {
-	uint64_t bc_total, bc_sent, bc_rcvd;
-	struct rk_stream bc_stream;
-	uint8_t bc_md_out[32], bc_md_in[32];
-	int bc_updates, bc_requested;	/* KeyUpdates sent; how many asked for ours */
-	int bc_mode;			/* 0 not requested, 1 requested, 2 alternate */
-	const char *bc_fail;
+/* The client's KeyUpdates: how many, and how many asked for the agent's. */
+struct rk_updates {
+	int ku_sent, ku_requested;
+	int ku_mode;			/* 0 not requested, 1 requested, 2 alternate */
 };
 
 /* SSL_key_update() before each MiB after the first; alternating requests. */
-static void rk_client_maybe_update(SSL *ssl, struct rk_client *b)
+static void rk_client_maybe_update(SSL *ssl, struct vm_bulk_client *b)
 {
+	struct rk_updates *u = b->bc_arg;
 	uint64_t mib = b->bc_sent >> 20;
 	bool req;
 
-	if (mib <= (uint64_t)b->bc_updates || b->bc_sent >= b->bc_total)
+	if (mib <= (uint64_t)u->ku_sent || b->bc_sent >= b->bc_total)
 		return;
-	req = b->bc_mode == 1 || (b->bc_mode == 2 && (b->bc_updates & 1));
+	req = u->ku_mode == 1 || (u->ku_mode == 2 && (u->ku_sent & 1));
 	if (SSL_key_update(ssl, req ? SSL_KEY_UPDATE_REQUESTED : SSL_KEY_UPDATE_NOT_REQUESTED) !=
 	    1) {
 		b->bc_fail = "SSL_key_update failed";
 		return;
 	}
-	b->bc_updates++;
-	b->bc_requested += req;
-}
-
-static void rk_client_run(SSL *ssl, int fd, struct rk_client *b)
-{
-	EVP_MD_CTX *out = EVP_MD_CTX_new(), *in = EVP_MD_CTX_new();
-	static uint8_t wbuf[MK_CHUNK], rbuf[MK_CHUNK];
-	struct pollfd p = { .fd = fd };
-	size_t wlen = 0, n;
-	bool progress;
-	int err;
-
-	EVP_DigestInit_ex(out, EVP_sha256(), NULL);
-	EVP_DigestInit_ex(in, EVP_sha256(), NULL);
-	while (!b->bc_fail && (b->bc_sent < b->bc_total || b->bc_rcvd < b->bc_total)) {
-		progress = false;
-		if (b->bc_sent < b->bc_total) {
-			if (!wlen) {
-				rk_client_maybe_update(ssl, b);
-				wlen = MIN(sizeof(wbuf), b->bc_total - b->bc_sent);
-				rk_stream_fill(&b->bc_stream, wbuf, wlen);
-				EVP_DigestUpdate(out, wbuf, wlen);
-			}
-			if (SSL_write_ex(ssl, wbuf, wlen, &n)) {
-				b->bc_sent += n;
-				wlen = 0;
-				progress = true;
-			} else {
-				err = SSL_get_error(ssl, 0);
-				if (err != SSL_ERROR_WANT_WRITE && err != SSL_ERROR_WANT_READ)
-					b->bc_fail = "SSL_write failed";
-			}
-		}
-		while (!b->bc_fail && b->bc_rcvd < b->bc_total) {
-			if (!SSL_read_ex(ssl, rbuf, sizeof(rbuf), &n)) {
-				err = SSL_get_error(ssl, 0);
-				if (err != SSL_ERROR_WANT_READ && err != SSL_ERROR_WANT_WRITE)
-					b->bc_fail = "SSL_read failed";
-				break;
-			}
-			EVP_DigestUpdate(in, rbuf, n);
-			b->bc_rcvd += n;
-			progress = true;
-		}
-		if (b->bc_fail || progress)
-			continue;
-		p.events = POLLIN | (b->bc_sent < b->bc_total ? POLLOUT : 0);
-		if (poll(&p, 1, VM_IO_TIMEOUT_MS) != 1)
-			b->bc_fail = "no progress for 60 s";
-	}
-	EVP_DigestFinal_ex(out, b->bc_md_out, NULL);
-	EVP_DigestFinal_ex(in, b->bc_md_in, NULL);
-	EVP_MD_CTX_free(out);
-	EVP_MD_CTX_free(in);
+	u->ku_sent++;
+	u->ku_requested += req;
 }
 
 /* The agent's KeyUpdates the client read (msg callback), counted. */
@@ -417,9 +236,11 @@ static void rk_bulk(struct __test_metadata *_metadata, FIXTURE_DATA(rk) *self, c
 		    int mode)
 {
 	uint64_t total = (uint64_t)vm_env_long("MK_REKEY_MIB", MK_REKEY_MIB_DEFAULT) << 20;
-	struct rk_client bc = { .bc_total = total, .bc_mode = mode };
-	struct rk_side sink = { .bs_total = total }, src = { .bs_total = total };
-	struct rk_relay r = { .r_cfd = -1, .r_bfd = -1 };
+	struct rk_updates ku = { .ku_mode = mode };
+	struct vm_bulk_client bc = { .bc_total = total, .bc_before_chunk = rk_client_maybe_update,
+				     .bc_arg = &ku };
+	struct vm_bulk_side sink = { .bs_total = total }, src = { .bs_total = total };
+	struct vm_relay r = { .r_cfd = -1, .r_bfd = -1 };
 	pthread_t tsink, tsrc;
 	struct rk_stat st;
 	int got_updates = 0;
@@ -427,19 +248,19 @@ static void rk_bulk(struct __test_metadata *_metadata, FIXTURE_DATA(rk) *self, c
 	uint8_t *pat;
 	char end[96];
 
-	pat = malloc(MK_PATTERN_LEN);
+	pat = malloc(VM_PATTERN_LEN);
 	ASSERT_NE(NULL, pat);
-	ASSERT_EQ(1, RAND_bytes(pat, MK_PATTERN_LEN));
-	bc.bc_stream = (struct rk_stream){ pat, 0 };
-	src.bs_stream = (struct rk_stream){ pat, MK_PATTERN_LEN / 2 };
-	ASSERT_EQ(0, rk_relay_open(&self->env, self->cctx, &r));
+	ASSERT_EQ(1, RAND_bytes(pat, VM_PATTERN_LEN));
+	bc.bc_stream = (struct vm_stream){ pat, 0 };
+	src.bs_stream = (struct vm_stream){ pat, VM_PATTERN_LEN / 2 };
+	ASSERT_EQ(0, vm_relay_open(&self->env, self->cctx, &r));
 	if (!self->rekey) {
 		t0 = vm_ms();
 		ASSERT_EQ(1, SSL_key_update(r.r_ssl, mode ? SSL_KEY_UPDATE_REQUESTED :
 							    SSL_KEY_UPDATE_NOT_REQUESTED));
 		ASSERT_EQ(1, SSL_write(r.r_ssl, "x", 1));
 		rk_expect_clean_close(_metadata, &self->env, &r, t0, true);
-		rk_relay_close(&r);
+		vm_relay_close(&r);
 		free(pat);
 		return;
 	}
@@ -448,23 +269,23 @@ static void rk_bulk(struct __test_metadata *_metadata, FIXTURE_DATA(rk) *self, c
 	sink.bs_fd = src.bs_fd = r.r_bfd;
 	ASSERT_EQ(0, vm_set_nonblock(r.r_cfd, true));
 	t0 = vm_ms();
-	ASSERT_EQ(0, pthread_create(&tsink, NULL, rk_backend_sink, &sink));
-	ASSERT_EQ(0, pthread_create(&tsrc, NULL, rk_backend_source, &src));
-	rk_client_run(r.r_ssl, r.r_cfd, &bc);
+	ASSERT_EQ(0, pthread_create(&tsink, NULL, vm_backend_sink, &sink));
+	ASSERT_EQ(0, pthread_create(&tsrc, NULL, vm_backend_source, &src));
+	vm_bulk_client_run(r.r_ssl, r.r_cfd, &bc);
 	if (bc.bc_fail)
 		shutdown(r.r_bfd, SHUT_RDWR);
 	pthread_join(tsink, NULL);
 	pthread_join(tsrc, NULL);
 	ms = vm_ms() - t0;
 	TH_LOG("%s: %llu MiB each way, %d KeyUpdates (%d requested), %d back, %llu ms",
-	       name, (unsigned long long)(total >> 20), bc.bc_updates,
-	       bc.bc_requested, got_updates, (unsigned long long)ms);
+	       name, (unsigned long long)(total >> 20), ku.ku_sent,
+	       ku.ku_requested, got_updates, (unsigned long long)ms);
 	ASSERT_EQ(NULL, bc.bc_fail) {
 		TH_LOG("client: %s after %llu sent, %llu received, alert %d", bc.bc_fail,
 		       (unsigned long long)bc.bc_sent, (unsigned long long)bc.bc_rcvd, r.r_alert);
 		ERR_print_errors_fp(stderr);
 	}
-	EXPECT_LE(7, bc.bc_updates);
+	EXPECT_LE(7, ku.ku_sent);
 	EXPECT_EQ(total, sink.bs_done);
 	EXPECT_EQ(total, bc.bc_rcvd);
 	EXPECT_EQ(0, memcmp(bc.bc_md_out, sink.bs_md, 32));	/* client -> backend */
@@ -480,9 +301,9 @@ static void rk_bulk(struct __test_metadata *_metadata, FIXTURE_DATA(rk) *self, c
 	 * this loop, so got_updates is only logged.)
 	 */
 	ASSERT_EQ(0, rk_read_stat(&st));
-	EXPECT_EQ(self->st0.rs_rx_ok + bc.bc_updates, st.rs_rx_ok);
-	EXPECT_GE(self->st0.rs_tx_ok + bc.bc_requested, st.rs_tx_ok);
-	if (bc.bc_requested) {
+	EXPECT_EQ(self->st0.rs_rx_ok + ku.ku_sent, st.rs_rx_ok);
+	EXPECT_GE(self->st0.rs_tx_ok + ku.ku_requested, st.rs_tx_ok);
+	if (ku.ku_requested) {
 		EXPECT_LT(self->st0.rs_tx_ok, st.rs_tx_ok);
 	} else {
 		EXPECT_EQ(self->st0.rs_tx_ok, st.rs_tx_ok);
@@ -496,7 +317,7 @@ static void rk_bulk(struct __test_metadata *_metadata, FIXTURE_DATA(rk) *self, c
 	close(r.r_bfd);	/* the daemon's end too: the agent logs the close */
 	r.r_bfd = -1;
 	EXPECT_STREQ("close_notify", vm_log_end(&self->env, r.r_cport, end, sizeof(end)));
-	rk_relay_close(&r);
+	vm_relay_close(&r);
 	free(pat);
 }
 
@@ -518,13 +339,13 @@ TEST_F_TIMEOUT(rk, bulk_updates_alternating, 280)
 /* Several KeyUpdates in a row, each sent alone, then data both ways. */
 TEST_F(rk, several_in_a_row)
 {
-	struct rk_relay r = { .r_cfd = -1, .r_bfd = -1 };
+	struct vm_relay r = { .r_cfd = -1, .r_bfd = -1 };
 	struct rk_stat st;
 	uint64_t t0;
 	int i;
 
-	ASSERT_EQ(0, rk_relay_open(&self->env, self->cctx, &r));
-	ASSERT_EQ(0, rk_ping(&r));
+	ASSERT_EQ(0, vm_relay_open(&self->env, self->cctx, &r));
+	ASSERT_EQ(0, vm_relay_ping(&r));
 	t0 = vm_ms();
 	for (i = 0; i < 5; i++) {
 		ASSERT_EQ(1, SSL_key_update(r.r_ssl, SSL_KEY_UPDATE_NOT_REQUESTED));
@@ -536,13 +357,13 @@ TEST_F(rk, several_in_a_row)
 	}
 	if (!self->rekey) {
 		rk_expect_clean_close(_metadata, &self->env, &r, t0, i == 5);
-		rk_relay_close(&r);
+		vm_relay_close(&r);
 		return;
 	}
-	ASSERT_EQ(0, rk_ping(&r));
+	ASSERT_EQ(0, vm_relay_ping(&r));
 	ASSERT_EQ(0, rk_read_stat(&st));
 	EXPECT_EQ(self->st0.rs_rx_ok + 5, st.rs_rx_ok);
-	rk_relay_close(&r);
+	vm_relay_close(&r);
 }
 
 /*
@@ -853,7 +674,7 @@ static long long rk_agent_cpu_ns(pid_t pid)
 
 /* @rounds one-byte records, each after a KeyUpdate if @update; agent ns per round. */
 static long long rk_cpu_rounds(struct __test_metadata *_metadata, FIXTURE_DATA(rk) *self,
-			       struct rk_relay *r, bool update)
+			       struct vm_relay *r, bool update)
 {
 	long long t0, t1;
 	char c;
@@ -878,13 +699,13 @@ static long long rk_cpu_rounds(struct __test_metadata *_metadata, FIXTURE_DATA(r
  */
 TEST_F(rk, cpu_per_key_update)
 {
-	struct rk_relay r = { .r_cfd = -1, .r_bfd = -1 };
+	struct vm_relay r = { .r_cfd = -1, .r_bfd = -1 };
 	long long plain, upd;
 
 	if (!self->rekey)
 		SKIP(return, "this kernel cannot rekey");
-	ASSERT_EQ(0, rk_relay_open(&self->env, self->cctx, &r));
-	ASSERT_EQ(0, rk_ping(&r));
+	ASSERT_EQ(0, vm_relay_open(&self->env, self->cctx, &r));
+	ASSERT_EQ(0, vm_relay_ping(&r));
 	plain = rk_cpu_rounds(_metadata, self, &r, false);
 	upd = rk_cpu_rounds(_metadata, self, &r, true);
 	ASSERT_LT(0, plain);
@@ -892,8 +713,8 @@ TEST_F(rk, cpu_per_key_update)
 	TH_LOG("%s: agent CPU per plain record %lld us, per KeyUpdate + record %lld us: "
 	       "a KeyUpdate costs %lld us more (%.1fx a record)", variant->cipher,
 	       plain / 1000, upd / 1000, (upd - plain) / 1000, (double)upd / (double)plain);
-	EXPECT_EQ(0, rk_ping(&r));
-	rk_relay_close(&r);
+	EXPECT_EQ(0, vm_relay_ping(&r));
+	vm_relay_close(&r);
 }
 
 /* The 6.1 harness takes no arguments: NAME=VALUE become environment. */

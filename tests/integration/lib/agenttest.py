@@ -42,6 +42,20 @@ def free_port():
         return s.getsockname()[1]
 
 
+def metrics_text(port, host="127.0.0.1", timeout=5):
+    """The agent's /metrics page (at most 1 MiB). Return: bytes; raises
+    OSError when it does not answer."""
+    with socket.create_connection((host, port), timeout=timeout) as m:
+        m.sendall(b"GET /metrics HTTP/1.0\r\n\r\n")
+        buf = b""
+        while len(buf) < 1 << 20:
+            d = m.recv(65536)
+            if not d:
+                break
+            buf += d
+    return buf
+
+
 def gen_cert(d, name, cn):
     """A self-signed ECDSA P-256 pair, d/name.crt and d/name.key."""
     subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",

@@ -100,6 +100,8 @@ bind /dev /dev
 bind /dev/pts /dev/pts
 bind "$PWD" /src/mailktls
 cp /etc/resolv.conf "$root/etc/resolv.conf" 2>/dev/null || true
+# From here the status is the command's, no failure of this script.
+trap - ERR
 chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root \
 	TERM="${TERM:-dumb}" ${CI:+CI=$CI} MK_IN_ROOT="$suite" \
 	bash -c 'cd /src/mailktls && exec "$@"' bash "$@"

@@ -9,6 +9,8 @@ growth per connection must stay within IDLE_BOUND_KIB. The kernel TLS path
 has its own bound (2 KiB) in tests/vm/agent_ktls_test.c. Prints TAP."""
 
 import os
+import re
+import subprocess
 import sys
 import tempfile
 import time
@@ -24,10 +26,32 @@ from agenttest import (AGENT, Agent, Backend, check, free_port, gen_cert,  # noq
 # about 1 KiB. Measured 15.9-16.7 KiB with this client (13.5-15 KiB with
 # scripts/bench's, which offers less); it was 44 KiB while every idle
 # connection kept its receive and OpenSSL record buffers.
-IDLE_BOUND_KIB = 18
+# OpenSSL 3.5 (Debian 13) keeps more per connection, with the same agent
+# code: 22.7-23.1 KiB when the client offers X25519 only, 27.6-29.7 KiB
+# with its default offer, where X25519MLKEM768 is negotiated (the hybrid
+# key share is 1,216 bytes from the client and 1,120 back, and OpenSSL
+# keeps the peer's key until SSL_free). Measured 2026-12-06 in a Debian 13
+# root, 200 and 400 connections. The bound keeps the same 1.3-2 KiB margin
+# over what was measured, so that the agent's own share cannot double
+# unnoticed on either release.
+IDLE_BOUND_KIB_BY_OPENSSL = {(3, 0): 18, (3, 5): 32}
 IDLE_CONNS = int(os.environ.get("MK_IDLE_CONNS", "400"))
 WARMUP = 20
 LOGGED_IN = b"a0 OK [CAPABILITY IMAP4rev1] logged in\r\n"
+
+
+def openssl_of_agent():
+    """(major, minor) of the OpenSSL the agent runs with (mailktlsd -V)."""
+    out = subprocess.run([AGENT, "-V"], capture_output=True, text=True).stdout
+    m = re.search(r"OpenSSL (\d+)\.(\d+)", out)
+    return (int(m.group(1)), int(m.group(2))) if m else (0, 0)
+
+
+def idle_bound_kib():
+    """The bound for the nearest measured OpenSSL at or below the agent's."""
+    have = openssl_of_agent()
+    known = [v for v in sorted(IDLE_BOUND_KIB_BY_OPENSSL) if v <= have]
+    return IDLE_BOUND_KIB_BY_OPENSSL[known[-1] if known else (3, 0)]
 
 
 def rss_kib(pid):
@@ -111,6 +135,7 @@ def main():
     if not os.access(AGENT, os.X_OK):
         print("1..1\nnot ok 1 - %s is missing (run make)" % AGENT)
         return 1
+    bound = idle_bound_kib()
     with tempfile.TemporaryDirectory(prefix="mk-idle-") as d:
         gen_cert(d, "cur", "idle.test")
         for state in ("silent", "greeted", "logged_in"):
@@ -121,9 +146,9 @@ def main():
             if per is not None:
                 print("# %s: %s with %d idle connections: %.1f KiB each" %
                       (state, detail, IDLE_CONNS, per))
-            check(per is not None and per <= IDLE_BOUND_KIB,
+            check(per is not None and per <= bound,
                   "user-space TLS, %s: at most %d KiB per idle connection" %
-                  (state, IDLE_BOUND_KIB), detail)
+                  (state, bound), detail)
     print("1..%d" % len(results))
     return 0 if all(results) else 1
 

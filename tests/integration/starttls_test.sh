@@ -114,11 +114,26 @@ c_config_ok() {
 	grep -qx 'configuration ok' "$MK_TMP/t.out"
 }
 
+# feed INPUT - INPUT's lines (LF-separated, printf %b escapes) half a
+# second apart, the first after a second (s_client reads its input only
+# once TLS is up, and would send all it found waiting at once), as a client
+# that waits for each answer: Postfix 3.9 and later refuse an EHLO sent
+# together with the next command from an unauthenticated client
+# (smtpd_forbid_unauth_pipelining).
+feed() {
+	local line
+	sleep 1
+	while IFS= read -r line; do
+		printf '%s\n' "$line"
+		sleep 0.5
+	done < <(printf '%b' "$1")
+}
+
 # s_client PORT PROTO INPUT [ARGS...] - STARTTLS dialogue by openssl, then
 # INPUT (LF lines, sent as CRLF) inside TLS; prints what the server said
 # inside TLS.
 s_client() {
-	printf '%b' "$3" | timeout "${S_CLIENT_TIMEOUT:-20}" openssl s_client \
+	feed "$3" | timeout "${S_CLIENT_TIMEOUT:-20}" openssl s_client \
 		-connect "127.0.0.1:$1" -bind "$SRC:0" \
 		-starttls "$2" -name client.example.test -servername "$SNI" \
 		-CAfile "$CERTS/ca.pem" -verify_return_error -verify_hostname "$SNI" \
@@ -126,12 +141,13 @@ s_client() {
 }
 
 # s_client_in FILE LEFTOVER - what the server said inside TLS: s_client's
-# output without its verify lines, and without LEFTOVER as the first line:
+# output without its verify lines and OpenSSL 3.5's "Connecting to ADDR"
+# line, and without LEFTOVER as the first line:
 # s_client -quiet prints the last plaintext line of its own STARTTLS dialogue
 # again after the handshake (a strace shows it is not sent inside TLS; the
 # raw probes below check the wire itself).
 s_client_in() {
-	grep -v '^depth=\|^verify return' "$1" | sed "1{/^$2\r\?\$/d}"
+	grep -v '^depth=\|^verify return\|^Connecting to ' "$1" | sed "1{/^$2\r\?\$/d}"
 }
 
 c_s_client_imap() {

@@ -198,7 +198,7 @@ FIXTURE_TEARDOWN(agent)
 {
 	/* SIGTERM is the orderly stop: exit status 0, never a crash or hang */
 	vm_env_check_stop(_metadata, &self->env);
-	if (!_metadata->passed)
+	if (!VM_PASSED(_metadata))
 		vm_log_dump(&self->env);
 	vm_env_cleanup(&self->env);
 	SSL_CTX_free(self->cctx);
@@ -672,7 +672,7 @@ FIXTURE_SETUP(idle)
 FIXTURE_TEARDOWN(idle)
 {
 	vm_env_check_stop(_metadata, &self->env);
-	if (!_metadata->passed)
+	if (!VM_PASSED(_metadata))
 		vm_log_dump(&self->env);
 	vm_env_cleanup(&self->env);
 	SSL_CTX_free(self->cctx);

@@ -302,7 +302,7 @@ FIXTURE_TEARDOWN(query)
 {
 	mq_conn_close(&self->conn);
 	vm_env_check_stop(_metadata, &self->env);
-	if (!_metadata->passed)
+	if (!VM_PASSED(_metadata))
 		vm_log_dump(&self->env);
 	vm_env_cleanup(&self->env);
 	SSL_CTX_free(self->cctx);
@@ -389,7 +389,7 @@ TEST_F(query, mailktlsctl_received_query_status)
 	EXPECT_TRUE(mq_has_line(out, "ktls=tx,rx"));
 	snprintf(want, sizeof(want), "client=%s", self->conn.c_client);
 	EXPECT_TRUE(mq_has_line(out, want));
-	if (!_metadata->passed)
+	if (!VM_PASSED(_metadata))
 		TH_LOG("mailktlsctl query printed:\n%s", out);
 
 	if (!variant->qsock) {
@@ -409,7 +409,7 @@ TEST_F(query, mailktlsctl_received_query_status)
 	EXPECT_TRUE(mq_has_line(out, "ktls_txrx=1"));
 	EXPECT_TRUE(mq_has_line(out, "module=yes"));
 	EXPECT_TRUE(mq_has_line(out, "# /proc/net/mailktls"));
-	if (!_metadata->passed)
+	if (!VM_PASSED(_metadata))
 		TH_LOG("mailktlsctl status printed:\n%s", out);
 }
 

@@ -131,7 +131,7 @@ FIXTURE_TEARDOWN(rec)
 		close(self->bfd);
 	mk_mc_free(&self->mc);
 	vm_env_check_stop(_metadata, &self->env);
-	if (!_metadata->passed)
+	if (!VM_PASSED(_metadata))
 		vm_log_dump(&self->env);
 	vm_env_cleanup(&self->env);
 	SSL_CTX_free(self->cctx);
@@ -461,7 +461,10 @@ TEST(tls12_p256_ffdhe2048_offer)
 	EXPECT_NE(NULL, strstr(out, "Cipher is ECDHE-ECDSA-AES256-GCM-SHA384")) {
 		TH_LOG("s_client said:\n%s", out);
 	}
-	EXPECT_NE(NULL, strstr(out, "Server Temp Key: ECDH, prime256v1"));
+	/* "Server Temp Key" in OpenSSL 3.0's s_client, "Peer Temp Key" in 3.5's */
+	EXPECT_NE(NULL, strstr(out, " Temp Key: ECDH, prime256v1")) {
+		TH_LOG("s_client said:\n%s", out);
+	}
 	vm_env_check_stop(_metadata, &env);
 	vm_env_cleanup(&env);
 }

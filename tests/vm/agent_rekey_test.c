@@ -142,7 +142,7 @@ FIXTURE_TEARDOWN(rk)
 	if (!self->cctx)
 		return;
 	vm_env_check_stop(_metadata, &self->env);
-	if (!_metadata->passed)
+	if (!VM_PASSED(_metadata))
 		vm_log_dump(&self->env);
 	vm_env_cleanup(&self->env);
 	SSL_CTX_free(self->cctx);

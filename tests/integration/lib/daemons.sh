@@ -294,10 +294,40 @@ EOF
 	export DOVECOT_MAILDIR
 }
 
-# stop_dovecot - stop the master started by start_dovecot (it ends its children).
+# children_of PID - the PIDs whose parent is PID (from /proc, one a line)
+children_of() {
+	local f st rest
+	for f in /proc/[0-9]*/stat; do
+		read -r st 2>/dev/null <"$f" || continue
+		rest=${st##*) }
+		rest=${rest#* }	# state
+		[ "${rest%% *}" = "$1" ] && { f=${f#/proc/}; echo "${f%/stat}"; }
+	done
+	return 0
+}
+
+# stop_dovecot - stop the master started by start_dovecot, then wait for
+# its children: Dovecot 2.4's master exits before its log, auth, stats and
+# anvil processes have seen it go, and they must not outlive the caller.
 stop_dovecot() {
-	stop_pid "${DOVECOT_PID:-}" dovecot
+	local kids k
+	[ -n "${DOVECOT_PID:-}" ] || return 0
+	kids=$(children_of "$DOVECOT_PID")
+	stop_pid "$DOVECOT_PID" dovecot
+	for k in $kids; do
+		wait_gone "$k" || kill -KILL "$k" 2>/dev/null
+	done
 	DOVECOT_PID=
+}
+
+# wait_gone PID - wait up to 10 s for PID to end. Return: 1 if it did not.
+wait_gone() {
+	local i
+	for ((i = 0; i < 200; i++)); do
+		kill -0 "$1" 2>/dev/null || return 0
+		sleep 0.05
+	done
+	return 1
 }
 
 # start_postfix - a Postfix instance of its own (config, queue, data dirs in

@@ -141,16 +141,22 @@ wait_grep() {
 	return 1
 }
 
-# stop_pid PID [NAME] - SIGTERM, wait up to 10 s, then SIGKILL.
-stop_pid() {
-	local pid=$1 i
-	[ -n "$pid" ] || return 0
-	kill -TERM "$pid" 2>/dev/null || return 0
+# wait_gone PID - wait up to 10 s for PID to end. Return: 1 if it did not.
+wait_gone() {
+	local i
 	for ((i = 0; i < 200; i++)); do
-		kill -0 "$pid" 2>/dev/null || break
+		kill -0 "$1" 2>/dev/null || return 0
 		sleep 0.05
 	done
-	if kill -0 "$pid" 2>/dev/null; then
+	return 1
+}
+
+# stop_pid PID [NAME] - SIGTERM, wait up to 10 s, then SIGKILL.
+stop_pid() {
+	local pid=$1
+	[ -n "$pid" ] || return 0
+	kill -TERM "$pid" 2>/dev/null || return 0
+	if ! wait_gone "$pid"; then
 		echo "# ${2:-$pid} did not stop on SIGTERM, killing" >&2
 		kill -KILL "$pid" 2>/dev/null
 	fi
@@ -318,16 +324,6 @@ stop_dovecot() {
 		wait_gone "$k" || kill -KILL "$k" 2>/dev/null
 	done
 	DOVECOT_PID=
-}
-
-# wait_gone PID - wait up to 10 s for PID to end. Return: 1 if it did not.
-wait_gone() {
-	local i
-	for ((i = 0; i < 200; i++)); do
-		kill -0 "$1" 2>/dev/null || return 0
-		sleep 0.05
-	done
-	return 1
 }
 
 # start_postfix - a Postfix instance of its own (config, queue, data dirs in

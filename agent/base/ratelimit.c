@@ -7,17 +7,19 @@
 #include "ratelimit.h"
 
 /*
- * Start a new window at @now if the one that began at @start is over.
+ * End the window that began at @start if it is over at @now; the next one
+ * starts at @next (0: none open, the next event opens it).
  * Return: the lines suppressed in the ended window (0 if this thread did
  * not end it).
  */
-static unsigned int ratelimit_roll(struct mk_ratelimit *rl, uint64_t start, uint64_t now)
+static unsigned int ratelimit_roll(struct mk_ratelimit *rl, uint64_t start, uint64_t now,
+				   uint64_t next)
 {
 	/* A thread that read the clock before another opened the window
 	 * sees a start in its future: that is still the same window. */
 	if (start && now < start + rl->rl_window_ms)
 		return 0;
-	if (!atomic_compare_exchange_strong(&rl->rl_start_ms, &start, now))
+	if (!atomic_compare_exchange_strong(&rl->rl_start_ms, &start, next))
 		return 0;	/* another thread ended it */
 	atomic_store(&rl->rl_passed, 0);
 	return atomic_exchange(&rl->rl_suppressed, 0);
@@ -35,7 +37,7 @@ static unsigned int ratelimit_roll(struct mk_ratelimit *rl, uint64_t start, uint
  */
 bool mk_ratelimit_allow(struct mk_ratelimit *rl, uint64_t now_ms, unsigned int *ended)
 {
-	*ended = ratelimit_roll(rl, atomic_load(&rl->rl_start_ms), now_ms);
+	*ended = ratelimit_roll(rl, atomic_load(&rl->rl_start_ms), now_ms, now_ms);
 	if (atomic_fetch_add(&rl->rl_passed, 1) < rl->rl_burst)
 		return true;
 	atomic_fetch_add(&rl->rl_suppressed, 1);
@@ -54,7 +56,12 @@ bool mk_ratelimit_allow(struct mk_ratelimit *rl, uint64_t now_ms, unsigned int *
  */
 unsigned int mk_ratelimit_flush(struct mk_ratelimit *rl, uint64_t now_ms)
 {
-	if (!atomic_load(&rl->rl_suppressed))
+	uint64_t start = atomic_load(&rl->rl_start_ms);
+
+	/* Ends the window without opening one: a window the tick opened would
+	 * begin with no event in it, and a burst that came a moment later
+	 * would straddle its end and pass twice. */
+	if (!start || !atomic_load(&rl->rl_suppressed))
 		return 0;
-	return ratelimit_roll(rl, atomic_load(&rl->rl_start_ms), now_ms);
+	return ratelimit_roll(rl, start, now_ms, 0);
 }

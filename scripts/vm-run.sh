@@ -70,7 +70,8 @@ if [ "${VM_NO_BUILD:-0}" != 1 ]; then
 		{ sed 's/^/# /' "$vmdir/make.log"; bail "make ${targets[*]} failed"; }
 fi
 # the kernel, its modules and mailktls.ko built for it (vm_kver, vm_vmlinuz,
-# vm_modroot, vm_ko)
+# vm_modroot, vm_ko), and the root of the C library and OpenSSL the VM runs
+# with when they are not this host's (vm_userland)
 kernel_vars=$(scripts/vm/kernel.sh "$VM_KERNEL" $([ "${VM_NO_BUILD:-0}" = 1 ] && echo nobuild) \
 	2>"$vmdir/kernel.log") ||
 	{ sed 's/^/# /' "$vmdir/kernel.log"; bail "no $VM_KERNEL kernel (scripts/vm/kernel.sh $VM_KERNEL)"; }
@@ -90,7 +91,7 @@ conf=$vmdir/mk-vm.conf
 	shq VM_SCRIPT "${VM_SCRIPT:+/mk/$VM_SCRIPT}"
 } >"$conf"
 initrd=$vmdir/initramfs.cpio.gz
-VM_MODROOT=$vm_modroot VM_KO=$vm_ko VM_EXTRA_FILES="${VM_EXTRA_FILES:-} ${VM_SCRIPT:-}" \
+VM_MODROOT=$vm_modroot VM_KO=$vm_ko VM_USERLAND=$vm_userland VM_EXTRA_FILES="${VM_EXTRA_FILES:-} ${VM_SCRIPT:-}" \
 	scripts/vm/mkinitramfs.sh "$initrd" "$kver" "$BUILD" "$conf" >"$vmdir/initramfs.log" 2>&1 ||
 	{ sed 's/^/# /' "$vmdir/initramfs.log"; bail "building the initramfs failed"; }
 
@@ -117,6 +118,7 @@ tr -d '\r' <"$log" |
 function fail(msg) { nfail++; printf "not ok %d - vm: %s\n", nfail, msg }
 { sub(/^.*@@MK /, "@@MK ") }	# the firmware leaves escape codes before the first marker
 /^@@MK KERNEL / { print "# vm: kernel " $3; next }
+/^@@MK OPENSSL / { sub(/^@@MK OPENSSL /, ""); print "# vm: " $0; next }
 /^@@MK MODULE / {
 	rc = substr($4, 4)
 	if (rc != 0) fail("insmod " $3 " exited " rc)

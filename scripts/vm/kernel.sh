@@ -14,6 +14,13 @@
 #   vm_modroot  the root its modules live under (/lib/modules/KVER there;
 #               "/" for the host's own 6.1)
 #   vm_ko       mailktls.ko built for it ("" when the tree has no module)
+#   vm_userland the root of the kernel's release when that release is newer
+#               than this host's ("" otherwise): on a Debian 12 host the VMs
+#               of Debian 13's kernels take Debian 13's C library and
+#               OpenSSL 3.5 from it, so kTLS is tested under the OpenSSL a
+#               Debian 13 host runs (post-quantum groups); a Debian 13
+#               host runs 6.1 with its own, as binaries built there do not
+#               run on Debian 12's C library
 #
 # A kernel of another release than this host's (Debian 13's on a Debian 12
 # host; Debian 12's 6.1 on a Debian 13 host, which has no 6.1 in /boot) is
@@ -49,6 +56,7 @@ if [ "$series" = 6.1 ] && [ -r "$host_6_1" ]; then
 		[ -f kmod/mailktls.ko ] && ko=kmod/mailktls.ko
 	fi
 	say vm_kver "$kver"; say vm_vmlinuz "$vmlinuz"; say vm_modroot /; say vm_ko "$ko"
+	say vm_userland ""
 	exit 0
 fi
 
@@ -67,7 +75,7 @@ if [ -z "$nobuild" ]; then
 	# the ABI name (6.1.0-57-amd64, 6.12.118+deb13-amd64) that the suite's
 	# linux-image-amd64 names
 	kver=$(inroot apt-cache depends "linux-image-amd64/$suite" |
-		sed -n "s/^ *Depends: linux-image-\\($series[.-][^ ]*-amd64\\)\$/\\1/p" | head -n1)
+		sed -n "s/^ *Depends: linux-image-\\(${series}[.-][^ ]*-amd64\\)\$/\\1/p" | head -n1)
 	[ -n "$kver" ] || die "no linux-image-amd64 in $suite"
 	if [ ! -f "$cache/.ok-$kver" ]; then
 		rm -rf "$cache/debs" "$root" "$cache"/.ok-*
@@ -117,4 +125,9 @@ if [ -f Kbuild ]; then
 	fi
 	[ -f "$kb/kmod/mailktls.ko" ] && ko=$kb/kmod/mailktls.ko
 fi
+userland=
+# shellcheck disable=SC1091
+host_release=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
+[ "$release" = trixie ] && [ "$host_release" = bookworm ] && userland=$(scripts/debian-root.sh trixie)
 say vm_kver "$kver"; say vm_vmlinuz "$vmlinuz"; say vm_modroot "$modroot"; say vm_ko "$ko"
+say vm_userland "$userland"

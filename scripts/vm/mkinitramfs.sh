@@ -16,7 +16,9 @@
 # default /: the host's own); VM_KO, mailktls.ko built for KVER (default
 # kmod/mailktls.ko when it exists); VM_EXTRA_FILES, more files (space separated): absolute paths
 # keep their path in the VM, paths relative to the tree go under /mk; ELF
-# files bring their shared libraries.
+# files bring their shared libraries; VM_USERLAND, a root of a newer Debian
+# release whose C library, OpenSSL (CLI too) and other libraries the VM
+# takes instead of this host's (see resolve_libs).
 set -eu
 out=$1 kver=$2 build=$3 conf=$4
 cd "$(dirname "$0")/../.."
@@ -146,17 +148,46 @@ for f in ${VM_EXTRA_FILES:-}; do
 	esac
 done
 mkdir -p "$stage/usr/lib/ssl"
-cp -L /usr/lib/ssl/openssl.cnf "$stage/usr/lib/ssl/"
+if [ -n "${VM_USERLAND:-}" ]; then
+	# the openssl CLI and its configuration of that release (the root's
+	# /usr/lib/ssl/openssl.cnf is a link to /etc, absolute)
+	cp "$VM_USERLAND/usr/bin/openssl" "$stage/usr/bin/openssl"
+	cp -L "$VM_USERLAND/etc/ssl/openssl.cnf" "$stage/usr/lib/ssl/"
+else
+	cp -L /usr/lib/ssl/openssl.cnf "$stage/usr/lib/ssl/"
+fi
 
-# shared libraries (paths as ldd prints them; the loader finds them there)
-libs=$(for e in "${elfs[@]}"; do
-	ldd "$e" 2>/dev/null | awk '/=> \// { print $3 } /^\t\/[^ ]+ \(/ { print $1 }'
-done | sort -u)
-for l in $libs; do
-	dest=$stage$l
+# Shared libraries, at the paths the loader prints (it finds them there in
+# the VM). With VM_USERLAND, a root of a newer Debian release, the loader of
+# that root resolves them against its own library directory first: the C
+# library, OpenSSL and every other library that root has under the same
+# soname come from it, the rest from this host. Binaries built here run on
+# a newer C library (never on an older one), and Debian keeps a soname's
+# ABI, so the newer library serves them; that is how the VMs of Debian 13's
+# kernels run Debian 13's OpenSSL on a Debian 12 host.
+resolve_libs() {	# ELF file: "VM-path source-path" per library it loads
+	local multiarch=usr/lib/x86_64-linux-gnu
+	ldd "$1" >/dev/null 2>&1 || return 0	# static (busybox): none
+	if [ -z "${VM_USERLAND:-}" ]; then
+		ldd "$1" | awk '/=> \// { print $3, $3 } /^\t\/[^ ]+ \(/ { print $1, $1 }'
+		return
+	fi
+	"$VM_USERLAND/$multiarch/ld-linux-x86-64.so.2" --library-path "$VM_USERLAND/$multiarch" \
+		--list "$1" | awk -v root="$VM_USERLAND" '
+		/=> \// {
+			vm = $3
+			if (index(vm, root "/") == 1) vm = substr(vm, length(root) + 1)
+			if ($1 ~ /^\//) vm = $1	# the loader, at the path binaries name
+			print vm, $3
+		}'
+}
+for e in "${elfs[@]}"; do
+	resolve_libs "$e"
+done | sort -u | while read -r vm src; do
+	dest=$stage$vm
 	[ -e "$dest" ] && continue
 	mkdir -p "$(dirname "$dest")"
-	cp -L "$l" "$dest"
+	cp -L "$src" "$dest"
 done
 
 cp scripts/vm/init "$stage/init"

@@ -150,6 +150,7 @@ struct vm_env_opts {
 	bool eo_unix_backend;	/* else TCP on 127.0.0.1 */
 	bool eo_qsock;		/* give the agent a query socket */
 	bool eo_ticket_keys;	/* and a ticket_keys file (tickets under our callback) */
+	const char *eo_listener_extra;	/* more "key = value\n" lines for the listener */
 };
 
 static inline const char *vm_agent_path(void)
@@ -180,7 +181,8 @@ static inline int vm_write_ticket_keys(const char *dir)
 	return fclose(f) || i < 3 ? -1 : 0;
 }
 
-static inline int vm_write_config(const struct vm_env *e, bool qsock, bool tickets)
+static inline int vm_write_config(const struct vm_env *e, bool qsock, bool tickets,
+				  const char *listener_extra)
 {
 	char backend[128];
 	FILE *f;
@@ -203,6 +205,8 @@ static inline int vm_write_config(const struct vm_env *e, bool qsock, bool ticke
 		   e->e_dir, e->e_dir);
 	if (tickets)
 		fprintf(f, "ticket_keys = %s/tickets\n", e->e_dir);
+	if (listener_extra)
+		fputs(listener_extra, f);
 	return fclose(f) ? -1 : 0;
 }
 
@@ -347,7 +351,7 @@ static inline int vm_env_prepare(struct vm_env *e, const struct vm_env_opts *o, 
 	}
 	e->e_port = vm_free_port();
 	if (e->e_blfd < 0 || e->e_port < 0 || vm_write_cert(e->e_dir, o->eo_cn) ||
-	    vm_write_config(e, o->eo_qsock, o->eo_ticket_keys)) {
+	    vm_write_config(e, o->eo_qsock, o->eo_ticket_keys, o->eo_listener_extra)) {
 		snprintf(why, whylen, "cannot prepare %s", e->e_dir);
 		return -1;
 	}

@@ -4,7 +4,8 @@
  * on 127.0.0.1 at a free port, any user with the password "pass" (static
  * passdb), Maildir under a temp dir, its log in a file the test prints
  * when it fails. Started in the foreground (`dovecot -F`) as a child of
- * the test, stopped by its PID.
+ * the test, stopped by its PID. The config is written in the syntax of the
+ * Dovecot there: 2.3 (Debian 12) or 2.4 (Debian 13).
  *
  * Dovecot comes from this host (tests/vm/extra-files lists its programs;
  * the master checks that every service's executable is there, so all of
@@ -17,6 +18,7 @@
 #ifndef MAILKTLS_VM_DOVECOT_H
 #define MAILKTLS_VM_DOVECOT_H
 
+#include <dirent.h>
 #include <ftw.h>
 #include <pwd.h>
 
@@ -56,27 +58,69 @@ static inline int vm_dovecot_users(void)
 	return fclose(f) ? -1 : 0;
 }
 
+/*
+ * The installed Dovecot's version as `dovecot --version` gives it (2.3.19.1
+ * on Debian 12, 2.4.1 on Debian 13) into @out; whether it takes the 2.4
+ * syntax (renamed settings, named passdb/userdb blocks, %{variables}).
+ */
+static inline int vm_dovecot_version(char *out, size_t len, bool *v24)
+{
+	FILE *p = popen(VM_DOVECOT_BIN " --version 2>/dev/null", "r");
+	int major = 0, minor = 0;
+	char line[128] = "";
+
+	if (!p)
+		return -1;
+	if (!fgets(line, sizeof(line), p))
+		line[0] = '\0';
+	pclose(p);
+	if (sscanf(line, "%d.%d", &major, &minor) != 2)
+		return -1;
+	snprintf(out, len, "%.*s", (int)strcspn(line, " -\n"), line);
+	*v24 = major > 2 || (major == 2 && minor >= 4);
+	return 0;
+}
+
+/*
+ * Plain IMAP on 127.0.0.1 only, any user with VM_DOVECOT_PASS, mail as
+ * VM_DOVECOT_MAIL_UID; base_dir and state_dir under d_dir (nothing of the
+ * host's own), in the syntax of the installed release.
+ */
 static inline int vm_dovecot_write_config(const struct vm_dovecot *d)
 {
-	FILE *f = fopen(d->d_conf, "we");
+	char version[32];
+	bool v24;
+	FILE *f;
 
+	if (vm_dovecot_version(version, sizeof(version), &v24))
+		return -1;
+	f = fopen(d->d_conf, "we");
 	if (!f)
 		return -1;
-	/* base_dir and state_dir under d_dir: nothing of the host's own */
+	if (v24)	/* these two first */
+		fprintf(f, "dovecot_config_version = %s\ndovecot_storage_version = %s\n"
+			   "auth_allow_cleartext = yes\nmail_driver = maildir\n"
+			   "mail_path = %s/mail/%%{user}\n"
+			   "passdb static {\n  password = %s\n}\n"
+			   "userdb static {\n  fields {\n    uid = %d\n    gid = %d\n"
+			   "    home = %s/mail/%%{user}\n  }\n}\n",
+			version, version, d->d_dir, VM_DOVECOT_PASS, VM_DOVECOT_MAIL_UID,
+			VM_DOVECOT_MAIL_UID, d->d_dir);
+	else
+		fprintf(f, "disable_plaintext_auth = no\nmail_location = maildir:%s/mail/%%u\n"
+			   "passdb {\n  driver = static\n  args = password=%s\n}\n"
+			   "userdb {\n  driver = static\n"
+			   "  args = uid=%d gid=%d home=%s/mail/%%u\n}\n",
+			d->d_dir, VM_DOVECOT_PASS, VM_DOVECOT_MAIL_UID, VM_DOVECOT_MAIL_UID,
+			d->d_dir);
 	fprintf(f, "base_dir = %s/run\nstate_dir = %s/state\ninstance_name = mk-%d\n"
-		   "protocols = imap\nlisten = 127.0.0.1\nssl = no\n"
-		   "disable_plaintext_auth = no\nauth_mechanisms = plain\n"
+		   "protocols = imap\nlisten = 127.0.0.1\nssl = no\nauth_mechanisms = plain\n"
 		   "log_path = %s\nfirst_valid_uid = %d\nlast_valid_uid = %d\n"
-		   "mail_location = maildir:%s/mail/%%u\n"
-		   "passdb {\n  driver = static\n  args = password=%s\n}\n"
-		   "userdb {\n  driver = static\n"
-		   "  args = uid=%d gid=%d home=%s/mail/%%u\n}\n"
 		   "service imap-login {\n"
-		   "  inet_listener imap {\n    address = 127.0.0.1\n    port = %d\n  }\n"
+		   "  inet_listener imap {\n    %s = 127.0.0.1\n    port = %d\n  }\n"
 		   "  inet_listener imaps {\n    port = 0\n  }\n}\n",
 		d->d_dir, d->d_dir, d->d_port, d->d_log, VM_DOVECOT_MAIL_UID,
-		VM_DOVECOT_MAIL_UID, d->d_dir, VM_DOVECOT_PASS, VM_DOVECOT_MAIL_UID,
-		VM_DOVECOT_MAIL_UID, d->d_dir, d->d_port);
+		VM_DOVECOT_MAIL_UID, v24 ? "listen" : "address", d->d_port);
 	return fclose(f) ? -1 : 0;
 }
 
@@ -157,15 +201,70 @@ static inline int vm_dovecot_start(struct vm_dovecot *d, char *why, size_t whyle
 	return 0;
 }
 
-/* SIGTERM to the master (it stops its children), bounded wait; the status or -1. */
+#define VM_DOVECOT_KIDS 32
+
+/*
+ * State and parent of process @pid from /proc ("pid (comm) state ppid":
+ * comm may hold spaces and ')', the last ')' ends it). Return: 0, or -1
+ * when it is gone.
+ */
+static inline int vm_proc_stat(pid_t pid, char *state, int *ppid)
+{
+	char path[64], stat[512], *p;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	f = fopen(path, "re");
+	if (!f)
+		return -1;
+	p = fgets(stat, sizeof(stat), f) ? strrchr(stat, ')') : NULL;
+	fclose(f);
+	return p && sscanf(p + 1, " %c %d", state, ppid) == 2 ? 0 : -1;
+}
+
+/* Running, not a zombie (an orphan's exit status waits for PID 1's wait). */
+static inline bool vm_pid_alive(pid_t pid)
+{
+	char state;
+	int ppid;
+
+	return !vm_proc_stat(pid, &state, &ppid) && state != 'Z';
+}
+
+/* The PIDs whose parent is @ppid, at most @max; how many. */
+static inline int vm_children_of(pid_t ppid, pid_t *kids, int max)
+{
+	struct dirent *de;
+	DIR *d = opendir("/proc");
+	int n = 0, parent;
+	pid_t pid;
+	char state;
+
+	while (d && n < max && (de = readdir(d))) {
+		pid = (pid_t)atoi(de->d_name);
+		if (pid > 0 && !vm_proc_stat(pid, &state, &parent) && parent == ppid)
+			kids[n++] = pid;
+	}
+	if (d)
+		closedir(d);
+	return n;
+}
+
+/*
+ * SIGTERM to the master, bounded wait; then its children (log, auth,
+ * stats, anvil, config) until they are gone: 2.4's master exits before
+ * they have seen it go, and none may outlive the test's teardown.
+ * Return: the master's wait status, or -1 if it had to be killed.
+ */
 static inline int vm_dovecot_stop(struct vm_dovecot *d)
 {
 	uint64_t end = vm_ms() + 15000;
-	int status = -1;
-	pid_t r;
+	pid_t kids[VM_DOVECOT_KIDS], r;
+	int status = -1, n, i;
 
 	if (d->d_pid <= 0)
 		return -1;
+	n = vm_children_of(d->d_pid, kids, VM_DOVECOT_KIDS);
 	kill(d->d_pid, SIGTERM);
 	while ((r = waitpid(d->d_pid, &status, WNOHANG)) == 0 && vm_ms() < end)
 		usleep(20000);
@@ -175,6 +274,13 @@ static inline int vm_dovecot_stop(struct vm_dovecot *d)
 		status = -1;
 	}
 	d->d_pid = -1;
+	for (i = 0; i < n; i++) {
+		end = vm_ms() + 5000;
+		while (vm_pid_alive(kids[i]) && vm_ms() < end)
+			usleep(20000);
+		if (vm_pid_alive(kids[i]))
+			kill(kids[i], SIGKILL);
+	}
 	return status;
 }
 

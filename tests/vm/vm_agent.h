@@ -376,7 +376,8 @@ static inline int vm_env_prepare(struct vm_env *e, const struct vm_env_opts *o, 
 		e->e_blfd = vm_listen_tcp(&e->e_bport, o->eo_backlog);
 	}
 	e->e_port = vm_free_port();
-	if ((e->e_blfd < 0 && !o->eo_backend_port) || e->e_port < 0 || vm_write_cert(e->e_dir, o->eo_cn) ||
+	if ((e->e_blfd < 0 && !o->eo_backend_port) || e->e_port < 0 ||
+	    vm_write_cert(e->e_dir, o->eo_cn) ||
 	    vm_write_config(e, o->eo_qsock, o->eo_ticket_keys)) {
 		snprintf(why, whylen, "cannot prepare %s", e->e_dir);
 		return -1;

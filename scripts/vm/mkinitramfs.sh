@@ -10,7 +10,7 @@
 # /mk/tests/vm, /mk/etc), the openssl CLI, the host binaries listed in
 # tests/vm/extra-binaries (optional, one per line), the files listed in
 # tests/vm/extra-files (optional, one absolute path or glob per line, kept
-# at their path), every shared library all of those need, and
+# at their path; "optional:PATH" when one Debian release lacks it), every shared library all of those need, and
 # scripts/vm/init as /init. CONF becomes /etc/mk-vm.conf.
 # Environment: VM_MODROOT, the root KVER's modules are under (lib/modules/KVER;
 # default /: the host's own); VM_KO, mailktls.ko built for KVER (default
@@ -137,6 +137,12 @@ done
 [ -f tests/vm/extra-files ] &&
 	VM_EXTRA_FILES="${VM_EXTRA_FILES:-} $(grep -v '^#' tests/vm/extra-files)"
 for f in ${VM_EXTRA_FILES:-}; do
+	case $f in
+	optional:*)	# one release's file only: copied when this host has it
+		f=${f#optional:}
+		[ -f "$f" ] || continue
+		;;
+	esac
 	[ -f "$f" ] || { echo "vm: extra file $f not found" >&2; exit 1; }
 	case $f in
 	/*)

@@ -2,8 +2,9 @@
 /*
  * The real agent under test in the VM (agent_ktls, agent_query): mailktlsd
  * started as a child with a fresh certificate and config in a temp dir, one
- * implicit-TLS IMAP listener "t" in front of a backend the test plays, its
- * log read back, and the loopback plumbing of client and backend.
+ * implicit-TLS IMAP listener "t" in front of a backend the test plays (or a
+ * real daemon's port: eo_backend_port), its log read back, and the loopback
+ * plumbing of client and backend.
  *
  * MK_AGENT names the binary (default agent/mailktlsd; the VM's /mk is the
  * cwd). Header only: each tests/vm test is one program.
@@ -151,6 +152,8 @@ struct vm_env_opts {
 	bool eo_qsock;		/* give the agent a query socket */
 	bool eo_ticket_keys;	/* and a ticket_keys file (tickets under our callback) */
 	const char *eo_listener_extra;	/* more "key = value\n" lines for the listener */
+	int eo_backend_port;	/* a real daemon on 127.0.0.1 (vm_dovecot.h), no
+				 * listener of the test's; 0: the test's own */
 };
 
 static inline const char *vm_agent_path(void)
@@ -210,12 +213,12 @@ static inline int vm_write_config(const struct vm_env *e, bool qsock, bool ticke
 	return fclose(f) ? -1 : 0;
 }
 
-/* The whole agent log, NUL-terminated (free it), or NULL. */
-static inline char *vm_log_read(const struct vm_env *e)
+/* A whole file, NUL-terminated (free it), or NULL. */
+static inline char *vm_file_read(const char *path)
 {
 	char *buf = NULL;
 	size_t len = 0, cap = 0, n;
-	FILE *f = fopen(e->e_log, "re");
+	FILE *f = fopen(path, "re");
 
 	if (!f)
 		return NULL;
@@ -235,6 +238,31 @@ static inline char *vm_log_read(const struct vm_env *e)
 	if (buf)
 		buf[len] = '\0';
 	return buf;
+}
+
+/* The last 60 lines of a file on stderr, as "#   @who: " lines. */
+static inline void vm_file_dump(const char *path, const char *who)
+{
+	char *text = vm_file_read(path), *p, *nl;
+	int lines = 0, skip;
+
+	for (p = text; p && (p = strchr(p, '\n')); p++)
+		lines++;
+	skip = lines > 60 ? lines - 60 : 0;
+	for (p = text; p && *p; p = nl + 1) {
+		nl = strchr(p, '\n');
+		if (!nl)
+			break;
+		if (skip-- <= 0)
+			fprintf(stderr, "#   %s: %.*s\n", who, (int)(nl - p), p);
+	}
+	free(text);
+}
+
+/* The whole agent log (free it), or NULL. */
+static inline char *vm_log_read(const struct vm_env *e)
+{
+	return vm_file_read(e->e_log);
 }
 
 /*
@@ -343,14 +371,17 @@ static inline int vm_env_prepare(struct vm_env *e, const struct vm_env_opts *o, 
 	snprintf(e->e_conf, sizeof(e->e_conf), "%s/mailktlsd.conf", e->e_dir);
 	snprintf(e->e_log, sizeof(e->e_log), "%s/agent.log", e->e_dir);
 	snprintf(e->e_qsock, sizeof(e->e_qsock), "%s/q.sock", e->e_dir);
-	if (o->eo_unix_backend) {
+	if (o->eo_backend_port) {
+		e->e_bport = o->eo_backend_port;
+	} else if (o->eo_unix_backend) {
 		snprintf(e->e_bsock, sizeof(e->e_bsock), "%s/b.sock", e->e_dir);
 		e->e_blfd = vm_listen_unix(e->e_bsock, o->eo_backlog);
 	} else {
 		e->e_blfd = vm_listen_tcp(&e->e_bport, o->eo_backlog);
 	}
 	e->e_port = vm_free_port();
-	if (e->e_blfd < 0 || e->e_port < 0 || vm_write_cert(e->e_dir, o->eo_cn) ||
+	if ((e->e_blfd < 0 && !o->eo_backend_port) || e->e_port < 0 ||
+	    vm_write_cert(e->e_dir, o->eo_cn) ||
 	    vm_write_config(e, o->eo_qsock, o->eo_ticket_keys, o->eo_listener_extra)) {
 		snprintf(why, whylen, "cannot prepare %s", e->e_dir);
 		return -1;

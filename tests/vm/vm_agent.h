@@ -424,23 +424,34 @@ static inline int vm_env_start(struct vm_env *e, const struct vm_env_opts *o, ch
 	return 0;
 }
 
-/* SIGTERM, wait (bounded); return the wait status, or -1 if it hung. */
-static inline int vm_env_stop(struct vm_env *e)
+/*
+ * SIGTERM to a child of the test, a wait of at most @ms, then SIGKILL.
+ * Return: its wait status, or -1 if it hung and was killed.
+ */
+static inline int vm_stop_child(pid_t pid, int ms)
 {
-	uint64_t end = vm_ms() + 15000;
+	uint64_t end = vm_ms() + (uint64_t)ms;
 	int status = -1;
 	pid_t r;
 
-	if (e->e_pid > 0) {
-		kill(e->e_pid, SIGTERM);
-		while ((r = waitpid(e->e_pid, &status, WNOHANG)) == 0 && vm_ms() < end)
-			usleep(20000);
-		if (r == 0) {
-			kill(e->e_pid, SIGKILL);
-			waitpid(e->e_pid, NULL, 0);
-			status = -1;
-		}
+	kill(pid, SIGTERM);
+	while ((r = waitpid(pid, &status, WNOHANG)) == 0 && vm_ms() < end)
+		usleep(20000);
+	if (r == 0) {
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+		status = -1;
 	}
+	return status;
+}
+
+/* Stop the agent (bounded); return its wait status, or -1 if it hung. */
+static inline int vm_env_stop(struct vm_env *e)
+{
+	int status = -1;
+
+	if (e->e_pid > 0)
+		status = vm_stop_child(e->e_pid, 15000);
 	e->e_pid = -1;
 	if (e->e_blfd >= 0)
 		close(e->e_blfd);

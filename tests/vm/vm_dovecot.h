@@ -258,21 +258,14 @@ static inline int vm_children_of(pid_t ppid, pid_t *kids, int max)
  */
 static inline int vm_dovecot_stop(struct vm_dovecot *d)
 {
-	uint64_t end = vm_ms() + 15000;
-	pid_t kids[VM_DOVECOT_KIDS], r;
-	int status = -1, n, i;
+	pid_t kids[VM_DOVECOT_KIDS];
+	uint64_t end;
+	int status, n, i;
 
 	if (d->d_pid <= 0)
 		return -1;
 	n = vm_children_of(d->d_pid, kids, VM_DOVECOT_KIDS);
-	kill(d->d_pid, SIGTERM);
-	while ((r = waitpid(d->d_pid, &status, WNOHANG)) == 0 && vm_ms() < end)
-		usleep(20000);
-	if (r == 0) {
-		kill(d->d_pid, SIGKILL);
-		waitpid(d->d_pid, NULL, 0);
-		status = -1;
-	}
+	status = vm_stop_child(d->d_pid, 15000);
 	d->d_pid = -1;
 	for (i = 0; i < n; i++) {
 		end = vm_ms() + 5000;

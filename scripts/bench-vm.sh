@@ -10,8 +10,14 @@
 #   QUICK=1 scripts/bench-vm.sh     smaller counts (a few minutes)
 #
 # Knobs (environment): QUICK=1, PROXIES (comma separated, default
-# mk-ktls,mk-off,stunnel,haproxy,hitch), BULK_MIB, HS_COUNT, IDLE_CONNS,
-# BUILD (default build-benchvm), VM_MEM (default 2G).
+# mk-ktls,mk-off,stunnel,haproxy,hitch,mk-module), BULK_MIB, HS_COUNT,
+# IDLE_CONNS, MODULE_HS, MODULE_ROUNDS, BUILD (default build-benchvm),
+# VM_MEM (default 2G).
+#
+# mk-module is the module's cost: mailktlsd (kTLS) handshakes/s with
+# mailktls.ko loaded (every connection tags its two sockets) against the
+# module unloaded, MODULE_ROUNDS rounds of MODULE_HS handshakes each way,
+# alternating, in the same boot; printed with its ratio under the table.
 #
 # The set-up is that of scripts/bench.sh (same backend, client, proxy
 # configurations; ECDSA P-256 certificate; TLS 1.3 TLS_AES_128_GCM_SHA256;
@@ -32,11 +38,13 @@ cd "$(dirname "$0")/.."
 
 BUILD=${BUILD:-build-benchvm}
 OUT=$BUILD/benchvm
-PROXIES=${PROXIES:-mk-ktls,mk-off,stunnel,haproxy,hitch}
+PROXIES=${PROXIES:-mk-ktls,mk-off,stunnel,haproxy,hitch,mk-module}
 if [ "${QUICK:-0}" = 1 ]; then
-	: "${BULK_MIB:=16}" "${HS_COUNT:=50}" "${IDLE_CONNS:=200}"
+	: "${BULK_MIB:=16}" "${HS_COUNT:=50}" "${IDLE_CONNS:=200}" "${MODULE_HS:=200}"
+	: "${MODULE_ROUNDS:=2}"
 else
-	: "${BULK_MIB:=64}" "${HS_COUNT:=100}" "${IDLE_CONNS:=1000}"
+	: "${BULK_MIB:=64}" "${HS_COUNT:=100}" "${IDLE_CONNS:=1000}" "${MODULE_HS:=400}"
+	: "${MODULE_ROUNDS:=4}"
 fi
 
 die() { echo "bench-vm: $*" >&2; exit 1; }
@@ -53,6 +61,10 @@ fi
 
 mkdir -p "$OUT"
 make --no-print-directory -s BUILD="$BUILD" agent/mailktlsd >/dev/null
+# mailktls.ko for the VM's kernel (vm-run.sh does not build with VM_NO_BUILD).
+case ",$PROXIES," in
+*,mk-module,*) scripts/vm/kernel.sh "${VM_KERNEL:-6.1}" >/dev/null || die "no mailktls.ko" ;;
+esac
 # A private copy: other builds may relink agent/mailktlsd during the run.
 cp agent/mailktlsd "$OUT/mailktlsd"
 for prog in bench_backend bench_client; do
@@ -70,12 +82,12 @@ start=$(date +%s)
 rc=0
 BUILD=$BUILD VM_NO_BUILD=1 VM_MEM=${VM_MEM:-2G} VM_TEST_TIMEOUT=1500 VM_TIMEOUT=1560 \
 	VM_SCRIPT=scripts/bench/vm/bench-in-vm.sh VM_EXTRA_FILES="$extra" \
-	VM_TEST_ARGS="BIN=$OUT PROXIES=$PROXIES BULK_MIB=$BULK_MIB HS_COUNT=$HS_COUNT IDLE_CONNS=$IDLE_CONNS" \
+	VM_TEST_ARGS="BIN=$OUT PROXIES=$PROXIES BULK_MIB=$BULK_MIB HS_COUNT=$HS_COUNT IDLE_CONNS=$IDLE_CONNS MODULE_HS=$MODULE_HS MODULE_ROUNDS=$MODULE_ROUNDS" \
 	scripts/vm-run.sh >"$OUT/vm.out" 2>&1 || rc=$?
 took=$(($(date +%s) - start))
-grep -v '^bench-row ' "$OUT/vm.out" >&2 || true
+grep -v '^bench-row \|^bench-module ' "$OUT/vm.out" >&2 || true
 [ "$rc" = 0 ] || echo "bench-vm: scripts/vm-run.sh exited $rc (console log: $BUILD/vm/console.log)" >&2
-grep -q '^bench-row ' "$OUT/vm.out" || die "no results from the VM"
+grep -q '^bench-row \|^bench-module ' "$OUT/vm.out" || die "no results from the VM"
 
 echo
 awk '
@@ -98,4 +110,9 @@ echo "TLS 1.3 TLS_AES_128_GCM_SHA256, ECDSA P-256 certificate, $BULK_MIB MiB eac
 	"client, backend and proxy; $took s."
 echo "QEMU TCG emulates the guest CPU: absolute figures are meaningless, compare only" \
 	"the ratios between the proxies of this one run."
+awk '$1 == "bench-module" {
+	printf "\nmailktls.ko: mailktlsd (kTLS) %s handshakes/s loaded, %s not loaded: %s x" \
+		" (%s rounds of '"$MODULE_HS"' each way, alternating, one boot;" \
+		" %s module tags per handshake while loaded)\n", $2, $3, $4, $5, $6
+}' "$OUT/vm.out"
 exit "$rc"

@@ -8,7 +8,8 @@
 #
 # Arguments (NAME=VALUE, from VM_TEST_ARGS): BIN (directory under /mk with
 # bench_backend, bench_client, mailktlsd), PROXIES (comma separated, from
-# mk-ktls mk-off stunnel haproxy hitch), BULK_MIB, HS_COUNT, IDLE_CONNS.
+# mk-ktls mk-off stunnel haproxy hitch mk-module), BULK_MIB, HS_COUNT,
+# IDLE_CONNS, MODULE_HS (handshakes per mk-module round), MODULE_ROUNDS.
 #
 # Output: "# ..." progress lines, then one line per proxy
 #   bench-row NAME UP DOWN HS KIB SYSKIB CPU SYSCPU PROCS SKIB SSYSKIB GKIB GSYSKIB
@@ -22,16 +23,22 @@
 # proxy's utime+stime per GiB during the two bulk transfers and SYSCPU the
 # busy time of every CPU of the VM per GiB (client and backend included,
 # the same work for every proxy). "-" marks a figure that failed.
+# mk-module prints instead
+#   bench-module ON_RATE OFF_RATE RATIO ROUNDS TAGS_PER_HS
+# mailktlsd's (kTLS) handshakes/s with mailktls.ko loaded and unloaded,
+# alternately on fresh agents in one boot, and the tags the module counted
+# per handshake while loaded (2: client and backend socket).
 # The start_* functions are called through a computed name; ulimit -n is
 # busybox sh's.
 # shellcheck disable=SC2317,SC3045
 set -u
 BIN=build-benchvm/benchvm
-PROXIES=mk-ktls,mk-off,stunnel,haproxy,hitch
-BULK_MIB=64 HS_COUNT=200 IDLE_CONNS=1000
+PROXIES=mk-ktls,mk-off,stunnel,haproxy,hitch,mk-module
+BULK_MIB=64 HS_COUNT=200 IDLE_CONNS=1000 MODULE_HS=400 MODULE_ROUNDS=3
 for arg; do
 	case $arg in
-	BIN=* | PROXIES=* | BULK_MIB=* | HS_COUNT=* | IDLE_CONNS=*) eval "${arg%%=*}=\${arg#*=}" ;;
+	BIN=* | PROXIES=* | BULK_MIB=* | HS_COUNT=* | IDLE_CONNS=* | MODULE_HS=* | MODULE_ROUNDS=*)
+		eval "${arg%%=*}=\${arg#*=}" ;;
 	*) echo "# bench: unknown argument $arg"; exit 2 ;;
 	esac
 done
@@ -244,6 +251,68 @@ bench_proxy() {	# name port
 	stop_pid "$pid"
 }
 
+# --- the module's cost: the same agent with and without mailktls.ko ---------------
+
+tags_total() { awk '$1 == "tags_total" { print $2 }' /proc/net/mailktls 2>/dev/null; }
+
+# One fresh mailktlsd (kTLS), MODULE_HS handshakes: adds to MOD_HS_$1 and
+# MOD_SEC_$1 (state "on" or "off"), or fails.
+module_round() {	# on|off port
+	name=mk-module-$1
+	start_mailktlsd "$2" require
+	pid=$!
+	if ! wait_listen "$2"; then
+		log "$name: mailktlsd did not start: $(head -n 3 "$TMP/$name.log")"
+		stop_pid "$pid"
+		return 1
+	fi
+	t0=$(tags_total)
+	out=$(timeout 300 "$BIN/bench_client" hs "$2" "$MODULE_HS" 2)
+	t1=$(tags_total)
+	stop_pid "$pid"
+	n=$(echo "$out" | field handshakes) sec=$(echo "$out" | field seconds)
+	if [ -z "$n" ] || [ -z "$sec" ]; then
+		log "$name: handshakes failed"
+		return 1
+	fi
+	log "$name: $n handshakes in $sec s, module tags ${t0:--} -> ${t1:--}"
+	eval "MOD_HS_$1=\$((MOD_HS_$1 + n))"
+	eval "MOD_SEC_$1=\$(awk -v a=\"\$MOD_SEC_$1\" -v b=\"$sec\" 'BEGIN {print a + b}')"
+	[ "$1" = on ] && MOD_TAGS=$((MOD_TAGS + ${t1:-0} - ${t0:-0}))
+	return 0
+}
+
+# The module is loaded at boot; rounds alternate on-off, off-on, ... so a
+# drift of the emulated CPU hits both sides alike.
+bench_module() {	# port
+	MOD_HS_on=0 MOD_HS_off=0 MOD_SEC_on=0 MOD_SEC_off=0 MOD_TAGS=0
+	if [ ! -r /proc/net/mailktls ] || [ ! -f /mk/kmod/mailktls.ko ]; then
+		log "mk-module: mailktls.ko is not loaded, skipped"
+		echo "bench-module - - - 0 -"
+		return
+	fi
+	r=0
+	while [ $r -lt "$MODULE_ROUNDS" ]; do
+		order="on off"
+		[ $((r % 2)) = 1 ] && order="off on"
+		for state in $order; do
+			if [ "$state" = on ]; then
+				[ -r /proc/net/mailktls ] || insmod /mk/kmod/mailktls.ko
+			else
+				! [ -r /proc/net/mailktls ] || rmmod mailktls
+			fi
+			module_round "$state" "$1" || { echo "bench-module - - - $r -"; return; }
+		done
+		r=$((r + 1))
+	done
+	[ -r /proc/net/mailktls ] || insmod /mk/kmod/mailktls.ko
+	awk -v hon=$MOD_HS_on -v son="$MOD_SEC_on" -v hoff=$MOD_HS_off -v soff="$MOD_SEC_off" \
+		-v r="$MODULE_ROUNDS" -v tags=$MOD_TAGS 'BEGIN {
+		on = hon / son; off = hoff / soff
+		printf "bench-module %.1f %.1f %.3f %d %.2f\n", on, off, on / off, r, tags / hon
+	}'
+}
+
 "$BIN/bench_backend" "$LOGIN_BACKEND" login &
 backend=$!
 "$BIN/bench_backend" "$SILENT_BACKEND" silent &
@@ -260,6 +329,7 @@ port=$((BACKEND_PORT + 1))
 for p in $(echo "$PROXIES" | tr ',' ' '); do
 	case $p in
 	mk-ktls | mk-off | stunnel | haproxy | hitch) bench_proxy "$p" $port ;;
+	mk-module) bench_module $port ;;
 	*) log "unknown proxy $p"; exit 2 ;;
 	esac
 	port=$((port + 1))

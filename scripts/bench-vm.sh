@@ -11,13 +11,15 @@
 #
 # Knobs (environment): QUICK=1, PROXIES (comma separated, default
 # mk-ktls,mk-off,stunnel,haproxy,hitch,mk-module), BULK_MIB, HS_COUNT,
-# IDLE_CONNS, MODULE_HS, MODULE_ROUNDS, BUILD (default build-benchvm),
-# VM_MEM (default 2G).
+# IDLE_CONNS, MODULE_HS, MODULE_ROUNDS, MK_BASE (another mailktlsd binary
+# for mk-module to measure in the same rounds, e.g. one built from main),
+# BUILD (default build-benchvm), VM_MEM (default 2G).
 #
 # mk-module is the module's cost: mailktlsd (kTLS) handshakes/s with
 # mailktls.ko loaded (every connection tags its two sockets) against the
 # module unloaded, MODULE_ROUNDS rounds of MODULE_HS handshakes each way,
-# alternating, in the same boot; printed with its ratio under the table.
+# alternating, in the same boot; printed with its ratio under the table
+# (and MK_BASE's, measured in the same rounds).
 #
 # The set-up is that of scripts/bench.sh (same backend, client, proxy
 # configurations; ECDSA P-256 certificate; TLS 1.3 TLS_AES_128_GCM_SHA256;
@@ -67,11 +69,15 @@ case ",$PROXIES," in
 esac
 # A private copy: other builds may relink agent/mailktlsd during the run.
 cp agent/mailktlsd "$OUT/mailktlsd"
+rm -f "$OUT/mailktlsd-base"
+if [ -n "${MK_BASE:-}" ]; then
+	cp "$MK_BASE" "$OUT/mailktlsd-base"
+fi
 for prog in bench_backend bench_client; do
 	gcc -std=gnu11 -O2 -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
 		-o "$OUT/$prog" "scripts/bench/$prog.c" -lssl -lcrypto
 done
-extra="$OUT/mailktlsd $OUT/bench_backend $OUT/bench_client scripts/bench/peers.sh"
+extra="$OUT/mailktlsd${MK_BASE:+ $OUT/mailktlsd-base} $OUT/bench_backend $OUT/bench_client scripts/bench/peers.sh"
 for b in stunnel4 haproxy hitch; do
 	extra+=" $(readlink -f "$(command -v "$b")")"
 done
@@ -89,8 +95,7 @@ grep -v '^bench-row \|^bench-module ' "$OUT/vm.out" >&2 || true
 [ "$rc" = 0 ] || echo "bench-vm: scripts/vm-run.sh exited $rc (console log: $BUILD/vm/console.log)" >&2
 grep -q '^bench-row \|^bench-module ' "$OUT/vm.out" || die "no results from the VM"
 
-echo
-awk '
+grep -q '^bench-row ' "$OUT/vm.out" && echo && awk '
 BEGIN {
 	fmt = "%-8s | %7s | %9s | %12s | %6s %7s %6s | %6s %7s %6s | %9s | %13s\n"
 	printf "%-8s | %7s | %9s | %12s | %-22s | %-22s |\n", "", "", "", "",
@@ -111,8 +116,9 @@ echo "TLS 1.3 TLS_AES_128_GCM_SHA256, ECDSA P-256 certificate, $BULK_MIB MiB eac
 echo "QEMU TCG emulates the guest CPU: absolute figures are meaningless, compare only" \
 	"the ratios between the proxies of this one run."
 awk '$1 == "bench-module" {
-	printf "\nmailktls.ko: mailktlsd (kTLS) %s handshakes/s loaded, %s not loaded: %s x" \
-		" (%s rounds of '"$MODULE_HS"' each way, alternating, one boot;" \
-		" %s module tags per handshake while loaded)\n", $2, $3, $4, $5, $6
+	printf "\nmailktls.ko, %s: mailktlsd (kTLS) %s handshakes/s loaded, %s not loaded: %s x" \
+		" (median of the rounds %s x; %s rounds of '"$MODULE_HS"' handshakes each way," \
+		" alternating, one boot; %s module tags per handshake while loaded)\n",
+		$2 == "base" ? "MK_BASE" : "this build", $3, $4, $5, $6, $7, $8
 }' "$OUT/vm.out"
 exit "$rc"

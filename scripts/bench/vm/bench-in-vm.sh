@@ -23,11 +23,13 @@
 # proxy's utime+stime per GiB during the two bulk transfers and SYSCPU the
 # busy time of every CPU of the VM per GiB (client and backend included,
 # the same work for every proxy). "-" marks a figure that failed.
-# mk-module prints instead
-#   bench-module ON_RATE OFF_RATE RATIO ROUNDS TAGS_PER_HS
+# mk-module prints instead, for BIN/mailktlsd ("now") and, when it is
+# there, BIN/mailktlsd-base ("base", another build to compare with),
+#   bench-module BUILD ON_RATE OFF_RATE RATIO MEDIAN_RATIO ROUNDS TAGS_PER_HS
 # mailktlsd's (kTLS) handshakes/s with mailktls.ko loaded and unloaded,
-# alternately on fresh agents in one boot, and the tags the module counted
-# per handshake while loaded (2: client and backend socket).
+# over all rounds, their ratio, the median of the rounds' ratios, and the
+# tags the module counted per handshake while loaded (2: client and
+# backend socket).
 # The start_* functions are called through a computed name; ulimit -n is
 # busybox sh's.
 # shellcheck disable=SC2317,SC3045
@@ -128,7 +130,7 @@ chmod 644 "$TMP"/*.pem	# hitch's workers run as nobody
 
 start_mailktlsd() {	# port ktls
 	mailktlsd_conf "$1" "$2" >"$TMP/mailktlsd-$2.conf"
-	"$BIN/mailktlsd" -c "$TMP/mailktlsd-$2.conf" 2>"$TMP/$name.log" &
+	"${MK_DAEMON:-$BIN/mailktlsd}" -c "$TMP/mailktlsd-$2.conf" 2>"$TMP/$name.log" &
 }
 start_mk_ktls() { start_mailktlsd "$1" require; }
 start_mk_off() { start_mailktlsd "$1" off; }
@@ -255,19 +257,19 @@ bench_proxy() {	# name port
 
 tags_total() { awk '$1 == "tags_total" { print $2 }' /proc/net/mailktls 2>/dev/null; }
 
-# One fresh mailktlsd (kTLS), MODULE_HS handshakes: adds to MOD_HS_$1 and
-# MOD_SEC_$1 (state "on" or "off"), or fails.
-module_round() {	# on|off port
-	name=mk-module-$1
-	start_mailktlsd "$2" require
+# One fresh mailktlsd $MK_DAEMON (kTLS), MODULE_HS handshakes with the
+# module on or off: sets ROUND_RATE and ROUND_TAGS, or fails.
+module_round() {	# label on|off port
+	name=mk-module-$1-$2
+	start_mailktlsd "$3" require
 	pid=$!
-	if ! wait_listen "$2"; then
+	if ! wait_listen "$3"; then
 		log "$name: mailktlsd did not start: $(head -n 3 "$TMP/$name.log")"
 		stop_pid "$pid"
 		return 1
 	fi
 	t0=$(tags_total)
-	out=$(timeout 300 "$BIN/bench_client" hs "$2" "$MODULE_HS" 2)
+	out=$(timeout 300 "$BIN/bench_client" hs "$3" "$MODULE_HS" 2)
 	t1=$(tags_total)
 	stop_pid "$pid"
 	n=$(echo "$out" | field handshakes) sec=$(echo "$out" | field seconds)
@@ -275,42 +277,64 @@ module_round() {	# on|off port
 		log "$name: handshakes failed"
 		return 1
 	fi
-	log "$name: $n handshakes in $sec s, module tags ${t0:--} -> ${t1:--}"
-	eval "MOD_HS_$1=\$((MOD_HS_$1 + n))"
-	eval "MOD_SEC_$1=\$(awk -v a=\"\$MOD_SEC_$1\" -v b=\"$sec\" 'BEGIN {print a + b}')"
-	[ "$1" = on ] && MOD_TAGS=$((MOD_TAGS + ${t1:-0} - ${t0:-0}))
-	return 0
+	ROUND_RATE=$(awk -v n="$n" -v s="$sec" 'BEGIN {printf "%.2f", n / s}')
+	ROUND_TAGS=$((${t1:-0} - ${t0:-0}))
+	log "$name: $n handshakes in $sec s ($ROUND_RATE/s), module tags ${t0:--} -> ${t1:--}"
 }
 
-# The module is loaded at boot; rounds alternate on-off, off-on, ... so a
-# drift of the emulated CPU hits both sides alike.
+module_set() {	# on|off
+	if [ "$1" = on ]; then
+		[ -r /proc/net/mailktls ] || insmod /mk/kmod/mailktls.ko
+	else
+		! [ -r /proc/net/mailktls ] || rmmod mailktls
+	fi
+}
+
+# The module is loaded at boot.  Each round measures every build with the
+# module on and off, in the order on-off, then off-on in the next round, so
+# that a drift of the emulated CPU hits both sides alike; a round's ratio
+# compares two runs minutes apart at most.  Prints per build
+#   bench-module LABEL ON_RATE OFF_RATE RATIO MEDIAN_ROUND_RATIO ROUNDS TAGS_PER_HS
 bench_module() {	# port
-	MOD_HS_on=0 MOD_HS_off=0 MOD_SEC_on=0 MOD_SEC_off=0 MOD_TAGS=0
+	builds=now
+	[ -x "$BIN/mailktlsd-base" ] && builds="now base"
 	if [ ! -r /proc/net/mailktls ] || [ ! -f /mk/kmod/mailktls.ko ]; then
 		log "mk-module: mailktls.ko is not loaded, skipped"
-		echo "bench-module - - - 0 -"
 		return
 	fi
+	: >"$TMP/module.rounds"
 	r=0
 	while [ $r -lt "$MODULE_ROUNDS" ]; do
 		order="on off"
 		[ $((r % 2)) = 1 ] && order="off on"
-		for state in $order; do
-			if [ "$state" = on ]; then
-				[ -r /proc/net/mailktls ] || insmod /mk/kmod/mailktls.ko
-			else
-				! [ -r /proc/net/mailktls ] || rmmod mailktls
-			fi
-			module_round "$state" "$1" || { echo "bench-module - - - $r -"; return; }
+		for b in $builds; do
+			MK_DAEMON=$BIN/mailktlsd
+			[ "$b" = base ] && MK_DAEMON=$BIN/mailktlsd-base
+			for state in $order; do
+				module_set "$state"
+				module_round "$b" "$state" "$1" || return
+				echo "$b $r $state $ROUND_RATE $ROUND_TAGS $MODULE_HS" >>"$TMP/module.rounds"
+			done
 		done
 		r=$((r + 1))
 	done
-	[ -r /proc/net/mailktls ] || insmod /mk/kmod/mailktls.ko
-	awk -v hon=$MOD_HS_on -v son="$MOD_SEC_on" -v hoff=$MOD_HS_off -v soff="$MOD_SEC_off" \
-		-v r="$MODULE_ROUNDS" -v tags=$MOD_TAGS 'BEGIN {
-		on = hon / son; off = hoff / soff
-		printf "bench-module %.1f %.1f %.3f %d %.2f\n", on, off, on / off, r, tags / hon
-	}'
+	MK_DAEMON=$BIN/mailktlsd
+	module_set on
+	for b in $builds; do
+		awk -v b="$b" '
+		$1 != b { next }
+		{ rate[$2 " " $3] = $4; n[$3] += $6; t[$3] += $6 / $4; if ($3 == "on") tags += $5 }
+		END {
+			for (i = 0; (i " on") in rate; i++)
+				q[i] = rate[i " on"] / rate[i " off"]
+			for (j = 0; j < i; j++)		# insertion sort: a few rounds
+				for (k = j; k > 0 && q[k - 1] > q[k]; k--) { x = q[k]; q[k] = q[k - 1]; q[k - 1] = x }
+			med = i % 2 ? q[int(i / 2)] : (q[i / 2 - 1] + q[i / 2]) / 2
+			on = n["on"] / t["on"]; off = n["off"] / t["off"]
+			printf "bench-module %s %.1f %.1f %.3f %.3f %d %.2f\n", b, on, off, on / off, med, i,
+				tags / n["on"]
+		}' "$TMP/module.rounds"
+	done
 }
 
 "$BIN/bench_backend" "$LOGIN_BACKEND" login &

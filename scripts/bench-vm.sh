@@ -11,7 +11,7 @@
 #
 # Knobs (environment): QUICK=1, PROXIES (comma separated, default
 # mk-ktls,mk-off,stunnel,haproxy,hitch,mk-module), BULK_MIB, HS_COUNT,
-# IDLE_CONNS, MODULE_HS, MODULE_ROUNDS, MK_BASE (another mailktlsd binary
+# IDLE_CONNS, MODULE_HS, MODULE_ROUNDS, MODULE_TAGS, MK_BASE (another mailktlsd binary
 # for mk-module to measure in the same rounds, e.g. one built from main),
 # BUILD (default build-benchvm), VM_MEM (default 2G).
 #
@@ -19,7 +19,11 @@
 # mailktls.ko loaded (every connection tags its two sockets) against the
 # module unloaded, MODULE_ROUNDS rounds of MODULE_HS handshakes each way,
 # alternating, in the same boot; printed with its ratio under the table
-# (and MK_BASE's, measured in the same rounds).
+# (and MK_BASE's, measured in the same rounds).  Then bench_tag (see
+# scripts/bench/bench_tag.c) times what registering a connection costs a
+# worker with the module loaded: each worker with its own shard and netlink
+# socket, tags sent without waiting, against all threads on one table lock
+# and one netlink socket waiting for each answer (the path before).
 #
 # The set-up is that of scripts/bench.sh (same backend, client, proxy
 # configurations; ECDSA P-256 certificate; TLS 1.3 TLS_AES_128_GCM_SHA256;
@@ -77,7 +81,17 @@ for prog in bench_backend bench_client; do
 	gcc -std=gnu11 -O2 -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
 		-o "$OUT/$prog" "scripts/bench/$prog.c" -lssl -lcrypto
 done
-extra="$OUT/mailktlsd${MK_BASE:+ $OUT/mailktlsd-base} $OUT/bench_backend $OUT/bench_client scripts/bench/peers.sh"
+# bench_tag links the agent's objects (all but main.o), as bench_query does.
+agent_objs=()
+for o in "$BUILD"/agent/{core,stage,tls,keyproc,services,base}/*.o "$BUILD"/lib/*.o; do
+	[ "$o" = "$BUILD/agent/core/main.o" ] || agent_objs+=("$o")
+done
+gcc -std=gnu11 -O2 -Wall -Wextra -Werror -Wno-unused-parameter -D_GNU_SOURCE -Iinclude \
+	-Iagent/core -Iagent/stage -Iagent/tls -Iagent/keyproc -Iagent/services -Iagent/base \
+	-o "$OUT/bench_tag" scripts/bench/bench_tag.c "${agent_objs[@]}" \
+	-luring -lssl -lcrypto -lmnl -lsystemd -lpthread
+extra="$OUT/mailktlsd${MK_BASE:+ $OUT/mailktlsd-base} $OUT/bench_backend $OUT/bench_client"
+extra+=" $OUT/bench_tag scripts/bench/peers.sh"
 for b in stunnel4 haproxy hitch; do
 	extra+=" $(readlink -f "$(command -v "$b")")"
 done
@@ -88,10 +102,10 @@ start=$(date +%s)
 rc=0
 BUILD=$BUILD VM_NO_BUILD=1 VM_MEM=${VM_MEM:-2G} VM_TEST_TIMEOUT=1500 VM_TIMEOUT=1560 \
 	VM_SCRIPT=scripts/bench/vm/bench-in-vm.sh VM_EXTRA_FILES="$extra" \
-	VM_TEST_ARGS="BIN=$OUT PROXIES=$PROXIES BULK_MIB=$BULK_MIB HS_COUNT=$HS_COUNT IDLE_CONNS=$IDLE_CONNS MODULE_HS=$MODULE_HS MODULE_ROUNDS=$MODULE_ROUNDS" \
+	VM_TEST_ARGS="BIN=$OUT PROXIES=$PROXIES BULK_MIB=$BULK_MIB HS_COUNT=$HS_COUNT IDLE_CONNS=$IDLE_CONNS MODULE_HS=$MODULE_HS MODULE_ROUNDS=$MODULE_ROUNDS MODULE_TAGS=${MODULE_TAGS:-20000}" \
 	scripts/vm-run.sh >"$OUT/vm.out" 2>&1 || rc=$?
 took=$(($(date +%s) - start))
-grep -v '^bench-row \|^bench-module ' "$OUT/vm.out" >&2 || true
+grep -v '^bench-row \|^bench-module \|^bench-tag ' "$OUT/vm.out" >&2 || true
 [ "$rc" = 0 ] || echo "bench-vm: scripts/vm-run.sh exited $rc (console log: $BUILD/vm/console.log)" >&2
 grep -q '^bench-row \|^bench-module ' "$OUT/vm.out" || die "no results from the VM"
 
@@ -120,5 +134,14 @@ awk '$1 == "bench-module" {
 		" (median of the rounds %s x; %s rounds of '"$MODULE_HS"' handshakes each way," \
 		" alternating, one boot; %s module tags per handshake while loaded)\n",
 		$2 == "base" ? "MK_BASE" : "this build", $3, $4, $5, $6, $7, $8
+}
+$1 == "bench-tag" { us[$2] = ($3 + $4) / 2; runs[$2] = $3 " and " $4 }
+END {
+	if (("shared" in us) && ("worker" in us) && us["worker"] > 0)
+		printf "registering a connection with the module loaded (2 tags + 1 entry; 2 threads," \
+			" bench_tag): %.1f us a thread on the worker path (own shard, own netlink" \
+			" socket, no waiting; runs %s), %.1f us on the shared one (one lock, one socket," \
+			" waiting for each answer: the path before; runs %s): %.2f x\n",
+			us["worker"], runs["worker"], us["shared"], runs["shared"], us["shared"] / us["worker"]
 }' "$OUT/vm.out"
 exit "$rc"

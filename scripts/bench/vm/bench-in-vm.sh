@@ -9,7 +9,8 @@
 # Arguments (NAME=VALUE, from VM_TEST_ARGS): BIN (directory under /mk with
 # bench_backend, bench_client, mailktlsd), PROXIES (comma separated, from
 # mk-ktls mk-off stunnel haproxy hitch mk-module), BULK_MIB, HS_COUNT,
-# IDLE_CONNS, MODULE_HS (handshakes per mk-module round), MODULE_ROUNDS.
+# IDLE_CONNS, MODULE_HS (handshakes per mk-module round), MODULE_ROUNDS,
+# MODULE_TAGS (registrations per bench_tag thread).
 #
 # Output: "# ..." progress lines, then one line per proxy
 #   bench-row NAME UP DOWN HS KIB SYSKIB CPU SYSCPU PROCS SKIB SSYSKIB GKIB GSYSKIB
@@ -29,17 +30,20 @@
 # mailktlsd's (kTLS) handshakes/s with mailktls.ko loaded and unloaded,
 # over all rounds, their ratio, the median of the rounds' ratios, and the
 # tags the module counted per handshake while loaded (2: client and
-# backend socket).
+# backend socket); and, when BIN has bench_tag, for each of its two paths
+#   bench-tag shared|worker US_PER_ADD US_PER_ADD
+# (microseconds a thread spends per registration, two runs).
 # The start_* functions are called through a computed name; ulimit -n is
 # busybox sh's.
 # shellcheck disable=SC2317,SC3045
 set -u
 BIN=build-benchvm/benchvm
 PROXIES=mk-ktls,mk-off,stunnel,haproxy,hitch,mk-module
-BULK_MIB=64 HS_COUNT=200 IDLE_CONNS=1000 MODULE_HS=400 MODULE_ROUNDS=3
+BULK_MIB=64 HS_COUNT=200 IDLE_CONNS=1000 MODULE_HS=400 MODULE_ROUNDS=3 MODULE_TAGS=20000
 for arg; do
 	case $arg in
-	BIN=* | PROXIES=* | BULK_MIB=* | HS_COUNT=* | IDLE_CONNS=* | MODULE_HS=* | MODULE_ROUNDS=*)
+	BIN=* | PROXIES=* | BULK_MIB=* | HS_COUNT=* | IDLE_CONNS=* | MODULE_HS=* | MODULE_ROUNDS=* | \
+	MODULE_TAGS=*)
 		eval "${arg%%=*}=\${arg#*=}" ;;
 	*) echo "# bench: unknown argument $arg"; exit 2 ;;
 	esac
@@ -290,6 +294,26 @@ module_set() {	# on|off
 	fi
 }
 
+# bench_tag: a connection's registration (two tags, one entry) with two
+# threads, on the worker path and on the shared one, twice each in turn:
+#   bench-tag MODE US_PER_ADD_1 US_PER_ADD_2
+bench_tag_paths() {
+	[ -x "$BIN/bench_tag" ] || return 0
+	for mode in shared worker; do
+		: >"$TMP/tag-$mode.out"
+	done
+	for i in 1 2; do
+		for mode in shared worker; do
+			out=$(timeout 300 "$BIN/bench_tag" $mode 2 "$MODULE_TAGS" 2>&1)
+			log "bench_tag $mode: $out"
+			echo "$out" | field us_per_add >>"$TMP/tag-$mode.out"
+		done
+	done
+	for mode in shared worker; do
+		echo "bench-tag $mode $(tr '\n' ' ' <"$TMP/tag-$mode.out")"
+	done
+}
+
 # The module is loaded at boot.  Each round measures every build with the
 # module on and off, in the order on-off, then off-on in the next round, so
 # that a drift of the emulated CPU hits both sides alike; a round's ratio
@@ -320,6 +344,7 @@ bench_module() {	# port
 	done
 	MK_DAEMON=$BIN/mailktlsd
 	module_set on
+	bench_tag_paths
 	for b in $builds; do
 		awk -v b="$b" '
 		$1 != b { next }

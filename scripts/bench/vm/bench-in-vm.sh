@@ -295,14 +295,15 @@ module_set() {	# on|off
 }
 
 # bench_tag: a connection's registration (two tags, one entry) with two
-# threads, on the worker path and on the shared one, twice each in turn:
-#   bench-tag MODE US_PER_ADD_1 US_PER_ADD_2
+# threads, on the worker path and on the shared one, five times each in
+# turn (the host's load moves single runs by a third):
+#   bench-tag MODE US_PER_ADD...
 bench_tag_paths() {
 	[ -x "$BIN/bench_tag" ] || return 0
 	for mode in shared worker; do
 		: >"$TMP/tag-$mode.out"
 	done
-	for i in 1 2; do
+	for i in 1 2 3 4 5; do
 		for mode in shared worker; do
 			out=$(timeout 300 "$BIN/bench_tag" $mode 2 "$MODULE_TAGS" 2>&1)
 			log "bench_tag $mode: $out"

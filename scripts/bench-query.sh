@@ -38,7 +38,7 @@ CFLAGS_BENCH=(-std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter -D_GNU_SOUR
 	-Iagent/base)
 AGENT_PART_SRCS=(agent/core/*.c agent/stage/*.c agent/tls/*.c agent/keyproc/*.c agent/services/*.c
 	agent/base/*.c)
-LIBS=(-luring -lssl -lcrypto -lmnl -lpthread)
+LIBS=(-luring -lssl -lcrypto -lmnl -lsystemd -lpthread)
 
 die() { echo "bench-query: $*" >&2; exit 1; }
 

@@ -10,8 +10,20 @@
 #   QUICK=1 scripts/bench-vm.sh     smaller counts (a few minutes)
 #
 # Knobs (environment): QUICK=1, PROXIES (comma separated, default
-# mk-ktls,mk-off,stunnel,haproxy,hitch), BULK_MIB, HS_COUNT, IDLE_CONNS,
+# mk-ktls,mk-off,stunnel,haproxy,hitch,mk-module), BULK_MIB, HS_COUNT,
+# IDLE_CONNS, MODULE_HS, MODULE_ROUNDS, MODULE_TAGS, MK_BASE (another mailktlsd binary
+# for mk-module to measure in the same rounds, e.g. one built from main),
 # BUILD (default build-benchvm), VM_MEM (default 2G).
+#
+# mk-module is the module's cost: mailktlsd (kTLS) handshakes/s with
+# mailktls.ko loaded (every connection tags its two sockets) against the
+# module unloaded, MODULE_ROUNDS rounds of MODULE_HS handshakes each way,
+# alternating, in the same boot; printed with its ratio under the table
+# (and MK_BASE's, measured in the same rounds).  Then bench_tag (see
+# scripts/bench/bench_tag.c) times what registering a connection costs a
+# worker with the module loaded: each worker with its own shard and netlink
+# socket, tags sent without waiting, against all threads on one table lock
+# and one netlink socket waiting for each answer (the path before).
 #
 # The set-up is that of scripts/bench.sh (same backend, client, proxy
 # configurations; ECDSA P-256 certificate; TLS 1.3 TLS_AES_128_GCM_SHA256;
@@ -32,11 +44,13 @@ cd "$(dirname "$0")/.."
 
 BUILD=${BUILD:-build-benchvm}
 OUT=$BUILD/benchvm
-PROXIES=${PROXIES:-mk-ktls,mk-off,stunnel,haproxy,hitch}
+PROXIES=${PROXIES:-mk-ktls,mk-off,stunnel,haproxy,hitch,mk-module}
 if [ "${QUICK:-0}" = 1 ]; then
-	: "${BULK_MIB:=16}" "${HS_COUNT:=50}" "${IDLE_CONNS:=200}"
+	: "${BULK_MIB:=16}" "${HS_COUNT:=50}" "${IDLE_CONNS:=200}" "${MODULE_HS:=200}"
+	: "${MODULE_ROUNDS:=2}"
 else
-	: "${BULK_MIB:=64}" "${HS_COUNT:=100}" "${IDLE_CONNS:=1000}"
+	: "${BULK_MIB:=64}" "${HS_COUNT:=100}" "${IDLE_CONNS:=1000}" "${MODULE_HS:=400}"
+	: "${MODULE_ROUNDS:=4}"
 fi
 
 die() { echo "bench-vm: $*" >&2; exit 1; }
@@ -53,13 +67,31 @@ fi
 
 mkdir -p "$OUT"
 make --no-print-directory -s BUILD="$BUILD" agent/mailktlsd >/dev/null
+# mailktls.ko for the VM's kernel (vm-run.sh does not build with VM_NO_BUILD).
+case ",$PROXIES," in
+*,mk-module,*) scripts/vm/kernel.sh "${VM_KERNEL:-6.1}" >/dev/null || die "no mailktls.ko" ;;
+esac
 # A private copy: other builds may relink agent/mailktlsd during the run.
 cp agent/mailktlsd "$OUT/mailktlsd"
+rm -f "$OUT/mailktlsd-base"
+if [ -n "${MK_BASE:-}" ]; then
+	cp "$MK_BASE" "$OUT/mailktlsd-base"
+fi
 for prog in bench_backend bench_client; do
 	gcc -std=gnu11 -O2 -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
 		-o "$OUT/$prog" "scripts/bench/$prog.c" -lssl -lcrypto
 done
-extra="$OUT/mailktlsd $OUT/bench_backend $OUT/bench_client scripts/bench/peers.sh"
+# bench_tag links the agent's objects (all but main.o), as bench_query does.
+agent_objs=()
+for o in "$BUILD"/agent/{core,stage,tls,keyproc,services,base}/*.o "$BUILD"/lib/*.o; do
+	[ "$o" = "$BUILD/agent/core/main.o" ] || agent_objs+=("$o")
+done
+gcc -std=gnu11 -O2 -Wall -Wextra -Werror -Wno-unused-parameter -D_GNU_SOURCE -Iinclude \
+	-Iagent/core -Iagent/stage -Iagent/tls -Iagent/keyproc -Iagent/services -Iagent/base \
+	-o "$OUT/bench_tag" scripts/bench/bench_tag.c "${agent_objs[@]}" \
+	-luring -lssl -lcrypto -lmnl -lsystemd -lpthread
+extra="$OUT/mailktlsd${MK_BASE:+ $OUT/mailktlsd-base} $OUT/bench_backend $OUT/bench_client"
+extra+=" $OUT/bench_tag scripts/bench/peers.sh"
 for b in stunnel4 haproxy hitch; do
 	extra+=" $(readlink -f "$(command -v "$b")")"
 done
@@ -70,15 +102,14 @@ start=$(date +%s)
 rc=0
 BUILD=$BUILD VM_NO_BUILD=1 VM_MEM=${VM_MEM:-2G} VM_TEST_TIMEOUT=1500 VM_TIMEOUT=1560 \
 	VM_SCRIPT=scripts/bench/vm/bench-in-vm.sh VM_EXTRA_FILES="$extra" \
-	VM_TEST_ARGS="BIN=$OUT PROXIES=$PROXIES BULK_MIB=$BULK_MIB HS_COUNT=$HS_COUNT IDLE_CONNS=$IDLE_CONNS" \
+	VM_TEST_ARGS="BIN=$OUT PROXIES=$PROXIES BULK_MIB=$BULK_MIB HS_COUNT=$HS_COUNT IDLE_CONNS=$IDLE_CONNS MODULE_HS=$MODULE_HS MODULE_ROUNDS=$MODULE_ROUNDS MODULE_TAGS=${MODULE_TAGS:-20000}" \
 	scripts/vm-run.sh >"$OUT/vm.out" 2>&1 || rc=$?
 took=$(($(date +%s) - start))
-grep -v '^bench-row ' "$OUT/vm.out" >&2 || true
+grep -v '^bench-row \|^bench-module \|^bench-tag ' "$OUT/vm.out" >&2 || true
 [ "$rc" = 0 ] || echo "bench-vm: scripts/vm-run.sh exited $rc (console log: $BUILD/vm/console.log)" >&2
-grep -q '^bench-row ' "$OUT/vm.out" || die "no results from the VM"
+grep -q '^bench-row \|^bench-module ' "$OUT/vm.out" || die "no results from the VM"
 
-echo
-awk '
+grep -q '^bench-row ' "$OUT/vm.out" && echo && awk '
 BEGIN {
 	fmt = "%-8s | %7s | %9s | %12s | %6s %7s %6s | %6s %7s %6s | %9s | %13s\n"
 	printf "%-8s | %7s | %9s | %12s | %-22s | %-22s |\n", "", "", "", "",
@@ -98,4 +129,33 @@ echo "TLS 1.3 TLS_AES_128_GCM_SHA256, ECDSA P-256 certificate, $BULK_MIB MiB eac
 	"client, backend and proxy; $took s."
 echo "QEMU TCG emulates the guest CPU: absolute figures are meaningless, compare only" \
 	"the ratios between the proxies of this one run."
+awk '$1 == "bench-module" {
+	printf "\nmailktls.ko, %s: mailktlsd (kTLS) %s handshakes/s loaded, %s not loaded: %s x" \
+		" (median of the rounds %s x; %s rounds of '"$MODULE_HS"' handshakes each way," \
+		" alternating, one boot; %s module tags per handshake while loaded)\n",
+		$2 == "base" ? "MK_BASE" : "this build", $3, $4, $5, $6, $7, $8
+}
+$1 == "bench-tag" {
+	n = 0
+	for (i = 3; i <= NF; i++) {	# insertion sort: a few runs
+		for (k = n++; k > 0 && v[k - 1] > $i + 0; k--)
+			v[k] = v[k - 1]
+		v[k] = $i + 0
+	}
+	if (n) {
+		med[$2] = n % 2 ? v[int(n / 2)] : (v[n / 2 - 1] + v[n / 2]) / 2
+		min[$2] = v[0]
+		runs[$2] = n
+	}
+}
+END {
+	if (("shared" in med) && ("worker" in med) && med["worker"] > 0)
+		printf "\nregistering a connection with the module loaded (2 tags + 1 entry; 2 threads," \
+			" bench_tag, median of %d runs each, alternating): %.1f us a thread on the worker" \
+			" path (own shard, own netlink socket, no waiting; fastest run %.1f), %.1f us on" \
+			" the shared one (one lock, one socket, waiting for each answer: the path before;" \
+			" fastest %.1f): %.2f x (fastest runs %.2f x)\n", runs["worker"],
+			med["worker"], min["worker"], med["shared"], min["shared"],
+			med["shared"] / med["worker"], min["shared"] / min["worker"]
+}' "$OUT/vm.out"
 exit "$rc"

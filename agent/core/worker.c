@@ -20,9 +20,13 @@
  *    connection ceiling that the descriptor limit allows (fdbudget.c),
  *    atomic counters;
  *  - the rate limiters of repeated log lines: atomics (ratelimit.h);
- *  - the registry of established sessions for the query socket: one mutex
- *    inside registry.c, taken once when TLS is established and once at
- *    close, never while doing I/O;
+ *  - the registry of established sessions for the query socket: each
+ *    worker adds and removes in its own shard, under a mutex only the
+ *    query server also takes (briefly, for a lookup), once when TLS is
+ *    established and once at close, never while doing I/O; the module's
+ *    tags go out on the worker's own netlink socket, sent without waiting
+ *    (the kernel tags inside the send), and its refusals come back as a
+ *    completion of a poll in the ring (registry.c, registry_tag.c);
  *  - stop and reload requests: atomics, plus an eventfd per worker that the
  *    main thread writes to wake the ring.
  *
@@ -31,8 +35,8 @@
  * least one completion, then drain the whole CQ, calling one handler per
  * operation. A one-second tick re-arms itself and enforces the handshake,
  * pre-TLS and idle timeouts. Nothing blocks: the only synchronous system
- * calls on the hot path are setsockopt() for the kTLS handover and
- * shutdown()/close().
+ * calls on the hot path are setsockopt() for the kTLS handover, the
+ * non-blocking send of the module's tags and shutdown()/close().
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -52,6 +56,7 @@
 #include "keyproc.h"
 #include "log.h"
 #include "metrics.h"
+#include "registry.h"
 #include "worker.h"
 
 #define MK_RING_ENTRIES 4096
@@ -248,6 +253,31 @@ static void worker_keyproc_done(struct mk_worker *w, uint32_t gen)
 	worker_arm_keyproc(w);
 }
 
+/* The module's refusals arrive on the worker's netlink socket: one poll
+ * queued for it at a time. */
+static void worker_arm_registry(struct mk_worker *w)
+{
+	struct io_uring_sqe *sqe;
+	int fd = mk_registry_worker_fd(w->w_reg);
+
+	if (fd < 0 || w->w_reg_armed)
+		return;
+	sqe = mk_worker_sqe(w);
+	if (!sqe)
+		return;		/* the tick tries again */
+	io_uring_prep_poll_add(sqe, fd, POLLIN);
+	io_uring_sqe_set_data64(sqe, mk_udata(MK_OP_TAG, 0, 0));
+	w->w_reg_armed = true;
+}
+
+static void worker_registry_done(struct mk_worker *w, int res)
+{
+	w->w_reg_armed = false;
+	mk_registry_worker_input(w->w_reg);
+	if (res >= 0)
+		worker_arm_registry(w);
+}
+
 static void worker_tick(struct mk_worker *w)
 {
 	uint64_t now = mk_now_ms();
@@ -260,6 +290,7 @@ static void worker_tick(struct mk_worker *w)
 		mk_keyproc_chan_expire(w->w_kp, now);
 		worker_arm_keyproc(w);
 	}
+	worker_arm_registry(w);
 	/* A listener whose accept or back-off found the ring full. */
 	for (i = 0; i < w->w_nlisteners; i++)
 		worker_arm_accept(w, &w->w_listeners[i]);
@@ -324,6 +355,9 @@ static void worker_complete(struct mk_worker *w, struct io_uring_cqe *cqe)
 	case MK_OP_KEYPROC:
 		worker_keyproc_done(w, slot);
 		return;
+	case MK_OP_TAG:
+		worker_registry_done(w, cqe->res);
+		return;
 	default:
 		break;
 	}
@@ -345,6 +379,8 @@ static void *worker_main(void *arg)
 		worker_arm_accept(w, &w->w_listeners[i]);
 	worker_arm_tick(w);
 	worker_arm_wake(w);
+	w->w_reg = mk_registry_worker_open((unsigned int)w->w_id);
+	worker_arm_registry(w);
 	w->w_kp = mk_keyproc_chan_get((unsigned int)w->w_id);
 	w->w_kp_fd = -1;
 	mk_keyproc_chan_bind(w->w_kp, worker_keyproc_resume, w);
@@ -369,6 +405,9 @@ static void *worker_main(void *arg)
 		}
 		io_uring_cq_advance(&w->w_ring, n);
 	}
+	/* A poll still queued holds its own reference to the socket. */
+	mk_registry_worker_close(w->w_reg);
+	w->w_reg = NULL;
 	return NULL;
 }
 

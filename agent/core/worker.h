@@ -18,6 +18,7 @@
 #include "runtime.h"
 
 struct mk_conn;
+struct mk_reg_worker;
 
 /*
  * user_data of every SQE: which operation (low 8 bits) on which connection
@@ -44,6 +45,7 @@ enum mk_op {
 	MK_OP_WPOLL_B2C,	/* client writable again */
 	MK_OP_CANCEL,
 	MK_OP_KEYPROC,		/* answers on the worker's signing channel; slot = its gen */
+	MK_OP_TAG,		/* the module answered on the worker's netlink socket */
 };
 
 static inline uint64_t mk_udata(enum mk_op op, uint32_t slot, uint32_t gen)
@@ -118,6 +120,8 @@ struct mk_worker {
 	int w_kp_fd;			/* the socket polled for it */
 	uint32_t w_kp_gen;		/* counts its sockets: stale polls are ignored */
 	bool w_kp_armed;		/* a poll for w_kp_fd is queued */
+	struct mk_reg_worker *w_reg;	/* registry shard + netlink socket; NULL: shared */
+	bool w_reg_armed;		/* a poll for its netlink socket is queued */
 	bool w_stopping;
 	int w_exit_code;
 };

@@ -4,19 +4,31 @@
  * found by id (a slot index), by client address, by backend-local address
  * and by backend inode, each in O(1).
  *
- * Locking: mk_reg.r_lock protects the slots, the three indexes, the
- * counters and the index nodes of every entry; everything else in an entry
- * is written before it is published and never changed, and lookups copy
- * it out under the lock.  Work done under r_lock is bounded: no allocation
- * of entries, no hashing (the keyed hash is computed before locking), no
- * formatting, no system call.  One mutex, not a rwlock: the query server
- * is the only reader, the writers are the workers, and each holds the lock
- * for well under a microsecond (scripts/bench-query.sh measures it under
- * churn).  mk_reg.r_listeners_lock protects the listener list alone, so a
- * STATUS answer never holds up a worker.
+ * The table is cut in shards, one per worker (struct mk_reg_worker binds
+ * the worker's thread to its shard and its netlink socket): a worker adds
+ * and removes in its own shard only (an id names its shard), so no worker
+ * waits on a lock another worker holds; threads that are no worker (the
+ * tests, tools) share shard 0, and workers beyond MK_REG_SHARDS - 1 share
+ * theirs.  A lookup asks every shard in use, one after the other, and
+ * answers with the newest match: entries carry a sequence number from one
+ * process-wide counter, taken under the shard's lock, so within a shard
+ * the chains' order (newest first) and the numbers agree.
+ *
+ * Locking: each shard's sh_lock protects its slots, its three indexes, its
+ * counters and the index nodes of its entries; everything else in an
+ * entry is written before it is published and never changed, and lookups
+ * copy it out under the lock.  Work done under sh_lock is bounded: no
+ * allocation of entries, no hashing (the keyed hash is computed before
+ * locking), no formatting, no system call.  A mutex, not a rwlock: the
+ * query server is the only reader, its worker the only writer of a
+ * shard, and each holds the lock for well under a microsecond
+ * (scripts/bench-query.sh measures it under churn).  No two shard locks
+ * are ever held at once.  mk_reg_listeners.rl_lock protects the listener
+ * list alone, so a STATUS answer never holds up a worker.
  */
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +36,7 @@
 #include <sys/stat.h>
 
 #include "hashtab.h"
+#include "log.h"
 #include "registry.h"
 #include "registry_tag.h"
 #include "mk_addr.h"
@@ -45,9 +58,10 @@ struct mk_reg_key {
  * NUL-terminated one after the other, in mk_reg_strs[] order.
  */
 struct mk_reg_entry {
-	struct mk_hnode re_by_client;		/* r_lock */
-	struct mk_hnode re_by_backend;		/* r_lock */
-	struct mk_hnode re_by_inode;		/* r_lock */
+	struct mk_hnode re_by_client;		/* its shard's sh_lock */
+	struct mk_hnode re_by_backend;		/* its shard's sh_lock */
+	struct mk_hnode re_by_inode;		/* its shard's sh_lock */
+	uint64_t re_seq;			/* set before it is linked: newer is more */
 	uint32_t re_size;			/* bytes, strings included */
 	uint64_t re_backend_inode;		/* 0: none */
 	struct mk_reg_key re_client;
@@ -79,34 +93,59 @@ static const struct {
 #define MK_REG_ENTRY_MAX (sizeof(struct mk_reg_entry) + sizeof(struct mk_session))
 
 /*
- * The id of an entry is its slot and the slot's generation, so removal by
- * id is an index, and an id whose slot was reused since matches nothing.
+ * The id of an entry is its shard, its slot and the slot's generation, so
+ * removal by id is an index, and an id whose slot was reused since matches
+ * nothing: bits 56-63 the shard, 32-55 the generation, 0-31 the slot + 1.
  */
 struct mk_reg_slot {
 	struct mk_reg_entry *rs_entry;	/* NULL while free */
-	uint32_t rs_gen;		/* bumped on every reuse, never 0 */
+	uint32_t rs_gen;		/* bumped on every reuse, never 0, < 2^24 */
 	uint32_t rs_next_free;		/* while free: next free slot + 1, 0 = none */
 };
 
+#define MK_REG_GEN_MAX 0xffffffu
 #define MK_REG_BUCKETS 1024		/* per index at start; they double */
+#define MK_REG_SHARDS 64		/* shard 0: threads that are no worker */
+
+/* A worker's part of the table; aligned so that two never share a line. */
+struct mk_reg_shard {
+	pthread_mutex_t sh_lock;
+	struct mk_reg_slot *sh_slots;		/* sh_lock */
+	uint32_t sh_nslots;			/* sh_lock */
+	uint32_t sh_free;			/* sh_lock; first free slot + 1, 0 = none */
+	struct mk_htable sh_by_client;		/* sh_lock */
+	struct mk_htable sh_by_backend;		/* sh_lock */
+	struct mk_htable sh_by_inode;		/* sh_lock */
+	size_t sh_n;				/* sh_lock */
+	size_t sh_ktls_txrx;			/* sh_lock */
+	atomic_bool sh_used;			/* set, under sh_lock, before its first entry */
+} __attribute__((aligned(64)));
+
+static struct mk_reg_shard mk_reg_shards[MK_REG_SHARDS] = {
+	[0 ... MK_REG_SHARDS - 1] = { .sh_lock = PTHREAD_MUTEX_INITIALIZER },
+};
+
+/* Newer entries get larger numbers; taken under the entry's shard lock. */
+static atomic_uint_fast64_t mk_reg_seq;
+
+/*
+ * A worker's binding: its shard and its netlink socket.  Owned by the
+ * worker's thread, which mk_reg_self points at it; NULL in other threads.
+ */
+struct mk_reg_worker {
+	unsigned int rw_id;			/* the worker's number, for logs */
+	struct mk_reg_shard *rw_shard;
+	struct mk_reg_tagger rw_tagger;
+};
+
+static __thread struct mk_reg_worker *mk_reg_self;
 
 static struct {
-	pthread_mutex_t r_lock;
-	struct mk_reg_slot *r_slots;		/* r_lock */
-	uint32_t r_nslots;			/* r_lock */
-	uint32_t r_free;			/* r_lock; first free slot + 1, 0 = none */
-	struct mk_htable r_by_client;		/* r_lock */
-	struct mk_htable r_by_backend;		/* r_lock */
-	struct mk_htable r_by_inode;		/* r_lock */
-	size_t r_n;				/* r_lock */
-	size_t r_ktls_txrx;			/* r_lock */
-
-	pthread_mutex_t r_listeners_lock;
-	struct mk_reg_listener *r_listeners;	/* r_listeners_lock */
-	size_t r_nlisteners;			/* r_listeners_lock */
-} mk_reg = {
-	.r_lock = PTHREAD_MUTEX_INITIALIZER,
-	.r_listeners_lock = PTHREAD_MUTEX_INITIALIZER,
+	pthread_mutex_t rl_lock;
+	struct mk_reg_listener *rl_list;	/* rl_lock */
+	size_t rl_n;				/* rl_lock */
+} mk_reg_listeners = {
+	.rl_lock = PTHREAD_MUTEX_INITIALIZER,
 };
 
 /* --- keys ------------------------------------------------------------------ */
@@ -233,76 +272,152 @@ static void mk_reg_entry_expand(const struct mk_reg_entry *e, struct mk_session 
 
 /* --- slots ----------------------------------------------------------------- */
 
-static int mk_reg_tables_init_locked(void)
+static int mk_reg_tables_init_locked(struct mk_reg_shard *sh)
 {
-	if (mk_reg.r_by_inode.ht_buckets)
+	if (sh->sh_by_inode.ht_buckets)
 		return 0;
-	if (mk_htable_init(&mk_reg.r_by_client, MK_REG_BUCKETS) ||
-	    mk_htable_init(&mk_reg.r_by_backend, MK_REG_BUCKETS) ||
-	    mk_htable_init(&mk_reg.r_by_inode, MK_REG_BUCKETS)) {
-		free(mk_reg.r_by_client.ht_buckets);
-		free(mk_reg.r_by_backend.ht_buckets);
-		mk_reg.r_by_client.ht_buckets = mk_reg.r_by_backend.ht_buckets = NULL;
+	if (mk_htable_init(&sh->sh_by_client, MK_REG_BUCKETS) ||
+	    mk_htable_init(&sh->sh_by_backend, MK_REG_BUCKETS) ||
+	    mk_htable_init(&sh->sh_by_inode, MK_REG_BUCKETS)) {
+		free(sh->sh_by_client.ht_buckets);
+		free(sh->sh_by_backend.ht_buckets);
+		sh->sh_by_client.ht_buckets = sh->sh_by_backend.ht_buckets = NULL;
 		return -ENOMEM;
 	}
 	return 0;
 }
 
 /* Doubling: the copy is of pointers, rare, and O(1) per entry overall. */
-static int mk_reg_slots_grow_locked(void)
+static int mk_reg_slots_grow_locked(struct mk_reg_shard *sh)
 {
-	uint32_t n = mk_reg.r_nslots ? mk_reg.r_nslots * 2 : MK_REG_BUCKETS, i;
+	uint32_t n = sh->sh_nslots ? sh->sh_nslots * 2 : MK_REG_BUCKETS, i;
 	struct mk_reg_slot *s;
 
-	if (n <= mk_reg.r_nslots || n > UINT32_MAX / 2)
+	if (n <= sh->sh_nslots || n > UINT32_MAX / 2)
 		return -ENOMEM;
-	s = realloc(mk_reg.r_slots, n * sizeof(*s));
+	s = realloc(sh->sh_slots, n * sizeof(*s));
 	if (!s)
 		return -ENOMEM;
-	for (i = mk_reg.r_nslots; i < n; i++) {
+	for (i = sh->sh_nslots; i < n; i++) {
 		s[i].rs_entry = NULL;
 		s[i].rs_gen = 1;
-		s[i].rs_next_free = i + 1 < n ? i + 2 : mk_reg.r_free;
+		s[i].rs_next_free = i + 1 < n ? i + 2 : sh->sh_free;
 	}
-	mk_reg.r_free = mk_reg.r_nslots + 1;
-	mk_reg.r_slots = s;
-	mk_reg.r_nslots = n;
+	sh->sh_free = sh->sh_nslots + 1;
+	sh->sh_slots = s;
+	sh->sh_nslots = n;
 	return 0;
 }
 
 /* Put @e into a free slot; Return: its id, or 0 when out of memory. */
-static uint64_t mk_reg_slot_take_locked(struct mk_reg_entry *e)
+static uint64_t mk_reg_slot_take_locked(struct mk_reg_shard *sh, struct mk_reg_entry *e)
 {
 	struct mk_reg_slot *s;
 	uint32_t i;
 
-	if (!mk_reg.r_free && mk_reg_slots_grow_locked())
+	if (!sh->sh_free && mk_reg_slots_grow_locked(sh))
 		return 0;
-	i = mk_reg.r_free - 1;
-	s = &mk_reg.r_slots[i];
-	mk_reg.r_free = s->rs_next_free;
+	i = sh->sh_free - 1;
+	s = &sh->sh_slots[i];
+	sh->sh_free = s->rs_next_free;
 	s->rs_entry = e;
-	return (uint64_t)s->rs_gen << 32 | (i + 1);
+	return (uint64_t)(sh - mk_reg_shards) << 56 | (uint64_t)s->rs_gen << 32 | (i + 1);
 }
 
 /* The entry of @id, taken out of its slot; NULL for a stale or unknown id. */
-static struct mk_reg_entry *mk_reg_slot_put_locked(uint64_t id)
+static struct mk_reg_entry *mk_reg_slot_put_locked(struct mk_reg_shard *sh, uint64_t id)
 {
 	uint32_t i = (uint32_t)id - 1;
 	struct mk_reg_slot *s;
 	struct mk_reg_entry *e;
 
-	if ((uint32_t)id == 0 || i >= mk_reg.r_nslots)
+	if ((uint32_t)id == 0 || i >= sh->sh_nslots)
 		return NULL;
-	s = &mk_reg.r_slots[i];
-	if (!s->rs_entry || s->rs_gen != (uint32_t)(id >> 32))
+	s = &sh->sh_slots[i];
+	if (!s->rs_entry || s->rs_gen != ((id >> 32) & MK_REG_GEN_MAX))
 		return NULL;
 	e = s->rs_entry;
 	s->rs_entry = NULL;
-	s->rs_gen = s->rs_gen == UINT32_MAX ? 1 : s->rs_gen + 1;
-	s->rs_next_free = mk_reg.r_free;
-	mk_reg.r_free = i + 1;
+	s->rs_gen = s->rs_gen == MK_REG_GEN_MAX ? 1 : s->rs_gen + 1;
+	s->rs_next_free = sh->sh_free;
+	sh->sh_free = i + 1;
 	return e;
+}
+
+/* --- workers --------------------------------------------------------------- */
+
+/**
+ * mk_registry_worker_open() - bind the calling thread, a worker, to its
+ * shard and give it a netlink socket of its own
+ * @id: the worker's number
+ *
+ * Return: the binding, for mk_registry_worker_fd() and the calls after, or
+ * NULL when out of memory (the thread then uses shard 0 and the shared
+ * socket: slower, still correct).
+ */
+struct mk_reg_worker *mk_registry_worker_open(unsigned int id)
+{
+	struct mk_reg_worker *rw = calloc(1, sizeof(*rw));
+	int err;
+
+	if (!rw)
+		return NULL;
+	rw->rw_id = id;
+	rw->rw_shard = &mk_reg_shards[1 + id % (MK_REG_SHARDS - 1)];
+	err = mk_registry_tagger_open(&rw->rw_tagger);
+	if (err && err != -ENOENT)
+		mk_log(LOG_WARNING, "worker %u: mailktls module: no netlink socket: %s (tagging on the shared one)",
+		       id, strerror(-err));
+	mk_reg_self = rw;
+	return rw;
+}
+
+/**
+ * mk_registry_worker_fd() - the descriptor the worker polls (POLLIN) and
+ * then calls mk_registry_worker_input() for
+ * @rw: the binding, or NULL
+ *
+ * Return: the descriptor, or -1 when there is nothing to poll.
+ */
+int mk_registry_worker_fd(const struct mk_reg_worker *rw)
+{
+	return rw ? mk_registry_tagger_fd(&rw->rw_tagger) : -1;
+}
+
+/**
+ * mk_registry_worker_input() - read what the module answered (refusals),
+ * without blocking
+ * @rw: the binding, or NULL
+ */
+void mk_registry_worker_input(struct mk_reg_worker *rw)
+{
+	if (rw)
+		mk_registry_tagger_input(&rw->rw_tagger);
+}
+
+/**
+ * mk_registry_worker_close() - unbind the calling thread and close its
+ * netlink socket, reading the last answers first
+ * @rw: from mk_registry_worker_open() on this thread, or NULL
+ *
+ * The shard stays, with whatever entries are left in it.
+ */
+void mk_registry_worker_close(struct mk_reg_worker *rw)
+{
+	const struct mk_reg_tag_stats *st;
+
+	if (!rw)
+		return;
+	mk_registry_tagger_input(&rw->rw_tagger);
+	st = &rw->rw_tagger.tg_stats;
+	if (st->ts_refused || st->ts_unsent || st->ts_lost)
+		mk_log(LOG_WARNING, "worker %u: mailktls module: %llu tags refused, %llu not sent, refusals lost %llu times",
+		       rw->rw_id, (unsigned long long)st->ts_refused,
+		       (unsigned long long)st->ts_unsent, (unsigned long long)st->ts_lost);
+	mk_registry_tagger_close(&rw->rw_tagger);
+	if (mk_reg_self == rw)
+		mk_reg_self = NULL;
+	free(rw);
 }
 
 /* --- the table ------------------------------------------------------------- */
@@ -314,26 +429,29 @@ static struct mk_reg_entry *mk_reg_slot_put_locked(uint64_t id)
  */
 int mk_registry_init(void)
 {
+	struct mk_reg_shard *sh = &mk_reg_shards[0];
 	int err;
 
 	mk_registry_tag_open();
-	pthread_mutex_lock(&mk_reg.r_lock);
-	err = mk_reg_tables_init_locked();
-	pthread_mutex_unlock(&mk_reg.r_lock);
+	pthread_mutex_lock(&sh->sh_lock);
+	err = mk_reg_tables_init_locked(sh);
+	pthread_mutex_unlock(&sh->sh_lock);
 	return err;
 }
 
 /* Index @e; growing a table may fail, which only lengthens its chains. */
-static void mk_reg_link_locked(struct mk_reg_entry *e, const uint32_t hash[3])
+static void mk_reg_link_locked(struct mk_reg_shard *sh, struct mk_reg_entry *e,
+			       const uint32_t hash[3])
 {
+	e->re_seq = atomic_fetch_add_explicit(&mk_reg_seq, 1, memory_order_relaxed);
 	if (e->re_has_client)
-		mk_htable_add(&mk_reg.r_by_client, &e->re_by_client, hash[0]);
+		mk_htable_add(&sh->sh_by_client, &e->re_by_client, hash[0]);
 	if (e->re_has_backend_local)
-		mk_htable_add(&mk_reg.r_by_backend, &e->re_by_backend, hash[1]);
+		mk_htable_add(&sh->sh_by_backend, &e->re_by_backend, hash[1]);
 	if (e->re_backend_inode)
-		mk_htable_add(&mk_reg.r_by_inode, &e->re_by_inode, hash[2]);
-	mk_reg.r_n++;
-	mk_reg.r_ktls_txrx += e->re_ktls_tx && e->re_ktls_rx;
+		mk_htable_add(&sh->sh_by_inode, &e->re_by_inode, hash[2]);
+	sh->sh_n++;
+	sh->sh_ktls_txrx += e->re_ktls_tx && e->re_ktls_rx;
 }
 
 /**
@@ -342,16 +460,21 @@ static void mk_reg_link_locked(struct mk_reg_entry *e, const uint32_t hash[3])
  * @client_fd:  the client's socket (kTLS), or -1
  * @backend_fd: our socket towards the daemon, or -1
  *
+ * In a worker bound by mk_registry_worker_open(), takes only its own
+ * shard's lock and tags without waiting; elsewhere, shard 0 and the shared
+ * netlink socket.
+ *
  * Return: an id > 0 for mk_registry_remove(), or 0 when out of memory.
  */
 uint64_t mk_registry_add(const struct mk_session *s, int client_fd, int backend_fd)
 {
+	struct mk_reg_worker *rw = mk_reg_self;
+	struct mk_reg_shard *sh = rw ? rw->rw_shard : &mk_reg_shards[0];
 	struct mk_reg_entry *e;
 	uint32_t hash[3];
 	uint64_t id = 0;
 
-	mk_registry_tag(s, client_fd);
-	mk_registry_tag(s, backend_fd);
+	mk_registry_tag(rw ? &rw->rw_tagger : NULL, s, client_fd, backend_fd);
 	e = mk_reg_entry_new(s, backend_fd);
 	if (!e)
 		return 0;
@@ -359,12 +482,14 @@ uint64_t mk_registry_add(const struct mk_session *s, int client_fd, int backend_
 	hash[1] = mk_reg_key_hash(&e->re_backend_local);
 	hash[2] = mk_reg_inode_hash(e->re_backend_inode);
 
-	pthread_mutex_lock(&mk_reg.r_lock);
-	if (mk_reg_tables_init_locked() == 0)
-		id = mk_reg_slot_take_locked(e);
-	if (id)
-		mk_reg_link_locked(e, hash);
-	pthread_mutex_unlock(&mk_reg.r_lock);
+	pthread_mutex_lock(&sh->sh_lock);
+	if (mk_reg_tables_init_locked(sh) == 0)
+		id = mk_reg_slot_take_locked(sh, e);
+	if (id) {
+		atomic_store(&sh->sh_used, true);
+		mk_reg_link_locked(sh, e, hash);
+	}
+	pthread_mutex_unlock(&sh->sh_lock);
 	if (!id)
 		free(e);
 	return id;
@@ -374,23 +499,27 @@ uint64_t mk_registry_add(const struct mk_session *s, int client_fd, int backend_
  * mk_registry_remove() - forget a connection (its module tags go with its
  * sockets)
  * @id: from mk_registry_add(); 0 and stale ids are ignored
+ *
+ * Takes the lock of the shard @id names: the adding worker's own.
  */
 void mk_registry_remove(uint64_t id)
 {
+	struct mk_reg_shard *sh;
 	struct mk_reg_entry *e;
 
-	if (!id)
+	if (!id || (id >> 56) >= MK_REG_SHARDS)
 		return;
-	pthread_mutex_lock(&mk_reg.r_lock);
-	e = mk_reg_slot_put_locked(id);
+	sh = &mk_reg_shards[id >> 56];
+	pthread_mutex_lock(&sh->sh_lock);
+	e = mk_reg_slot_put_locked(sh, id);
 	if (e) {
-		mk_htable_del(&mk_reg.r_by_client, &e->re_by_client);
-		mk_htable_del(&mk_reg.r_by_backend, &e->re_by_backend);
-		mk_htable_del(&mk_reg.r_by_inode, &e->re_by_inode);
-		mk_reg.r_n--;
-		mk_reg.r_ktls_txrx -= e->re_ktls_tx && e->re_ktls_rx;
+		mk_htable_del(&sh->sh_by_client, &e->re_by_client);
+		mk_htable_del(&sh->sh_by_backend, &e->re_by_backend);
+		mk_htable_del(&sh->sh_by_inode, &e->re_by_inode);
+		sh->sh_n--;
+		sh->sh_ktls_txrx -= e->re_ktls_tx && e->re_ktls_rx;
 	}
-	pthread_mutex_unlock(&mk_reg.r_lock);
+	pthread_mutex_unlock(&sh->sh_lock);
 	free(e);
 }
 
@@ -420,28 +549,50 @@ static bool mk_reg_match_inode(const struct mk_reg_entry *e, const void *key)
 	return e->re_backend_inode == *(const uint64_t *)key;
 }
 
+/* How a lookup finds its entries: which index, its node, its key. */
+struct mk_reg_query {
+	size_t rq_table_off;		/* of the index in struct mk_reg_shard */
+	size_t rq_node_off;		/* of its node in struct mk_reg_entry */
+	uint32_t rq_hash;
+	bool (*rq_match)(const struct mk_reg_entry *e, const void *key);
+	const void *rq_key;
+};
+
 /*
- * The first entry on @hash's chain of @t that @match accepts: @node_off is
- * where that index's node sits in an entry.
+ * The first entry of @sh that @q matches, the newest of that shard, copied
+ * into @c when it is newer than what @c holds (@found says whether it
+ * holds anything).
  */
-static int mk_reg_find(struct mk_htable *t, size_t node_off, uint32_t hash,
-		       bool (*match)(const struct mk_reg_entry *e, const void *key),
-		       const void *key, struct mk_session *out)
+static void mk_reg_find_shard(struct mk_reg_shard *sh, const struct mk_reg_query *q,
+			      union mk_reg_copy *c, bool *found)
+{
+	const struct mk_htable *t = (const void *)((const char *)sh + q->rq_table_off);
+	struct mk_hnode *n;
+
+	pthread_mutex_lock(&sh->sh_lock);
+	for (n = t->ht_buckets ? mk_htable_first(t, q->rq_hash) : NULL; n; n = mk_hnode_next(n)) {
+		const struct mk_reg_entry *e = (const void *)((const char *)n - q->rq_node_off);
+
+		if (!q->rq_match(e, q->rq_key))
+			continue;
+		if (!*found || e->re_seq > c->rc_entry.re_seq)
+			mk_reg_copy_locked(c, e);
+		*found = true;
+		break;
+	}
+	pthread_mutex_unlock(&sh->sh_lock);
+}
+
+/* The newest entry of all shards that @q matches. */
+static int mk_reg_find(const struct mk_reg_query *q, struct mk_session *out)
 {
 	union mk_reg_copy c;
-	struct mk_hnode *n;
 	bool found = false;
+	size_t i;
 
-	pthread_mutex_lock(&mk_reg.r_lock);
-	for (n = t->ht_buckets ? mk_htable_first(t, hash) : NULL; n && !found; n = mk_hnode_next(n)) {
-		const struct mk_reg_entry *e = (const void *)((const char *)n - node_off);
-
-		if (match(e, key)) {
-			mk_reg_copy_locked(&c, e);
-			found = true;
-		}
-	}
-	pthread_mutex_unlock(&mk_reg.r_lock);
+	for (i = 0; i < MK_REG_SHARDS; i++)
+		if (atomic_load(&mk_reg_shards[i].sh_used))
+			mk_reg_find_shard(&mk_reg_shards[i], q, &c, &found);
 	if (!found)
 		return -ENOENT;
 	mk_reg_entry_expand(&c.rc_entry, out);
@@ -454,19 +605,29 @@ static int mk_reg_find(struct mk_htable *t, size_t node_off, uint32_t hash,
  * @sa:  the address, IPv4 or IPv6
  * @out: receives the session
  *
+ * Takes each shard's lock in turn, never two at once.
+ *
  * Return: 0, or -ENOENT.
  */
 int mk_registry_find_addr(enum mk_reg_by by, const struct sockaddr *sa, struct mk_session *out)
 {
+	struct mk_reg_query q;
 	struct mk_reg_key k;
 
 	if (!mk_reg_key_of(sa, &k))
 		return -ENOENT;
-	if (by == MK_REG_BY_CLIENT)
-		return mk_reg_find(&mk_reg.r_by_client, offsetof(struct mk_reg_entry, re_by_client),
-				   mk_reg_key_hash(&k), mk_reg_match_client, &k, out);
-	return mk_reg_find(&mk_reg.r_by_backend, offsetof(struct mk_reg_entry, re_by_backend),
-			   mk_reg_key_hash(&k), mk_reg_match_backend, &k, out);
+	q.rq_hash = mk_reg_key_hash(&k);
+	q.rq_key = &k;
+	if (by == MK_REG_BY_CLIENT) {
+		q.rq_table_off = offsetof(struct mk_reg_shard, sh_by_client);
+		q.rq_node_off = offsetof(struct mk_reg_entry, re_by_client);
+		q.rq_match = mk_reg_match_client;
+	} else {
+		q.rq_table_off = offsetof(struct mk_reg_shard, sh_by_backend);
+		q.rq_node_off = offsetof(struct mk_reg_entry, re_by_backend);
+		q.rq_match = mk_reg_match_backend;
+	}
+	return mk_reg_find(&q, out);
 }
 
 /**
@@ -478,22 +639,38 @@ int mk_registry_find_addr(enum mk_reg_by by, const struct sockaddr *sa, struct m
  */
 int mk_registry_find_inode(uint64_t inode, struct mk_session *out)
 {
+	struct mk_reg_query q = {
+		.rq_table_off = offsetof(struct mk_reg_shard, sh_by_inode),
+		.rq_node_off = offsetof(struct mk_reg_entry, re_by_inode),
+		.rq_hash = mk_reg_inode_hash(inode),
+		.rq_match = mk_reg_match_inode,
+		.rq_key = &inode,
+	};
+
 	if (!inode)
 		return -ENOENT;
-	return mk_reg_find(&mk_reg.r_by_inode, offsetof(struct mk_reg_entry, re_by_inode),
-			   mk_reg_inode_hash(inode), mk_reg_match_inode, &inode, out);
+	return mk_reg_find(&q, out);
 }
 
 /**
  * mk_registry_counts() - how many connections, how many in kTLS both ways
- * @c: receives the counts
+ * @c: receives the counts, summed over the shards (each under its lock)
  */
 void mk_registry_counts(struct mk_reg_counts *c)
 {
-	pthread_mutex_lock(&mk_reg.r_lock);
-	c->rc_connections = mk_reg.r_n;
-	c->rc_ktls_txrx = mk_reg.r_ktls_txrx;
-	pthread_mutex_unlock(&mk_reg.r_lock);
+	size_t i;
+
+	c->rc_connections = c->rc_ktls_txrx = 0;
+	for (i = 0; i < MK_REG_SHARDS; i++) {
+		struct mk_reg_shard *sh = &mk_reg_shards[i];
+
+		if (!atomic_load(&sh->sh_used))
+			continue;
+		pthread_mutex_lock(&sh->sh_lock);
+		c->rc_connections += sh->sh_n;
+		c->rc_ktls_txrx += sh->sh_ktls_txrx;
+		pthread_mutex_unlock(&sh->sh_lock);
+	}
 }
 
 /* --- listeners ------------------------------------------------------------- */
@@ -520,11 +697,11 @@ void mk_registry_set_listeners(const struct mk_config *cfg)
 		l[i].rl_protocol = mk_protocol_name(lc->lc_protocol);
 		l[i].rl_tls = lc->lc_tls == MK_TLS_STARTTLS ? "starttls" : "implicit";
 	}
-	pthread_mutex_lock(&mk_reg.r_listeners_lock);
-	free(mk_reg.r_listeners);
-	mk_reg.r_listeners = l;
-	mk_reg.r_nlisteners = n;
-	pthread_mutex_unlock(&mk_reg.r_listeners_lock);
+	pthread_mutex_lock(&mk_reg_listeners.rl_lock);
+	free(mk_reg_listeners.rl_list);
+	mk_reg_listeners.rl_list = l;
+	mk_reg_listeners.rl_n = n;
+	pthread_mutex_unlock(&mk_reg_listeners.rl_lock);
 }
 
 /**
@@ -538,10 +715,10 @@ size_t mk_registry_each_listener(void (*fn)(const struct mk_reg_listener *l, voi
 {
 	size_t i, n;
 
-	pthread_mutex_lock(&mk_reg.r_listeners_lock);
-	n = mk_reg.r_nlisteners;
+	pthread_mutex_lock(&mk_reg_listeners.rl_lock);
+	n = mk_reg_listeners.rl_n;
 	for (i = 0; i < n; i++)
-		fn(&mk_reg.r_listeners[i], arg);
-	pthread_mutex_unlock(&mk_reg.r_listeners_lock);
+		fn(&mk_reg_listeners.rl_list[i], arg);
+	pthread_mutex_unlock(&mk_reg_listeners.rl_lock);
 	return n;
 }

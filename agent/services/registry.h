@@ -45,6 +45,36 @@ uint64_t mk_registry_add(const struct mk_session *s, int client_fd, int backend_
 /* Forget a connection, in O(1); 0 and ids already removed are ignored. */
 void mk_registry_remove(uint64_t id);
 
+/*
+ * A worker's own part of the registry: a shard of the entry table (the
+ * worker adds and removes there under a lock no other worker takes) and a
+ * netlink socket that tags without waiting.  Opened and closed on the
+ * worker's thread, which it binds: mk_registry_add() on that thread uses
+ * it.  Threads without one share shard 0 and a socket under a mutex.
+ */
+struct mk_reg_worker;
+
+/**
+ * mk_registry_worker_open() - bind the calling worker thread to its shard
+ * and open its netlink socket (when the module is there)
+ * @id: the worker's number
+ * Return: the binding, or NULL when out of memory (shard 0 then).
+ */
+struct mk_reg_worker *mk_registry_worker_open(unsigned int id);
+
+/**
+ * mk_registry_worker_fd() - what to poll for the module's answers
+ * Return: a descriptor to poll for POLLIN, then call
+ * mk_registry_worker_input(); -1 when there is none.
+ */
+int mk_registry_worker_fd(const struct mk_reg_worker *rw);
+
+/* Read the module's answers that arrived (refusals), never blocking. */
+void mk_registry_worker_input(struct mk_reg_worker *rw);
+
+/* Log this worker's untagged count, close its socket, unbind the thread. */
+void mk_registry_worker_close(struct mk_reg_worker *rw);
+
 /* Which address a lookup is by. */
 enum mk_reg_by {
 	MK_REG_BY_CLIENT,	/* the MUA's address and port */

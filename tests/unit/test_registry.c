@@ -4,11 +4,15 @@
  * client address, by the agent's backend-local address and by backend
  * inode, with many connections in it, after removals, when an address is
  * reused, and with IPv4, IPv6 and IPv4-mapped IPv6 meaning what a daemon
- * expects.  Every test runs in a fresh process: the table starts empty.
+ * expects; workers that each add and remove in their own shard, while
+ * lookups see every shard and answer with the newest entry of all.
+ * Every test runs in a fresh process: the table starts empty.
  */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -304,6 +308,184 @@ TEST(lookup_returns_every_field)
 	EXPECT_TRUE(got.ss_ktls_tx);
 	EXPECT_FALSE(got.ss_ktls_rx);
 	mk_registry_remove(id);
+}
+
+/* A thread bound as worker wt_id, running wt_fn(wt_arg) there. */
+struct worker_thread {
+	pthread_t wt_thread;
+	unsigned int wt_id;
+	void (*wt_fn)(void *arg);
+	void *wt_arg;
+};
+
+static void *worker_thread_main(void *arg)
+{
+	struct worker_thread *wt = arg;
+	struct mk_reg_worker *rw = mk_registry_worker_open(wt->wt_id);
+
+	if (!rw)
+		return (void *)1;
+	/* No module on this host: nothing to poll, nothing to tag. */
+	if (mk_registry_worker_fd(rw) != -1)
+		return (void *)1;
+	wt->wt_fn(wt->wt_arg);
+	mk_registry_worker_close(rw);
+	return NULL;
+}
+
+static int run_as_worker(unsigned int id, void (*fn)(void *arg), void *arg)
+{
+	struct worker_thread wt = { .wt_id = id, .wt_fn = fn, .wt_arg = arg };
+	void *ret;
+
+	if (pthread_create(&wt.wt_thread, NULL, worker_thread_main, &wt))
+		return -1;
+	pthread_join(wt.wt_thread, &ret);
+	return ret ? -1 : 0;
+}
+
+/* One worker's part of the churn: entries first..first+n, half removed. */
+struct churn {
+	unsigned int ch_first, ch_n;
+	uint64_t *ch_ids;
+	unsigned int ch_id;
+	pthread_t ch_thread;
+	int ch_failed;
+	atomic_uint *ch_done;		/* workers finished */
+};
+
+static void churn_add(void *arg)
+{
+	struct churn *ch = arg;
+	struct mk_session s;
+	unsigned int i;
+
+	for (i = ch->ch_first; i < ch->ch_first + ch->ch_n; i++) {
+		many_session(&s, i);
+		ch->ch_ids[i] = mk_registry_add(&s, -1, -1);
+		ch->ch_failed += !ch->ch_ids[i];
+		/* Every other one goes at once: churn in the worker's shard. */
+		if (i % 2 == 0) {
+			mk_registry_remove(ch->ch_ids[i]);
+			ch->ch_ids[i] = 0;
+		}
+	}
+}
+
+static void *churn_main(void *arg)
+{
+	struct churn *ch = arg;
+	int err = run_as_worker(ch->ch_id, churn_add, ch);
+
+	atomic_fetch_add(ch->ch_done, 1);
+	return err ? (void *)1 : NULL;
+}
+
+#define NWORKERS 4
+
+/* Four workers add and remove at once while lookups run; then every
+ * entry kept is found by every key, every one removed by none. */
+TEST(workers_in_their_shards_lookups_see_all)
+{
+	static uint64_t id[MANY];
+	struct churn ch[NWORKERS];
+	struct mk_reg_counts c;
+	struct mk_session got;
+	unsigned int i, all = 0, gone = 0, lookups = 0;
+	atomic_uint done = 0;
+	void *ret;
+
+	ASSERT_EQ(0, mk_registry_init());
+	for (i = 0; i < NWORKERS; i++) {
+		ch[i] = (struct churn){ .ch_first = i * (MANY / NWORKERS), .ch_n = MANY / NWORKERS,
+					.ch_ids = id, .ch_id = i, .ch_done = &done };
+		ASSERT_EQ(0, pthread_create(&ch[i].ch_thread, NULL, churn_main, &ch[i]));
+	}
+	/* The query server's side, meanwhile: must never see a torn entry. */
+	for (i = 0; atomic_load(&done) < NWORKERS && i < 100000000; i++) {
+		struct mk_session want;
+
+		many_session(&want, (i * 7919) % MANY);
+		if (!mk_registry_find_inode(want.ss_backend_inode, &got)) {
+			ASSERT_STREQ(want.ss_sni, got.ss_sni);
+			lookups++;
+		}
+	}
+	for (i = 0; i < NWORKERS; i++) {
+		pthread_join(ch[i].ch_thread, &ret);
+		ASSERT_EQ(NULL, ret);
+		ASSERT_EQ(0, ch[i].ch_failed);
+	}
+	for (i = 0; i < MANY; i++) {
+		if (i % 2)
+			all += found_by_all(i) == 3;
+		else
+			gone += found_by_all(i) == 0;
+	}
+	EXPECT_EQ(MANY / 2, all);
+	EXPECT_EQ(MANY / 2, gone);
+	mk_registry_counts(&c);
+	EXPECT_EQ(MANY / 2, c.rc_connections);
+	EXPECT_EQ(MANY / 2, c.rc_ktls_txrx);
+	/* Each id names its shard: any thread may remove it. */
+	for (i = 1; i < MANY; i += 2)
+		mk_registry_remove(id[i]);
+	mk_registry_counts(&c);
+	EXPECT_EQ(0, c.rc_connections);
+	EXPECT_EQ(0, found_by_all(1));
+	TH_LOG("%u lookups hit during the churn", lookups);
+}
+
+struct one_add {
+	const struct mk_session *oa_s;
+	uint64_t oa_id;
+};
+
+static void add_one(void *arg)
+{
+	struct one_add *oa = arg;
+
+	oa->oa_id = mk_registry_add(oa->oa_s, -1, -1);
+}
+
+/* The same client in three shards (workers 0 and 1, a thread that is no
+ * worker): the newest answers, whichever shard holds it. */
+TEST(newest_of_all_shards_answers)
+{
+	struct mk_session s, got;
+	struct one_add a = { .oa_s = &s }, b = { .oa_s = &s };
+	uint64_t z;
+
+	ASSERT_EQ(0, mk_registry_init());
+	base_session(&s);
+	set_v4(&s.ss_client, "198.51.100.30", 40000);
+	s.ss_backend_inode = 4242;
+	strcpy(s.ss_sni, "first.example");
+	ASSERT_EQ(0, run_as_worker(0, add_one, &a));
+	strcpy(s.ss_sni, "second.example");
+	ASSERT_EQ(0, run_as_worker(1, add_one, &b));
+	ASSERT_NE(0, a.oa_id);
+	ASSERT_NE(0, b.oa_id);
+	ASSERT_NE(a.oa_id >> 56, b.oa_id >> 56);	/* two shards */
+	ASSERT_EQ(0, mk_registry_find_addr(MK_REG_BY_CLIENT, (struct sockaddr *)&s.ss_client, &got));
+	EXPECT_STREQ("second.example", got.ss_sni);
+
+	strcpy(s.ss_sni, "third.example");
+	z = mk_registry_add(&s, -1, -1);
+	ASSERT_NE(0, z);
+	ASSERT_EQ(0, mk_registry_find_inode(4242, &got));
+	EXPECT_STREQ("third.example", got.ss_sni);
+
+	/* An id with another shard's number is nobody's. */
+	mk_registry_remove(b.oa_id ^ (7ULL << 56));	/* shard 5 */
+	mk_registry_remove(z);
+	ASSERT_EQ(0, mk_registry_find_inode(4242, &got));
+	EXPECT_STREQ("second.example", got.ss_sni);
+	mk_registry_remove(b.oa_id);
+	ASSERT_EQ(0, mk_registry_find_addr(MK_REG_BY_CLIENT, (struct sockaddr *)&s.ss_client, &got));
+	EXPECT_STREQ("first.example", got.ss_sni);
+	mk_registry_remove(a.oa_id);
+	EXPECT_EQ(-ENOENT, mk_registry_find_inode(4242, &got));
 }
 
 TEST_HARNESS_MAIN

@@ -2,10 +2,12 @@
 /*
  * mailktls.ko commands and permissions: TAG/UNTAG/GET/GET_ADDR/DUMP, peer
  * resolution over loopback TCP (IPv4, IPv6) and AF_UNIX, who may do what,
- * network namespaces, /proc/net/mailktls, and the agent's registry tagging.
+ * network namespaces, /proc/net/mailktls, and the agent's registry tagging
+ * (a worker's: its own socket, no waiting, refusals read later and counted).
  */
 #include <fcntl.h>
 #include <grp.h>
+#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -13,6 +15,7 @@
 #include "kselftest_harness.h"
 #include "kmod_util.h"
 #include "registry.h"
+#include "registry_tag.h"
 
 static const struct km_tag tag13 = {
 	.version = 0x0304, .cipher_id = 0x1302, .cipher = "TLS_AES_256_GCM_SHA384",
@@ -349,6 +352,106 @@ TEST_F(mod, registry_tags_client_and_backend)
 	close(ba);
 	close(bd);
 	EXPECT_EQ(0, km_proc("tags_live"));
+}
+
+static void worker_session(struct mk_session *s)
+{
+	struct sockaddr_in *sin = (struct sockaddr_in *)&s->ss_client;
+
+	memset(s, 0, sizeof(*s));
+	strcpy(s->ss_listener, "imaps");
+	sin->sin_family = AF_INET;
+	sin->sin_port = htons(40002);
+	inet_pton(AF_INET, "198.51.100.3", &sin->sin_addr);
+	s->ss_version = 0x0304;
+	s->ss_cipher_id = 0x1302;
+	strcpy(s->ss_cipher, "TLS_AES_256_GCM_SHA384");
+}
+
+/* A worker tags on its own socket without waiting: the tags are there when
+ * mk_registry_add() returns; a refusal arrives later, when its socket polls
+ * readable, and is counted. */
+TEST_F(mod, worker_tags_without_waiting)
+{
+	struct mk_reg_tag_stats st;
+	struct mailktls_info mi;
+	struct mk_reg_worker *rw;
+	struct mk_session s;
+	struct pollfd p;
+	int ca, cd, ba, bd, udp;
+	uint64_t id, bad;
+
+	ASSERT_EQ(0, mk_registry_init());
+	rw = mk_registry_worker_open(0);
+	ASSERT_NE(NULL, rw);
+	p.fd = mk_registry_worker_fd(rw);
+	p.events = POLLIN;
+	ASSERT_LE(0, p.fd);
+	ASSERT_EQ(0, km_tcp_pair(AF_INET, &cd, &ca));
+	ASSERT_EQ(0, km_tcp_pair(AF_INET, &ba, &bd));
+	worker_session(&s);
+	id = mk_registry_add(&s, ca, ba);
+	ASSERT_NE(0, id);
+	ASSERT_EQ(0, mailktls_query_fd(bd, &mi));
+	EXPECT_TRUE(mi.mi_peer);
+	EXPECT_STREQ("imaps", mi.mi_listener);
+	ASSERT_EQ(0, mailktls_query_fd(ca, &mi));
+	EXPECT_EQ(2, km_dump_count(&self->g));
+	EXPECT_EQ(0, poll(&p, 1, 0));		/* success is not answered */
+
+	/* The module tags TCP and AF_UNIX stream sockets only. */
+	udp = socket(AF_INET, SOCK_DGRAM, 0);
+	ASSERT_LE(0, udp);
+	bad = mk_registry_add(&s, udp, -1);
+	ASSERT_NE(0, bad);
+	mk_registry_tag_stats(&st);
+	EXPECT_EQ(0, st.ts_refused);		/* not read yet */
+	ASSERT_EQ(1, poll(&p, 1, 2000));
+	mk_registry_worker_input(rw);
+	mk_registry_tag_stats(&st);
+	EXPECT_EQ(1, st.ts_refused);
+	EXPECT_EQ(0, st.ts_unsent);
+	EXPECT_EQ(0, st.ts_lost);
+	EXPECT_EQ(0, poll(&p, 1, 0));
+	EXPECT_EQ(2, km_dump_count(&self->g));
+	mk_registry_remove(bad);
+	mk_registry_remove(id);
+	mk_registry_worker_close(rw);
+	close(udp);
+	close(ca);
+	close(cd);
+	close(ba);
+	close(bd);
+}
+
+/* More refusals than the socket's queue holds, none read meanwhile: no add
+ * waits, and what the kernel could not queue is counted as lost. */
+TEST_F(mod, worker_refusals_overflow_counted)
+{
+	struct mk_reg_tag_stats st;
+	struct mk_reg_worker *rw;
+	struct mk_session s;
+	int udp, i;
+
+	ASSERT_EQ(0, mk_registry_init());
+	rw = mk_registry_worker_open(1);
+	ASSERT_NE(NULL, rw);
+	udp = socket(AF_INET, SOCK_DGRAM, 0);
+	ASSERT_LE(0, udp);
+	worker_session(&s);
+	for (i = 0; i < 5000; i++)
+		mk_registry_remove(mk_registry_add(&s, udp, -1));
+	for (i = 0; i < 200; i++)
+		mk_registry_worker_input(rw);
+	mk_registry_tag_stats(&st);
+	TH_LOG("refused %llu, lost %llu times", (unsigned long long)st.ts_refused,
+	       (unsigned long long)st.ts_lost);
+	EXPECT_LT(0, st.ts_refused);
+	EXPECT_GT(5000, st.ts_refused);
+	EXPECT_LE(1, st.ts_lost);
+	EXPECT_EQ(0, st.ts_unsent);
+	mk_registry_worker_close(rw);
+	close(udp);
 }
 
 TEST_HARNESS_MAIN

@@ -8,7 +8,9 @@
 #
 # Arguments (NAME=VALUE, from VM_TEST_ARGS): BIN (directory under /mk with
 # bench_backend, bench_client, mailktlsd), PROXIES (comma separated, from
-# mk-ktls mk-off stunnel haproxy hitch), BULK_MIB, HS_COUNT, IDLE_CONNS.
+# mk-ktls mk-off stunnel haproxy hitch mk-module), BULK_MIB, HS_COUNT,
+# IDLE_CONNS, MODULE_HS (handshakes per mk-module round), MODULE_ROUNDS,
+# MODULE_TAGS (registrations per bench_tag thread).
 #
 # Output: "# ..." progress lines, then one line per proxy
 #   bench-row NAME UP DOWN HS KIB SYSKIB CPU SYSCPU PROCS SKIB SSYSKIB GKIB GSYSKIB
@@ -22,16 +24,27 @@
 # proxy's utime+stime per GiB during the two bulk transfers and SYSCPU the
 # busy time of every CPU of the VM per GiB (client and backend included,
 # the same work for every proxy). "-" marks a figure that failed.
+# mk-module prints instead, for BIN/mailktlsd ("now") and, when it is
+# there, BIN/mailktlsd-base ("base", another build to compare with),
+#   bench-module BUILD ON_RATE OFF_RATE RATIO MEDIAN_RATIO ROUNDS TAGS_PER_HS
+# mailktlsd's (kTLS) handshakes/s with mailktls.ko loaded and unloaded,
+# over all rounds, their ratio, the median of the rounds' ratios, and the
+# tags the module counted per handshake while loaded (2: client and
+# backend socket); and, when BIN has bench_tag, for each of its two paths
+#   bench-tag shared|worker US_PER_ADD US_PER_ADD
+# (microseconds a thread spends per registration, two runs).
 # The start_* functions are called through a computed name; ulimit -n is
 # busybox sh's.
 # shellcheck disable=SC2317,SC3045
 set -u
 BIN=build-benchvm/benchvm
-PROXIES=mk-ktls,mk-off,stunnel,haproxy,hitch
-BULK_MIB=64 HS_COUNT=200 IDLE_CONNS=1000
+PROXIES=mk-ktls,mk-off,stunnel,haproxy,hitch,mk-module
+BULK_MIB=64 HS_COUNT=200 IDLE_CONNS=1000 MODULE_HS=400 MODULE_ROUNDS=3 MODULE_TAGS=20000
 for arg; do
 	case $arg in
-	BIN=* | PROXIES=* | BULK_MIB=* | HS_COUNT=* | IDLE_CONNS=*) eval "${arg%%=*}=\${arg#*=}" ;;
+	BIN=* | PROXIES=* | BULK_MIB=* | HS_COUNT=* | IDLE_CONNS=* | MODULE_HS=* | MODULE_ROUNDS=* | \
+	MODULE_TAGS=*)
+		eval "${arg%%=*}=\${arg#*=}" ;;
 	*) echo "# bench: unknown argument $arg"; exit 2 ;;
 	esac
 done
@@ -121,7 +134,7 @@ chmod 644 "$TMP"/*.pem	# hitch's workers run as nobody
 
 start_mailktlsd() {	# port ktls
 	mailktlsd_conf "$1" "$2" >"$TMP/mailktlsd-$2.conf"
-	"$BIN/mailktlsd" -c "$TMP/mailktlsd-$2.conf" 2>"$TMP/$name.log" &
+	"${MK_DAEMON:-$BIN/mailktlsd}" -c "$TMP/mailktlsd-$2.conf" 2>"$TMP/$name.log" &
 }
 start_mk_ktls() { start_mailktlsd "$1" require; }
 start_mk_off() { start_mailktlsd "$1" off; }
@@ -244,6 +257,112 @@ bench_proxy() {	# name port
 	stop_pid "$pid"
 }
 
+# --- the module's cost: the same agent with and without mailktls.ko ---------------
+
+tags_total() { awk '$1 == "tags_total" { print $2 }' /proc/net/mailktls 2>/dev/null; }
+
+# One fresh mailktlsd $MK_DAEMON (kTLS), MODULE_HS handshakes with the
+# module on or off: sets ROUND_RATE and ROUND_TAGS, or fails.
+module_round() {	# label on|off port
+	name=mk-module-$1-$2
+	start_mailktlsd "$3" require
+	pid=$!
+	if ! wait_listen "$3"; then
+		log "$name: mailktlsd did not start: $(head -n 3 "$TMP/$name.log")"
+		stop_pid "$pid"
+		return 1
+	fi
+	t0=$(tags_total)
+	out=$(timeout 300 "$BIN/bench_client" hs "$3" "$MODULE_HS" 2)
+	t1=$(tags_total)
+	stop_pid "$pid"
+	n=$(echo "$out" | field handshakes) sec=$(echo "$out" | field seconds)
+	if [ -z "$n" ] || [ -z "$sec" ]; then
+		log "$name: handshakes failed"
+		return 1
+	fi
+	ROUND_RATE=$(awk -v n="$n" -v s="$sec" 'BEGIN {printf "%.2f", n / s}')
+	ROUND_TAGS=$((${t1:-0} - ${t0:-0}))
+	log "$name: $n handshakes in $sec s ($ROUND_RATE/s), module tags ${t0:--} -> ${t1:--}"
+}
+
+module_set() {	# on|off
+	if [ "$1" = on ]; then
+		[ -r /proc/net/mailktls ] || insmod /mk/kmod/mailktls.ko
+	else
+		! [ -r /proc/net/mailktls ] || rmmod mailktls
+	fi
+}
+
+# bench_tag: a connection's registration (two tags, one entry) with two
+# threads, on the worker path and on the shared one, five times each in
+# turn (the host's load moves single runs by a third):
+#   bench-tag MODE US_PER_ADD...
+bench_tag_paths() {
+	[ -x "$BIN/bench_tag" ] || return 0
+	for mode in shared worker; do
+		: >"$TMP/tag-$mode.out"
+	done
+	for i in 1 2 3 4 5; do
+		for mode in shared worker; do
+			out=$(timeout 300 "$BIN/bench_tag" $mode 2 "$MODULE_TAGS" 2>&1)
+			log "bench_tag $mode: $out"
+			echo "$out" | field us_per_add >>"$TMP/tag-$mode.out"
+		done
+	done
+	for mode in shared worker; do
+		echo "bench-tag $mode $(tr '\n' ' ' <"$TMP/tag-$mode.out")"
+	done
+}
+
+# The module is loaded at boot.  Each round measures every build with the
+# module on and off, in the order on-off, then off-on in the next round, so
+# that a drift of the emulated CPU hits both sides alike; a round's ratio
+# compares two runs minutes apart at most.  Prints per build
+#   bench-module LABEL ON_RATE OFF_RATE RATIO MEDIAN_ROUND_RATIO ROUNDS TAGS_PER_HS
+bench_module() {	# port
+	builds=now
+	[ -x "$BIN/mailktlsd-base" ] && builds="now base"
+	if [ ! -r /proc/net/mailktls ] || [ ! -f /mk/kmod/mailktls.ko ]; then
+		log "mk-module: mailktls.ko is not loaded, skipped"
+		return
+	fi
+	: >"$TMP/module.rounds"
+	r=0
+	while [ $r -lt "$MODULE_ROUNDS" ]; do
+		order="on off"
+		[ $((r % 2)) = 1 ] && order="off on"
+		for b in $builds; do
+			MK_DAEMON=$BIN/mailktlsd
+			[ "$b" = base ] && MK_DAEMON=$BIN/mailktlsd-base
+			for state in $order; do
+				module_set "$state"
+				module_round "$b" "$state" "$1" || return
+				echo "$b $r $state $ROUND_RATE $ROUND_TAGS $MODULE_HS" >>"$TMP/module.rounds"
+			done
+		done
+		r=$((r + 1))
+	done
+	MK_DAEMON=$BIN/mailktlsd
+	module_set on
+	bench_tag_paths
+	for b in $builds; do
+		awk -v b="$b" '
+		$1 != b { next }
+		{ rate[$2 " " $3] = $4; n[$3] += $6; t[$3] += $6 / $4; if ($3 == "on") tags += $5 }
+		END {
+			for (i = 0; (i " on") in rate; i++)
+				q[i] = rate[i " on"] / rate[i " off"]
+			for (j = 0; j < i; j++)		# insertion sort: a few rounds
+				for (k = j; k > 0 && q[k - 1] > q[k]; k--) { x = q[k]; q[k] = q[k - 1]; q[k - 1] = x }
+			med = i % 2 ? q[int(i / 2)] : (q[i / 2 - 1] + q[i / 2]) / 2
+			on = n["on"] / t["on"]; off = n["off"] / t["off"]
+			printf "bench-module %s %.1f %.1f %.3f %.3f %d %.2f\n", b, on, off, on / off, med, i,
+				tags / n["on"]
+		}' "$TMP/module.rounds"
+	done
+}
+
 "$BIN/bench_backend" "$LOGIN_BACKEND" login &
 backend=$!
 "$BIN/bench_backend" "$SILENT_BACKEND" silent &
@@ -260,6 +379,7 @@ port=$((BACKEND_PORT + 1))
 for p in $(echo "$PROXIES" | tr ',' ' '); do
 	case $p in
 	mk-ktls | mk-off | stunnel | haproxy | hitch) bench_proxy "$p" $port ;;
+	mk-module) bench_module $port ;;
 	*) log "unknown proxy $p"; exit 2 ;;
 	esac
 	port=$((port + 1))

@@ -4,7 +4,8 @@
 # scripts/bench-keyproc.sh - what keeping the private keys in a key process
 # costs per handshake: CPU seconds per 1,000 full TLS 1.3 handshakes
 # (ECDSA P-256 or RSA 2048, X25519, TLS_AES_128_GCM_SHA256, no resumption)
-# with key_process = yes and = no, in one run, alternating, REPEAT times.
+# with key_process = yes and = no, in one run, alternating, REPEAT times,
+# then the median of the runs' ratios (CPU and handshakes/s).
 #
 #   scripts/bench-keyproc.sh            ECDSA P-256, 3 x 5,000 handshakes each
 #   KEY=rsa scripts/bench-keyproc.sh    RSA 2048
@@ -74,10 +75,24 @@ echo "bench-keyproc: KEY=$KEY, $HS_COUNT TLS 1.3 handshakes per measurement from
 	"load $(cut -d' ' -f1 /proc/loadavg) before" >&2
 printf '%-6s | %-17s | %-17s | %s\n' run "key process CPU s" "in-process CPU s" \
 	"key process / in-process"
+# Odd runs measure key_process = yes first, even runs second: a drift of
+# the machine over a run (another job, the CPU clock) then weighs on both.
+ratios=()
 for r in $(seq "$REPEAT"); do
-	read -r yes yrate <<<"$(measure yes $((BASE_PORT + 1)))"
-	read -r no nrate <<<"$(measure no $((BASE_PORT + 2)))"
+	if [ $((r % 2)) = 1 ]; then
+		read -r yes yrate <<<"$(measure yes $((BASE_PORT + 1)))"
+		read -r no nrate <<<"$(measure no $((BASE_PORT + 2)))"
+	else
+		read -r no nrate <<<"$(measure no $((BASE_PORT + 2)))"
+		read -r yes yrate <<<"$(measure yes $((BASE_PORT + 1)))"
+	fi
 	printf '%-6s | %8s (%4s/s) | %8s (%4s/s) | %+.1f %%\n' "$r" "$yes" "$yrate" "$no" "$nrate" \
 		"$(awk -v a="$yes" -v b="$no" 'BEGIN {print (a / b - 1) * 100}')"
+	ratios+=("$(awk -v a="$yes" -v b="$no" -v ra="$yrate" -v rb="$nrate" \
+		'BEGIN {printf "%.4f %.4f", a / b, ra / rb}')")
 done
+median() { sort -g | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
+printf 'median | CPU key process / in-process %.3f x, handshakes/s %.3f x\n' \
+	"$(printf '%s\n' "${ratios[@]}" | cut -d' ' -f1 | median)" \
+	"$(printf '%s\n' "${ratios[@]}" | cut -d' ' -f2 | median)"
 echo "(CPU s per 1,000 handshakes: mailktlsd plus its key process)"

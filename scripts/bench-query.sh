@@ -11,7 +11,9 @@
 # Knobs (environment): ENTRIES (live connections, 10000), CLIENTS (client
 # threads asking one lookup after the other, 8), DURATION (seconds per run, 5),
 # CHURN (connections removed and added per second meanwhile, as workers
-# do, 2000), BASELINE (git revision of the older server; default: the
+# do, 2000), WORKERS (the shards the connections are spread over, as an
+# agent with that many workers holds them, 2; the server before has one
+# table), BASELINE (git revision of the older server; default: the
 # parent of the commit that added agent/query_server.c; "none" to skip),
 # BUILD (build dir, default build).
 #
@@ -45,23 +47,25 @@ die() { echo "bench-query: $*" >&2; exit 1; }
 mkdir -p "$OUT"
 make -s -j2 BUILD="$BUILD" agent/mailktlsd >/dev/null || die "make failed"
 
-# The agent's objects but main.o, for this tree ($1 = a list of source
-# names, without folder and .c, to leave out, $2 = objects to add instead).
-agent_objs() {
-	local src name
+# An archive of the agent's objects but main.o ($1: its path; $2: source
+# names, without folder and .c, to leave out). Linked as an archive, a
+# harness takes only the objects it needs: the workers' loop, say, is not
+# linked, so an older registry need not provide what it calls.
+agent_archive() {
+	local src name objs=()
 	for src in "${AGENT_PART_SRCS[@]}"; do
 		name=$(basename "$src" .c)
 		[ "$name" = main ] && continue
-		case " $1 " in *" $name "*) continue ;; esac
-		echo "$BUILD/${src%.c}.o"
+		case " $2 " in *" $name "*) continue ;; esac
+		objs+=("$BUILD/${src%.c}.o")
 	done
-	echo "$2"
-	ls "$BUILD"/lib/*.o
+	rm -f "$1"
+	ar rcs "$1" "${objs[@]}" "$BUILD"/lib/*.o
 }
 
-# shellcheck disable=SC2046
-gcc "${CFLAGS_BENCH[@]}" -o "$OUT/bench_query" scripts/bench/bench_query.c \
-	$(agent_objs "" "") "${LIBS[@]}"
+agent_archive "$OUT/agent.a" ""
+gcc "${CFLAGS_BENCH[@]}" -o "$OUT/bench_query" scripts/bench/bench_query.c "$OUT/agent.a" \
+	"${LIBS[@]}"
 
 old_built=0
 if [ "${BASELINE:-}" != none ] && git rev-parse --git-dir >/dev/null 2>&1; then
@@ -73,20 +77,20 @@ if [ "${BASELINE:-}" != none ] && git rev-parse --git-dir >/dev/null 2>&1; then
 	# The older registry.c held table, tagging, protocol and server in one
 	# file: build it with its own header, and leave out the files it was
 	# split into.
-	mkdir -p "$OUT/old/inc"
+	mkdir -p "$OUT/old/inc/lib"
 	git show "$BASELINE:agent/registry.c" >"$OUT/old/registry.c"
 	git show "$BASELINE:agent/registry.h" >"$OUT/old/inc/registry.h"
-	split=""
-	# (the baseline predates the part folders: its sources were agent/NAME.c)
-	for src in "${AGENT_PART_SRCS[@]}"; do
-		git cat-file -e "$BASELINE:agent/${src##*/}" 2>/dev/null || split+=" $(basename "$src" .c)"
+	# and the header-only helpers it included from agent/lib/ then
+	for h in mk_addr.h mk_genl.h; do
+		git show "$BASELINE:agent/lib/$h" >"$OUT/old/inc/lib/$h" 2>/dev/null || true
 	done
-	# shellcheck disable=SC2046
+	# the files of this tree that the old registry.c held
+	agent_archive "$OUT/old/agent.a" "registry registry_tag query_proto query_server"
 	if gcc "${CFLAGS_BENCH[@]}" -iquote "$OUT/old/inc" -c -o "$OUT/old/registry.o" \
 		"$OUT/old/registry.c" 2>"$OUT/old/build.log" &&
 		gcc "${CFLAGS_BENCH[@]}" -iquote "$OUT/old/inc" -o "$OUT/bench_query_old" \
-			scripts/bench/bench_query.c \
-			$(agent_objs "registry $split" "$OUT/old/registry.o") "${LIBS[@]}" \
+			scripts/bench/bench_query.c "$OUT/old/registry.o" "$OUT/old/agent.a" \
+			"${LIBS[@]}" \
 			2>>"$OUT/old/build.log"; then
 		old_built=1
 	else
@@ -101,7 +105,8 @@ run() {
 	local label=$1 bin=$2 line rc=0
 	shift 2
 	rm -f "$OUT/query.sock"
-	line=$("$bin" -s "$OUT/query.sock" -n "$ENTRIES" -c "$CLIENTS" -d "$SECONDS_EACH" "$@" \
+	line=$("$bin" -s "$OUT/query.sock" -n "$ENTRIES" -c "$CLIENTS" -d "$SECONDS_EACH" \
+		-w "${WORKERS:-2}" "$@" \
 		2>"$OUT/$label.log") || rc=$?
 	[ -n "$line" ] || die "$label: no result (exit $rc), see $OUT/$label.log"
 	echo "$line" >"$OUT/$label.out"
@@ -112,7 +117,7 @@ run() {
 
 echo "query socket: $ENTRIES live connections filled in-process (mk_registry_add," \
 	"no TLS connections), $CLIENTS client threads, ${SECONDS_EACH}s per run," \
-	"churn $CHURN add+remove/s; $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)"
+	"churn $CHURN add+remove/s, ${WORKERS:-2} workers' shards; $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)"
 [ "$old_built" = 1 ] && echo "before: $BASELINE"
 ROW='%-26s | %9s | %8s | %8s | %8s | %6s | %11s | %12s | %12s\n'
 # shellcheck disable=SC2059

@@ -13,13 +13,19 @@
  *     the server closes it, it connects again at once);
  *   - with -r, a churn thread removes and adds connections at that rate,
  *     as the workers do, and times each call.
+ * With -w WORKERS (default 2) the entries are spread over that many
+ * workers' shards, as an agent with that many workers holds them, and the
+ * churn thread adds as worker 0: a lookup then asks every shard.
  *
- *   bench_query -s SOCKET [-n ENTRIES] [-c CLIENTS] [-d SECONDS] [-r CHURN] [-S]
+ *   bench_query -s SOCKET [-n ENTRIES] [-c CLIENTS] [-d SECONDS] [-r CHURN] [-S] [-w WORKERS]
  *
  * Prints one key=value line:
  *   lookups=N seconds=S rate=R p50_ms= p99_ms= max_ms= errors=N
  *   stall_reconnects=N churn_ops=N churn_p99_us= churn_max_us=
- * It uses only the registry API that every version of the agent has.
+ * It uses only the registry API that every version of the agent has, but
+ * for the shards' binding: declared weak below, so that the registry of an
+ * agent without shards (scripts/bench-query.sh's "before") links too, and
+ * all its entries are in its one table.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -41,8 +47,12 @@
 
 #define MAX_CLIENTS 64
 
+/* Registries without shards have neither (see the top). */
+struct mk_reg_worker *mk_registry_worker_open(unsigned int id) __attribute__((weak));
+void mk_registry_worker_close(struct mk_reg_worker *rw) __attribute__((weak));
+
 static const char *sock_path;
-static unsigned int n_entries = 10000, n_clients = 8, seconds = 5, churn_rate;
+static unsigned int n_entries = 10000, n_clients = 8, seconds = 5, churn_rate, n_workers = 2;
 static bool stalled;
 static atomic_bool done;
 static atomic_ulong stall_reconnects;
@@ -203,6 +213,41 @@ static void *stall_run(void *arg)
 	return NULL;
 }
 
+/* The calling thread adds into worker @id's shard from now on. */
+static struct mk_reg_worker *worker_bind(unsigned int id)
+{
+	return mk_registry_worker_open ? mk_registry_worker_open(id) : NULL;
+}
+
+/* Back to the shared shard; the entries stay where they were added. */
+static void worker_unbind(struct mk_reg_worker *rw)
+{
+	if (mk_registry_worker_close)
+		mk_registry_worker_close(rw);
+}
+
+/* @n_entries made-up connections, spread over the workers' shards. */
+static int fill_registry(void)
+{
+	struct mk_reg_worker *rw;
+	struct mk_session s;
+	unsigned int w, n;
+
+	for (w = 0; w < n_workers; w++) {
+		rw = worker_bind(w);
+		for (n = w; n < n_entries; n += n_workers) {
+			fill_session(&s, n);
+			if (!mk_registry_add(&s, -1, -1)) {
+				fprintf(stderr, "bench_query: registry full at %u\n", n);
+				worker_unbind(rw);
+				return -1;
+			}
+		}
+		worker_unbind(rw);
+	}
+	return 0;
+}
+
 struct churn {
 	pthread_t ch_thread;
 	uint32_t *ch_us;	/* each add or remove, microseconds */
@@ -216,6 +261,7 @@ static void *churn_run(void *arg)
 	uint64_t ids[256] = { 0 };
 	int64_t next = now_us(), t0;
 	unsigned int k = 0;
+	struct mk_reg_worker *rw = worker_bind(0);
 	struct mk_session s;
 
 	while (!atomic_load(&done) && ch->ch_n + 2 <= ch->ch_cap) {
@@ -236,6 +282,7 @@ static void *churn_run(void *arg)
 	}
 	for (k = 0; k < 256; k++)
 		mk_registry_remove(ids[k]);
+	worker_unbind(rw);
 	return NULL;
 }
 
@@ -255,7 +302,7 @@ static double pct(const uint32_t *v, size_t n, double p)
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: bench_query -s SOCKET [-n ENTRIES] [-c CLIENTS] [-d SECONDS] [-r CHURN_PER_S] [-S]\n");
+	fprintf(stderr, "usage: bench_query -s SOCKET [-n ENTRIES] [-c CLIENTS] [-d SECONDS] [-r CHURN_PER_S] [-S] [-w WORKERS]\n");
 	exit(2);
 }
 
@@ -263,7 +310,7 @@ static void options(int argc, char **argv)
 {
 	int o;
 
-	while ((o = getopt(argc, argv, "s:n:c:d:r:S")) != -1) {
+	while ((o = getopt(argc, argv, "s:n:c:d:r:Sw:")) != -1) {
 		switch (o) {
 		case 's':
 			sock_path = optarg;
@@ -283,12 +330,15 @@ static void options(int argc, char **argv)
 		case 'S':
 			stalled = true;
 			break;
+		case 'w':
+			n_workers = (unsigned int)strtoul(optarg, NULL, 10);
+			break;
 		default:
 			usage();
 		}
 	}
 	if (!sock_path || !n_entries || !n_clients || n_clients > MAX_CLIENTS || !seconds ||
-	    seconds > 600 || churn_rate > 100000)
+	    seconds > 600 || churn_rate > 100000 || !n_workers || n_workers > 64)
 		usage();
 }
 
@@ -297,7 +347,6 @@ int main(int argc, char **argv)
 	static struct lane lanes[MAX_CLIENTS];
 	struct churn ch = { 0 };
 	pthread_t stall;
-	struct mk_session s;
 	uint32_t *all;
 	size_t total = 0, i, at = 0;
 	unsigned long errors = 0;
@@ -309,13 +358,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "bench_query: cannot start the query server on %s\n", sock_path);
 		return 1;
 	}
-	for (n = 0; n < n_entries; n++) {
-		fill_session(&s, n);
-		if (!mk_registry_add(&s, -1, -1)) {
-			fprintf(stderr, "bench_query: registry full at %u\n", n);
-			return 1;
-		}
-	}
+	if (fill_registry())
+		return 1;
 	if (stalled)
 		pthread_create(&stall, NULL, stall_run, NULL);
 	if (churn_rate) {

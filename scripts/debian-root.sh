@@ -30,14 +30,10 @@ mkdir -p "$cache"
 # else behind to explain it.
 trap 'echo "debian-root: $suite: line $LINENO failed: $BASH_COMMAND" >&2' ERR
 
-# This machine's mirror, from either apt format (a machine may have only
-# one of the two files: hence the "|| true" under pipefail).
-uris() { sed -n 's/^URIs: *//p' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true; }
-mirror=$(uris | grep -v security | head -n1 || true)
-[ -n "$mirror" ] || mirror=$(awk '$1 == "deb" && $2 !~ /security/ {print $2; exit}' /etc/apt/sources.list 2>/dev/null || true)
-[ -n "$mirror" ] || mirror=http://deb.debian.org/debian
-security=$(uris | grep security | head -n1 || true)
-[ -n "$security" ] || security=${mirror%/debian}/debian-security
+# shellcheck source=scripts/debian-mirror.sh
+. "$(dirname "$0")/debian-mirror.sh"
+mirror=$(debian_mirror)
+security=$(debian_security_mirror)
 
 exec 8>"$cache/root-$suite.lock"
 flock 8	# one debootstrap (and one apt) per root at a time

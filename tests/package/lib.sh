@@ -6,13 +6,8 @@
 # each run, with /proc, /sys and /dev of this machine mounted in it.
 # Sourced by deb_test.sh and upgrade_test.sh, whose $MK_TMP holds the logs.
 
-# pkg_mirror - the Debian mirror this machine's apt uses (either format)
-pkg_mirror() {
-	local m
-	m=$(sed -n 's/^URIs: *//p' /etc/apt/sources.list.d/debian.sources 2>/dev/null | head -n1)
-	[ -n "$m" ] || m=$(awk '$1 == "deb" {print $2; exit}' /etc/apt/sources.list 2>/dev/null)
-	echo "${m:-http://deb.debian.org/debian}"
-}
+# shellcheck source=scripts/debian-mirror.sh
+. scripts/debian-mirror.sh
 
 # pkg_root SUITE BASE ROOT - copy the cached root of SUITE at BASE (made
 # there first if missing) to ROOT and mount this machine's /proc, /sys and
@@ -22,7 +17,7 @@ pkg_root() {
 	local suite=$1 base=$2 root=$3
 	if [ ! -x "$base/bin/bash" ]; then
 		rm -rf "$base.tmp"
-		debootstrap --variant=minbase "$suite" "$base.tmp" "$(pkg_mirror)" \
+		debootstrap --variant=minbase "$suite" "$base.tmp" "$(debian_mirror)" \
 			>"$MK_TMP/debootstrap.log" 2>&1 ||
 			{ tail -n 20 "$MK_TMP/debootstrap.log"; return 1; }
 		mv "$base.tmp" "$base"

@@ -51,7 +51,7 @@ trap cleanup EXIT
 
 make_root() {	# a copy of deb_test.sh's cached Debian 12 root (made here if missing)
 	local mirror
-	mirror=$(pkg_mirror)
+	mirror=$(debian_mirror)
 	pkg_root bookworm "$base" "$root" || return 1
 	# the release and its security suite, as a Debian 12 host has them
 	rm -f "$root"/etc/apt/sources.list.d/*

@@ -8,7 +8,7 @@
 # `make module`.
 #
 #   make            the programs
-#   make tests      the unit tests (needs linux-source-6.1)
+#   make tests      the unit tests (needs linux-source, any version)
 #   make check      install what is missing, build, run every test (VM too)
 #   make check-unit build, run the unit tests
 #   make run        install what is missing, build, start the agent (with a demo

@@ -612,10 +612,11 @@ TEST(session_info_client_cert_flags)
 }
 
 /*
- * Within each daemon's limit (DESIGN.md: Exim and Cyrus 232, Postfix 536,
- * Dovecot 1500), for every port kind, with a 253-octet SNI and a verified
- * certificate's 64-byte CN: the header fits, Dovecot's 1500 takes it
- * whole, and within 232 the ALPN TLV and PP2_CLIENT_SSL survive.
+ * Within the most of a PROXY v2 header each daemon reads (Exim and Cyrus
+ * 232 bytes, Postfix 536, Dovecot 1500), for every port kind, with a
+ * 253-octet SNI and a verified certificate's 64-byte CN: the header
+ * fits, Dovecot's 1500 takes it whole, and within 232 the ALPN TLV and
+ * PP2_CLIENT_SSL survive.
  */
 TEST(session_info_within_daemon_limits)
 {

@@ -609,24 +609,6 @@ FIXTURE_TEARDOWN(rk_imap)
 	vm_dovecot_cleanup(&self->dc);
 }
 
-/* Does @path hold @needle, within @ms? */
-static bool rk_file_has(const char *path, const char *needle, int ms)
-{
-	uint64_t end = vm_ms() + (uint64_t)ms;
-	bool found;
-	char *text;
-
-	do {
-		text = vm_file_read(path);
-		found = text && strstr(text, needle);
-		free(text);
-		if (found)
-			return true;
-		usleep(50000);
-	} while (vm_ms() < end);
-	return false;
-}
-
 /* A line to the client's stdin (the clients read commands by line). */
 static void rk_cli_send(FILE *p, const char *line)
 {
@@ -643,7 +625,7 @@ static bool rk_cli_answered(FIXTURE_DATA(rk_imap) *self, const char *tag)
 	char needle[32];
 
 	snprintf(needle, sizeof(needle), "\n%s OK ", tag);
-	return rk_file_has(self->out, needle, 30000);
+	return vm_file_wait(self->out, needle, 1, 30000) >= 1;
 }
 
 /*
@@ -665,7 +647,7 @@ static void rk_cli_dialogue(struct __test_metadata *_metadata, FIXTURE_DATA(rk_i
 
 	p = popen(cmd, "w");
 	ASSERT_NE(NULL, p);
-	ASSERT_TRUE(rk_file_has(self->out, "\n* OK [CAPABILITY ", 30000));	/* the greeting */
+	ASSERT_TRUE(vm_file_wait(self->out, "\n* OK [CAPABILITY ", 1, 30000) >= 1);	/* the greeting */
 	rk_cli_send(p, "a1 LOGIN mk " VM_DOVECOT_PASS "\n");
 	ASSERT_TRUE(rk_cli_answered(self, "a1"));
 	rk_cli_send(p, update1);

@@ -316,27 +316,39 @@ static inline long vm_env_long(const char *name, long def)
 	return v && *v ? strtol(v, NULL, 10) : def;
 }
 
+/* How often @needle occurs in the file @path (0 when it cannot be read). */
+static inline int vm_file_count(const char *path, const char *needle)
+{
+	char *text = vm_file_read(path), *p;
+	int n = 0;
+
+	for (p = text; p && (p = strstr(p, needle)); p += strlen(needle))
+		n++;
+	free(text);
+	return n;
+}
+
+/* Wait until @path holds @needle @n times; return how many times it has. */
+static inline int vm_file_wait(const char *path, const char *needle, int n, int ms)
+{
+	uint64_t end = vm_ms() + (uint64_t)ms;
+	int have;
+
+	while ((have = vm_file_count(path, needle)) < n && vm_ms() < end)
+		usleep(20000);
+	return have;
+}
+
 /* Lines of the agent log that contain @needle. */
 static inline int vm_log_count(const struct vm_env *e, const char *needle)
 {
-	char *log = vm_log_read(e), *p;
-	int n = 0;
-
-	for (p = log; p && (p = strstr(p, needle)); p += strlen(needle))
-		n++;
-	free(log);
-	return n;
+	return vm_file_count(e->e_log, needle);
 }
 
 /* Wait until the log holds @n lines with @needle; return how many it has. */
 static inline int vm_log_wait(const struct vm_env *e, const char *needle, int n, int ms)
 {
-	uint64_t end = vm_ms() + (uint64_t)ms;
-	int have;
-
-	while ((have = vm_log_count(e, needle)) < n && vm_ms() < end)
-		usleep(20000);
-	return have;
+	return vm_file_wait(e->e_log, needle, n, ms);
 }
 
 /* Does the log have @needle, within @ms? */
@@ -389,33 +401,49 @@ static inline int vm_env_prepare(struct vm_env *e, const struct vm_env_opts *o, 
 	return 0;
 }
 
+/*
+ * Run the program @path with @argv as a child of the test, its stdout
+ * and stderr into the file @log (truncated), killed if the test dies.
+ * Return: its PID, or -1 with the reason in @why.
+ */
+static inline pid_t vm_spawn_logged(const char *path, char *const argv[], const char *log,
+				    char *why, size_t whylen)
+{
+	int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	pid_t pid;
+
+	if (fd < 0) {
+		snprintf(why, whylen, "%s: %s", log, strerror(errno));
+		return -1;
+	}
+	pid = fork();
+	if (pid == 0) {
+		/* Never outlive the test, whatever happens to it. */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		dup2(fd, STDOUT_FILENO);
+		dup2(fd, STDERR_FILENO);
+		execv(path, argv);
+		_exit(127);
+	}
+	if (pid < 0)
+		snprintf(why, whylen, "fork: %s", strerror(errno));
+	close(fd);
+	return pid;
+}
+
 /* Start the agent with a fresh certificate and config; wait for "started". */
 static inline int vm_env_start(struct vm_env *e, const struct vm_env_opts *o, char *why,
 			       size_t whylen)
 {
-	int fd;
+	char *argv[] = { "mailktlsd", "-c", e->e_conf, NULL };
 
 	e->e_pid = -1;
 	e->e_blfd = -1;
 	if (vm_env_prepare(e, o, why, whylen))
 		return -1;
-	fd = open(e->e_log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0)
+	e->e_pid = vm_spawn_logged(vm_agent_path(), argv, e->e_log, why, whylen);
+	if (e->e_pid < 0)
 		return -1;
-	e->e_pid = fork();
-	if (e->e_pid == 0) {
-		/* Never outlive the test, whatever happens to it. */
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		dup2(fd, STDOUT_FILENO);
-		dup2(fd, STDERR_FILENO);
-		execl(vm_agent_path(), "mailktlsd", "-c", e->e_conf, (char *)NULL);
-		_exit(127);
-	}
-	close(fd);
-	if (e->e_pid < 0) {
-		snprintf(why, whylen, "fork: %s", strerror(errno));
-		return -1;
-	}
 	if (!vm_log_has(e, "mailktlsd: started:", 20000)) {
 		snprintf(why, whylen, "%s did not start (see its log)", vm_agent_path());
 		vm_log_dump(e);

@@ -152,8 +152,8 @@ static inline bool vm_dovecot_greets(int port, int ms)
  */
 static inline int vm_dovecot_start(struct vm_dovecot *d, char *why, size_t whylen)
 {
+	char *argv[] = { "dovecot", "-F", "-c", d->d_conf, NULL };
 	char mail[96];
-	int fd;
 
 	d->d_pid = -1;
 	snprintf(d->d_dir, sizeof(d->d_dir), "/tmp/mk-dovecot-XXXXXX");
@@ -174,24 +174,9 @@ static inline int vm_dovecot_start(struct vm_dovecot *d, char *why, size_t whyle
 		snprintf(why, whylen, "cannot prepare %s: %s", d->d_dir, strerror(errno));
 		return -1;
 	}
-	fd = open(d->d_out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0) {
-		snprintf(why, whylen, "%s: %s", d->d_out, strerror(errno));
+	d->d_pid = vm_spawn_logged(VM_DOVECOT_BIN, argv, d->d_out, why, whylen);
+	if (d->d_pid < 0)
 		return -1;
-	}
-	d->d_pid = fork();
-	if (d->d_pid == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		dup2(fd, STDOUT_FILENO);
-		dup2(fd, STDERR_FILENO);
-		execl(VM_DOVECOT_BIN, "dovecot", "-F", "-c", d->d_conf, (char *)NULL);
-		_exit(127);
-	}
-	close(fd);
-	if (d->d_pid < 0) {
-		snprintf(why, whylen, "fork: %s", strerror(errno));
-		return -1;
-	}
 	/* its first start under TCG (config, log, anvil, auth) takes seconds */
 	if (!vm_dovecot_greets(d->d_port, 30000)) {
 		snprintf(why, whylen, "dovecot gave no greeting on 127.0.0.1:%d within 30 s",

@@ -93,6 +93,28 @@ static inline void mk_genl_close(struct mk_genl *g)
 }
 
 /*
+ * A bound generic netlink socket in @g (zeroed first), of socket type
+ * flags @flags (SOCK_CLOEXEC, SOCK_NONBLOCK). Return: 0 or a negative
+ * errno, @g then closed.
+ */
+static inline int mk_genl_socket(struct mk_genl *g, int flags)
+{
+	int err;
+
+	memset(g, 0, sizeof(*g));
+	g->g_nl = mnl_socket_open2(NETLINK_GENERIC, flags);
+	if (!g->g_nl)
+		return -errno;
+	if (mnl_socket_bind(g->g_nl, 0, MNL_SOCKET_AUTOPID) < 0) {
+		err = -errno;
+		mk_genl_close(g);
+		return err;
+	}
+	g->g_portid = mnl_socket_get_portid(g->g_nl);
+	return 0;
+}
+
+/*
  * Open a generic netlink socket and resolve the mailktls family.
  * Return: 0, -ENOENT when the module is not loaded, or a negative errno.
  */
@@ -103,17 +125,11 @@ static inline int mk_genl_open(struct mk_genl *g)
 	struct nlmsghdr *nlh;
 	int err;
 
-	memset(g, 0, sizeof(*g));
-	g->g_nl = mnl_socket_open2(NETLINK_GENERIC, SOCK_CLOEXEC);
-	if (!g->g_nl)
-		return -errno;
-	if (mnl_socket_bind(g->g_nl, 0, MNL_SOCKET_AUTOPID) < 0) {
-		err = -errno;
-		goto out_close;
-	}
+	err = mk_genl_socket(g, SOCK_CLOEXEC);
+	if (err)
+		return err;
 	/* A stuck kernel answer must not hang a mail daemon. */
 	setsockopt(mnl_socket_get_fd(g->g_nl), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	g->g_portid = mnl_socket_get_portid(g->g_nl);
 	g->g_seq = (uint32_t)getpid() ^ (uint32_t)time(NULL);
 
 	nlh = mk_genl_put(buf, GENL_ID_CTRL, CTRL_CMD_GETFAMILY, 1, 0, ++g->g_seq);

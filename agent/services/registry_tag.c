@@ -252,22 +252,13 @@ int mk_registry_tagger_open(struct mk_reg_tagger *t)
 	memset(t, 0, sizeof(*t));
 	if (!mk_tag.t_module)
 		return -ENOENT;
-	g->g_nl = mnl_socket_open2(NETLINK_GENERIC, SOCK_CLOEXEC | SOCK_NONBLOCK);
-	if (!g->g_nl)
-		return -errno;
-	if (mnl_socket_bind(g->g_nl, 0, MNL_SOCKET_AUTOPID) < 0) {
-		err = -errno;
-		goto out_close;
-	}
+	err = mk_genl_socket(g, SOCK_CLOEXEC | SOCK_NONBLOCK);
+	if (err)
+		return err;
 	/* A refusal need not quote the request: more of them fit the queue. */
 	setsockopt(mnl_socket_get_fd(g->g_nl), SOL_NETLINK, NETLINK_CAP_ACK, &one, sizeof(one));
 	g->g_family = mk_tag.t_family;
-	g->g_portid = mnl_socket_get_portid(g->g_nl);
 	return 0;
-
-out_close:
-	mk_genl_close(g);
-	return err;
 }
 
 /**

@@ -11,7 +11,8 @@
 #
 # Knobs (environment): QUICK=1, PROXIES (comma separated, default
 # mk-ktls,mk-off,stunnel,haproxy,hitch,mk-module), BULK_MIB, HS_COUNT,
-# IDLE_CONNS, MODULE_HS, MODULE_ROUNDS, MODULE_TAGS, MK_BASE (another mailktlsd binary
+# IDLE_CONNS, MODULE_HS, MODULE_ROUNDS, MODULE_TAGS, LAT_N (sessions per
+# first-answer figure; 0: none), MK_BASE (another mailktlsd binary
 # for mk-module to measure in the same rounds, e.g. one built from main),
 # BUILD (default build-benchvm), VM_MEM (default 2G).
 #
@@ -36,6 +37,12 @@
 # the busy time of all the VM's CPUs per GiB relayed (client and backend
 # included, the same for every proxy).
 #
+# Then the first-answer latency, as scripts/bench.sh measures it (see
+# scripts/bench/first_answer.c): mailktlsd with kTLS and without, Implicit
+# TLS and STARTTLS, IMAP and submission; the peers Implicit TLS IMAP. Here
+# it is the kTLS path's: the last flight of the handshake, the handover to
+# the kernel and the splice relay must not hold a small answer back.
+#
 # QEMU runs with TCG (KVM hangs on these machines): the guest CPU is
 # emulated, so absolute figures mean nothing; only the ratios between the
 # proxies of one run do.
@@ -47,10 +54,10 @@ OUT=$BUILD/benchvm
 PROXIES=${PROXIES:-mk-ktls,mk-off,stunnel,haproxy,hitch,mk-module}
 if [ "${QUICK:-0}" = 1 ]; then
 	: "${BULK_MIB:=16}" "${HS_COUNT:=50}" "${IDLE_CONNS:=200}" "${MODULE_HS:=200}"
-	: "${MODULE_ROUNDS:=2}"
+	: "${MODULE_ROUNDS:=2}" "${LAT_N:=20}"
 else
 	: "${BULK_MIB:=64}" "${HS_COUNT:=100}" "${IDLE_CONNS:=1000}" "${MODULE_HS:=400}"
-	: "${MODULE_ROUNDS:=4}"
+	: "${MODULE_ROUNDS:=4}" "${LAT_N:=50}"
 fi
 
 die() { echo "bench-vm: $*" >&2; exit 1; }
@@ -77,10 +84,9 @@ rm -f "$OUT/mailktlsd-base"
 if [ -n "${MK_BASE:-}" ]; then
 	cp "$MK_BASE" "$OUT/mailktlsd-base"
 fi
-for prog in bench_backend bench_client; do
-	gcc -std=gnu11 -O2 -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
-		-o "$OUT/$prog" "scripts/bench/$prog.c" -lssl -lcrypto
-done
+# shellcheck source=scripts/bench/common.sh
+. scripts/bench/common.sh
+bench_tools "$OUT"
 # bench_tag links the agent's objects (all but main.o), as bench_query does.
 agent_objs=()
 for o in "$BUILD"/agent/{core,stage,tls,keyproc,services,base}/*.o "$BUILD"/lib/*.o; do
@@ -91,6 +97,7 @@ gcc -std=gnu11 -O2 -Wall -Wextra -Werror -Wno-unused-parameter -D_GNU_SOURCE -Ii
 	-o "$OUT/bench_tag" scripts/bench/bench_tag.c "${agent_objs[@]}" \
 	-luring -lssl -lcrypto -lmnl -lsystemd -lpthread
 extra="$OUT/mailktlsd${MK_BASE:+ $OUT/mailktlsd-base} $OUT/bench_backend $OUT/bench_client"
+extra+=" $OUT/first_answer"
 extra+=" $OUT/bench_tag scripts/bench/peers.sh"
 for b in stunnel4 haproxy hitch; do
 	extra+=" $(readlink -f "$(command -v "$b")")"
@@ -102,12 +109,12 @@ start=$(date +%s)
 rc=0
 BUILD=$BUILD VM_NO_BUILD=1 VM_MEM=${VM_MEM:-2G} VM_TEST_TIMEOUT=1500 VM_TIMEOUT=1560 \
 	VM_SCRIPT=scripts/bench/vm/bench-in-vm.sh VM_EXTRA_FILES="$extra" \
-	VM_TEST_ARGS="BIN=$OUT PROXIES=$PROXIES BULK_MIB=$BULK_MIB HS_COUNT=$HS_COUNT IDLE_CONNS=$IDLE_CONNS MODULE_HS=$MODULE_HS MODULE_ROUNDS=$MODULE_ROUNDS MODULE_TAGS=${MODULE_TAGS:-20000}" \
+	VM_TEST_ARGS="BIN=$OUT PROXIES=$PROXIES BULK_MIB=$BULK_MIB HS_COUNT=$HS_COUNT IDLE_CONNS=$IDLE_CONNS MODULE_HS=$MODULE_HS MODULE_ROUNDS=$MODULE_ROUNDS MODULE_TAGS=${MODULE_TAGS:-20000} LAT_N=$LAT_N" \
 	scripts/vm-run.sh >"$OUT/vm.out" 2>&1 || rc=$?
 took=$(($(date +%s) - start))
-grep -v '^bench-row \|^bench-module \|^bench-tag ' "$OUT/vm.out" >&2 || true
+grep -v '^bench-row \|^bench-module \|^bench-tag \|^bench-lat ' "$OUT/vm.out" >&2 || true
 [ "$rc" = 0 ] || echo "bench-vm: scripts/vm-run.sh exited $rc (console log: $BUILD/vm/console.log)" >&2
-grep -q '^bench-row \|^bench-module ' "$OUT/vm.out" || die "no results from the VM"
+grep -q '^bench-row \|^bench-module \|^bench-lat ' "$OUT/vm.out" || die "no results from the VM"
 
 grep -q '^bench-row ' "$OUT/vm.out" && echo && awk '
 BEGIN {
@@ -129,6 +136,13 @@ echo "TLS 1.3 TLS_AES_128_GCM_SHA256, ECDSA P-256 certificate, $BULK_MIB MiB eac
 	"client, backend and proxy; $took s."
 echo "QEMU TCG emulates the guest CPU: absolute figures are meaningless, compare only" \
 	"the ratios between the proxies of this one run."
+grep -q '^bench-lat ' "$OUT/vm.out" && echo &&
+	echo "first answer after the handshake, ms (client with Nagle on; $LAT_N sessions each)" &&
+	awk 'BEGIN { printf "%-8s | %-15s | %17s | %17s\n", "proxy", "", "TLS 1.2 p50/p99",
+		"TLS 1.3 p50/p99" }
+	$1 == "bench-lat" { label = $3; gsub("-", " ", label)
+		printf "%-8s | %-15s | %17s | %17s\n", $2, label, $4 " / " $5, $6 " / " $7 }' \
+		"$OUT/vm.out"
 awk '$1 == "bench-module" {
 	printf "\nmailktls.ko, %s: mailktlsd (kTLS) %s handshakes/s loaded, %s not loaded: %s x" \
 		" (median of the rounds %s x; %s rounds of '"$MODULE_HS"' handshakes each way," \

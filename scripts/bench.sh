@@ -53,8 +53,9 @@
 #                  wait for the close), also as min-max.
 # Then a third table, the first-answer latency (LATENCY=0 skips it):
 #   p50/p99 ms     from the end of the handshake to the first answer, for a
-#                  client with Nagle on (Python's ssl, scripts/bench/
-#                  first_answer.py; LAT_N sessions, one after another):
+#                  client with Nagle on (OpenSSL on a blocking socket,
+#                  as mail clients use it: scripts/bench/first_answer.c;
+#                  LAT_N sessions, one after another):
 #                  one command (IMAP NOOP, SMTP EHLO) and its answer, from
 #                  a line backend that answers at once; TLS 1.2 and 1.3;
 #                  Implicit TLS and STARTTLS (IMAP and SMTP) for mailktlsd,
@@ -302,44 +303,22 @@ min_max() {	# numbers on one line -> "min-max", or "fail"
 		END { if (min != "") printf "%s-%s", min, max }'
 }
 
-# mailktlsd with the four listeners the latency table measures: Implicit
-# TLS and STARTTLS, IMAP and submission, from port PORT on.
-mailktlsd_lat_conf() {	# port
-	local i=0 tls proto be
-	printf '[global]\nworkers = %s\nlog = stderr\nquery_socket =\nktls = %s\n' \
-		"${BENCH_WORKERS:-2}" "$MK_KTLS"
-	for tls in implicit starttls; do
-		for proto in imap submission; do
-			be=$LAT_IMAP_BACKEND
-			[ "$proto" = submission ] && be=$LAT_SMTP_BACKEND
-			printf '[listener l%s]\nlisten = 127.0.0.1:%s\nprotocol = %s\ntls = %s\n' \
-				"$i" $(($1 + i)) "$proto" "$tls"
-			printf 'backend = 127.0.0.1:%s\nproxy_protocol = none\nalpn = off\n' "$be"
-			printf 'certificate = %s/cert.pem\nprivate_key = %s/key.pem\n' "$TMP" "$TMP"
-			i=$((i + 1))
-		done
-	done
-}
-
 lat_row() {	# proxy mode port proto tls
 	local v r12 r13
-	r12=$(timeout 300 /usr/bin/python3 scripts/bench/first_answer.py client "$3" "$4" \
-		"$5" 1.2 "$LAT_N") || true
-	r13=$(timeout 300 /usr/bin/python3 scripts/bench/first_answer.py client "$3" "$4" \
-		"$5" 1.3 "$LAT_N") || true
+	r12=$(timeout 300 "$OUT/first_answer" client "$3" "$4" "$5" 1.2 "$LAT_N") || true
+	r13=$(timeout 300 "$OUT/first_answer" client "$3" "$4" "$5" 1.3 "$LAT_N") || true
 	printf '%-10s | %-15s | %17s | %17s\n' "$1" "$2" "$(lat_cell "$r12")" \
 		"$(lat_cell "$r13")" >>"$TMP/lattable"
 }
 
-lat_cell() {	# first_answer.py's line -> "p50 / p99", or "fail"
+lat_cell() {	# first_answer's line -> "p50 / p99", or "fail"
 	echo "$1" | awk '/p50=/ { sub("p50=", "", $1); sub("p99=", "", $2); print $1 " / " $2; next }
 		{ print "fail" }'
 }
 
 bench_latency() {
 	local p port pid
-	/usr/bin/python3 scripts/bench/first_answer.py backend "$LAT_IMAP_BACKEND" \
-		"$LAT_SMTP_BACKEND" &
+	"$OUT/first_answer" backend "$LAT_IMAP_BACKEND" "$LAT_SMTP_BACKEND" &
 	PIDS+=("$!")
 	wait_listen "$LAT_IMAP_BACKEND" && wait_listen "$LAT_SMTP_BACKEND" ||
 		die "latency backends did not start"
@@ -349,7 +328,7 @@ bench_latency() {
 	for p in $PROXIES; do
 		echo "bench: first-answer latency, $p" >&2
 		if [ "$p" = mailktlsd ]; then
-			mailktlsd_lat_conf "$port" >"$TMP/mailktlsd-lat.conf"
+			mailktlsd_lat_conf "$port" "$MK_KTLS" >"$TMP/mailktlsd-lat.conf"
 			"$OUT/mailktlsd" -c "$TMP/mailktlsd-lat.conf" 2>"$TMP/mailktlsd.log" &
 		else
 			BACKEND_PORT=$LAT_IMAP_BACKEND "start_$p" "$port"
@@ -357,6 +336,10 @@ bench_latency() {
 		pid=$!
 		PIDS+=("$pid")
 		if wait_listen "$port"; then
+			for v in 1.2 1.3; do	# warm-up: a fresh proxy's first sessions
+				timeout 60 "$OUT/first_answer" client "$port" imap implicit $v 5 \
+					>/dev/null || true
+			done
 			lat_row "$p" "implicit IMAP" "$port" imap implicit
 			if [ "$p" = mailktlsd ]; then
 				wait_listen $((port + 3)) || true

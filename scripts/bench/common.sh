@@ -6,11 +6,21 @@
 # by PID at exit), waiting for a listener, the CPU time of a process tree. Sourced
 # from the top of the tree.
 
-# bench_build OUT BUILD [MAILKTLSD]: OUT/mailktlsd (this tree's, built in
-# BUILD, or the binary MAILKTLSD), OUT/bench_backend and OUT/bench_client.
-# Private copies: other builds may relink agent/mailktlsd during the run.
-bench_build() {
+# bench_tools OUT: the load programs, OUT/bench_backend, OUT/bench_client
+# and OUT/first_answer (for the host and the VM alike).
+bench_tools() {
 	local prog
+	mkdir -p "$1"
+	for prog in bench_backend bench_client first_answer; do
+		gcc -std=gnu11 -O2 -pthread -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
+			-o "$1/$prog" "scripts/bench/$prog.c" -lssl -lcrypto
+	done
+}
+
+# bench_build OUT BUILD [MAILKTLSD]: OUT/mailktlsd (this tree's, built in
+# BUILD, or the binary MAILKTLSD) and bench_tools. Private copies: other
+# builds may relink agent/mailktlsd during the run.
+bench_build() {
 	mkdir -p "$1"
 	if [ -n "${3:-}" ]; then
 		cp "$3" "$1/mailktlsd"
@@ -18,10 +28,7 @@ bench_build() {
 		make --no-print-directory BUILD="$2" agent/mailktlsd >/dev/null
 		cp agent/mailktlsd "$1/mailktlsd"
 	fi
-	for prog in bench_backend bench_client; do
-		gcc -std=gnu11 -O2 -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
-			-o "$1/$prog" "scripts/bench/$prog.c" -lssl -lcrypto
-	done
+	bench_tools "$1"
 }
 
 # bench_tmp NAME: TMP=/tmp/NAME.XXXXXX, removed at exit after every PID in

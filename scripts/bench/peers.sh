@@ -20,6 +20,27 @@ bench_cert() {
 		-keyout "$TMP/key.pem" -out "$TMP/cert.pem" 2>/dev/null
 }
 
+# mailktlsd_lat_conf PORT KTLS - mailktlsd with the four listeners the
+# first-answer latency table measures, on PORT to PORT + 3: Implicit TLS
+# IMAP and submission, then STARTTLS IMAP and submission, in front of the
+# line backends on LAT_IMAP_BACKEND and LAT_SMTP_BACKEND (first_answer.c)
+mailktlsd_lat_conf() {
+	printf '[global]\nworkers = %s\nlog = stderr\nquery_socket =\nktls = %s\n' \
+		"${BENCH_WORKERS:-2}" "$2"
+	lat_i=0
+	for lat_tls in implicit starttls; do
+		for lat_proto in imap submission; do
+			lat_be=$LAT_IMAP_BACKEND
+			[ "$lat_proto" = submission ] && lat_be=$LAT_SMTP_BACKEND
+			printf '[listener l%s]\nlisten = 127.0.0.1:%s\nprotocol = %s\ntls = %s\n' \
+				"$lat_i" $(($1 + lat_i)) "$lat_proto" "$lat_tls"
+			printf 'backend = 127.0.0.1:%s\nproxy_protocol = none\nalpn = off\n' "$lat_be"
+			printf 'certificate = %s/cert.pem\nprivate_key = %s/key.pem\n' "$TMP" "$TMP"
+			lat_i=$((lat_i + 1))
+		done
+	done
+}
+
 # bench_established PORT - how many TCP connections on 127.0.0.1 have local
 # port PORT and are established: a backend's side of what proxies opened
 bench_established() {

@@ -10,7 +10,8 @@
 # bench_backend, bench_client, mailktlsd), PROXIES (comma separated, from
 # mk-ktls mk-off stunnel haproxy hitch mk-module), BULK_MIB, HS_COUNT,
 # IDLE_CONNS, MODULE_HS (handshakes per mk-module round), MODULE_ROUNDS,
-# MODULE_TAGS (registrations per bench_tag thread).
+# MODULE_TAGS (registrations per bench_tag thread), LAT_N (sessions per
+# first-answer figure, 0: none).
 #
 # Output: "# ..." progress lines, then one line per proxy
 #   bench-row NAME UP DOWN HS KIB SYSKIB CPU SYSCPU PROCS SKIB SSYSKIB GKIB GSYSKIB
@@ -33,6 +34,11 @@
 # backend socket); and, when BIN has bench_tag, for each of its two paths
 #   bench-tag shared|worker US_PER_ADD US_PER_ADD
 # (microseconds a thread spends per registration, two runs).
+# Then, for mk-ktls, mk-off and the peers named in PROXIES, the first-answer
+# latency (scripts/bench/first_answer.c; mailktlsd Implicit TLS and
+# STARTTLS, IMAP and SMTP, the peers Implicit TLS IMAP):
+#   bench-lat NAME LABEL P50_TLS12 P99_TLS12 P50_TLS13 P99_TLS13
+# in milliseconds, LABEL as implicit-IMAP; "-" for a failed figure.
 # The start_* functions are called through a computed name; ulimit -n is
 # busybox sh's.
 # shellcheck disable=SC2317,SC3045
@@ -40,10 +46,11 @@ set -u
 BIN=build-benchvm/benchvm
 PROXIES=mk-ktls,mk-off,stunnel,haproxy,hitch,mk-module
 BULK_MIB=64 HS_COUNT=200 IDLE_CONNS=1000 MODULE_HS=400 MODULE_ROUNDS=3 MODULE_TAGS=20000
+LAT_N=50
 for arg; do
 	case $arg in
 	BIN=* | PROXIES=* | BULK_MIB=* | HS_COUNT=* | IDLE_CONNS=* | MODULE_HS=* | MODULE_ROUNDS=* | \
-	MODULE_TAGS=*)
+	MODULE_TAGS=* | LAT_N=*)
 		eval "${arg%%=*}=\${arg#*=}" ;;
 	*) echo "# bench: unknown argument $arg"; exit 2 ;;
 	esac
@@ -55,6 +62,8 @@ BACKEND_PORT=25400
 LOGIN_BACKEND=$BACKEND_PORT
 SILENT_BACKEND=$((BACKEND_PORT + 30))
 GREET_BACKEND=$((BACKEND_PORT + 31))
+LAT_IMAP_BACKEND=$((BACKEND_PORT + 32))
+LAT_SMTP_BACKEND=$((BACKEND_PORT + 33))
 mkdir -p "$TMP"
 ulimit -n 65536
 # hitch drops its workers to nobody; the initramfs knows only root.
@@ -363,6 +372,74 @@ bench_module() {	# port
 	done
 }
 
+# --- the first answer after the handshake ---------------------------------------
+
+lat_figures() {	# first_answer's line -> "P50 P99", or "- -"
+	echo "$1" | awk '/p50=/ { sub("p50=", "", $1); sub("p99=", "", $2); print $1, $2; next }
+		{ print "- -" }'
+}
+
+lat_row() {	# name label port proto tls
+	lat12=$(timeout 300 "$BIN/first_answer" client "$3" "$4" "$5" 1.2 "$LAT_N")
+	lat13=$(timeout 300 "$BIN/first_answer" client "$3" "$4" "$5" 1.3 "$LAT_N")
+	echo "bench-lat $1 $2 $(lat_figures "$lat12") $(lat_figures "$lat13")"
+}
+
+# Each proxy freshly started in front of the line backends, from port $1 on
+# (4 ports each).
+bench_latency() {	# port
+	"$BIN/first_answer" backend "$LAT_IMAP_BACKEND" "$LAT_SMTP_BACKEND" &
+	lat_backend=$!
+	if ! wait_listen "$LAT_IMAP_BACKEND" || ! wait_listen "$LAT_SMTP_BACKEND"; then
+		log "latency backends did not start"
+		stop_pid $lat_backend
+		return
+	fi
+	lport=$1
+	for name in $(echo "$PROXIES" | tr ',' ' '); do
+		case $name in
+		mk-ktls)
+			mailktlsd_lat_conf "$lport" require >"$TMP/lat-$name.conf"
+			"$BIN/mailktlsd" -c "$TMP/lat-$name.conf" 2>"$TMP/$name.log" & ;;
+		mk-off)
+			mailktlsd_lat_conf "$lport" off >"$TMP/lat-$name.conf"
+			"$BIN/mailktlsd" -c "$TMP/lat-$name.conf" 2>"$TMP/$name.log" & ;;
+		stunnel | haproxy | hitch)
+			BACKEND_PORT=$LAT_IMAP_BACKEND
+			"start_$name" "$lport"
+			BACKEND_PORT=$LOGIN_BACKEND ;;
+		*) continue ;;
+		esac
+		lpid=$!
+		log "$name: first-answer latency, $LAT_N sessions a figure"
+		if wait_listen "$lport"; then
+			# warm-up: the first sessions of a fresh proxy run code TCG
+			# has not translated yet
+			for v in 1.2 1.3; do
+				timeout 120 "$BIN/first_answer" client "$lport" imap implicit $v 5 >/dev/null
+			done
+			lat_row "$name" implicit-IMAP "$lport" imap implicit
+			case $name in
+			mk-*)
+				wait_listen $((lport + 3)) || true
+				lat_row "$name" implicit-SMTP $((lport + 1)) smtp implicit
+				lat_row "$name" STARTTLS-IMAP $((lport + 2)) imap starttls
+				lat_row "$name" STARTTLS-SMTP $((lport + 3)) smtp starttls
+				log "$name: tls lines by ktls= value:" \
+					"$(grep ' tls listener=' "$TMP/$name.log" | sed 's/.* ktls=//' |
+						sort | uniq -c | tr '\n' ' ')"
+				;;
+			esac
+		else
+			log "$name did not start; its log:"
+			sed 's/^/#   /' "$TMP/$name.log" 2>/dev/null
+		fi
+		stop_pid "$lpid"
+		lport=$((lport + 4))
+	done
+	stop_pid $lat_backend
+}
+
 "$BIN/bench_backend" "$LOGIN_BACKEND" login &
 backend=$!
 "$BIN/bench_backend" "$SILENT_BACKEND" silent &
@@ -384,6 +461,7 @@ for p in $(echo "$PROXIES" | tr ',' ' '); do
 	esac
 	port=$((port + 1))
 done
+[ "$LAT_N" -gt 0 ] && bench_latency $((BACKEND_PORT + 40))
 log "guest CPU flags for crypto: $(grep -m1 '^flags' /proc/cpuinfo | tr ' ' '\n' |
 	grep -E '^(aes|pclmulqdq|avx|avx2|vaes|vpclmulqdq|avx512f|sha_ni)$' | tr '\n' ' ')"
 log "kernel gcm(aes) drivers: $(awk '/^name/ { n = $3 } /^driver/ && n == "gcm(aes)" { print $3 }' \

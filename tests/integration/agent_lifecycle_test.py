@@ -16,8 +16,8 @@ import time
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
-from agenttest import (AGENT, CLIENT_IP, Agent, Backend, NotifySocket, check,  # noqa: E402
-                       free_port, gen_cert, listener, peer_cn, read_line, results,
+from agenttest import (AGENT, CLIENT_IP, Agent, Backend, NotifySocket, agent_missing,  # noqa: E402
+                       check, free_port, gen_cert, listener, peer_cn, read_line, tap_end,
                        tls_connect)
 
 def test_check_and_version(d):
@@ -288,8 +288,7 @@ def test_backend_failures_and_half_close(d):
 
 
 def main():
-    if not os.access(AGENT, os.X_OK):
-        print("1..1\nnot ok 1 - %s is missing (run make)" % AGENT)
+    if agent_missing():
         return 1
     with tempfile.TemporaryDirectory(prefix="mk-life-") as d:
         test_check_and_version(d)
@@ -297,8 +296,7 @@ def main():
         test_reload(d)
         test_systemd_notify(d)
         test_backend_failures_and_half_close(d)
-    print("1..%d" % len(results))
-    return 0 if all(results) else 1
+    return tap_end()
 
 
 if __name__ == "__main__":

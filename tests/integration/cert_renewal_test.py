@@ -15,8 +15,8 @@ import time
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
-from agenttest import (AGENT, Agent, Backend, check, free_port,  # noqa: E402
-                      peer_cn, read_line, results, serves, swap_symlink, tls_connect)
+from agenttest import (Agent, Backend, agent_missing, check, free_port, peer_cn,  # noqa: E402
+                       read_line, serves, swap_symlink, tap_end, tls_connect)
 
 
 def make_pair(d, name, cn):
@@ -40,8 +40,7 @@ def listener_conf(name, port, be_port, crt, key):
 
 
 def main():
-    if not os.access(AGENT, os.X_OK):
-        print("1..1\nnot ok 1 - %s is missing (run make)" % AGENT)
+    if agent_missing():
         return 1
     with tempfile.TemporaryDirectory(prefix="mk-renew-") as d:
         be = Backend()
@@ -111,8 +110,7 @@ def main():
             old.close()
         finally:
             a.stop()
-    print("1..%d" % len(results))
-    return 0 if all(results) else 1
+    return tap_end()
 
 
 if __name__ == "__main__":

@@ -19,8 +19,8 @@ import time
 sys.dont_write_bytecode = True
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "lib"))
-from agenttest import (AGENT, CLIENT_IP, Agent, check, free_port, gen_cert,  # noqa: E402
-                       results)
+from agenttest import (CLIENT_IP, Agent, agent_missing, check, free_port, gen_cert,  # noqa: E402
+                       tap_end)
 
 SESSIONS = 20
 TIMEOUT = 10
@@ -125,8 +125,7 @@ def conf(d, listeners):
 
 
 def main():
-    if not os.access(AGENT, os.X_OK):
-        print("1..1\nnot ok 1 - %s is missing (run make)" % AGENT)
+    if agent_missing():
         return 1
     with tempfile.TemporaryDirectory(prefix="mk-first-answer-") as d:
         gen_cert(d, "cur", "localhost")
@@ -155,8 +154,7 @@ def main():
                                                            SESSIONS, pct(ms, 90), max(ms)))
         finally:
             a.stop()
-    print("1..%d" % len(results))
-    return 0 if all(results) else 1
+    return tap_end()
 
 
 if __name__ == "__main__":

@@ -17,8 +17,8 @@ import time
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
-from agenttest import (AGENT, Agent, Backend, check, free_port, gen_cert,  # noqa: E402
-                       listener, read_line, results, tls_connect)
+from agenttest import (AGENT, Agent, Backend, agent_missing, check, free_port,  # noqa: E402
+                       gen_cert, listener, read_line, tap_end, tls_connect)
 
 # OpenSSL 3.0's SSL object alone is 7.8 KiB, its two AEAD contexts and the
 # session 2.8 KiB more, what it keeps of the ClientHello (the client's
@@ -132,8 +132,7 @@ def measure(d, state):
 
 
 def main():
-    if not os.access(AGENT, os.X_OK):
-        print("1..1\nnot ok 1 - %s is missing (run make)" % AGENT)
+    if agent_missing():
         return 1
     bound = idle_bound_kib()
     with tempfile.TemporaryDirectory(prefix="mk-idle-") as d:
@@ -149,8 +148,7 @@ def main():
             check(per is not None and per <= bound,
                   "user-space TLS, %s: at most %d KiB per idle connection" %
                   (state, bound), detail)
-    print("1..%d" % len(results))
-    return 0 if all(results) else 1
+    return tap_end()
 
 
 if __name__ == "__main__":

@@ -22,8 +22,8 @@ import time
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
-from agenttest import (AGENT, Agent, Backend, check, free_port, read_line,  # noqa: E402
-                       results, tls_connect)
+from agenttest import (AGENT, Agent, Backend, agent_missing, check, free_port,  # noqa: E402
+                       read_line, tap_end, tls_connect)
 
 # The agent's bound on one signature (MK_KEYPROC_TIMEOUT_MS) plus slack.
 SIGN_BOUND_S = 3.5
@@ -503,8 +503,7 @@ def test_bad_key(d):
 
 
 def main():
-    if not os.access(AGENT, os.X_OK):
-        print("1..1\nnot ok 1 - %s is missing (run make)" % AGENT)
+    if agent_missing():
         return 1
     if os.geteuid() != 0:
         print("1..1\nnot ok 1 - reading /proc/PID/mem of the processes needs root")
@@ -515,8 +514,7 @@ def main():
         test_stopped_relay(d)
         test_in_process(d)
         test_bad_key(d)
-    print("1..%d" % len(results))
-    return 0 if all(results) else 1
+    return tap_end()
 
 
 if __name__ == "__main__":

@@ -18,8 +18,8 @@ import urllib.request
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
-from agenttest import (AGENT, CLIENT_IP, ROOT, Agent, Backend, check, client_ctx,  # noqa: E402
-                       free_port, gen_cert, listener, read_line, results, tls_connect)
+from agenttest import (CLIENT_IP, ROOT, Agent, Backend, agent_missing, check,  # noqa: E402
+                       client_ctx, free_port, gen_cert, listener, read_line, tap_end, tls_connect)
 
 CTL = os.path.join(ROOT, "agent", "mailktlsctl")
 
@@ -66,8 +66,7 @@ def starttls_with_refused_login(port):
 
 
 def main():
-    if not os.access(AGENT, os.X_OK):
-        print("1..1\nnot ok 1 - %s is missing (run make)" % AGENT)
+    if agent_missing():
         return 1
     try:
         import prometheus_client  # noqa: F401
@@ -222,8 +221,7 @@ def main():
             for h in held:
                 h.close()
             a.stop()
-    print("1..%d" % len(results))
-    return 0 if all(results) else 1
+    return tap_end()
 
 
 if __name__ == "__main__":

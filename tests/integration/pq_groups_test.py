@@ -36,7 +36,7 @@ import urllib.request
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 from agenttest import (AGENT, CLIENT_IP, ROOT, Agent, Backend, check, client_ctx,  # noqa: E402
-                       free_port, gen_cert, results)
+                       free_port, gen_cert, tap_end)
 
 MKCTL = os.environ.get("MKCTL", os.path.join(ROOT, "agent", "mailktlsctl"))
 X25519MLKEM768 = 0x11EC
@@ -279,8 +279,7 @@ def main():
     check(not os.path.exists(keylog),
           "SSLKEYLOGFILE: no key log written after %d handshakes" % 3)
     shutil.rmtree(tmp, ignore_errors=True)
-    print("1..%d" % len(results))
-    return 0 if all(results) else 1
+    return tap_end()
 
 
 if __name__ == "__main__":

@@ -20,8 +20,8 @@ import time
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
-from agenttest import (AGENT, Agent, Backend, check, client_ctx, free_port,  # noqa: E402
-                      gen_cert, read_line, results, serves, swap_symlink, tls_connect)
+from agenttest import (Agent, Backend, agent_missing, check, client_ctx, free_port,  # noqa: E402
+                       gen_cert, read_line, serves, swap_symlink, tap_end, tls_connect)
 
 DONE = ": new connections use the new configuration"
 
@@ -125,8 +125,7 @@ def kinds(a, d, certs, p1, live, arch, p2):
 
 
 def main():
-    if not os.access(AGENT, os.X_OK):
-        print("1..1\nnot ok 1 - %s is missing (run make)" % AGENT)
+    if agent_missing():
         return 1
     with tempfile.TemporaryDirectory(prefix="mk-reloadloop-") as d:
         be = Backend()
@@ -169,8 +168,7 @@ def main():
             c.close()
         finally:
             a.stop()
-    print("1..%d" % len(results))
-    return 0 if all(results) else 1
+    return tap_end()
 
 
 if __name__ == "__main__":

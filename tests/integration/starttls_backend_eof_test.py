@@ -16,8 +16,8 @@ import time
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
-from agenttest import (AGENT, Agent, check, client_ctx, free_port, gen_cert,  # noqa: E402
-                       metrics_text, read_line, results)
+from agenttest import (Agent, agent_missing, check, client_ctx, free_port, gen_cert,  # noqa: E402
+                       metrics_text, read_line, tap_end)
 
 
 def open_conns(mport):
@@ -65,15 +65,13 @@ def one(d, tls):
 
 
 def main():
-    if not os.access(AGENT, os.X_OK):
-        print("1..1\nnot ok 1 - %s is missing (run make)" % AGENT)
+    if agent_missing():
         return 1
     with tempfile.TemporaryDirectory(prefix="mk-beeof-") as d:
         gen_cert(d, "cur", "x.test")
         for tls in ("implicit", "starttls"):
             one(d, tls)
-    print("1..%d" % len(results))
-    return 0 if all(results) else 1
+    return tap_end()
 
 
 if __name__ == "__main__":

@@ -16,12 +16,11 @@ import ssl
 import subprocess
 import sys
 import tempfile
-import time
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
-from agenttest import (AGENT, CLIENT_IP, Agent, Backend, check, client_ctx,  # noqa: E402
-                       free_port, gen_cert, listener, read_line, results)
+from agenttest import (AGENT, CLIENT_IP, Agent, Backend, agent_missing, check,  # noqa: E402
+                       client_ctx, free_port, gen_cert, listener, read_line, tap_end)
 import socket  # noqa: E402
 
 VERSIONS = (("TLSv1.2", ssl.TLSVersion.TLSv1_2), ("TLSv1.3", ssl.TLSVersion.TLSv1_3))
@@ -92,8 +91,7 @@ def check_t(d, keyfile_text, mode, want, desc):
 
 
 def main():
-    if not os.access(AGENT, os.X_OK):
-        print("1..1\nnot ok 1 - %s is missing (run make)" % AGENT)
+    if agent_missing():
         return 1
     with tempfile.TemporaryDirectory(prefix="mk-tickets-") as d:
         gen_cert(d, "cur", "localhost")
@@ -176,8 +174,7 @@ def main():
                     listener("imaps", 1, 2, d, "ticket_keys = %s\n" % good))
         r = subprocess.run([AGENT, "-t", "-c", conf], capture_output=True, text=True)
         check(r.returncode == 0, "-t accepts four 48-byte keys, mode 0640", r.stdout + r.stderr)
-    print("1..%d" % len(results))
-    return 0 if all(results) else 1
+    return tap_end()
 
 
 if __name__ == "__main__":

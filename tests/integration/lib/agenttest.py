@@ -24,6 +24,21 @@ AGENT = os.environ.get("MAILKTLSD", os.path.join(ROOT, "agent", "mailktlsd"))
 results = []
 
 
+def agent_missing():
+    """The test's whole TAP output when the agent is not built.
+    Return: True then (the test exits 1), False when it is there."""
+    if os.access(AGENT, os.X_OK):
+        return False
+    print("1..1\nnot ok 1 - %s is missing (run make)" % AGENT)
+    return True
+
+
+def tap_end():
+    """The plan after the checks; Return: the test's exit status."""
+    print("1..%d" % len(results))
+    return 0 if all(results) else 1
+
+
 def check(ok, desc, detail=""):
     """One TAP line; @detail (its last 20 lines) as diagnostics on failure.
     Return: @ok."""

@@ -138,12 +138,16 @@ start_cyrus() {
 		stop_cyrus
 		return 1
 	fi
-	# unshare without --fork execs sh, which execs master: $! is the master.
+	# setsid and unshare without --fork exec what follows, sh execs master:
+	# $! is the master. setsid gives it a process group of its own: at
+	# shutdown master sends SIGTERM to its whole group (kill(0, SIGTERM)),
+	# which must be its services only, never this test or whatever else
+	# runs in the caller's group (another test run on the machine).
 	# Only /dev is made private (in a chroot "/" is no mount point, so
 	# --propagation private fails): the overlay mounted on it stays in the
 	# namespace.
 	# shellcheck disable=SC2016 # expanded by that sh, from its arguments
-	LD_LIBRARY_PATH=$CYRUS_LIBS unshare --mount --propagation unchanged sh -c '
+	LD_LIBRARY_PATH=$CYRUS_LIBS setsid unshare --mount --propagation unchanged sh -c '
 		mount --make-rprivate /dev &&
 		mount -t overlay overlay \
 			-o "lowerdir=/dev,upperdir=$1/dev-overlay/upper,workdir=$1/dev-overlay/work" /dev &&
@@ -151,6 +155,13 @@ start_cyrus() {
 		exec "$2/master" -C "$1/imapd.conf" -M "$1/cyrus.conf" -p "$1/master.pid" -L "$1/master.out"
 	' cyrus-ns "$d" "$CYRUS_BIN" >>"$d/master.out" 2>&1 &
 	CYRUS_PID=$!
+	# setsid forks when it is a group leader already (a caller with job
+	# control): $! would then not be the master, and no group its own
+	if ! cyrus_own_group "$CYRUS_PID"; then
+		echo "# cyrus master (pid $CYRUS_PID) did not become the leader of its own process group" >&2
+		stop_cyrus
+		return 1
+	fi
 	for p in "$CYRUS_IMAP_AGENT_PORT" "$CYRUS_POP3_AGENT_PORT" "$CYRUS_IMAP_PLAIN_PORT" \
 		"$CYRUS_POP3_PLAIN_PORT"; do
 		if ! kill -0 "$CYRUS_PID" 2>/dev/null || ! wait_port 127.0.0.1 "$p"; then
@@ -167,6 +178,19 @@ start_cyrus() {
 	fi
 	export CYRUS_DIR CYRUS_IMAP_AGENT_PORT CYRUS_POP3_AGENT_PORT CYRUS_IMAP_PLAIN_PORT \
 		CYRUS_POP3_PLAIN_PORT CYRUS_LMTP_SOCKET CYRUS_LOG CYRUS_PID
+}
+
+# cyrus_own_group PID - wait (2 s at most) until PID leads its own process
+# group, as setsid makes it
+cyrus_own_group() {
+	local pgrp
+	for _ in $(seq 40); do
+		pgrp=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f3)
+		[ "$pgrp" = "$1" ] && return 0
+		[ -n "$pgrp" ] || return 1
+		sleep 0.05
+	done
+	return 1
 }
 
 # stop_cyrus - SIGTERM to the master (it ends its services), then the sink.

@@ -35,37 +35,17 @@ CLIENTS=${CLIENTS:-8}
 SECONDS_EACH=${DURATION:-5}
 CHURN=${CHURN:-2000}
 OUT=$BUILD/bench-query
-CFLAGS_BENCH=(-std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter -D_GNU_SOURCE -O2 -g
-	-Iinclude -Iagent -Iagent/core -Iagent/stage -Iagent/tls -Iagent/keyproc -Iagent/services
-	-Iagent/base)
-AGENT_PART_SRCS=(agent/core/*.c agent/stage/*.c agent/tls/*.c agent/keyproc/*.c agent/services/*.c
-	agent/base/*.c)
-LIBS=(-luring -lssl -lcrypto -lmnl -lsystemd -lpthread)
+# shellcheck source=scripts/bench/common.sh
+. scripts/bench/common.sh
 
 die() { echo "bench-query: $*" >&2; exit 1; }
 
 mkdir -p "$OUT"
 make -s -j2 BUILD="$BUILD" agent/mailktlsd >/dev/null || die "make failed"
 
-# An archive of the agent's objects but main.o ($1: its path; $2: source
-# names, without folder and .c, to leave out). Linked as an archive, a
-# harness takes only the objects it needs: the workers' loop, say, is not
-# linked, so an older registry need not provide what it calls.
-agent_archive() {
-	local src name objs=()
-	for src in "${AGENT_PART_SRCS[@]}"; do
-		name=$(basename "$src" .c)
-		[ "$name" = main ] && continue
-		case " $2 " in *" $name "*) continue ;; esac
-		objs+=("$BUILD/${src%.c}.o")
-	done
-	rm -f "$1"
-	ar rcs "$1" "${objs[@]}" "$BUILD"/lib/*.o
-}
-
-agent_archive "$OUT/agent.a" ""
-gcc "${CFLAGS_BENCH[@]}" -o "$OUT/bench_query" scripts/bench/bench_query.c "$OUT/agent.a" \
-	"${LIBS[@]}"
+bench_agent_archive "$OUT/agent.a" "$BUILD"
+gcc "${BENCH_AGENT_CFLAGS[@]}" -o "$OUT/bench_query" scripts/bench/bench_query.c "$OUT/agent.a" \
+	"${BENCH_AGENT_LIBS[@]}"
 
 old_built=0
 if [ "${BASELINE:-}" != none ] && git rev-parse --git-dir >/dev/null 2>&1; then
@@ -85,12 +65,12 @@ if [ "${BASELINE:-}" != none ] && git rev-parse --git-dir >/dev/null 2>&1; then
 		git show "$BASELINE:agent/lib/$h" >"$OUT/old/inc/lib/$h" 2>/dev/null || true
 	done
 	# the files of this tree that the old registry.c held
-	agent_archive "$OUT/old/agent.a" "registry registry_tag query_proto query_server"
-	if gcc "${CFLAGS_BENCH[@]}" -iquote "$OUT/old/inc" -c -o "$OUT/old/registry.o" \
+	bench_agent_archive "$OUT/old/agent.a" "$BUILD" "registry registry_tag query_proto query_server"
+	if gcc "${BENCH_AGENT_CFLAGS[@]}" -iquote "$OUT/old/inc" -c -o "$OUT/old/registry.o" \
 		"$OUT/old/registry.c" 2>"$OUT/old/build.log" &&
-		gcc "${CFLAGS_BENCH[@]}" -iquote "$OUT/old/inc" -o "$OUT/bench_query_old" \
+		gcc "${BENCH_AGENT_CFLAGS[@]}" -iquote "$OUT/old/inc" -o "$OUT/bench_query_old" \
 			scripts/bench/bench_query.c "$OUT/old/registry.o" "$OUT/old/agent.a" \
-			"${LIBS[@]}" \
+			"${BENCH_AGENT_LIBS[@]}" \
 			2>>"$OUT/old/build.log"; then
 		old_built=1
 	else

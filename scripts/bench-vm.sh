@@ -87,15 +87,10 @@ fi
 # shellcheck source=scripts/bench/common.sh
 . scripts/bench/common.sh
 bench_tools "$OUT"
-# bench_tag links the agent's objects (all but main.o), as bench_query does.
-agent_objs=()
-for o in "$BUILD"/agent/{core,stage,tls,keyproc,services,base}/*.o "$BUILD"/lib/*.o; do
-	[ "$o" = "$BUILD/agent/core/main.o" ] || agent_objs+=("$o")
-done
-gcc -std=gnu11 -O2 -Wall -Wextra -Werror -Wno-unused-parameter -D_GNU_SOURCE -Iinclude \
-	-Iagent/core -Iagent/stage -Iagent/tls -Iagent/keyproc -Iagent/services -Iagent/base \
-	-o "$OUT/bench_tag" scripts/bench/bench_tag.c "${agent_objs[@]}" \
-	-luring -lssl -lcrypto -lmnl -lsystemd -lpthread
+# bench_tag links the agent's objects, as bench_query does.
+bench_agent_archive "$OUT/agent.a" "$BUILD"
+gcc "${BENCH_AGENT_CFLAGS[@]}" -o "$OUT/bench_tag" scripts/bench/bench_tag.c "$OUT/agent.a" \
+	"${BENCH_AGENT_LIBS[@]}"
 extra="$OUT/mailktlsd${MK_BASE:+ $OUT/mailktlsd-base} $OUT/bench_backend $OUT/bench_client"
 extra+=" $OUT/first_answer"
 extra+=" $OUT/bench_tag scripts/bench/peers.sh"

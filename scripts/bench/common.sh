@@ -17,6 +17,32 @@ bench_tools() {
 	done
 }
 
+# Harnesses that link the agent's objects (bench_query, bench_tag): its
+# headers, libraries and sources.
+# shellcheck disable=SC2034 # used by the scripts that source this file
+BENCH_AGENT_CFLAGS=(-std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter -D_GNU_SOURCE -O2 -g
+	-Iinclude -Iagent -Iagent/core -Iagent/stage -Iagent/tls -Iagent/keyproc -Iagent/services
+	-Iagent/base)
+# shellcheck disable=SC2034
+BENCH_AGENT_LIBS=(-luring -lssl -lcrypto -lmnl -lsystemd -lpthread)
+
+# bench_agent_archive ARCHIVE BUILD [NAMES]: the agent's objects in BUILD
+# but main.o, and those of the source files NAMES (without folder and .c),
+# as one archive. Linked as an archive, a harness takes only the objects
+# it needs: the workers' loop, say, is not linked, so an older registry
+# need not provide what it calls.
+bench_agent_archive() {
+	local src name objs=()
+	for src in agent/{core,stage,tls,keyproc,services,base}/*.c; do
+		name=$(basename "$src" .c)
+		[ "$name" = main ] && continue
+		case " ${3:-} " in *" $name "*) continue ;; esac
+		objs+=("$2/${src%.c}.o")
+	done
+	rm -f "$1"
+	ar rcs "$1" "${objs[@]}" "$2"/lib/*.o
+}
+
 # bench_build OUT BUILD [MAILKTLSD]: OUT/mailktlsd (this tree's, built in
 # BUILD, or the binary MAILKTLSD) and bench_tools. Private copies: other
 # builds may relink agent/mailktlsd during the run.

@@ -312,12 +312,27 @@ TEST_F(mod, proc_counts_versions_and_ciphers)
 	EXPECT_EQ(0, km_proc("tags_live"));
 }
 
+/* A session of client @ip:@port on @listener, negotiated as given. */
+static void km_session(struct mk_session *s, const char *listener, const char *ip, int port,
+		       uint16_t version, uint16_t cipher_id, const char *cipher)
+{
+	struct sockaddr_in *sin = (struct sockaddr_in *)&s->ss_client;
+
+	memset(s, 0, sizeof(*s));
+	snprintf(s->ss_listener, sizeof(s->ss_listener), "%s", listener);
+	sin->sin_family = AF_INET;
+	sin->sin_port = htons((uint16_t)port);
+	inet_pton(AF_INET, ip, &sin->sin_addr);
+	s->ss_version = version;
+	s->ss_cipher_id = cipher_id;
+	snprintf(s->ss_cipher, sizeof(s->ss_cipher), "%s", cipher);
+}
+
 /* The agent's path: registry.c tags both sockets of a connection. */
 TEST_F(mod, registry_tags_client_and_backend)
 {
 	struct mailktls_info mi;
 	struct mk_session s;
-	struct sockaddr_in *sin = (struct sockaddr_in *)&s.ss_client;
 	int ca, cd, ba, bd;
 	uint64_t id;
 
@@ -325,14 +340,8 @@ TEST_F(mod, registry_tags_client_and_backend)
 	ASSERT_TRUE(mk_registry_module_present());
 	ASSERT_EQ(0, km_tcp_pair(AF_INET, &cd, &ca));	/* client -> agent */
 	ASSERT_EQ(0, km_tcp_pair(AF_INET6, &ba, &bd));	/* agent -> daemon */
-	memset(&s, 0, sizeof(s));
-	strcpy(s.ss_listener, "submissions");
-	sin->sin_family = AF_INET;
-	sin->sin_port = htons(40001);
-	inet_pton(AF_INET, "198.51.100.2", &sin->sin_addr);
-	s.ss_version = 0x0303;
-	s.ss_cipher_id = 0xcca8;
-	strcpy(s.ss_cipher, "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256");
+	km_session(&s, "submissions", "198.51.100.2", 40001, 0x0303, 0xcca8,
+		   "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256");
 	strcpy(s.ss_sni, "smtp.example.org");
 	s.ss_ktls_tx = s.ss_ktls_rx = true;
 	id = mk_registry_add(&s, ca, ba);
@@ -352,20 +361,6 @@ TEST_F(mod, registry_tags_client_and_backend)
 	close(ba);
 	close(bd);
 	EXPECT_EQ(0, km_proc("tags_live"));
-}
-
-static void worker_session(struct mk_session *s)
-{
-	struct sockaddr_in *sin = (struct sockaddr_in *)&s->ss_client;
-
-	memset(s, 0, sizeof(*s));
-	strcpy(s->ss_listener, "imaps");
-	sin->sin_family = AF_INET;
-	sin->sin_port = htons(40002);
-	inet_pton(AF_INET, "198.51.100.3", &sin->sin_addr);
-	s->ss_version = 0x0304;
-	s->ss_cipher_id = 0x1302;
-	strcpy(s->ss_cipher, "TLS_AES_256_GCM_SHA384");
 }
 
 /* A worker tags on its own socket without waiting: the tags are there when
@@ -389,7 +384,7 @@ TEST_F(mod, worker_tags_without_waiting)
 	ASSERT_LE(0, p.fd);
 	ASSERT_EQ(0, km_tcp_pair(AF_INET, &cd, &ca));
 	ASSERT_EQ(0, km_tcp_pair(AF_INET, &ba, &bd));
-	worker_session(&s);
+	km_session(&s, "imaps", "198.51.100.3", 40002, 0x0304, 0x1302, "TLS_AES_256_GCM_SHA384");
 	id = mk_registry_add(&s, ca, ba);
 	ASSERT_NE(0, id);
 	ASSERT_EQ(0, mailktls_query_fd(bd, &mi));
@@ -438,7 +433,7 @@ TEST_F(mod, worker_refusals_overflow_counted)
 	ASSERT_NE(NULL, rw);
 	udp = socket(AF_INET, SOCK_DGRAM, 0);
 	ASSERT_LE(0, udp);
-	worker_session(&s);
+	km_session(&s, "imaps", "198.51.100.3", 40002, 0x0304, 0x1302, "TLS_AES_256_GCM_SHA384");
 	for (i = 0; i < 5000; i++)
 		mk_registry_remove(mk_registry_add(&s, udp, -1));
 	for (i = 0; i < 200; i++)

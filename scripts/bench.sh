@@ -312,8 +312,9 @@ lat_row() {	# proxy mode port proto tls
 }
 
 lat_cell() {	# first_answer's line -> "p50 / p99", or "fail"
-	echo "$1" | awk '/p50=/ { sub("p50=", "", $1); sub("p99=", "", $2); print $1 " / " $2; next }
-		{ print "fail" }'
+	local f
+	f=$(first_answer_figures "$1")
+	if [ "$f" = "- -" ]; then echo fail; else echo "${f/ / / }"; fi
 }
 
 bench_latency() {

@@ -41,6 +41,13 @@ mailktlsd_lat_conf() {
 	done
 }
 
+# first_answer_figures LINE - first_answer's "p50=MS p99=MS n=N" as
+# "P50 P99", or "- -" for its failure line
+first_answer_figures() {
+	echo "$1" | awk '/p50=/ { sub("p50=", "", $1); sub("p99=", "", $2); print $1, $2; next }
+		{ print "- -" }'
+}
+
 # bench_established PORT - how many TCP connections on 127.0.0.1 have local
 # port PORT and are established: a backend's side of what proxies opened
 bench_established() {

@@ -374,15 +374,10 @@ bench_module() {	# port
 
 # --- the first answer after the handshake ---------------------------------------
 
-lat_figures() {	# first_answer's line -> "P50 P99", or "- -"
-	echo "$1" | awk '/p50=/ { sub("p50=", "", $1); sub("p99=", "", $2); print $1, $2; next }
-		{ print "- -" }'
-}
-
 lat_row() {	# name label port proto tls
 	lat12=$(timeout 300 "$BIN/first_answer" client "$3" "$4" "$5" 1.2 "$LAT_N")
 	lat13=$(timeout 300 "$BIN/first_answer" client "$3" "$4" "$5" 1.3 "$LAT_N")
-	echo "bench-lat $1 $2 $(lat_figures "$lat12") $(lat_figures "$lat13")"
+	echo "bench-lat $1 $2 $(first_answer_figures "$lat12") $(first_answer_figures "$lat13")"
 }
 
 # Each proxy freshly started in front of the line backends, from port $1 on
